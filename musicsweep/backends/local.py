@@ -1,0 +1,132 @@
+"""Local backend: workers are detached process groups on this machine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from musicsweep.atomic import atomic_write_text
+from musicsweep.backends.base import (
+    Backend,
+    HostProbe,
+    Launch,
+    Shard,
+    balanced_shards,
+    classify,
+    parse_probe,
+    probe_command,
+)
+from musicsweep.config import typed_section
+from musicsweep.job import Job
+from musicsweep.layout import SweepDir
+from musicsweep.pull import pull_results
+from musicsweep.scripts import WorkerScript, write_script
+from musicsweep.store import open_store
+
+KILL_GRACE_S = 5.0
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    workers: int = 1
+    hourly_cost_usd: float = 0.0
+    python: str | None = None
+
+
+def kill_process_group(pgid: int, grace_s: float = KILL_GRACE_S) -> None:
+    """SIGTERM the whole group, wait up to `grace_s`, then SIGKILL what is left."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self.settings = typed_section(LocalConfig, config.backend_section("local"), config.where("backends.local"))
+
+    def shard(self, jobs: list[Job]) -> list[Shard]:
+        slots = [("localhost", self.settings.hourly_cost_usd)] * max(1, self.settings.workers)
+        return balanced_shards(jobs, slots)
+
+    def submit(self, launch: Launch, shards: list[Shard]) -> dict:
+        sweep = launch.sweep
+        python = self.settings.python or sys.executable
+        for shard in shards:
+            paths = sweep.worker(shard.worker_id)
+            env = dict(launch.env)
+            env |= {
+                "MUSICSWEEP_JOB_DIR": str(sweep.root),
+                "MUSICSWEEP_WORKER_ID": str(shard.worker_id),
+                "MUSICSWEEP_NUM_WORKERS": str(len(shards)),
+                "MUSICSWEEP_HOURLY_COST_USD": str(shard.hourly_cost_usd),
+            }
+            script = WorkerScript(
+                sweep=sweep.name,
+                worker_id=shard.worker_id,
+                num_workers=len(shards),
+                cwd=str(self.config.base_dir),
+                log=str(paths.log),
+                specs=[str(sweep.job(job).spec) for job in shard.jobs],
+                python=python,
+                env=env,
+            )
+            write_script(paths.script, script.render())
+            process = subprocess.Popen(
+                ["bash", str(paths.script)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            atomic_write_text(paths.pid, f"{process.pid}\n")
+        return {}
+
+    def _probe(self, sweep: SweepDir) -> HostProbe:
+        markers_dir = sweep.root / "markers"
+        command = probe_command(str(sweep.root), str(markers_dir))
+        output = subprocess.run(["bash", "-c", command], capture_output=True, text=True, check=False).stdout
+        probe = parse_probe(output)
+        store = open_store(self.config.store)
+        if store.local_path(f"{sweep.name}/markers") != markers_dir:
+            probe.markers = {key.rsplit("/", 1)[-1] for key in store.list(f"{sweep.name}/markers/")}
+        return probe
+
+    def poll(self, sweep: SweepDir, manifest: dict) -> dict[str, str]:
+        jobs = {
+            job_id: entry["worker"] for job_id, entry in manifest["jobs"].items() if entry.get("worker") is not None
+        }
+        return classify(jobs, self._probe(sweep))
+
+    def kill_orphans(self, sweep: SweepDir, manifest: dict, job_ids: list[str]) -> None:
+        probe = self._probe(sweep)
+        for pgid in {probe.job_pids[job_id][1] for job_id in job_ids if job_id in probe.job_pids}:
+            kill_process_group(pgid)
+
+    def fetch(self, sweep: SweepDir, manifest: dict) -> None:
+        pull_results(open_store(self.config.store), sweep)
+
+    def cancel(self, sweep: SweepDir, manifest: dict) -> None:
+        probe = self._probe(sweep)
+        groups = {pgid for _, pgid in probe.job_pids.values()} | set(probe.worker_pids.values())
+        for pgid in groups:
+            if pgid in probe.alive_pids:
+                kill_process_group(pgid)

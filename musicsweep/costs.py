@@ -1,0 +1,73 @@
+"""Cost rows (one per clip) and `cost_report.csv`, with the existing scripts' columns first."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from musicsweep.atomic import atomic_write_text
+
+
+@dataclass(frozen=True)
+class CostRow:
+    """What one clip cost: its share of its batch's generation time at the host's hourly rate."""
+
+    s3_filename: str
+    prompt: str
+    requested_duration_s: float
+    generation_time_s: float | None
+    estimated_cost_usd: float | None
+    model: str
+    seed: int
+    job_id: str
+    host: str
+    hourly_cost_usd: float
+    audio_seconds: float
+    worker_id: int = 0
+    batch_size: int = 1
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> CostRow:
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in payload.items() if key in known})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+COLUMNS = [f.name for f in fields(CostRow)]
+
+
+def marginal_cost_usd(generation_time_s: float, hourly_cost_usd: float) -> float:
+    return round(generation_time_s * hourly_cost_usd / 3600.0, 8)
+
+
+def render_cost_report(rows: list[CostRow]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in sorted(rows, key=lambda r: r.s3_filename):
+        writer.writerow({key: "" if value is None else value for key, value in row.to_dict().items()})
+    return buffer.getvalue()
+
+
+def write_cost_report(rows: list[CostRow], path: Path) -> None:
+    atomic_write_text(path, render_cost_report(rows))
+
+
+def read_cost_report(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+# Audio seconds generated per wall second, per model, on one worker: a conservative default for
+# estimates before launch. Configure `engine` throughput per host for sharper numbers.
+DEFAULT_THROUGHPUT = {"tiny": 8.0, "small": 1.0, "medium": 0.4, "large": 0.2, "melody": 0.35}
+
+
+def estimate_generation_s(job, config) -> float:
+    """Seconds of host time one clip is expected to take, from the model's default throughput."""
+    name = job.model.rsplit("-", 1)[-1] if "/" in job.model else job.model
+    return job.duration_s / DEFAULT_THROUGHPUT.get(name, 0.5)

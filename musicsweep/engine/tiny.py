@@ -1,0 +1,119 @@
+"""The built-in tiny MusicGen: random weights at toy sizes, built offline from configs.
+
+It exercises the real transformers generation path without a weight download, so the
+whole pipeline (and its tests) runs on a laptop or a CI machine with no internet.
+The weights are seeded, so every host builds the identical model.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+TINY_MODEL_NAME = "tiny"
+SAMPLING_RATE = 32000
+_BUILD_SEED = 1234
+
+
+def _build_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import T5TokenizerFast
+
+    alphabet = list(string.ascii_lowercase + string.digits + " .,;:!?'-/()&")
+    special = ["<pad>", "</s>", "<unk>"]
+    vocab = [(token, 0.0) for token in special] + [(ch, -1.0) for ch in alphabet]
+    vocab += [(f"▁{ch}", -1.5) for ch in alphabet if ch != " "]
+    backend = Tokenizer(models.Unigram(vocab, unk_id=2, byte_fallback=False))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace()
+    return T5TokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", extra_ids=0
+    )
+
+
+def build_tiny_model():
+    """Return (model, processor) for the tiny MusicGen; deterministic across processes."""
+    import torch
+    from transformers import (
+        EncodecFeatureExtractor,
+        MusicgenConfig,
+        MusicgenForConditionalGeneration,
+        MusicgenProcessor,
+    )
+
+    text_encoder = {
+        "model_type": "t5",
+        "vocab_size": 128,
+        "d_model": 32,
+        "d_kv": 16,
+        "d_ff": 64,
+        "num_layers": 2,
+        "num_heads": 2,
+    }
+    audio_encoder = {
+        "model_type": "encodec",
+        "sampling_rate": SAMPLING_RATE,
+        "audio_channels": 1,
+        "upsampling_ratios": [8, 5, 4, 4],
+        "codebook_size": 2048,
+        "codebook_dim": 16,
+        "target_bandwidths": [2.2],
+        "hidden_size": 16,
+        "num_filters": 4,
+        "num_residual_layers": 1,
+        "num_lstm_layers": 1,
+        "chunk_length_s": None,
+        "overlap": None,
+    }
+    decoder = {
+        "model_type": "musicgen_decoder",
+        "vocab_size": 2048,
+        "num_codebooks": 4,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "ffn_dim": 64,
+        "max_position_embeddings": 4096,
+        "pad_token_id": 2048,
+        "bos_token_id": 2048,
+        "decoder_start_token_id": 2048,
+    }
+    config = MusicgenConfig(text_encoder=text_encoder, audio_encoder=audio_encoder, decoder=decoder)
+    config.decoder_start_token_id = 2048
+    config.pad_token_id = 2048
+    rng_state = torch.random.get_rng_state()
+    torch.manual_seed(_BUILD_SEED)
+    try:
+        model = MusicgenForConditionalGeneration(config)
+        with torch.no_grad():
+            for name, buffer in model.audio_encoder.named_buffers():
+                if name.endswith(".embed"):
+                    buffer.copy_(torch.randn_like(buffer) * 4.0)
+                    avg = model.audio_encoder.get_buffer(name[: -len("embed")] + "embed_avg")
+                    avg.copy_(buffer)
+            # Biases dominate a random codec this small; without them the codes shape the audio.
+            for name, parameter in model.audio_encoder.decoder.named_parameters():
+                if name.endswith("bias"):
+                    parameter.zero_()
+    finally:
+        torch.random.set_rng_state(rng_state)
+    model.eval()
+    generation = model.generation_config
+    generation.decoder_start_token_id = 2048
+    generation.pad_token_id = 2048
+    generation.bos_token_id = 2048
+    generation.do_sample = True
+    generation.guidance_scale = 3.0
+    generation.max_length = 1500
+    processor = MusicgenProcessor(
+        feature_extractor=EncodecFeatureExtractor(feature_size=1, sampling_rate=SAMPLING_RATE),
+        tokenizer=_build_tokenizer(),
+    )
+    return model, processor
+
+
+def save_tiny_model(folder: Path) -> Path:
+    """Write the tiny model with save_pretrained, so from_pretrained can load it like a hub model."""
+    model, processor = build_tiny_model()
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder

@@ -1,0 +1,281 @@
+"""What runs on a host: `python -m musicsweep.worker SPEC...`.
+
+Loads each model once, generates its jobs in batches grouped by (model, params, duration), and
+for each clip writes the WAV, then its cost row, then `.done`, all through the store. A job that
+raises gets `.failed` with the traceback and the worker moves on. SIGUSR2/SIGTERM ask it to stop
+after the current batch (preemption, spot interruption); it then exits with EXIT_STOPPED.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cloudpickle
+import numpy as np
+
+from musicsweep.atomic import atomic_write_text
+from musicsweep.config import EngineConfig
+from musicsweep.costs import CostRow, marginal_cost_usd
+from musicsweep.job import Job, JobPaths, WorkerPaths
+from musicsweep.store import Store, open_store, store_config_from_env
+
+EXIT_STOPPED = 75
+HEARTBEAT_INTERVAL_S = float(os.environ.get("MUSICSWEEP_HEARTBEAT_S", "60"))
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+@dataclass
+class WorkerContext:
+    """The environment contract, read once."""
+
+    work_dir: Path
+    store: Store
+    worker_id: int
+    num_workers: int
+    hourly_cost_usd: float
+    is_restart: bool
+    launch_id: str
+    engine_config: EngineConfig
+    host: str = field(default_factory=socket.gethostname)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str]) -> WorkerContext:
+        engine_config = EngineConfig(**json.loads(environ.get("MUSICSWEEP_ENGINE") or "{}"))
+        return cls(
+            work_dir=Path(environ["MUSICSWEEP_JOB_DIR"]),
+            store=open_store(store_config_from_env(environ)),
+            worker_id=int(environ.get("MUSICSWEEP_WORKER_ID", "0")),
+            num_workers=int(environ.get("MUSICSWEEP_NUM_WORKERS", "1")),
+            hourly_cost_usd=float(environ.get("MUSICSWEEP_HOURLY_COST_USD", "0")),
+            is_restart=environ.get("MUSICSWEEP_IS_RESTART", "0") == "1",
+            launch_id=environ.get("MUSICSWEEP_LAUNCH_ID", "manual"),
+            engine_config=engine_config,
+        )
+
+
+class StopFlag:
+    """Set by SIGUSR2/SIGTERM; checked between batches so a batch is never cut in half."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def install(self) -> None:
+        for signum in (signal.SIGUSR2, signal.SIGTERM):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, _frame) -> None:
+        log(f"received {signal.Signals(signum).name}: stopping after the current batch")
+        self.event.set()
+
+    @property
+    def requested(self) -> bool:
+        return self.event.is_set()
+
+
+class Heartbeat(threading.Thread):
+    """Writes the worker's heartbeat to the store every interval, so a silent host is noticed."""
+
+    def __init__(self, context: WorkerContext, paths: WorkerPaths) -> None:
+        super().__init__(daemon=True)
+        self.context, self.paths = context, paths
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                self.context.store.put_json(self.paths.heartbeat_key, {"time": time.time(), "pid": os.getpid()})
+            except Exception as error:  # a missed heartbeat must never kill generation
+                log(f"heartbeat failed: {error}")
+            self.stopped.wait(HEARTBEAT_INTERVAL_S)
+
+
+def load_jobs(spec_paths: list[Path]) -> list[Job]:
+    jobs = []
+    for path in spec_paths:
+        with open(path, "rb") as handle:
+            jobs.append(cloudpickle.load(handle))
+    return jobs
+
+
+def write_pid_files(jobs: list[Job], work_dir: Path) -> None:
+    """`pid pgid` per job: liveness uses the pid, orphan killing the whole process group."""
+    line = f"{os.getpid()} {os.getpgid(0)}\n"
+    for job in jobs:
+        atomic_write_text(JobPaths.of(job, work_dir).pid, line)
+
+
+def group_jobs(jobs: list[Job]) -> list[list[Job]]:
+    """Jobs that can share a generate() call, in first-seen order."""
+    groups: dict[tuple, list[Job]] = defaultdict(list)
+    for job in jobs:
+        groups[job.group_key].append(job)
+    return list(groups.values())
+
+
+class Worker:
+    def __init__(self, context: WorkerContext, stop: StopFlag) -> None:
+        self.context = context
+        self.stop = stop
+        self.engines: dict[str, object] = {}
+        self.model_load_s = 0.0
+        self.failed: list[str] = []
+        self.generated = 0
+        self.skipped = 0
+
+    def engine(self, model: str):
+        """Each model is loaded once per process."""
+        if model not in self.engines:
+            from musicsweep.engine import load_engine
+
+            started = time.monotonic()
+            self.engines[model] = load_engine(model, self.context.engine_config)
+            self.model_load_s += time.monotonic() - started
+            log(f"loaded model {model} in {time.monotonic() - started:.1f}s")
+        return self.engines[model]
+
+    def finish_if_present(self, job: Job) -> bool:
+        """True if the WAV is already in the store; completes its cost row and `.done` if missing."""
+        paths = JobPaths.of(job, self.context.work_dir)
+        store = self.context.store
+        if not store.exists(paths.audio_key):
+            return False
+        if not store.exists(paths.cost_key):
+            row = self.cost_row(job, generation_time_s=None, batch_size=1)
+            store.put_json(paths.cost_key, row.to_dict())
+        if not store.exists(paths.done_key):
+            store.put_bytes(paths.done_key, b"recovered\n")
+        log(f"skip {job.output_name}: already in the store")
+        self.skipped += 1
+        return True
+
+    def claim(self, job: Job) -> bool:
+        """Claim a clip for this launch, so two workers of one launch never generate it twice."""
+        key = f"{job.sweep}/claims/{job.job_id}.{self.context.launch_id}"
+        owner = f"{self.context.host} {os.getpid()} worker {self.context.worker_id}\n".encode()
+        if self.context.store.put_new(key, owner):
+            return True
+        log(f"skip {job.output_name}: claimed by another worker")
+        self.skipped += 1
+        return False
+
+    def cost_row(self, job: Job, generation_time_s: float | None, batch_size: int) -> CostRow:
+        cost = None if generation_time_s is None else marginal_cost_usd(generation_time_s, self.context.hourly_cost_usd)
+        return CostRow(
+            s3_filename=job.output_name,
+            prompt=job.prompt,
+            requested_duration_s=job.duration_s,
+            generation_time_s=None if generation_time_s is None else round(generation_time_s, 4),
+            estimated_cost_usd=cost,
+            model=job.model,
+            seed=job.seed,
+            job_id=job.job_id,
+            host=self.context.host,
+            hourly_cost_usd=self.context.hourly_cost_usd,
+            audio_seconds=job.duration_s,
+            worker_id=self.context.worker_id,
+            batch_size=batch_size,
+        )
+
+    def save(self, job: Job, clip: np.ndarray, sampling_rate: int, share_s: float, batch_size: int) -> None:
+        """WAV, then cost row, then `.done`: a reader never sees `.done` without the WAV."""
+        import soundfile
+
+        paths = JobPaths.of(job, self.context.work_dir)
+        buffer = io.BytesIO()
+        soundfile.write(buffer, clip, sampling_rate, subtype="PCM_16", format="WAV")
+        staging = self.context.work_dir / "staging" / job.output_name
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        staging.write_bytes(buffer.getvalue())
+        try:
+            self.context.store.put_file(paths.audio_key, staging)
+        finally:
+            staging.unlink(missing_ok=True)
+        self.context.store.put_json(paths.cost_key, self.cost_row(job, share_s, batch_size).to_dict())
+        self.context.store.put_bytes(paths.done_key, f"{time.time()}\n".encode())
+        self.context.store.delete(paths.failed_key)
+        self.generated += 1
+
+    def mark_failed(self, job: Job, error_text: str) -> None:
+        paths = JobPaths.of(job, self.context.work_dir)
+        self.context.store.put_bytes(paths.failed_key, error_text.encode())
+        self.failed.append(job.job_id)
+        log(f"FAILED {job.output_name}: {error_text.strip().splitlines()[-1]}")
+
+    def run_batch(self, batch: list[Job]) -> None:
+        first = batch[0]
+        engine = self.engine(first.model)
+        started = time.monotonic()
+        clips = engine.generate([j.prompt for j in batch], [j.seed for j in batch], first.duration_s, first.params)
+        elapsed = time.monotonic() - started
+        for job, clip in zip(batch, clips, strict=True):
+            self.save(job, clip, engine.sampling_rate, elapsed / len(batch), len(batch))
+        audio = first.duration_s * len(batch)
+        log(f"batch of {len(batch)} x {first.duration_s:g}s done in {elapsed:.1f}s ({audio / elapsed:.2f} audio s/s)")
+
+    def run(self, jobs: list[Job]) -> int:
+        batch_size = self.batch_size()
+        for group in group_jobs(jobs):
+            pending = list(group)
+            while pending:
+                if self.stop.requested:
+                    log(f"stopped early: {len(pending)} clip(s) of this group left for a relaunch")
+                    return EXIT_STOPPED
+                batch = [job for job in pending[:batch_size] if not self.finish_if_present(job) and self.claim(job)]
+                pending = pending[batch_size:]
+                if not batch:
+                    continue
+                try:
+                    self.run_batch(batch)
+                except Exception:
+                    error_text = traceback.format_exc()
+                    for job in batch:
+                        self.mark_failed(job, error_text)
+        return 1 if self.failed else 0
+
+    def batch_size(self) -> int:
+        configured = self.context.engine_config.batch_size
+        return configured if isinstance(configured, int) else 4
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Generate the clips of the given job spec files.")
+    parser.add_argument("specs", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+    context = WorkerContext.from_env(dict(os.environ))
+    stop = StopFlag()
+    stop.install()
+    jobs = load_jobs(args.specs)
+    write_pid_files(jobs, context.work_dir)
+    worker_paths = WorkerPaths(context.work_dir, jobs[0].sweep, context.worker_id)
+    heartbeat = Heartbeat(context, worker_paths)
+    heartbeat.start()
+    started = time.time()
+    log(f"worker {context.worker_id}/{context.num_workers} on {context.host}: {len(jobs)} job(s)")
+    try:
+        status = Worker(context, stop).run(jobs)
+    finally:
+        heartbeat.stopped.set()
+    lifetime = {"host": context.host, "worker_id": context.worker_id, "start": started, "end": time.time()}
+    lifetime["hourly_cost_usd"] = context.hourly_cost_usd
+    context.store.put_json(worker_paths.lifetime_key, lifetime)
+    log(f"worker finished with status {status}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
