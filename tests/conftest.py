@@ -1,0 +1,49 @@
+"""Shared fixtures. Each real server (sshd, S3, SLURM, ...) lives in its own module under
+`tests/fixtures/`, which is loaded here as a pytest plugin."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = sorted(
+    f"tests.fixtures.{path.stem}"
+    for path in (Path(__file__).parent / "fixtures").glob("*.py")
+    if path.stem != "__init__"
+)
+
+PROJECT_CONFIG = """\
+backend: local
+store: ./runs
+sweeps_dir: ./runs
+engine:
+  batch_size: 4
+backends:
+  local:
+    workers: 1
+    hourly_cost_usd: 0.5
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh project folder with a local-backend musicsweep.yaml, as the current folder."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "musicsweep.yaml").write_text(PROJECT_CONFIG)
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("MUSICSWEEP_CONFIG", str(folder / "musicsweep.yaml"))
+    monkeypatch.setenv("MUSICSWEEP_HEARTBEAT_S", "2")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    os.environ.pop("AWS_PROFILE", None)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model written with save_pretrained, to test the real from_pretrained path."""
+    from musicsweep.engine.tiny import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-model"))
