@@ -1,7 +1,7 @@
 """`python -m musicsweep.auto_pull [SWEEP]`: poll every job's state, kill orphans, pull results.
 
-Exit status 0 when every job is done, 1 when some failed, 2 on an error, 3 when stopped by `--once`
-with jobs still running.
+Exit status: 0 when every job is done, 1 when some failed, 2 on an error, 3 when `--once` found
+jobs still running.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 import time
 
 from musicsweep.backends import get_backend
-from musicsweep.backends.base import DONE, DONE_ORPHANS, FAILED, FINISHED_STATES
+from musicsweep.backends.base import DONE, DONE_ORPHANS, FAILED, FINISHED_STATES, LOST, Backend
 from musicsweep.config import load_config
 from musicsweep.display import console, print_states
 from musicsweep.errors import MusicsweepError
@@ -19,7 +19,7 @@ from musicsweep.layout import SweepDir, latest_sweep
 from musicsweep.pull import merge_cost_report
 
 
-def poll_once(sweep: SweepDir, manifest: dict, backend) -> dict[str, str]:
+def poll_once(sweep: SweepDir, manifest: dict, backend: Backend) -> dict[str, str]:
     """One poll: states, then orphan kills, then a pull and a fresh cost report."""
     states = backend.poll(sweep, manifest)
     orphans = [job_id for job_id, state in states.items() if state == DONE_ORPHANS]
@@ -32,14 +32,52 @@ def poll_once(sweep: SweepDir, manifest: dict, backend) -> dict[str, str]:
     return states
 
 
-def pull(name: str | None, once: bool = False, interval_s: float = 10.0) -> int:
+class LostTracker:
+    """A lost job stays `lost` (not failed) until its host answers or `give_up_after_s` passes."""
+
+    def __init__(self, give_up_after_s: float | None) -> None:
+        self.give_up_after_s = give_up_after_s
+        self.first_lost: dict[str, float] = {}
+
+    def apply(self, states: dict[str, str]) -> dict[str, str]:
+        now = time.monotonic()
+        for job_id, state in states.items():
+            if state != LOST:
+                self.first_lost.pop(job_id, None)
+                continue
+            since = self.first_lost.setdefault(job_id, now)
+            if self.give_up_after_s is not None and now - since >= self.give_up_after_s:
+                states[job_id] = FAILED
+        return states
+
+
+def pull(
+    name: str | None,
+    once: bool = False,
+    interval_s: float = 10.0,
+    relaunch_failed: bool = False,
+    give_up_after_s: float | None = None,
+    cleanup: bool = False,
+    report: bool = False,
+) -> int:
     config = load_config()
     sweep = SweepDir(config.sweeps_dir, name or latest_sweep(config.sweeps_dir))
     manifest = sweep.read_manifest()
     backend = get_backend(manifest["backend"], config)
-    hosts = {job_id: entry.get("host") for job_id, entry in manifest["jobs"].items()}
+    if cleanup:
+        backend.cleanup(sweep, manifest)
+    lost = LostTracker(give_up_after_s)
     while True:
-        states = poll_once(sweep, manifest, backend)
+        states = lost.apply(poll_once(sweep, manifest, backend))
+        if relaunch_failed:
+            from musicsweep.relaunch import relaunch_failed as relaunch
+
+            relaunched = relaunch(config, sweep, backend, states)
+            if relaunched:
+                console.print(f"relaunched {len(relaunched)} job(s): {', '.join(relaunched)}")
+                manifest = sweep.read_manifest()
+                continue
+        hosts = {job_id: entry.get("host") for job_id, entry in manifest["jobs"].items()}
         print_states(sweep.name, states, hosts)
         if all(state in FINISHED_STATES for state in states.values()):
             break
@@ -47,6 +85,10 @@ def pull(name: str | None, once: bool = False, interval_s: float = 10.0) -> int:
             return 3
         time.sleep(interval_s)
     backend.cleanup(sweep, manifest)
+    if report:
+        from musicsweep.report import write_report
+
+        console.print(f"report: {write_report(sweep)}")
     failed = sorted(job_id for job_id, state in states.items() if state == FAILED)
     console.print(f"results in {sweep.root} (audio/, cost_report.csv)")
     if failed:
@@ -60,9 +102,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sweep", nargs="?", help="sweep name (default: the latest)")
     parser.add_argument("--once", action="store_true", help="poll once and exit")
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between polls")
+    parser.add_argument("--relaunch-failed", action="store_true", help="resubmit failed/lost jobs with no output")
+    parser.add_argument("--give-up-after", type=float, default=None, help="seconds before a lost job counts as failed")
+    parser.add_argument("--cleanup", action="store_true", help="terminate every paid instance/pod of the sweep")
+    parser.add_argument("--report", action="store_true", help="write the HTML listening report at the end")
     args = parser.parse_args(argv)
     try:
-        return pull(args.sweep, once=args.once, interval_s=args.interval)
+        return pull(
+            args.sweep,
+            once=args.once,
+            interval_s=args.interval,
+            relaunch_failed=args.relaunch_failed,
+            give_up_after_s=args.give_up_after,
+            cleanup=args.cleanup,
+            report=args.report,
+        )
     except MusicsweepError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
