@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -55,6 +56,11 @@ def render_cost_report(rows: list[CostRow]) -> str:
 
 def write_cost_report(rows: list[CostRow], path: Path) -> None:
     atomic_write_text(path, render_cost_report(rows))
+
+
+def read_cost_rows(folder: Path) -> list[CostRow]:
+    """Every cost row (`{job_id}.json`) in a sweep's pulled `costs/` folder."""
+    return [CostRow.from_dict(json.loads(path.read_text())) for path in sorted(Path(folder).glob("*.json"))]
 
 
 def read_cost_report(path: Path) -> list[dict[str, str]]:
