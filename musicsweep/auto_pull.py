@@ -13,6 +13,7 @@ import time
 from musicsweep.backends import get_backend
 from musicsweep.backends.base import DONE, DONE_ORPHANS, FAILED, FINISHED_STATES, LOST, Backend
 from musicsweep.config import load_config
+from musicsweep.cost_summary import write_cost_summary
 from musicsweep.display import console, print_states
 from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir, latest_sweep
@@ -90,7 +91,9 @@ def pull(
 
         console.print(f"report: {write_report(sweep)}")
     failed = sorted(job_id for job_id, state in states.items() if state == FAILED)
-    console.print(f"results in {sweep.root} (audio/, cost_report.csv)")
+    for line in write_cost_summary(sweep, backend.machine_times(sweep, manifest)).lines():
+        console.print(line)
+    console.print(f"results in {sweep.root} (audio/, cost_report.csv, cost_summary.json)")
     if failed:
         console.print(f"{len(failed)} job(s) failed: {', '.join(failed)}")
         return 1

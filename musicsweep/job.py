@@ -172,9 +172,9 @@ class WorkerPaths:
     def log_key(self) -> str:
         return f"{self.sweep}/logs/worker_{self.worker_id}.log"
 
-    @property
-    def lifetime_key(self) -> str:
-        return f"{self.sweep}/workers/worker_{self.worker_id}.json"
+    def lifetime_key(self, launch_id: str) -> str:
+        """One record per launch, so a relaunched worker N never hides an earlier one's paid time."""
+        return f"{self.sweep}/workers/worker_{self.worker_id}.{launch_id}.json"
 
     @property
     def heartbeat_key(self) -> str:

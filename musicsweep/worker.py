@@ -19,6 +19,7 @@ import threading
 import time
 import traceback
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,10 @@ from musicsweep.store import Store, open_store, store_config_from_env
 
 EXIT_STOPPED = 75
 HEARTBEAT_INTERVAL_S = float(os.environ.get("MUSICSWEEP_HEARTBEAT_S", "60"))
+# Test hook for the kill test only: "1" makes the worker SIGKILL itself right after its first WAV
+# upload, before the cost row and `.done`, so the test can prove a rerun neither loses nor
+# regenerates that clip. Never set it outside tests.
+KILL_AFTER_UPLOAD_ENV = "MUSICSWEEP_TEST_KILL_AFTER_UPLOAD"
 
 
 def log(message: str) -> None:
@@ -88,17 +93,19 @@ class StopFlag:
 
 
 class Heartbeat(threading.Thread):
-    """Writes the worker's heartbeat to the store every interval, so a silent host is noticed."""
+    """Writes the heartbeat and the lifetime so far every interval: a silent host is noticed, and a
+    killed worker's paid time still reaches the cost summary."""
 
-    def __init__(self, context: WorkerContext, paths: WorkerPaths) -> None:
+    def __init__(self, context: WorkerContext, paths: WorkerPaths, lifetime: Callable[[], dict]) -> None:
         super().__init__(daemon=True)
-        self.context, self.paths = context, paths
+        self.context, self.paths, self.lifetime = context, paths, lifetime
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.is_set():
             try:
                 self.context.store.put_json(self.paths.heartbeat_key, {"time": time.time(), "pid": os.getpid()})
+                self.context.store.put_json(self.paths.lifetime_key(self.context.launch_id), self.lifetime())
             except Exception as error:  # a missed heartbeat must never kill generation
                 log(f"heartbeat failed: {error}")
             self.stopped.wait(HEARTBEAT_INTERVAL_S)
@@ -133,6 +140,7 @@ class Worker:
         self.stop = stop
         self.engines: dict[str, object] = {}
         self.model_load_s = 0.0
+        self.generation_s = 0.0
         self.failed: list[str] = []
         self.generated = 0
         self.skipped = 0
@@ -205,6 +213,9 @@ class Worker:
             self.context.store.put_file(paths.audio_key, staging)
         finally:
             staging.unlink(missing_ok=True)
+        log(f"uploaded {job.output_name}")
+        if os.environ.get(KILL_AFTER_UPLOAD_ENV) == "1":
+            os.kill(os.getpid(), signal.SIGKILL)
         self.context.store.put_json(paths.cost_key, self.cost_row(job, share_s, batch_size).to_dict())
         self.context.store.put_bytes(paths.done_key, f"{time.time()}\n".encode())
         self.context.store.delete(paths.failed_key)
@@ -222,6 +233,7 @@ class Worker:
         started = time.monotonic()
         clips = engine.generate([j.prompt for j in batch], [j.seed for j in batch], first.duration_s, first.params)
         elapsed = time.monotonic() - started
+        self.generation_s += elapsed
         for job, clip in zip(batch, clips, strict=True):
             self.save(job, clip, engine.sampling_rate, elapsed / len(batch), len(batch))
         audio = first.duration_s * len(batch)
@@ -247,12 +259,38 @@ class Worker:
                         self.mark_failed(job, error_text)
         return 1 if self.failed else 0
 
+    def lifetime(self, started: float, finished: bool) -> dict:
+        """This process's life so far (epoch seconds), for the sweep's paid-versus-marginal summary."""
+        context = self.context
+        return {
+            "launch_id": context.launch_id,
+            "worker_id": context.worker_id,
+            "host": context.host,
+            "start": started,
+            "end": time.time(),
+            "hourly_cost_usd": context.hourly_cost_usd,
+            "model_load_s": round(self.model_load_s, 3),
+            "generation_s": round(self.generation_s, 3),
+            "clips": self.generated,
+            "finished": finished,
+        }
+
     def batch_size(self) -> int:
         configured = self.context.engine_config.batch_size
         return configured if isinstance(configured, int) else 4
 
 
+def upload_log(store: Store, paths: WorkerPaths) -> None:
+    """Copy the log into an off-host store, since a cloud host may be gone when auto_pull looks."""
+    if store.local_path(paths.log_key) is None and paths.log.exists():
+        try:
+            store.put_file(paths.log_key, paths.log)
+        except Exception as error:  # the results are already safe; a lost log must not fail the worker
+            log(f"log upload failed: {error}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    started = time.time()
     parser = argparse.ArgumentParser(description="Generate the clips of the given job spec files.")
     parser.add_argument("specs", nargs="+", type=Path)
     args = parser.parse_args(argv)
@@ -261,19 +299,19 @@ def main(argv: list[str] | None = None) -> int:
     stop.install()
     jobs = load_jobs(args.specs)
     write_pid_files(jobs, context.work_dir)
+    worker = Worker(context, stop)
     worker_paths = WorkerPaths(context.work_dir, jobs[0].sweep, context.worker_id)
-    heartbeat = Heartbeat(context, worker_paths)
+    heartbeat = Heartbeat(context, worker_paths, lambda: worker.lifetime(started, finished=False))
     heartbeat.start()
-    started = time.time()
     log(f"worker {context.worker_id}/{context.num_workers} on {context.host}: {len(jobs)} job(s)")
     try:
-        status = Worker(context, stop).run(jobs)
+        status = worker.run(jobs)
     finally:
         heartbeat.stopped.set()
-    lifetime = {"host": context.host, "worker_id": context.worker_id, "start": started, "end": time.time()}
-    lifetime["hourly_cost_usd"] = context.hourly_cost_usd
-    context.store.put_json(worker_paths.lifetime_key, lifetime)
+        heartbeat.join(timeout=30)
+    context.store.put_json(worker_paths.lifetime_key(context.launch_id), worker.lifetime(started, finished=True))
     log(f"worker finished with status {status}")
+    upload_log(context.store, worker_paths)
     return status
 
 

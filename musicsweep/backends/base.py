@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from musicsweep.config import Config
+from musicsweep.cost_summary import MachineTime, WorkerKey
 from musicsweep.job import Job
 from musicsweep.layout import SweepDir
 
@@ -163,6 +164,11 @@ class Backend(ABC):
     def cleanup(self, sweep: SweepDir, manifest: dict) -> None:
         """Release any paid resource left (instances, pods); nothing to do for plain hosts."""
         return None
+
+    def machine_times(self, sweep: SweepDir, manifest: dict) -> dict[WorkerKey, MachineTime]:
+        """The provider's own paid (start, end, hourly rate) per (launch id, worker id), where it has
+        one (EC2 spot price history, RunPod costPerHr); workers missing here count their own lifetime."""
+        return {}
 
 
 def balanced_shards(jobs: list[Job], slots: list[tuple[str, float]]) -> list[Shard]:
