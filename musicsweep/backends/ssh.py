@@ -1,0 +1,400 @@
+"""SSH hosts backend: rsync the code, prepare a uv environment once, start detached workers, and
+poll, pull and kill over one ssh round trip per host.
+
+Per-host steps are plain functions over `SSHHost` (`check_host`, `deploy`, `start_workers`,
+`probe_host`, `pull_host`, `kill_groups`) so the RunPod and SLURM backends reuse them for hosts they
+build themselves; `SSHBackend` is a thin loop over the configured hosts.
+
+Remote layout: `{remote_dir}/code` holds the project, `{remote_dir}/runs/{sweep}` mirrors the local
+sweep folder (`jobs`, `scripts`, `logs`, and, when the store is the host's disk, `audio`, `costs`,
+`markers`). With an `s3://` store the worker writes results and markers to S3 instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from musicsweep.backends.base import (
+    LOST,
+    Backend,
+    HostProbe,
+    Launch,
+    Shard,
+    balanced_shards,
+    classify,
+    parse_probe,
+    probe_command,
+)
+from musicsweep.codesync import DEFAULT_EXCLUDES, code_filters, sync_code
+from musicsweep.config import Config, typed_section
+from musicsweep.display import console
+from musicsweep.errors import MusicsweepError
+from musicsweep.job import Job
+from musicsweep.layout import SweepDir
+from musicsweep.pull import PULLED_FOLDERS, pull_results
+from musicsweep.remote import HostUnreachable, SSHHost, env_exports, on_hosts, rsync, run_ssh
+from musicsweep.scripts import WorkerScript, write_script
+from musicsweep.store import open_store
+
+# Used when a host names no `python`: installs uv if missing, then syncs the project (with its
+# `worker` extra when it has one), or installs musicsweep[worker] when the code has no pyproject.
+DEFAULT_SETUP = (
+    "{ command -v uv >/dev/null 2>&1 || { curl -LsSf https://astral.sh/uv/install.sh | sh; } "
+    "|| python3 -m pip install --user uv; } && "
+    "if [ -f pyproject.toml ]; then uv sync --extra worker || uv sync; "
+    "else uv venv .venv && uv pip install --python .venv/bin/python 'musicsweep[worker]'; fi"
+)
+HOSTS_STATE = "ssh_hosts"
+
+KILL_SCRIPT = """
+alive() {{ ps -e -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ {{ found = 1 }} END {{ exit !found }}'; }}
+groups={groups}
+for g in $groups; do kill -TERM -- "-$g" 2>/dev/null; done
+end=$((SECONDS + {grace}))
+while [ "$SECONDS" -lt "$end" ]; do
+  left=; for g in $groups; do alive "$g" && left=1; done
+  [ -z "$left" ] && exit 0
+  sleep 0.2
+done
+for g in $groups; do kill -KILL -- "-$g" 2>/dev/null; done
+true
+"""
+
+
+@dataclass(frozen=True)
+class SSHSettings:
+    """`backends.ssh` in musicsweep.yaml."""
+
+    hosts: tuple[SSHHost, ...] = ()
+    rsync_include: tuple[str, ...] = ()
+    rsync_exclude: tuple[str, ...] = DEFAULT_EXCLUDES
+    prepare: tuple[str, ...] = ()
+    kill_grace_s: int = 5
+
+
+def parse_settings(config: Config) -> SSHSettings:
+    where = config.where("backends.ssh")
+    settings = typed_section(SSHSettings, config.backend_section("ssh"), where)
+    seen: set[str] = set()
+    for index, host in enumerate(settings.hosts):
+        host.check(f"{where}.hosts[{index}]")
+        if host.label in seen:
+            raise MusicsweepError(f"{where}.hosts[{index}]: host {host.label!r} is listed twice (give it a 'name')")
+        seen.add(host.label)
+    return settings
+
+
+def hosts_state(hosts: list[SSHHost]) -> dict[str, dict]:
+    """Host entries as kept in the manifest, so auto_pull reaches them even if the config changes."""
+    return {host.label: asdict(host) for host in hosts}
+
+
+def hosts_from_state(state: dict[str, dict]) -> dict[str, SSHHost]:
+    return {label: typed_section(SSHHost, entry, f"manifest host {label}") for label, entry in state.items()}
+
+
+def check_host(host: SSHHost) -> None:
+    """Reachable, key accepted, `remote_dir` a writable folder: one round trip, one-line errors."""
+    folder = shlex.quote(host.remote_dir)
+    probe = f"{folder}/.musicsweep-write-check"
+    command = (
+        f"mkdir -p {folder} 2>/dev/null && touch {probe} 2>/dev/null && rm -f {probe} "
+        f"|| {{ echo remote_dir {folder} is not a writable folder >&2; exit 1; }}"
+    )
+    run_ssh(host, command, what="launch check")
+
+
+def python_of(host: SSHHost) -> str:
+    return host.python or f"{host.code_dir}/.venv/bin/python"
+
+
+def setup_stamp(host: SSHHost, base_dir: Path) -> str | None:
+    """Hash of what the environment depends on; None when the host needs no setup."""
+    if host.python is not None and host.setup is None:
+        return None
+    digest = hashlib.sha256((host.setup or DEFAULT_SETUP).encode())
+    for name in ("pyproject.toml", "uv.lock"):
+        path = base_dir / name
+        digest.update(path.read_bytes() if path.is_file() else b"-")
+    return digest.hexdigest()[:16]
+
+
+def setup_block(host: SSHHost, stamp: str | None) -> str:
+    """Bash that runs the host's setup unless its stamp matches, i.e. a second sweep reuses the env."""
+    if stamp is None:
+        return ""
+    stamp_file = shlex.quote(f"{host.remote_dir}/.musicsweep-env")
+    log = shlex.quote(f"{host.remote_dir}/setup.log")
+    return (
+        f'if [ "$(cat {stamp_file} 2>/dev/null)" = {stamp} ]; then echo "#setup cached"; else\n'
+        f"  ( cd {shlex.quote(host.code_dir)} && {host.setup or DEFAULT_SETUP} ) >>{log} 2>&1 "
+        f"|| {{ echo environment setup failed, see {log} >&2; exit 1; }}\n"
+        f'  echo {stamp} >{stamp_file}; echo "#setup ran"\nfi\n'
+    )
+
+
+def prepare_block(host: SSHHost, commands: tuple[str, ...]) -> str:
+    log = "logs/prepare.log"
+    return "".join(
+        f"( cd {shlex.quote(host.code_dir)} && {command} ) >>{log} 2>&1 "
+        f"|| {{ echo prepare command failed: {shlex.quote(command)} >&2; exit 1; }}\n"
+        for command in commands
+    )
+
+
+def deploy(host: SSHHost, base_dir: Path, filters: list[str], sweep: SweepDir) -> None:
+    """Push the code and the sweep's specs and scripts (never pid files) to the host."""
+    sync_code(host, base_dir, filters)
+    sweep_filters = ["--mkpath", "--exclude=*.pid", "--include=/jobs/***", "--include=/scripts/***", "--exclude=*"]
+    rsync(host, [f"{sweep.root}/"], f":{host.work_dir(sweep.name)}/", sweep_filters, what="sweep sync")
+
+
+def start_workers(
+    host: SSHHost, sweep: str, shards: list[Shard], stale: list[str], setup: str = "", prepare: str = ""
+) -> str:
+    """One round trip: forwarded env from stdin, setup, prepare, then `setsid nohup` every worker.
+
+    `stale` are paths (relative to the work folder) of earlier pid files and `.failed` markers of
+    the jobs being started, removed first so a relaunched job is not seen as failed. Returns the
+    remote output (`#setup ran` / `#setup cached`).
+    """
+    lines = [env_exports(host.env), f"cd {shlex.quote(host.work_dir(sweep))} || exit 1", "mkdir -p logs", setup]
+    lines.append(prepare)
+    if stale:
+        lines.append("rm -f " + " ".join(shlex.quote(path) for path in stale))
+    for shard in shards:
+        name = f"worker_{shard.worker_id}"
+        lines.append(
+            f"setsid nohup bash scripts/{name}.sh >>logs/{name}.log 2>&1 </dev/null & echo $! >scripts/{name}.pid"
+        )
+    return run_ssh(host, "bash -s", stdin="\n".join(lines) + "\n", what="start")
+
+
+def probe_host(host: SSHHost, sweep: str) -> HostProbe:
+    work = host.work_dir(sweep)
+    return parse_probe(run_ssh(host, probe_command(work, f"{work}/markers"), what="poll"))
+
+
+def kill_groups(host: SSHHost, groups: set[int], grace_s: int = 5) -> None:
+    """SIGTERM each process group, wait up to `grace_s` (zombies count as gone), then SIGKILL."""
+    if groups:
+        script = KILL_SCRIPT.format(groups=shlex.quote(" ".join(map(str, sorted(groups)))), grace=int(grace_s))
+        run_ssh(host, script, what="kill")
+
+
+def pull_host(host: SSHHost, sweep: str, target: Path, folders: tuple[str, ...]) -> None:
+    """rsync `folders` of the host's sweep folder into `target` (half-written temp files excluded)."""
+    filters = ["--exclude=.*.tmp", *(f"--include=/{folder}/***" for folder in folders), "--exclude=*"]
+    rsync(host, [f":{host.work_dir(sweep)}/"], f"{target}/", ["--mkpath", *filters], what="pull")
+
+
+def pull_extra_dir(host: SSHHost, path: str, base_dir: Path) -> None:
+    """A job's extra folder: relative paths map project <-> remote code folder, absolute stay the same."""
+    remote, local = (path, path) if path.startswith("/") else (f"{host.code_dir}/{path}", str(base_dir / path))
+    rsync(host, [f":{remote.rstrip('/')}/"], f"{local.rstrip('/')}/", ["--mkpath"], what="extra folder pull")
+
+
+class SSHBackend(Backend):
+    name = "ssh"
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.settings = parse_settings(config)
+        self.unreachable: set[str] = set()  # hosts the last poll could not reach: no new work, no pulls
+        self.probes: dict[str, HostProbe] = {}
+        self.extra_dirs: dict[str, dict[str, set[str]]] = {}
+
+    @property
+    def store_is_host_disk(self) -> bool:
+        return not self.config.store.url.startswith("s3://")
+
+    def configured(self) -> dict[str, SSHHost]:
+        return {host.label: host for host in self.settings.hosts}
+
+    def hosts_of(self, manifest: dict) -> dict[str, SSHHost]:
+        """Hosts by label: the configured ones, overridden by those the sweep was launched on."""
+        return self.configured() | hosts_from_state(manifest.get("backend_state", {}).get(HOSTS_STATE, {}))
+
+    def validate(self) -> None:
+        hosts = list(self.settings.hosts)
+        if not hosts:
+            raise MusicsweepError(f"{self.config.where('backends.ssh.hosts')}: list at least one host")
+        for host in hosts:
+            missing = [name for name in host.env if name not in os.environ]
+            if missing:
+                raise MusicsweepError(f"host {host.label}: env {missing[0]} is not set in this environment")
+        errors = [result for result in on_hosts(hosts, check_host).values() if isinstance(result, MusicsweepError)]
+        if errors:
+            more = f" (and {len(errors) - 1} more host(s))" if len(errors) > 1 else ""
+            raise MusicsweepError(f"{errors[0]}{more}")
+
+    def shard(self, jobs: list[Job]) -> list[Shard]:
+        hosts = [host for host in self.settings.hosts if host.label not in self.unreachable]
+        if not hosts:
+            raise MusicsweepError(f"{self.config.where('backends.ssh.hosts')}: no reachable host to run on")
+        return balanced_shards(
+            jobs, [(host.label, host.hourly_cost_usd) for host in hosts for _ in range(host.workers)]
+        )
+
+    def worker_script(self, launch: Launch, shard: Shard, host: SSHHost, slot: int, workers: int) -> WorkerScript:
+        work = host.work_dir(launch.sweep.name)
+        env = dict(launch.env)
+        if self.store_is_host_disk:
+            env |= {"MUSICSWEEP_STORE": host.runs_dir, "MUSICSWEEP_STORE_OPTIONS": "{}"}
+        env |= {
+            "MUSICSWEEP_JOB_DIR": work,
+            "MUSICSWEEP_WORKER_ID": str(shard.worker_id),
+            "MUSICSWEEP_NUM_WORKERS": str(workers),
+            "MUSICSWEEP_HOURLY_COST_USD": str(shard.hourly_cost_usd),
+            "PYTHONUNBUFFERED": "1",
+        }
+        if host.gpus is not None:
+            env["CUDA_VISIBLE_DEVICES"] = str(slot)
+        return WorkerScript(
+            sweep=launch.sweep.name,
+            worker_id=shard.worker_id,
+            num_workers=workers,
+            cwd=host.code_dir,
+            log=f"{work}/logs/worker_{shard.worker_id}.log",
+            specs=[f"{work}/jobs/{job.job_id}.pkl" for job in shard.jobs],
+            python=python_of(host),
+            env=env,
+        )
+
+    def submit(self, launch: Launch, shards: list[Shard]) -> dict:
+        sweep = launch.sweep
+        configured = self.configured()
+        by_host: dict[str, list[Shard]] = defaultdict(list)
+        for shard in shards:
+            host = configured[shard.host]
+            script = self.worker_script(launch, shard, host, len(by_host[shard.host]), len(shards))
+            write_script(sweep.worker(shard.worker_id).script, script.render())
+            by_host[shard.host].append(shard)
+        hosts = [configured[label] for label in by_host]
+        outputs = [Path(self.config.sweeps_dir)]
+        if self.store_is_host_disk:
+            outputs.append(Path(self.config.store.url))
+        filters = code_filters(
+            self.config.base_dir, list(self.settings.rsync_include), list(self.settings.rsync_exclude), outputs
+        )
+
+        def launch_on(host: SSHHost) -> str:
+            deploy(host, self.config.base_dir, filters, sweep)
+            stale = [f"jobs/{job.job_id}.pid" for shard in by_host[host.label] for job in shard.jobs]
+            if self.store_is_host_disk:
+                stale += [f"markers/{job.job_id}.failed" for shard in by_host[host.label] for job in shard.jobs]
+            setup = setup_block(host, setup_stamp(host, self.config.base_dir))
+            output = start_workers(
+                host, sweep.name, by_host[host.label], stale, setup, prepare_block(host, self.settings.prepare)
+            )
+            console.print(f"host {host.label}: started {len(by_host[host.label])} worker(s)")
+            return output
+
+        errors = [r for r in on_hosts(hosts, launch_on).values() if isinstance(r, MusicsweepError)]
+        previous = sweep.read_manifest().get("backend_state", {}).get(HOSTS_STATE, {})
+        state = {HOSTS_STATE: previous | hosts_state(hosts)}
+        if errors:
+            raise errors[0]
+        return state
+
+    def jobs_by_host(self, manifest: dict) -> dict[str, dict[str, int]]:
+        grouped: dict[str, dict[str, int]] = defaultdict(dict)
+        for job_id, entry in manifest["jobs"].items():
+            if entry.get("worker") is not None and entry.get("host"):
+                grouped[entry["host"]][job_id] = entry["worker"]
+        return grouped
+
+    def poll(self, sweep: SweepDir, manifest: dict) -> dict[str, str]:
+        """One ssh round trip per host (run in parallel); hosts that do not answer make their jobs `lost`."""
+        grouped = self.jobs_by_host(manifest)
+        hosts = self.hosts_of(manifest)
+        unknown = sorted(set(grouped) - set(hosts))
+        if unknown:
+            raise MusicsweepError(f"{self.config.where('backends.ssh.hosts')}: sweep host {unknown[0]!r} is not listed")
+        probes = on_hosts([hosts[label] for label in grouped], lambda host: probe_host(host, sweep.name))
+        markers = None
+        if not self.store_is_host_disk:
+            store = open_store(self.config.store)
+            markers = {key.rsplit("/", 1)[-1] for key in store.list(f"{sweep.name}/markers/")}
+        states: dict[str, str] = {}
+        self.unreachable, self.probes = set(), {}
+        for label, jobs in grouped.items():
+            probe = probes[label]
+            if isinstance(probe, HostUnreachable):
+                self.unreachable.add(label)
+                states |= dict.fromkeys(jobs, LOST)
+                continue
+            if isinstance(probe, MusicsweepError):
+                raise probe
+            if markers is not None:
+                probe.markers = markers
+            self.probes[label] = probe
+            states |= classify(jobs, probe)
+        return states
+
+    def kill_orphans(self, sweep: SweepDir, manifest: dict, job_ids: list[str]) -> None:
+        hosts = self.hosts_of(manifest)
+        wanted: dict[str, set[str]] = defaultdict(set)
+        for job_id in job_ids:
+            wanted[manifest["jobs"][job_id]["host"]].add(job_id)
+
+        def kill(host: SSHHost) -> None:
+            probe = self.probes.get(host.label) or probe_host(host, sweep.name)
+            kill_groups(
+                host,
+                {probe.job_pids[j][1] for j in wanted[host.label] if j in probe.job_pids},
+                self.settings.kill_grace_s,
+            )
+
+        self.report_errors(on_hosts([hosts[label] for label in wanted], kill), "orphan kill")
+
+    def fetch(self, sweep: SweepDir, manifest: dict) -> None:
+        """rsync results (host-disk store) or logs (S3 store) from every reachable host, then pull the store."""
+        hosts = self.hosts_of(manifest)
+        labels = [label for label in self.jobs_by_host(manifest) if label not in self.unreachable]
+        store = open_store(self.config.store)
+        if self.store_is_host_disk:
+            target, folders = store.local_path(sweep.name), PULLED_FOLDERS
+        else:
+            target, folders = sweep.root, ("logs",)
+        extra = self.extra_pull_dirs(sweep, manifest)
+
+        def pull(host: SSHHost) -> None:
+            pull_host(host, sweep.name, target, folders)
+            for path in sorted(extra.get(host.label, ())):
+                pull_extra_dir(host, path, self.config.base_dir)
+
+        self.report_errors(on_hosts([hosts[label] for label in labels], pull), "pull")
+        pull_results(store, sweep)
+
+    def extra_pull_dirs(self, sweep: SweepDir, manifest: dict) -> dict[str, set[str]]:
+        """Host label -> extra folders its jobs name (read from the specs once per sweep)."""
+        if sweep.name not in self.extra_dirs:
+            found: dict[str, set[str]] = defaultdict(set)
+            for label, jobs in self.jobs_by_host(manifest).items():
+                for job_id in jobs:
+                    found[label].update(sweep.read_spec(job_id).extra_pull_dirs)
+            self.extra_dirs[sweep.name] = found
+        return self.extra_dirs[sweep.name]
+
+    def cancel(self, sweep: SweepDir, manifest: dict) -> None:
+        hosts = self.hosts_of(manifest)
+
+        def stop(host: SSHHost) -> None:
+            probe = probe_host(host, sweep.name)
+            groups = {pgid for _, pgid in probe.job_pids.values()} | set(probe.worker_pids.values())
+            kill_groups(host, groups & probe.alive_pids, self.settings.kill_grace_s)
+
+        self.report_errors(on_hosts([hosts[label] for label in self.jobs_by_host(manifest)], stop), "cancel")
+
+    @staticmethod
+    def report_errors(results: dict[str, object], what: str) -> None:
+        """A host that fails a pull or kill is retried on the next poll, so warn and go on."""
+        for label, result in results.items():
+            if isinstance(result, MusicsweepError):
+                console.print(f"warning: {what} on host {label}: {result}")
