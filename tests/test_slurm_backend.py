@@ -1,0 +1,226 @@
+"""The SLURM backend against a real single-node SLURM (tests/fixtures/slurm.py) and the tiny model."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from musicsweep import MusicsweepError, run_sweep
+from musicsweep.backends import get_backend
+from musicsweep.backends.base import DONE, PENDING
+from musicsweep.backends.slurm import STATE_KEY, time_limit_s
+from musicsweep.config import load_config
+from musicsweep.layout import SweepDir
+from tests.fixtures.servers import wait_until
+from tests.fixtures.slurm import SlurmCluster
+from tests.helpers import wait_for_sweep, wav_info
+
+SLURM_SETTINGS = {
+    "partition": "debug",
+    "cpus_per_task": 1,
+    "time": "10:00",
+    "array_parallelism": 2,
+    "hourly_cost_usd": 1.5,
+    "prepare": ["export MUSICSWEEP_PREPARED=yes", 'echo "prepared: $MUSICSWEEP_PREPARED"'],
+    "sbatch_lines": ["--comment=musicsweep-test", "#SBATCH --nice=0"],
+}
+
+
+def write_config(project: Path, engine_batch_size: int = 4, **slurm: object) -> None:
+    config = {
+        "backend": "slurm",
+        "store": "./runs",
+        "sweeps_dir": "./runs",
+        "engine": {"batch_size": engine_batch_size},
+        "backends": {"slurm": {**SLURM_SETTINGS, **slurm}},
+    }
+    (project / "musicsweep.yaml").write_text(yaml.safe_dump(config))
+
+
+def variants(prompts: list[str], durations: list[float]) -> list[dict]:
+    """Every prompt at every duration, on the tiny model."""
+    pairs = [(prompt, duration) for prompt in prompts for duration in durations]
+    return [
+        {"prompt": prompt, "duration_s": duration, "model": "tiny", "seed": index}
+        for index, (prompt, duration) in enumerate(pairs)
+    ]
+
+
+def array_task(sweep: SweepDir, task: int = 0) -> str:
+    arrays = sweep.read_manifest()["backend_state"][STATE_KEY]
+    (array,) = arrays.values()
+    return f"{array['array_job_id']}_{task}"
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of live processes that contain `text`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(cmdline)
+    return found
+
+
+@pytest.fixture(autouse=True)
+def empty_queue(slurm_cluster: SlurmCluster):
+    """Every test starts and ends with an idle node."""
+    slurm_cluster.cancel_all()
+    yield
+    slurm_cluster.cancel_all()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 5400), ("2:30", 150), ("1:00:00", 3600), ("2-0", 172800), ("1-2:03", 93780), ("0-0:0:5", 5)],
+)
+def test_time_limit_formats(text: str, seconds: int) -> None:
+    assert time_limit_s(text) == seconds
+
+
+def test_unlimited_and_unreadable_time_limits() -> None:
+    assert time_limit_s("UNLIMITED") == time_limit_s("infinite") == float("inf")
+    assert time_limit_s("1:2:3:4") is None and time_limit_s("ten minutes") is None
+
+
+def test_sweep_runs_as_one_throttled_array(project: Path, slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+    write_config(project, shards=3)
+    clips = variants(["warm lofi piano", "bright synth arp", "slow ambient pad", "dusty breakbeat"], [2])
+    plan = run_sweep(clips + variants(["tense strings", "glassy bells"], [3]), "arr")
+    sweep = plan.sweep
+    assert [len(shard.jobs) for shard in plan.shards] == [2, 2, 2]
+    # Clips of one duration batch together: a shard never mixes durations here.
+    assert all(len({job.duration_s for job in shard.jobs}) == 1 for shard in plan.shards)
+
+    array_id = array_task(sweep).split("_")[0]
+    job = slurm_cluster.run("scontrol", "show", "job", array_id).stdout
+    assert "ArrayTaskThrottle=2" in job and "Requeue=1" in job and "Comment=musicsweep-test" in job
+
+    # Status is one squeue call for the whole array (a spy on PATH in front of the real squeue).
+    spy_dir = tmp_path / "spy"
+    spy_dir.mkdir()
+    calls = tmp_path / "squeue-calls"
+    (spy_dir / "squeue").write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexec /usr/bin/squeue "$@"\n')
+    (spy_dir / "squeue").chmod(0o755)
+    backend = get_backend("slurm", load_config())
+    original_path = os.environ["PATH"]
+    os.environ["PATH"] = f"{spy_dir}:{original_path}"
+    try:
+        backend.poll(sweep, sweep.read_manifest())
+    finally:
+        os.environ["PATH"] = original_path
+    assert len(calls.read_text().splitlines()) == 1
+    assert sorted(backend.task_states(sweep.read_manifest())) == [f"{array_id}_{task}" for task in range(3)]
+
+    states = wait_for_sweep("arr", timeout_s=180)
+    assert set(states.values()) == {DONE} and len(states) == 6
+    wavs = sorted((sweep.root / "audio").glob("*.wav"))
+    assert len(wavs) == 6
+    assert sorted(round(wav_info(path)[2] / wav_info(path)[0]) for path in wavs) == [2, 2, 2, 2, 3, 3]
+    with open(sweep.cost_report) as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 6 and {row["hourly_cost_usd"] for row in rows} == {"1.5"}
+    logs = [(sweep.root / "logs" / f"worker_{task}.log").read_text() for task in range(3)]
+    assert all("prepared: yes" in text for text in logs)
+    scripts = list((sweep.root / "scripts").glob("slurm-*/*.sh"))
+    assert len(scripts) == 4 and all(path.stat().st_mode & 0o777 == 0o700 for path in scripts)
+
+
+def test_preempted_task_is_requeued_and_completes_without_duplicates(
+    project: Path, slurm_cluster: SlurmCluster
+) -> None:
+    write_config(project, engine_batch_size=1, shards=1)
+    plan = run_sweep(variants(["rainy jazz trio", "driving techno"], [4, 5]), "pre")
+    sweep = plan.sweep
+    task = array_task(sweep)
+    markers = sweep.root / "markers"
+    wait_until(lambda: any(markers.glob("*.done")), 120, "the first finished clip")
+    early = {path: path.stat().st_mtime_ns for path in (sweep.root / "audio").glob("*.wav")}
+    signal = slurm_cluster.run("scancel", "--batch", "--signal=USR2", task)
+    assert signal.returncode == 0, signal.stderr
+
+    def requeued() -> bool:
+        return "Restarts=1" in slurm_cluster.run("scontrol", "show", "job", task).stdout
+
+    wait_until(requeued, 60, "the requeue")
+    backend = get_backend("slurm", load_config())
+    states = backend.poll(sweep, sweep.read_manifest())
+    assert PENDING in states.values(), states  # the clips left wait in the queue with the task
+    # SLURM holds a requeued job back for about two minutes; let it start now.
+    release = slurm_cluster.run("scontrol", "update", f"JobId={task}", "StartTime=now")
+    assert release.returncode == 0, release.stderr
+
+    states = wait_for_sweep("pre", timeout_s=180)
+    assert set(states.values()) == {DONE} and len(states) == 4
+    log = (sweep.root / "logs" / "worker_0.log").read_text()
+    assert "requeueing" in log and "restart 1" in log
+    # Nothing generated twice: one batch per clip in all, and the early WAVs were not rewritten.
+    assert len(re.findall(r"batch of 1 x", log)) == 4
+    assert "already in the store" in log
+    for path, mtime in early.items():
+        assert path.stat().st_mtime_ns == mtime
+    assert len(list((sweep.root / "audio").glob("*.wav"))) == 4
+    assert len(list((sweep.root / "costs").glob("*.json"))) == 4
+
+
+def test_cancel_leaves_no_process_behind(project: Path, slurm_cluster: SlurmCluster) -> None:
+    write_config(project, shards=2)
+    plan = run_sweep(variants(["calm harp", "noisy drums"], [5, 5.5]), "can")
+    sweep = plan.sweep
+    wait_until(lambda: len(list((sweep.root / "jobs").glob("*.pid"))) == 4, 120, "both workers to start")
+    assert processes_mentioning(str(sweep.root))
+    backend = get_backend("slurm", load_config())
+    backend.cancel(sweep, sweep.read_manifest())
+    assert processes_mentioning(str(sweep.root)) == []
+    queue = backend.task_states(sweep.read_manifest())
+    assert set(queue.values()) == {"CANCELLED"}
+
+
+@pytest.mark.parametrize(
+    ("setting", "sbatch_says", "key"),
+    [
+        ({"partition": "nope"}, "invalid partition specified: nope", "backends.slurm.partition"),
+        ({"time": "1:2:3:4"}, "Invalid --time specification", "backends.slurm.time"),
+    ],
+)
+def test_bad_cluster_settings_fail_at_submit_with_sbatchs_message(
+    project: Path, slurm_cluster: SlurmCluster, setting: dict, sbatch_says: str, key: str
+) -> None:
+    write_config(project, **setting)
+    with pytest.raises(MusicsweepError) as error:
+        run_sweep(variants(["never runs"], [2]), "bad")
+    message = str(error.value)
+    assert sbatch_says in message and key in message and "musicsweep.yaml" in message
+    assert "\n" not in message
+    assert not (project / "runs" / "bad").exists()
+    assert slurm_cluster.run("squeue", "-h").stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"array_paralellism": 2}, "backends.slurm'.array_paralellism: unknown key"),
+        ({"array_parallelism": 0}, "backends.slurm.array_parallelism': must be at least 1"),
+        ({"cpus_per_task": "two"}, "cpus_per_task: expected int"),
+        ({"time": "1:00"}, "backends.slurm.time': '1:00' is not longer than signal_lead_s"),
+        ({"prepare": ["echo a\necho b"]}, "backends.slurm.prepare': one option or command per entry"),
+    ],
+)
+def test_bad_config_fails_before_anything_is_written(
+    project: Path, slurm_cluster: SlurmCluster, setting: dict, message: str
+) -> None:
+    write_config(project, **setting)
+    with pytest.raises(MusicsweepError, match=re.escape(message)):
+        run_sweep(variants(["never runs"], [2]), "bad")
+    assert not (project / "runs" / "bad").exists()
