@@ -14,7 +14,7 @@ from musicsweep.backends import get_backend
 from musicsweep.backends.base import DONE, DONE_ORPHANS, FAILED, FINISHED_STATES, LOST, Backend
 from musicsweep.config import load_config
 from musicsweep.cost_summary import write_cost_summary
-from musicsweep.display import console, print_states
+from musicsweep.display import SweepProgress, console, print_summary, summarize
 from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir, latest_sweep
 from musicsweep.pull import merge_cost_report
@@ -68,31 +68,33 @@ def pull(
     if cleanup:
         backend.cleanup(sweep, manifest)
     lost = LostTracker(give_up_after_s)
-    while True:
-        states = lost.apply(poll_once(sweep, manifest, backend))
-        if relaunch_failed:
-            from musicsweep.relaunch import relaunch_failed as relaunch
+    with SweepProgress(sweep.name) as progress:
+        while True:
+            states = lost.apply(poll_once(sweep, manifest, backend))
+            if relaunch_failed:
+                from musicsweep.relaunch import relaunch_failed as relaunch
 
-            relaunched = relaunch(config, sweep, backend, states)
-            if relaunched:
-                console.print(f"relaunched {len(relaunched)} job(s): {', '.join(relaunched)}")
-                manifest = sweep.read_manifest()
-                continue
-        hosts = {job_id: entry.get("host") for job_id, entry in manifest["jobs"].items()}
-        print_states(sweep.name, states, hosts)
-        if all(state in FINISHED_STATES for state in states.values()):
-            break
-        if once:
-            return 3
-        time.sleep(interval_s)
+                relaunched = relaunch(config, sweep, backend, states)
+                if relaunched:
+                    console.print(f"relaunched {len(relaunched)} job(s): {', '.join(relaunched)}")
+                    manifest = sweep.read_manifest()
+                    continue
+            progress.update(states, {job_id: entry.get("host") for job_id, entry in manifest["jobs"].items()})
+            if all(state in FINISHED_STATES for state in states.values()):
+                break
+            if once:
+                return 3
+            time.sleep(interval_s)
     backend.cleanup(sweep, manifest)
     if report:
         from musicsweep.report import write_report
 
         console.print(f"report: {write_report(sweep)}")
     failed = sorted(job_id for job_id, state in states.items() if state == FAILED)
-    for line in write_cost_summary(sweep, backend.machine_times(sweep, manifest)).lines():
+    cost = write_cost_summary(sweep, backend.machine_times(sweep, manifest))
+    for line in cost.lines():
         console.print(line)
+    print_summary(summarize(sweep, manifest, cost))
     console.print(f"results in {sweep.root} (audio/, cost_report.csv, cost_summary.json)")
     if failed:
         console.print(f"{len(failed)} job(s) failed: {', '.join(failed)}")

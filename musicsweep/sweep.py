@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,6 +58,7 @@ class Plan:
     estimate_usd: float = 0.0
     store_url: str = ""
     notes: list[str] = field(default_factory=list)
+    job_estimate_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def to_run(self) -> list[Job]:
@@ -82,11 +84,12 @@ def running_jobs(backend: Backend, sweep: SweepDir) -> set[str]:
     return {job_id for job_id, state in states.items() if state == RUNNING}
 
 
-def make_plan(jobs: list[Job], config: Config, sweep_name: str) -> Plan:
+def make_plan(jobs: list[Job], config: Config, sweep_name: str, dry_run: bool = False) -> Plan:
     backend = get_backend(config.backend, config)
     backend.validate()
     store = open_store(config.store)
-    store.check()
+    if not dry_run:  # the check writes (a folder, a probe object); a dry run writes nothing
+        store.check()
     sweep = SweepDir(config.sweeps_dir, sweep_name)
     finished = finished_in_store(store, jobs, sweep)
     busy = running_jobs(backend, sweep)
@@ -96,7 +99,8 @@ def make_plan(jobs: list[Job], config: Config, sweep_name: str) -> Plan:
     shards = backend.shard(pending) if pending else []
     plan = Plan(sweep, jobs, skipped, running, shards, backend, store_url=config.store.url)
     for shard in shards:
-        seconds = sum(estimate_generation_s(job, config) for job in shard.jobs)
+        plan.job_estimate_s |= {job.job_id: estimate_generation_s(job, config) for job in shard.jobs}
+        seconds = sum(plan.job_estimate_s[job.job_id] for job in shard.jobs)
         plan.estimate_s = max(plan.estimate_s, seconds)
         plan.estimate_usd += seconds * shard.hourly_cost_usd / 3600.0
     return plan
@@ -165,16 +169,33 @@ def run_sweep(
     backend: str | None = None,
     store: str | None = None,
     dry_run: bool = False,
+    yes: bool = False,
 ) -> Plan:
-    """Validate, plan and launch a sweep; returns the plan. Nothing is written when it would fail."""
+    """Validate, plan and launch a sweep; returns the plan. Nothing is written when it would fail.
+
+    `dry_run` prints the full plan and stops; `yes` launches on a backend that spends money without asking.
+    """
     config = resolve_config(config, backend, store)
     variant_list = variants.variants() if isinstance(variants, VariantGenerator) else list(variants)
     jobs = jobs_from_variants(variant_list, name)
-    plan = make_plan(jobs, config, name)
+    plan = make_plan(jobs, config, name, dry_run=dry_run)
     from musicsweep.display import print_plan
 
     print_plan(plan, short=not dry_run)
     if not dry_run:
+        confirm_spending(plan, yes)
         launch(plan, config)
         print(f"launched {len(plan.to_run)} job(s); follow with: python -m musicsweep.auto_pull {name}")
     return plan
+
+
+def confirm_spending(plan: Plan, yes: bool) -> None:
+    """A backend that spends money starts only after a yes: `yes=True`, or an answer typed on the terminal."""
+    if yes or not plan.backend.spends_money or not plan.to_run:
+        return
+    name = plan.backend.name
+    if not sys.stdin.isatty():
+        raise MusicsweepError(f"backend {name!r} spends money and stdin is not a terminal: pass --yes to launch")
+    answer = input(f"launch {len(plan.to_run)} job(s) on {name} for about ${plan.estimate_usd:.2f}? [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        raise MusicsweepError(f"launch on {name!r} not confirmed: nothing was started")
