@@ -1,0 +1,59 @@
+"""Ship this project to cloud instances: build its wheel once and put it in the store.
+
+Instances install `musicsweep[worker]` from that wheel, so they run exactly the launcher's code,
+with no git checkout or package index release needed. The key holds the wheel's content hash,
+so an unchanged project is uploaded once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from musicsweep.errors import MusicsweepError
+from musicsweep.store import Store
+
+PACKAGES_PREFIX = "_packages"
+HASH_LENGTH = 12
+
+
+def project_root() -> Path:
+    """The source tree this package was imported from (it must have its pyproject.toml)."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "pyproject.toml").is_file():
+        raise MusicsweepError(f"{root}: no pyproject.toml, so musicsweep cannot be packaged for remote hosts")
+    return root
+
+
+def wheel_key(digest: str, wheel_name: str) -> str:
+    """Store key of a wheel: `_packages/{hash12}/{wheel file name}`."""
+    return f"{PACKAGES_PREFIX}/{digest[:HASH_LENGTH]}/{wheel_name}"
+
+
+def build_wheel(out_dir: Path, root: Path | None = None) -> Path:
+    """`uv build --wheel` of the project into `out_dir`; returns the wheel's path."""
+    uv = shutil.which("uv")
+    if uv is None:
+        raise MusicsweepError("uv is not on PATH: it is needed to build the wheel that cloud workers install")
+    root = root or project_root()
+    result = subprocess.run(
+        [uv, "build", "--wheel", "--out-dir", str(out_dir), str(root)], capture_output=True, text=True, check=False
+    )
+    wheels = sorted(Path(out_dir).glob("musicsweep-*.whl"))
+    if result.returncode != 0 or not wheels:
+        last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no wheel produced"]
+        raise MusicsweepError(f"building the musicsweep wheel failed: {last[0]}")
+    return wheels[-1]
+
+
+def upload_wheel(store: Store, root: Path | None = None) -> str:
+    """Build the wheel and put it in the store unless an identical one is there; returns its key."""
+    with tempfile.TemporaryDirectory(prefix="musicsweep-wheel-") as folder:
+        wheel = build_wheel(Path(folder), root)
+        key = wheel_key(hashlib.sha256(wheel.read_bytes()).hexdigest(), wheel.name)
+        if not store.exists(key):
+            store.put_file(key, wheel)
+    return key
