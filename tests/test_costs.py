@@ -1,0 +1,155 @@
+"""Cost rows, the cost report, the paid-versus-marginal summary, and pulling by size and ETag."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from musicsweep.config import StoreConfig
+from musicsweep.cost_summary import MachineTime, WorkerLifetime, summarize, write_cost_summary
+from musicsweep.costs import COLUMNS, CostRow, marginal_cost_usd, read_cost_report, write_cost_report
+from musicsweep.layout import SweepDir
+from musicsweep.pull import merge_cost_report, pull_results
+from musicsweep.s3_store import S3Store
+from musicsweep.store import LocalStore
+from tests.fixtures.s3 import S3Bucket
+
+
+def row(job_id: str, generation_s: float | None, rate: float = 3.6) -> CostRow:
+    cost = None if generation_s is None else marginal_cost_usd(generation_s, rate)
+    return CostRow(
+        f"clip_{job_id}.wav", "a prompt, with comma", 5.0, generation_s, cost, "tiny", 7, job_id, "h1", rate, 5.0
+    )
+
+
+def lifetime(launch: str, worker: int, start: float, end: float, rate: float = 3.6, **extra) -> dict:
+    payload = {"launch_id": launch, "worker_id": worker, "host": "h1", "start": start, "end": end}
+    return payload | {"hourly_cost_usd": rate} | extra
+
+
+def test_report_has_the_scripts_columns_first_and_round_trips(tmp_path: Path) -> None:
+    assert COLUMNS[:5] == ["s3_filename", "prompt", "requested_duration_s", "generation_time_s", "estimated_cost_usd"]
+    assert {"model", "seed", "job_id", "host", "hourly_cost_usd", "audio_seconds"} <= set(COLUMNS)
+    path = tmp_path / "cost_report.csv"
+    write_cost_report([row("b", 2.0), row("a", None)], path)
+    lines = read_cost_report(path)
+    assert [line["job_id"] for line in lines] == ["a", "b"]
+    assert lines[0]["generation_time_s"] == "" and lines[0]["estimated_cost_usd"] == ""
+    assert lines[1]["prompt"] == "a prompt, with comma" and float(lines[1]["estimated_cost_usd"]) == 0.002
+
+
+def test_summary_paid_beside_marginal() -> None:
+    workers = [
+        WorkerLifetime.from_dict(lifetime("L1", 0, 1000.0, 1100.0, model_load_s=10, generation_s=60, finished=True)),
+        WorkerLifetime.from_dict(lifetime("L2", 0, 2000.0, 2050.0, model_load_s=10, generation_s=20)),
+    ]
+    summary = summarize(workers, [row("a", 60.0), row("b", 20.0), row("c", None)])
+    assert summary.workers == 2 and summary.clips == 3
+    assert summary.machine_s == 150.0 and summary.idle_s == 50.0
+    assert summary.paid_usd == pytest.approx(0.15)  # 150 s at $3.60/h
+    assert summary.marginal_usd == pytest.approx(0.08)
+    assert summary.overhead_usd == pytest.approx(0.07)
+    assert summary.overhead_fraction == pytest.approx(0.07 / 0.15)
+    text = "\n".join(summary.lines())
+    assert "paid: $0.150000" in text and "marginal: $0.080000 for 3 clip(s)" in text and "(47% of paid)" in text
+
+
+def test_backend_override_replaces_a_workers_own_machine_time() -> None:
+    workers = [
+        WorkerLifetime.from_dict(lifetime("L1", 0, 0.0, 100.0)),
+        WorkerLifetime.from_dict(lifetime("L1", 1, 0, 100)),
+    ]
+    spot = {("L1", 1): MachineTime(start=-60.0, end=130.0, hourly_cost_usd=0.36)}  # boot and shutdown billed too
+    summary = summarize(workers, [], spot)
+    assert summary.machine_s == 100.0 + 190.0
+    assert summary.paid_usd == pytest.approx(0.1 + 190 * 0.36 / 3600)
+    assert summary.overhead_fraction == 1.0
+
+
+def test_free_hosts_have_no_overhead_fraction() -> None:
+    summary = summarize([WorkerLifetime.from_dict(lifetime("L1", 0, 0, 10, rate=0.0))], [row("a", 1.0, rate=0.0)])
+    assert summary.paid_usd == 0.0 and summary.overhead_fraction is None
+    assert "of paid" not in "".join(summary.lines())
+
+
+def test_write_cost_summary_reads_pulled_folders(tmp_path: Path) -> None:
+    sweep = SweepDir(tmp_path, "sw")
+    (sweep.root / "workers").mkdir(parents=True)
+    (sweep.root / "costs").mkdir()
+    (sweep.root / "workers" / "worker_0.L1.json").write_text(json.dumps(lifetime("L1", 0, 0, 36)))
+    (sweep.root / "costs" / "a.json").write_text(json.dumps(row("a", 18.0).to_dict()))
+    summary = write_cost_summary(sweep)
+    saved = json.loads(sweep.cost_summary.read_text())
+    assert saved["paid_usd"] == pytest.approx(0.036) and saved["marginal_usd"] == pytest.approx(0.018)
+    assert saved["overhead_usd"] == pytest.approx(summary.overhead_usd)
+
+
+def s3_store(bucket: S3Bucket) -> S3Store:
+    return S3Store(StoreConfig(bucket.url, endpoint_url=bucket.server.endpoint_url, region="us-east-1"))
+
+
+def count_gets(store: S3Store) -> list[str]:
+    keys: list[str] = []
+    store.client.meta.events.register(
+        "before-parameter-build.s3.GetObject", lambda params, **_: keys.append(params["Key"])
+    )
+    return keys
+
+
+def test_pull_downloads_only_what_is_missing_or_changed(moto_bucket: S3Bucket, tmp_path: Path) -> None:
+    store = s3_store(moto_bucket)
+    sweep = SweepDir(tmp_path / "runs", "sw")
+    store.put_bytes("sw/audio/a_1.wav", b"A" * 100)
+    store.put_bytes("sw/audio/b_2.wav", b"B" * 100)
+    store.put_json("sw/costs/1.json", row("1", 2.0).to_dict())
+    store.put_bytes("sw/claims/1.L1", b"owner")  # claims stay in the store
+    gets = count_gets(store)
+
+    assert pull_results(store, sweep) == 3
+    assert sorted(Path(key).name for key in gets) == ["1.json", "a_1.wav", "b_2.wav"]
+    assert not (sweep.root / "claims").exists()
+    assert pull_results(store, sweep) == 0  # nothing new: no download at all
+
+    store.put_bytes("sw/audio/b_2.wav", b"C" * 100)  # same size, new ETag
+    (sweep.root / "audio" / "a_1.wav").write_bytes(b"A" * 40)  # truncated local copy
+    gets.clear()
+    assert pull_results(store, sweep) == 2
+    assert (sweep.root / "audio" / "b_2.wav").read_bytes() == b"C" * 100
+    assert (sweep.root / "audio" / "a_1.wav").read_bytes() == b"A" * 100
+
+    (sweep.root / "audio" / "a_1.wav").unlink()
+    assert pull_results(store, sweep) == 1
+    merge_cost_report(sweep)
+    assert [line["job_id"] for line in read_cost_report(sweep.cost_report)] == ["1"]
+
+
+def test_pull_adopts_identical_local_files_and_never_replaces_a_local_log(
+    moto_bucket: S3Bucket, tmp_path: Path
+) -> None:
+    store = s3_store(moto_bucket)
+    sweep = SweepDir(tmp_path / "runs", "sw")
+    store.put_bytes("sw/audio/a_1.wav", b"A" * 100)
+    store.put_bytes("sw/logs/worker_0.log", b"line 1\n")
+    (sweep.root / "audio").mkdir(parents=True)
+    (sweep.root / "logs").mkdir()
+    (sweep.root / "audio" / "a_1.wav").write_bytes(b"A" * 100)  # already here, same MD5
+    live_log = sweep.root / "logs" / "worker_0.log"
+    live_log.write_bytes(b"line 1\nline 2 of a local worker still running\n")
+    gets = count_gets(store)
+    assert pull_results(store, sweep) == 0 and gets == []
+    assert live_log.read_bytes().endswith(b"still running\n")
+
+    store.put_bytes("sw/logs/worker_1.log", b"remote host log\n")
+    assert pull_results(store, sweep) == 1
+    store.put_bytes("sw/logs/worker_1.log", b"remote host log\nmore\n")
+    assert pull_results(store, sweep) == 1  # a log this module pulled is refreshed
+    assert (sweep.root / "logs" / "worker_1.log").read_bytes().endswith(b"more\n")
+
+
+def test_pull_from_a_local_store_in_place_copies_nothing(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "runs")
+    sweep = SweepDir(tmp_path / "runs", "sw")
+    store.put_bytes("sw/audio/a_1.wav", b"A")
+    assert pull_results(store, sweep) == 0
