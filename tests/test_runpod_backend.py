@@ -1,0 +1,136 @@
+"""RunPod pod provisioning against the GraphQL stand-in and a real loopback sshd (no workers run):
+GPU fallback on no capacity, the readiness deadline, a 502, bad input, and `--cleanup`."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+
+import pytest
+
+from musicsweep.backends.base import Launch, Shard
+from musicsweep.backends.runpod import BOOT_SCRIPT, PodLedger, RunPodBackend
+from musicsweep.config import load_config
+from musicsweep.errors import MusicsweepError
+from musicsweep.layout import SweepDir
+from musicsweep.runpod_api import RunPodAPI
+from tests.fixtures.runpod_graphql import ACCOUNT_KEY, RunPodProject
+
+
+def provisioning(workers: int = 1) -> tuple[RunPodBackend, Launch, list[Shard]]:
+    config = load_config()
+    sweep = SweepDir(config.sweeps_dir, "pods")
+    shards = [Shard(f"runpod-{index}", index, []) for index in range(workers)]
+    return RunPodBackend(config), Launch(sweep, "L1", False, {}), shards
+
+
+def decode(value: str) -> str:
+    return base64.b64decode(value).decode()
+
+
+def test_no_capacity_on_the_first_type_moves_to_the_next(runpod_project: RunPodProject) -> None:
+    standin = runpod_project.standin
+    standin.no_capacity.add("NVIDIA L40S")
+    backend, launch, shards = provisioning()
+    backend.validate()
+    ready = backend.provision(PodLedger(launch.sweep), launch, shards)
+    record = ready[0]
+    assert record.gpu_type == "NVIDIA RTX A6000" and record.cost_per_hr == pytest.approx(0.49)
+    assert [op for op in standin.operations if op.startswith("deploy")] == [
+        "deploy NVIDIA L40S",
+        "deploy NVIDIA RTX A6000",
+    ]
+    pod = standin.pods[record.pod_id]
+    assert pod.inputs["ports"] == "22/tcp" and pod.inputs["cloudType"] == "SECURE"
+    assert pod.inputs["supportPublicIp"] == "true" and pod.inputs["startSsh"] == "true"
+    public_key = runpod_project.keys.client_key.with_suffix(".pub").read_text().strip()
+    assert decode(pod.env["PUBLIC_KEY"]) == public_key
+    boot = decode(pod.docker_args.removeprefix("bash -c 'echo ").removesuffix(" | base64 -d | bash'"))
+    assert boot == BOOT_SCRIPT
+    assert subprocess.run(["bash", "-n"], input=boot, text=True).returncode == 0
+    assert record.ssh_host().port == runpod_project.server.port
+    backend.cancel(launch.sweep, {})
+    assert standin.live_pods() == []
+
+
+def test_a_pod_without_public_port_is_terminated_at_its_deadline(runpod_project: RunPodProject) -> None:
+    standin = runpod_project.standin
+    standin.never_public.add("NVIDIA L40S")
+    runpod_project.configure(ready_timeout_s=1)
+    backend, launch, shards = provisioning()
+    ledger = PodLedger(launch.sweep)
+    ready = backend.provision(ledger, launch, shards)
+    first = next(r for r in ledger.pods.values() if r.gpu_type == "NVIDIA L40S")
+    assert first.ended is not None and first.terminated_by == "not ready within 1s"
+    assert f"podTerminate {first.pod_id}" in standin.operations
+    assert ready[0].gpu_type == "NVIDIA RTX A6000"
+    assert [pod.id for pod in standin.live_pods()] == [ready[0].pod_id]
+    assert "pods.csv" in str(ledger.costs_path) and first.pod_id in ledger.costs_path.read_text()
+    backend.cancel(launch.sweep, {})
+
+
+def test_a_502_while_provisioning_is_retried(runpod_project: RunPodProject) -> None:
+    runpod_project.standin.fail_next = [502, 502]
+    backend, launch, shards = provisioning(2)
+    ready = backend.provision(PodLedger(launch.sweep), launch, shards)
+    assert sorted(ready) == [0, 1]
+    backend.cancel(launch.sweep, {})
+    assert runpod_project.standin.live_pods() == []
+
+
+def test_when_no_type_works_the_launch_fails_and_nothing_runs(runpod_project: RunPodProject) -> None:
+    standin = runpod_project.standin
+    standin.no_capacity.add("NVIDIA L40S")
+    standin.never_public.add("NVIDIA RTX A6000")
+    runpod_project.configure(ready_timeout_s=0.5)
+    backend, launch, shards = provisioning(2)
+    with pytest.raises(MusicsweepError, match="gpu_types: no pod became ready"):
+        backend.submit(launch, shards)
+    assert standin.live_pods() == []
+    assert all(not record.live for record in PodLedger(launch.sweep).pods.values())
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"gpu_types": ["NVIDIA L40S", "NVIDIA H9000"]}, "key 'backends.runpod'.gpu_types: unknown GPU type"),
+        ({"cloud_type": "SPOT"}, "key 'backends.runpod'.cloud_type: expected one of"),
+        ({"identity_file": "/nonexistent/key"}, "key 'backends.runpod'.identity_file: no such file"),
+        ({"remote_dir": "/workspace/{pod}"}, "key 'backends.runpod'.remote_dir: only '{pod_id}'"),
+        ({"pods": 0}, "key 'backends.runpod'.pods: must be at least 1"),
+    ],
+)
+def test_bad_input_fails_before_any_pod_is_created(runpod_project: RunPodProject, settings, message) -> None:
+    runpod_project.configure(**settings)
+    backend, _, _ = provisioning()
+    with pytest.raises(MusicsweepError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        backend.validate()
+    assert not [op for op in runpod_project.standin.operations if op.startswith("deploy")]
+
+
+def test_a_local_store_or_missing_credentials_are_refused(runpod_project: RunPodProject, monkeypatch) -> None:
+    backend, _, _ = provisioning()
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    with pytest.raises(MusicsweepError, match="AWS_SECRET_ACCESS_KEY"):
+        backend.validate()
+    config = load_config()
+    local = config.with_overrides(store=type(config.store)(url=str(runpod_project.folder / "runs")))
+    with pytest.raises(MusicsweepError, match="key 'store': the runpod backend needs an s3:// store"):
+        RunPodBackend(local).validate()
+
+
+def test_cleanup_terminates_every_pod_named_after_the_sweep(runpod_project: RunPodProject) -> None:
+    api = RunPodAPI(ACCOUNT_KEY)
+    options = {"image_name": "runpod/pytorch:test", "cloud_type": "SECURE"}
+    names = ["musicsweep s1 L1 w0", "musicsweep s1 L2 w3", "musicsweep s10 L1 w0", "my own pod"]
+    ids = {name: api.create_pod(name, "NVIDIA L40S", **options) for name in names}
+    backend, _, _ = provisioning()
+    sweep = SweepDir(load_config().sweeps_dir, "s1")
+    backend.cleanup(sweep, {})
+    assert sorted(pod.name for pod in runpod_project.standin.live_pods()) == ["musicsweep s10 L1 w0", "my own pod"]
+    ledger = PodLedger(sweep)
+    assert {r.pod_id for r in ledger.pods.values() if r.terminated_by == "cleanup"} == {
+        ids["musicsweep s1 L1 w0"],
+        ids["musicsweep s1 L2 w3"],
+    }
+    assert not [op for op in runpod_project.standin.operations if op.startswith("podStop")]
