@@ -154,19 +154,21 @@ def deploy(host: SSHHost, base_dir: Path, filters: list[str], sweep: SweepDir) -
     rsync(host, [f"{sweep.root}/"], f":{host.work_dir(sweep.name)}/", sweep_filters, what="sweep sync")
 
 
-def start_workers(
-    host: SSHHost, sweep: str, shards: list[Shard], stale: list[str], setup: str = "", prepare: str = ""
-) -> str:
-    """One round trip: forwarded env from stdin, setup, prepare, then `setsid nohup` every worker.
+def stale_block(paths: list[str]) -> str:
+    """Bash removing earlier pid files and `.failed` markers of relaunched jobs, so they are not seen as failed."""
+    return f"rm -f {' '.join(shlex.quote(path) for path in paths)}\n" if paths else ""
 
-    `stale` are paths (relative to the work folder) of earlier pid files and `.failed` markers of
-    the jobs being started, removed first so a relaunched job is not seen as failed. Returns the
-    remote output (`#setup ran` / `#setup cached`).
-    """
-    lines = [env_exports(host.env), f"cd {shlex.quote(host.work_dir(sweep))} || exit 1", "mkdir -p logs", setup]
-    lines.append(prepare)
-    if stale:
-        lines.append("rm -f " + " ".join(shlex.quote(path) for path in stale))
+
+def forget_stale(host: SSHHost, sweep: str, paths: list[str]) -> None:
+    """`stale_block` on a host that ran some relaunched jobs before but runs none of them now."""
+    script = f"cd {shlex.quote(host.work_dir(sweep))} 2>/dev/null || exit 0\n{stale_block(paths)}"
+    run_ssh(host, "bash -s", stdin=script, what="stale marker cleanup")
+
+
+def start_workers(host: SSHHost, sweep: str, shards: list[Shard], before: str = "") -> str:
+    """One round trip: forwarded env from stdin, the `before` bash (cleanup, setup, prepare), then
+    `setsid nohup` every worker, recording its PID. Returns the remote output (`#setup ...`)."""
+    lines = [env_exports(host.env), f"cd {shlex.quote(host.work_dir(sweep))} || exit 1", "mkdir -p logs", before]
     for shard in shards:
         name = f"worker_{shard.worker_id}"
         lines.append(
@@ -283,21 +285,24 @@ class SSHBackend(Backend):
             self.config.base_dir, list(self.settings.rsync_include), list(self.settings.rsync_exclude), outputs
         )
 
+        started = [job.job_id for shard in shards for job in shard.jobs]
+        stale = [f"jobs/{job_id}.pid" for job_id in started]
+        if self.store_is_host_disk:
+            stale += [f"markers/{job_id}.failed" for job_id in started]
+
         def launch_on(host: SSHHost) -> str:
             deploy(host, self.config.base_dir, filters, sweep)
-            stale = [f"jobs/{job.job_id}.pid" for shard in by_host[host.label] for job in shard.jobs]
-            if self.store_is_host_disk:
-                stale += [f"markers/{job.job_id}.failed" for shard in by_host[host.label] for job in shard.jobs]
             setup = setup_block(host, setup_stamp(host, self.config.base_dir))
-            output = start_workers(
-                host, sweep.name, by_host[host.label], stale, setup, prepare_block(host, self.settings.prepare)
-            )
+            prepare = prepare_block(host, self.settings.prepare)
+            output = start_workers(host, sweep.name, by_host[host.label], stale_block(stale) + setup + prepare)
             console.print(f"host {host.label}: started {len(by_host[host.label])} worker(s)")
             return output
 
         errors = [r for r in on_hosts(hosts, launch_on).values() if isinstance(r, MusicsweepError)]
-        previous = sweep.read_manifest().get("backend_state", {}).get(HOSTS_STATE, {})
-        state = {HOSTS_STATE: previous | hosts_state(hosts)}
+        previous = hosts_from_state(sweep.read_manifest().get("backend_state", {}).get(HOSTS_STATE, {}))
+        others = [host for label, host in previous.items() if label not in by_host and label not in self.unreachable]
+        self.report_errors(on_hosts(others, lambda host: forget_stale(host, sweep.name, stale)), "stale marker cleanup")
+        state = {HOSTS_STATE: hosts_state([*previous.values(), *hosts])}
         if errors:
             raise errors[0]
         return state

@@ -1,0 +1,258 @@
+"""SSH backend against two real sshd processes on 127.0.0.2 and 127.0.0.3.
+
+The hosts are this machine, so workers run with this repo's interpreter (`python:` set, which
+skips the uv setup). Tests that check process handling, secrets, setup caching and relaunches use
+a small bash stand-in for the worker, so they need no model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from musicsweep.auto_pull import OrphanTracker, poll_once, pull
+from musicsweep.backends import get_backend
+from musicsweep.backends.base import DONE, FAILED, LOST, RUNNING
+from musicsweep.config import load_config
+from musicsweep.errors import MusicsweepError
+from musicsweep.layout import SweepDir
+from musicsweep.remote import CONNECTIONS
+from musicsweep.sweep import run_sweep
+from tests.fixtures.servers import free_port
+from tests.fixtures.sshd import SSHServer
+from tests.helpers import wait_for_sweep, wav_info
+
+SECRET = "s3cr3t-value-that-must-never-be-written-7f3a9"
+
+# Stands in for `python -m musicsweep.worker SPEC...`: writes pid files and `.done` markers, a
+# file in an extra pull folder and the hash of the forwarded secret, then lives on with children
+# (an orphan); with FAKE_FAIL_FIRST it marks its jobs failed on a first launch instead.
+FAKE_WORKER = r"""
+shift 2
+FAKE_PY={python}
+work="$MUSICSWEEP_JOB_DIR"
+mkdir -p "$work/markers" extra
+printf %s "$MUSICSWEEP_TEST_SECRET" | sha256sum | cut -d' ' -f1 >"$work/secret.sha256"
+for spec in "$@"; do
+  id=$(basename "$spec" .pkl)
+  echo "$$ $(ps -o pgid= $$ | tr -d ' ')" >"$work/jobs/$id.pid"
+  if [ -n "${FAKE_FAIL_FIRST:-}" ] && [ "$MUSICSWEEP_IS_RESTART" = 0 ]; then
+    echo "Traceback: fake failure" >"$work/markers/$id.failed"; continue
+  fi
+  echo "$id" >"extra/$id.txt"
+  name=$("$FAKE_PY" -c 'import sys, cloudpickle; print(cloudpickle.load(open(sys.argv[1], "rb")).output_name)' "$spec")
+  mkdir -p "$work/audio"; echo "not really a wav" >"$work/audio/$name"
+  touch "$work/markers/$id.done"
+done
+[ -n "${FAKE_FAIL_FIRST:-}" ] && exit 1
+sleep 300 & child=$!
+bash -c 'sleep 300 & echo $! >"$1"; wait' _ "$work/grandchild.pid" & parent=$!
+while [ ! -s "$work/grandchild.pid" ]; do sleep 0.1; done
+echo "$$ $child $parent $(cat "$work/grandchild.pid")" >"$work/tree.pids"
+wait
+"""
+
+
+def write_config(project: Path, servers: list[SSHServer], ssh: dict | None = None, **host) -> None:
+    hosts = [server.entry(**{"python": sys.executable, **host}) for server in servers]
+    config = {
+        "backend": "ssh",
+        "store": "./runs",
+        "sweeps_dir": "./runs",
+        "engine": {"batch_size": 4},
+        "backends": {"ssh": {"hosts": hosts, **(ssh or {})}},
+    }
+    (project / "musicsweep.yaml").write_text(yaml.safe_dump(config))
+
+
+def variants(count: int, **extra) -> list[dict]:
+    return [{"prompt": f"tiny tune {i}", "duration_s": 2, "model": "tiny", "seed": i, **extra} for i in range(count)]
+
+
+def fake_worker(project: Path) -> str:
+    """The `python:` setting that runs the stand-in worker."""
+    path = project.parent / "fake_worker.sh"
+    path.write_text(FAKE_WORKER.replace("{python}", shlex.quote(sys.executable)))
+    return f"bash {path}"
+
+
+def files_under(*roots: Path) -> list[Path]:
+    return [path for root in roots for path in root.rglob("*") if path.is_file()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_sweep_over_two_hosts_survives_a_lost_host(project: Path, ssh_hosts: list[SSHServer]) -> None:
+    write_config(project, ssh_hosts, env=["HF_HUB_OFFLINE"])
+    plan = run_sweep(variants(8), name="ssh-sweep")
+    assert sorted({shard.host for shard in plan.shards}) == sorted(s.host().label for s in ssh_hosts)
+    assert all(len(shard.jobs) == 4 for shard in plan.shards)
+    config = load_config()
+    sweep = SweepDir(config.sweeps_dir, "ssh-sweep")
+    manifest = sweep.read_manifest()
+    backend = get_backend("ssh", config)
+
+    accepted = [server.accepted() for server in ssh_hosts]
+    CONNECTIONS.reset()
+    states = backend.poll(sweep, manifest)
+    assert CONNECTIONS.total() == 2
+    assert [server.accepted() - before for server, before in zip(ssh_hosts, accepted, strict=True)] == [1, 1]
+    assert set(states.values()) <= {RUNNING, DONE}
+
+    lost_host = ssh_hosts[1]
+    lost_host.stop()
+    states = backend.poll(sweep, manifest)
+    on_lost = {job_id for job_id, entry in manifest["jobs"].items() if entry["host"] == lost_host.host().label}
+    assert {states[job_id] for job_id in on_lost} == {LOST}
+    assert FAILED not in states.values()
+    lost_host.start()
+
+    states = wait_for_sweep("ssh-sweep", timeout_s=150)
+    assert set(states.values()) == {DONE}
+    wavs = sorted(sweep.audio.glob("*.wav"))
+    assert sorted(w.name for w in wavs) == sorted(entry["output_name"] for entry in manifest["jobs"].values())
+    for wav in wavs:
+        rate, channels, frames = wav_info(wav)
+        assert (rate, channels) == (32000, 1) and frames == 64000
+    claims = [p.name.split(".")[0] for s in ssh_hosts for p in (s.root / "remote/runs/ssh-sweep/claims").glob("*")]
+    assert sorted(claims) == sorted(manifest["jobs"]), "every clip generated exactly once"
+    assert len(sweep.cost_report.read_text().splitlines()) == 9
+
+
+def test_orphan_tree_killed_secret_never_written(project: Path, ssh_hosts: list[SSHServer], monkeypatch) -> None:
+    monkeypatch.setenv("MUSICSWEEP_TEST_SECRET", SECRET)
+    write_config(project, ssh_hosts, python=fake_worker(project), env=["MUSICSWEEP_TEST_SECRET"])
+    run_sweep(variants(4, extra_pull_dirs=["extra"]), name="orphans")
+    config = load_config()
+    sweep = SweepDir(config.sweeps_dir, "orphans")
+    trees = [s.root / "remote/runs/orphans/tree.pids" for s in ssh_hosts]
+    deadline = time.monotonic() + 30
+    while not all(path.exists() for path in trees) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    pids = [int(pid) for path in trees for pid in path.read_text().split()]
+    assert len(pids) == 8 and all(alive(pid) for pid in pids)
+
+    backend = get_backend("ssh", config)
+    states = poll_once(sweep, sweep.read_manifest(), backend, OrphanTracker(0))
+    assert set(states.values()) == {DONE}
+    assert not [pid for pid in pids if alive(pid)], "the orphan worker and all its children are gone"
+    assert sorted(p.name for p in (project / "extra").glob("*.txt")) == sorted(f"{j}.txt" for j in states)
+    assert len(list(sweep.audio.glob("*.wav"))) == 4
+
+    digest = hashlib.sha256(SECRET.encode()).hexdigest()
+    for server in ssh_hosts:
+        assert (server.root / "remote/runs/orphans/secret.sha256").read_text().strip() == digest
+    scanned = files_under(project, *(s.folder for s in ssh_hosts))
+    assert any(p.name == "worker_0.sh" for p in scanned)
+    leaks = [path for path in scanned if SECRET.encode() in path.read_bytes()]
+    assert leaks == []
+
+
+def test_setup_runs_once_per_environment_and_prepare_every_launch(
+    project: Path, ssh_hosts: list[SSHServer], monkeypatch
+) -> None:
+    monkeypatch.setenv("MUSICSWEEP_TEST_SECRET", SECRET)
+    server = ssh_hosts[0]
+    setup = f"echo ran >>{server.root}/setup_count"
+    write_config(
+        project,
+        [server],
+        ssh={"prepare": [f"echo prepared >>{server.root}/prepare_count"]},
+        python=fake_worker(project),
+        setup=setup,
+        env=["MUSICSWEEP_TEST_SECRET"],
+    )
+    run_sweep(variants(1), name="first")
+    run_sweep(variants(1, seed=99), name="second")
+    assert (server.root / "setup_count").read_text().splitlines() == ["ran"]
+    assert (server.root / "prepare_count").read_text().splitlines() == ["prepared", "prepared"]
+    assert (server.root / "remote/code/musicsweep.yaml").exists()
+    (project / "pyproject.toml").write_text("[project]\nname = 'changed'\n")
+    run_sweep(variants(1, seed=7), name="third")
+    assert (server.root / "setup_count").read_text().splitlines() == ["ran", "ran"]
+    config = load_config()
+    for name in ("first", "second", "third"):
+        sweep = SweepDir(config.sweeps_dir, name)
+        get_backend("ssh", config).cancel(sweep, sweep.read_manifest())
+
+
+def test_relaunch_failed_over_ssh(project: Path, ssh_hosts: list[SSHServer], monkeypatch) -> None:
+    monkeypatch.setenv("MUSICSWEEP_TEST_SECRET", SECRET)
+    monkeypatch.setenv("FAKE_FAIL_FIRST", "1")
+    write_config(project, ssh_hosts, python=fake_worker(project), env=["MUSICSWEEP_TEST_SECRET", "FAKE_FAIL_FIRST"])
+    run_sweep(variants(4), name="relaunch")
+    config = load_config()
+    sweep = SweepDir(config.sweeps_dir, "relaunch")
+    status = pull("relaunch", interval_s=0.5, relaunch_failed=True, orphan_grace_s=0)
+    assert status == 0
+    manifest = sweep.read_manifest()
+    assert len(manifest["launches"]) == 2
+    assert sorted(p.name for p in sweep.audio.glob("*.wav")) == sorted(
+        e["output_name"] for e in manifest["jobs"].values()
+    )
+    remote_failed = [p for s in ssh_hosts for p in (s.root / "remote/runs/relaunch/markers").glob("*.failed")]
+    assert remote_failed == []
+
+
+@pytest.mark.parametrize("fault", ["unreachable", "wrong key", "remote_dir not writable"])
+def test_bad_host_fails_before_any_host_starts(project: Path, ssh_hosts: list[SSHServer], ssh_keys, fault) -> None:
+    good, bad = ssh_hosts
+    write_config(project, [good, bad])
+    config = yaml.safe_load((project / "musicsweep.yaml").read_text())
+    entry = config["backends"]["ssh"]["hosts"][1]
+    if fault == "unreachable":
+        entry |= {"host": "127.0.0.4", "port": free_port("127.0.0.4")}
+    elif fault == "wrong key":
+        entry["identity_file"] = str(ssh_keys.wrong_key)
+    else:
+        (bad.root / "a_file").write_text("in the way")
+        entry["remote_dir"] = str(bad.root / "a_file" / "remote")
+    (project / "musicsweep.yaml").write_text(yaml.safe_dump(config))
+    label = f"{entry['user']}@{entry['host']}:{entry['port']}"
+    with pytest.raises(MusicsweepError) as error:
+        run_sweep(variants(2), name="bad")
+    message = str(error.value)
+    assert label in message and "\n" not in message
+    assert not (Path(good.entry()["remote_dir"]) / "code").exists()
+    assert not (Path(good.entry()["remote_dir"]) / "runs").exists()
+    assert not (project / "runs" / "bad" / "manifest.json").exists()
+
+
+def test_config_errors_name_the_key(project: Path) -> None:
+    (project / "musicsweep.yaml").write_text(
+        yaml.safe_dump(
+            {"backend": "ssh", "backends": {"ssh": {"hosts": [{"host": "h", "remote_dir": "/x", "port": 0}]}}}
+        )
+    )
+    with pytest.raises(MusicsweepError, match=r"backends.ssh'.hosts\[0\].port"):
+        run_sweep(variants(1), name="x")
+    (project / "musicsweep.yaml").write_text(
+        yaml.safe_dump(
+            {"backend": "ssh", "backends": {"ssh": {"hosts": [{"host": "h", "remote_dir": "/x", "gpu": 1}]}}}
+        )
+    )
+    with pytest.raises(MusicsweepError, match=r"hosts\[0\].gpu: unknown key"):
+        run_sweep(variants(1), name="x")
+    os.environ.pop("NOT_SET_ANYWHERE", None)
+    (project / "musicsweep.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "backend": "ssh",
+                "backends": {"ssh": {"hosts": [{"host": "h", "remote_dir": "/x", "env": ["NOT_SET_ANYWHERE"]}]}},
+            }
+        )
+    )
+    with pytest.raises(MusicsweepError, match="host h:22: env NOT_SET_ANYWHERE is not set"):
+        run_sweep(variants(1), name="x")
