@@ -20,14 +20,31 @@ from musicsweep.layout import SweepDir, latest_sweep
 from musicsweep.pull import merge_cost_report
 
 
-def poll_once(sweep: SweepDir, manifest: dict, backend: Backend) -> dict[str, str]:
+class OrphanTracker:
+    """A worker alive after all its jobs finished is an orphan only once `grace_s` has passed.
+
+    A worker that has just written its last `.done` is still uploading its log and lifetime
+    record; killing it at once would lose them.
+    """
+
+    def __init__(self, grace_s: float = 30.0) -> None:
+        self.grace_s = grace_s
+        self.first_seen: dict[str, float] = {}
+
+    def due(self, orphans: list[str]) -> list[str]:
+        now = time.monotonic()
+        self.first_seen = {job_id: self.first_seen.get(job_id, now) for job_id in orphans}
+        return [job_id for job_id, since in self.first_seen.items() if now - since >= self.grace_s]
+
+
+def poll_once(sweep: SweepDir, manifest: dict, backend: Backend, orphans: OrphanTracker) -> dict[str, str]:
     """One poll: states, then orphan kills, then a pull and a fresh cost report."""
     states = backend.poll(sweep, manifest)
-    orphans = [job_id for job_id, state in states.items() if state == DONE_ORPHANS]
-    if orphans:
-        console.print(f"killing the orphan worker(s) of {len(orphans)} finished job(s)")
-        backend.kill_orphans(sweep, manifest, orphans)
-        states |= dict.fromkeys(orphans, DONE)
+    due = orphans.due([job_id for job_id, state in states.items() if state == DONE_ORPHANS])
+    if due:
+        console.print(f"killing the orphan worker(s) of {len(due)} finished job(s)")
+        backend.kill_orphans(sweep, manifest, due)
+    states = {job_id: DONE if state == DONE_ORPHANS else state for job_id, state in states.items()}
     backend.fetch(sweep, manifest)
     merge_cost_report(sweep)
     return states
@@ -60,6 +77,7 @@ def pull(
     give_up_after_s: float | None = None,
     cleanup: bool = False,
     report: bool = False,
+    orphan_grace_s: float = 30.0,
 ) -> int:
     config = load_config()
     sweep = SweepDir(config.sweeps_dir, name or latest_sweep(config.sweeps_dir))
@@ -68,9 +86,10 @@ def pull(
     if cleanup:
         backend.cleanup(sweep, manifest)
     lost = LostTracker(give_up_after_s)
+    orphans = OrphanTracker(orphan_grace_s)
     with SweepProgress(sweep.name) as progress:
         while True:
-            states = lost.apply(poll_once(sweep, manifest, backend))
+            states = lost.apply(poll_once(sweep, manifest, backend, orphans))
             if relaunch_failed:
                 from musicsweep.relaunch import relaunch_failed as relaunch
 
@@ -111,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--give-up-after", type=float, default=None, help="seconds before a lost job counts as failed")
     parser.add_argument("--cleanup", action="store_true", help="terminate every paid instance/pod of the sweep")
     parser.add_argument("--report", action="store_true", help="write the HTML listening report at the end")
+    parser.add_argument(
+        "--orphan-grace", type=float, default=30.0, help="seconds a finished worker may live on before it is killed"
+    )
     args = parser.parse_args(argv)
     try:
         return pull(
@@ -121,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             give_up_after_s=args.give_up_after,
             cleanup=args.cleanup,
             report=args.report,
+            orphan_grace_s=args.orphan_grace,
         )
     except MusicsweepError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -43,6 +43,7 @@ class EngineConfig:
     dtype: str = "auto"
     normalize: str = "peak"
     peak_dbfs: float = -1.0
+    loudness_lufs: float = -14.0
     hf_home: str | None = None
 
 
@@ -86,13 +87,14 @@ def find_config_file(start: Path | None = None) -> Path | None:
 def load_config(path: Path | None = None) -> Config:
     path = path or find_config_file()
     if path is None:
-        return Config()
+        return parse_config({}, "built-in defaults", Path.cwd())
     try:
         raw = yaml.safe_load(Path(path).read_text()) or {}
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
+        mark, context = getattr(error, "problem_mark", None), getattr(error, "context_mark", None)
         line = f":{mark.line + 1}" if mark else ""
-        raise MusicsweepError(f"{path}{line}: malformed YAML: {getattr(error, 'problem', error)}") from None
+        opened = f" ({error.context} at line {context.line + 1})" if context else ""
+        raise MusicsweepError(f"{path}{line}: malformed YAML: {getattr(error, 'problem', error)}{opened}") from None
     except OSError as error:
         raise MusicsweepError(f"{path}: cannot read: {error.strerror}") from None
     return parse_config(raw, str(path), Path(path).resolve().parent)

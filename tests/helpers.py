@@ -6,7 +6,7 @@ import time
 import wave
 from pathlib import Path
 
-from musicsweep.auto_pull import poll_once
+from musicsweep.auto_pull import OrphanTracker, poll_once
 from musicsweep.backends import get_backend
 from musicsweep.backends.base import FINISHED_STATES
 from musicsweep.config import load_config
@@ -20,8 +20,9 @@ def wait_for_sweep(name: str, timeout_s: float = 240, interval_s: float = 1.0) -
     manifest = sweep.read_manifest()
     backend = get_backend(manifest["backend"], config)
     deadline = time.monotonic() + timeout_s
+    orphans = OrphanTracker()
     while True:
-        states = poll_once(sweep, manifest, backend)
+        states = poll_once(sweep, manifest, backend, orphans)
         if all(state in FINISHED_STATES for state in states.values()):
             return states
         if time.monotonic() > deadline:

@@ -1,4 +1,12 @@
-"""Generate clips of exactly the requested length from a loaded MusicGen."""
+"""Generate batches of clips of exactly the requested length from a loaded MusicGen.
+
+Reproducibility: a batch draws all its samples from one RNG stream, seeded from its clips' seeds
+in order (`batch_seed`). Re-running the same jobs in the same batch composition (same clips, same
+order, same batch size, same device and dtype) gives the same WAVs bit for bit. When the
+composition changes (other batch mates, another order, a smaller batch after out-of-memory
+back-off, a re-run of only the failed clips) each clip is still a valid sample for its prompt,
+but a different one: its seed no longer reproduces the earlier audio.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,10 @@ import hashlib
 import numpy as np
 
 from musicsweep.config import EngineConfig
+from musicsweep.engine.batching import auto_batch_size, check_injected_failure
 from musicsweep.engine.loading import LoadedModel, load_model
+from musicsweep.engine.longform import WINDOW_S, decode_codes, generate_codes, plan_windows
+from musicsweep.engine.normalize import normalize
 from musicsweep.job import GenerationParams
 
 
@@ -15,6 +26,17 @@ def batch_seed(seeds: list[int]) -> int:
     """One RNG seed for a batch, from its clips' seeds in order: same composition, same audio."""
     digest = hashlib.sha256(",".join(str(int(s)) for s in seeds).encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def sampling_kwargs(params: GenerationParams) -> dict:
+    """generate() settings; top_k 0 and top_p 0 mean "off", as in audiocraft."""
+    return {
+        "do_sample": True,
+        "guidance_scale": params.guidance_scale,
+        "top_k": params.top_k or None,
+        "top_p": params.top_p if 0 < params.top_p < 1 else None,
+        "temperature": params.temperature,
+    }
 
 
 class MusicEngine:
@@ -28,48 +50,34 @@ class MusicEngine:
     def sampling_rate(self) -> int:
         return self.loaded.sampling_rate
 
+    def auto_batch_size(self) -> int:
+        window_frames = int(WINDOW_S * self.loaded.frame_rate) + self.loaded.num_codebooks
+        return auto_batch_size(self.loaded.model, self.loaded.device, self.loaded.dtype, window_frames)
+
     def generate(
         self, prompts: list[str], seeds: list[int], duration_s: float, params: GenerationParams
     ) -> list[np.ndarray]:
-        """Return one float32 mono array per prompt, exactly `duration_s` long."""
+        """Return one float32 mono array per prompt, exactly `duration_s * sampling_rate` samples."""
         import torch
 
+        check_injected_failure(len(prompts))
         model, processor = self.loaded.model, self.loaded.processor
-        frames = int(np.ceil(duration_s * self.loaded.frame_rate))
+        total_frames = int(np.ceil(duration_s * self.loaded.frame_rate))
+        windows = plan_windows(total_frames, self.loaded.frame_rate, params.extend_stride_s)
         inputs = processor(text=prompts, padding=True, return_tensors="pt").to(self.loaded.device)
-        generator_seed = batch_seed(seeds)
-        torch.manual_seed(generator_seed)
-        with torch.no_grad():
-            audio = model.generate(
-                **inputs,
-                do_sample=True,
-                guidance_scale=params.guidance_scale,
-                top_k=params.top_k,
-                top_p=params.top_p,
-                temperature=params.temperature,
-                max_new_tokens=frames + model.decoder.num_codebooks - 1,
-            )
+        torch.manual_seed(batch_seed(seeds))
+        codes = generate_codes(model, dict(inputs), windows, sampling_kwargs(params))
         samples = int(round(duration_s * self.sampling_rate))
-        return [self._finish(clip[0].float().cpu().numpy(), samples) for clip in audio]
+        return [self._finish(clip.float().cpu().numpy(), samples) for clip in decode_codes(model, codes)]
 
     def _finish(self, clip: np.ndarray, samples: int) -> np.ndarray:
+        """Trim the last partial frame (or pad a rounding sample) to the exact length, then set the level."""
         clip = clip[:samples]
         if clip.shape[0] < samples:
             clip = np.pad(clip, (0, samples - clip.shape[0]))
-        return normalize(clip, self.config)
+        return normalize(clip, self.config, self.sampling_rate)
 
 
-def normalize(clip: np.ndarray, config: EngineConfig) -> np.ndarray:
-    """Peak-normalise to `peak_dbfs` (default -1 dBFS) so nothing clips; `none` only clamps."""
-    clip = np.nan_to_num(clip.astype(np.float32))
-    if config.normalize == "none":
-        return np.clip(clip, -1.0, 1.0)
-    peak = float(np.max(np.abs(clip))) if clip.size else 0.0
-    if peak == 0.0:
-        return clip
-    target = 10 ** (config.peak_dbfs / 20)
-    return clip * (target / peak)
-
-
-def load_engine(name: str, config: EngineConfig) -> MusicEngine:
-    return MusicEngine(load_model(name, config), config)
+def load_engine(name: str, config: EngineConfig, source: str | None = None) -> MusicEngine:
+    """Load `name` (from `source`, a cache-ahead folder, when given) on the configured device and dtype."""
+    return MusicEngine(load_model(name, config, source), config)
