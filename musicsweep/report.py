@@ -48,10 +48,9 @@ def collect_clips(sweep: SweepDir, manifest: dict) -> list[Clip]:
     """Every job of the manifest with its state, error line and cost row, from the local folder."""
     clips = []
     for job_id, entry in manifest.get("jobs", {}).items():
-        where = f"{sweep.manifest}: key 'jobs.{job_id}'"
         missing = [key for key in ("prompt", "duration_s", "output_name") if key not in entry]
         if missing:
-            raise MusicsweepError(f"{where}.{missing[0]}: missing")
+            raise MusicsweepError(f"{sweep.manifest}: key 'jobs.{job_id}.{missing[0]}': missing")
         markers = sweep.root / "markers"
         wav = sweep.audio / entry["output_name"]
         failed = markers / f"{job_id}.failed"
