@@ -1,0 +1,93 @@
+"""Long-form continuation at the code level, as audiocraft does it with `extend_stride`.
+
+A clip up to `WINDOW_S` long is one window. A longer one starts with a full window; each further
+window is conditioned on the last `WINDOW_S - stride` seconds of *codes* (passed as undelayed
+`decoder_input_ids` of shape (B*K, P)) and adds `stride` seconds, the last one only what is left:
+70 s with stride 18 is 30 + 18 + 18 + 4. `generate()` returns only audio, so the undelayed codes
+of each window are captured by wrapping `audio_encoder.decode` for the duration of the call (the
+wrapper skips the per-window decode). All codes are concatenated and decoded once per clip at the
+end, so audio is never re-encoded and there are no seams from overlapping waveforms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+WINDOW_S = 30.0
+
+
+@dataclass(frozen=True)
+class Window:
+    """One generate() call: condition on `context_frames` earlier frames, add `new_frames`."""
+
+    context_frames: int
+    new_frames: int
+
+
+def plan_windows(total_frames: int, frame_rate: int, stride_s: float, window_s: float = WINDOW_S) -> list[Window]:
+    window_frames = int(round(window_s * frame_rate))
+    stride_frames = int(round(stride_s * frame_rate))
+    if not 0 < stride_frames < window_frames:
+        raise ValueError(f"stride {stride_s}s must be between 0 and the {window_s}s window")
+    windows = [Window(0, min(total_frames, window_frames))]
+    done = windows[0].new_frames
+    while done < total_frames:
+        new = min(stride_frames, total_frames - done)
+        windows.append(Window(window_frames - stride_frames, new))
+        done += new
+    return windows
+
+
+@contextmanager
+def capture_codes(model: Any) -> Iterator[list[Any]]:
+    """While active, `model.audio_encoder.decode` records its codes (1, B, K, T) instead of decoding."""
+    encoder = model.audio_encoder
+    captured: list[Any] = []
+
+    def record(audio_codes, *args, **kwargs):
+        captured.append(audio_codes)
+        return SimpleNamespace(audio_values=audio_codes.new_zeros((audio_codes.shape[1], 1, 0)).float())
+
+    encoder.decode = record
+    try:
+        yield captured
+    finally:
+        del encoder.decode
+
+
+def generate_codes(model: Any, inputs: dict[str, Any], windows: list[Window], sampling: dict[str, Any]) -> Any:
+    """Run the windows; returns the undelayed codes (B, K, total_frames) of the whole clip."""
+    import torch
+
+    num_codebooks = model.decoder.num_codebooks
+    codes = None
+    for window in windows:
+        extra = {}
+        if window.context_frames:
+            prompt = codes[:, :, -window.context_frames :]
+            extra["decoder_input_ids"] = prompt.reshape(-1, window.context_frames)
+        with capture_codes(model) as captured, torch.no_grad():
+            model.generate(**inputs, **sampling, **extra, max_new_tokens=window.new_frames + num_codebooks - 1)
+        window_codes = captured[-1][0]
+        expected = window.context_frames + window.new_frames
+        if window_codes.shape[-1] != expected:
+            raise RuntimeError(f"window returned {window_codes.shape[-1]} frames, expected {expected}")
+        new = window_codes[:, :, window.context_frames :]
+        codes = new if codes is None else torch.cat([codes, new], dim=-1)
+    return codes
+
+
+def decode_codes(model: Any, codes: Any) -> list[Any]:
+    """Decode (B, K, T) codes to B 1-D audio tensors, one clip at a time to bound codec memory on long clips."""
+    import torch
+
+    clips = []
+    with torch.no_grad():
+        for clip_codes in codes:
+            audio = model.audio_encoder.decode(clip_codes[None, None], audio_scales=[None]).audio_values
+            clips.append(audio[0, 0])
+    return clips
