@@ -36,16 +36,38 @@ def run_launch(argv: list[str]) -> int:
     return main(argv)
 
 
+PULL_EXAMPLES = """
+examples:
+  musicsweep pull                          # the latest sweep, every 10 s until all jobs are finished
+  musicsweep pull night-run --once         # one poll and pull; exit 3 while jobs are still running
+  musicsweep pull night-run --relaunch-failed --give-up-after 600 --report"""
+
+REPORT_EXAMPLES = """
+examples:
+  musicsweep report night-run              # writes runs/night-run/report/index.html
+  musicsweep report ./runs/night-run --workers 2"""
+
+
+def with_examples(argv: list[str], examples: str, main: Callable[[list[str]], int | None]) -> int:
+    """Run a module's own `main`; after its `--help`, show examples too (its parser stays the only one)."""
+    try:
+        return main(argv) or 0
+    except SystemExit as done:
+        if {"-h", "--help"} & set(argv):
+            print(examples)
+        return done.code if isinstance(done.code, int) else 2
+
+
 def run_pull(argv: list[str]) -> int:
     from musicsweep.auto_pull import main
 
-    return main(argv)
+    return with_examples(argv, PULL_EXAMPLES, main)
 
 
 def run_report(argv: list[str]) -> int:
     from musicsweep.report import main
 
-    return main(argv) or 0
+    return with_examples(argv, REPORT_EXAMPLES, main)
 
 
 def sweep_parser(command: str, description: str) -> argparse.ArgumentParser:

@@ -176,6 +176,7 @@ def report_error(error: Exception) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the Hydra app; any error is one line on stderr and exit status 2."""
     args = [FLAGS.get(arg, arg) for arg in (sys.argv[1:] if argv is None else argv)]
+    args.sort(key=lambda arg: arg not in ("-m", "--multirun"))  # Hydra's parser wants -m before the overrides
     full_error = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's multi-line report
     saved_argv = sys.argv
