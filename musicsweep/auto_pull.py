@@ -105,12 +105,12 @@ def pull(
                 return 3
             time.sleep(interval_s)
     backend.cleanup(sweep, manifest)
-    if report:
+    failed = sorted(job_id for job_id, state in states.items() if state == FAILED)
+    cost = write_cost_summary(sweep, backend.machine_times(sweep, manifest))
+    if report:  # after the cost summary, whose paid total the report shows
         from musicsweep.report import write_report
 
         console.print(f"report: {write_report(sweep)}")
-    failed = sorted(job_id for job_id, state in states.items() if state == FAILED)
-    cost = write_cost_summary(sweep, backend.machine_times(sweep, manifest))
     for line in cost.lines():
         console.print(line)
     print_summary(summarize(sweep, manifest, cost))
