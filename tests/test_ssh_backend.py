@@ -198,6 +198,30 @@ def test_setup_runs_once_per_environment_and_prepare_every_launch(
     assert (server.root / "setup_count").read_text().splitlines() == ["ran", "ran"]
 
 
+def test_default_uv_setup_builds_the_env_once(project: Path, hosts: list[SSHServer]) -> None:
+    """No `python`: uv (found through the forwarded PATH) syncs the project on the host, once.
+
+    This project's venv lacks musicsweep, so its worker cannot start: the job must be `failed`."""
+    (project / "pyproject.toml").write_text(
+        "[project]\nname = 'userproj'\nversion = '0.1'\nrequires-python = '>=3.11'\ndependencies = []\n"
+    )
+    server = hosts[0]
+    write_config(project, [server], python=None, env=["PATH"])
+    run_sweep(variants(1), name="uv-first")
+    code = server.root / "remote/code"
+    assert (code / ".venv/bin/python").exists() and (code / "pyproject.toml").exists()
+    setup_log = (server.root / "remote/setup.log").read_text()
+    run_sweep(variants(1, seed=5), name="uv-second")
+    assert (server.root / "remote/setup.log").read_text() == setup_log, "the second sweep reused the env"
+    config = load_config()
+    sweep = SweepDir(config.sweeps_dir, "uv-second")
+    backend = get_backend("ssh", config)
+    deadline = time.monotonic() + 60
+    while set(states := backend.poll(sweep, sweep.read_manifest()).values()) != {FAILED}:
+        assert time.monotonic() < deadline, states
+        time.sleep(0.5)
+
+
 def test_relaunch_failed_over_ssh(project: Path, hosts: list[SSHServer], monkeypatch) -> None:
     monkeypatch.setenv("MUSICSWEEP_TEST_SECRET", SECRET)
     monkeypatch.setenv("FAKE_FAIL_FIRST", "1")

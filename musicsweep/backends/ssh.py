@@ -42,12 +42,13 @@ from musicsweep.scripts import WorkerScript, write_script
 from musicsweep.store import open_store
 
 # Used when a host names no `python`: installs uv if missing, then syncs the project (with its
-# `worker` extra when it has one), or installs musicsweep[worker] when the code has no pyproject.
+# `worker` extra when it declares one), or installs musicsweep[worker] when the code has no pyproject.
 DEFAULT_SETUP = (
+    'export PATH="$HOME/.local/bin:$HOME/.cargo/bin:$PATH"; '
     "{ command -v uv >/dev/null 2>&1 || { curl -LsSf https://astral.sh/uv/install.sh | sh; } "
     "|| python3 -m pip install --user uv; } && "
-    "if [ -f pyproject.toml ]; then uv sync --extra worker || uv sync; "
-    "else uv venv .venv && uv pip install --python .venv/bin/python 'musicsweep[worker]'; fi"
+    "if [ ! -f pyproject.toml ]; then uv venv .venv && uv pip install --python .venv/bin/python 'musicsweep[worker]'; "
+    "elif grep -qE '^[[:space:]]*worker[[:space:]]*=' pyproject.toml; then uv sync --extra worker; else uv sync; fi"
 )
 HOSTS_STATE = "ssh_hosts"
 
