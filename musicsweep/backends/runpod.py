@@ -108,6 +108,7 @@ class RunPodSettings:
     env: tuple[str, ...] = ()
     ready_timeout_s: float = 900.0
     poll_interval_s: float = 5.0
+    exit_grace_s: float = 60.0
     api_key: str | None = None
     api_attempts: int = 5
     api_backoff_s: float = 1.0
@@ -119,8 +120,10 @@ class RunPodSettings:
             raise MusicsweepError(f"{where}.gpu_types: list at least one GPU type")
         if self.cloud_type not in CLOUD_TYPES:
             raise MusicsweepError(f"{where}.cloud_type: expected one of {list(CLOUD_TYPES)}, got {self.cloud_type!r}")
-        if self.ready_timeout_s <= 0 or self.poll_interval_s <= 0 or self.api_attempts < 1:
-            raise MusicsweepError(f"{where}: 'ready_timeout_s', 'poll_interval_s' and 'api_attempts' must be positive")
+        if min(self.ready_timeout_s, self.poll_interval_s, self.api_attempts) <= 0 or self.exit_grace_s < 0:
+            raise MusicsweepError(
+                f"{where}: 'ready_timeout_s', 'poll_interval_s', 'api_attempts' and 'exit_grace_s' must be positive"
+            )
         for key in ("remote_dir", "pod_env_file"):
             try:
                 getattr(self, key).format(pod_id="x")
@@ -397,7 +400,7 @@ class RunPodBackend(Backend):
             deploy(host, self.config.base_dir, filters, sweep)
             setup = setup_block(host, setup_stamp(host, self.config.base_dir))
             prepare = prepare_block(host, self.ssh.settings.prepare)
-            return start_workers(host, sweep.name, [shard], [], setup, prepare)
+            return start_workers(host, sweep.name, [shard], setup + prepare)
 
         results = on_hosts([host for host, _ in by_label.values()], launch_on)
         errors = [result for result in results.values() if isinstance(result, MusicsweepError)]
@@ -408,7 +411,7 @@ class RunPodBackend(Backend):
     # ---- auto_pull
     def owners(self, manifest: dict) -> dict[tuple[str, int], list[str]]:
         grouped: dict[tuple[str, int], list[str]] = defaultdict(list)
-        for job_id, entry in manifest["jobs"].items():
+        for job_id, entry in manifest.get("jobs", {}).items():
             if entry.get("worker") is not None and entry.get("launch"):
                 grouped[(entry["launch"], entry["worker"])].append(job_id)
         return grouped
@@ -420,8 +423,7 @@ class RunPodBackend(Backend):
         `lost`. A pod whose jobs are all finished is terminated here.
         """
         ledger = PodLedger(sweep)
-        store = open_store(self.config.store)
-        markers = {key.rsplit("/", 1)[-1] for key in store.list(f"{sweep.name}/markers/")}
+        markers = self.markers(sweep)
         states: dict[str, str] = {}
         for (launch_id, worker), job_ids in self.owners(manifest).items():
             record = ledger.running(launch_id, worker)
@@ -474,17 +476,46 @@ class RunPodBackend(Backend):
         for record in [r for r in ledger.pods.values() if r.live]:
             self.terminate(ledger, record, "cancelled")
 
+    def markers(self, sweep: SweepDir) -> set[str]:
+        store = open_store(self.config.store)
+        return {key.rsplit("/", 1)[-1] for key in store.list(f"{sweep.name}/markers/")}
+
     def cleanup(self, sweep: SweepDir, manifest: dict) -> None:
-        """Terminate every pod named after the sweep, whether or not this machine created it."""
+        """Terminate every pod of the sweep: those in the ledger and any pod named after the sweep,
+        whether or not this machine created it. Pods whose jobs are all finished first get
+        `exit_grace_s` to upload their last log and terminate themselves."""
         ledger = PodLedger(sweep)
+        if self.await_self_termination(ledger, sweep, manifest):
+            pull_results(open_store(self.config.store), sweep)
+        live = {record.pod_id: record for record in ledger.pods.values() if record.live}
         for pod in self.api.list_pods():
-            if named_after(pod.name, sweep.name) and pod.desired_status != "TERMINATED":
-                record = ledger.pods.get(pod.id)
-                if record is None:
-                    parts = pod.name.split(" ")
-                    record = PodRecord(pod.id, pod.name, "", parts[2], int(parts[3][1:]), time.time(), pod.cost_per_hr)
-                    ledger.add(record)
-                self.terminate(ledger, record, "cleanup")
+            if named_after(pod.name, sweep.name) and pod.desired_status != "TERMINATED" and pod.id not in live:
+                parts = pod.name.split(" ")
+                live[pod.id] = ledger.pods.get(pod.id) or PodRecord(
+                    pod.id, pod.name, "", parts[2], int(parts[3][1:]), time.time(), pod.cost_per_hr
+                )
+        for record in live.values():
+            ledger.pods.setdefault(record.pod_id, record)
+            self.terminate(ledger, record, "cleanup")
+
+    def await_self_termination(self, ledger: PodLedger, sweep: SweepDir, manifest: dict) -> bool:
+        """Wait up to `exit_grace_s` for live pods whose jobs all have markers to end; True if any did wait."""
+        markers = self.markers(sweep)
+        finishing = []
+        for key, job_ids in self.owners(manifest).items():
+            record = ledger.running(*key)
+            if (
+                record is not None
+                and record.live
+                and all(s in FINISHED_STATES for s in marker_states(job_ids, markers, LOST).values())
+            ):
+                finishing.append(record)
+        deadline = time.monotonic() + self.settings.exit_grace_s
+        waited = bool(finishing)
+        while finishing and time.monotonic() < deadline:
+            time.sleep(self.settings.poll_interval_s)
+            finishing = [r for r in finishing if (pod := self.api.get_pod(r.pod_id)) is not None and not pod.gone]
+        return waited
 
     def terminate(self, ledger: PodLedger, record: PodRecord, why: str) -> None:
         """terminate_pod (never stop_pod); the end of its paid life is recorded in the ledger."""
