@@ -58,6 +58,11 @@ def format_duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+def format_usd(value: float) -> str:
+    """Dollars with enough decimals that a cheap clip does not show as $0.0000."""
+    return f"${value:.2f}" if value >= 1 else f"${value:.4f}" if value >= 0.01 else f"${value:.6f}"
+
+
 def print_plan(plan: Plan, short: bool) -> None:
     """Per job (dry run) then per worker, then the totals; before a real launch only the last two."""
     rate = {job.job_id: shard.hourly_cost_usd for shard in plan.shards for job in shard.jobs}
@@ -80,7 +85,7 @@ def print_plan(plan: Plan, short: bool) -> None:
                     action,
                     where.get(job.job_id, "-"),
                     "-" if estimate is None else format_duration(estimate),
-                    "-" if estimate is None else f"${estimate * rate[job.job_id] / 3600:.4f}",
+                    "-" if estimate is None else format_usd(estimate * rate[job.job_id] / 3600),
                 ]
             )
         headers = ("job", "prompt", "duration_s", "model", "seed", "output", "store", "worker", "est_time", "est_cost")
@@ -96,7 +101,7 @@ def print_plan(plan: Plan, short: bool) -> None:
                     f"{sum(job.duration_s for job in shard.jobs) / 60:.1f}",
                     format_duration(seconds),
                     f"${shard.hourly_cost_usd:.3f}/h",
-                    f"${seconds * shard.hourly_cost_usd / 3600:.4f}",
+                    format_usd(seconds * shard.hourly_cost_usd / 3600),
                 ]
             )
         headers = ("worker", "jobs", "audio_min", "est_time", "rate", "est_cost")
@@ -107,7 +112,7 @@ def print_plan(plan: Plan, short: bool) -> None:
         f"{len(plan.skipped)} already in store, {len(plan.running)} still running; "
         f"{len(plan.shards)} worker(s) on {len(hosts)} host(s); store {plan.store_url}"
     )
-    console.print(f"estimate: {format_duration(plan.estimate_s)} wall time, ${plan.estimate_usd:.4f}")
+    console.print(f"estimate: {format_duration(plan.estimate_s)} wall time, {format_usd(plan.estimate_usd)}")
 
 
 def count_by_host(states: dict[str, str], hosts: dict[str, str | None]) -> dict[str, Counter]:
@@ -215,6 +220,6 @@ def print_summary(summary: RunSummary) -> None:
     per_minute = summary.usd_per_audio_minute
     console.print(
         f"summary: {summary.clips} clip(s), {summary.audio_s / 60:.2f} audio min, "
-        f"wall time {format_duration(summary.wall_s)}, paid ${summary.paid_usd:.4f}, "
-        f"{'-' if per_minute is None else f'${per_minute:.4f}'} per audio min; cost report {summary.cost_report}"
+        f"wall time {format_duration(summary.wall_s)}, paid {format_usd(summary.paid_usd)}, "
+        f"{'-' if per_minute is None else format_usd(per_minute)} per audio min; cost report {summary.cost_report}"
     )
