@@ -14,6 +14,7 @@ from musicsweep.config import load_config
 from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir
 from musicsweep.runpod_api import RunPodAPI
+from musicsweep.store import open_store
 from tests.fixtures.runpod_graphql import ACCOUNT_KEY, RunPodProject
 
 
@@ -134,3 +135,25 @@ def test_cleanup_terminates_every_pod_named_after_the_sweep(runpod_project: RunP
         ids["musicsweep s1 L2 w3"],
     }
     assert not [op for op in runpod_project.standin.operations if op.startswith("podStop")]
+
+
+def test_auto_pull_terminates_a_pod_once_its_jobs_are_done_and_an_unreachable_pod_is_lost(
+    runpod_project: RunPodProject,
+) -> None:
+    backend, launch, shards = provisioning()
+    (record,) = backend.provision(PodLedger(launch.sweep), launch, shards).values()
+    manifest = {"jobs": {job_id: {"worker": 0, "launch": "L1"} for job_id in ("aaaa0001", "aaaa0002")}}
+    runpod_project.server.stop()
+    assert backend.poll(launch.sweep, manifest) == dict.fromkeys(manifest["jobs"], "lost")
+    runpod_project.server.start()
+    store = open_store(load_config().store)
+    store.put_bytes("pods/markers/aaaa0001.done", b"1\n")
+    store.put_bytes("pods/markers/aaaa0002.failed", b"Traceback\n")
+    assert backend.poll(launch.sweep, manifest) == {"aaaa0001": "done", "aaaa0002": "failed"}
+    assert f"podTerminate {record.pod_id}" in runpod_project.standin.operations
+    assert runpod_project.standin.live_pods() == []
+    ended = PodLedger(launch.sweep).pods[record.pod_id]
+    assert ended.terminated_by == "all its jobs finished"
+    assert backend.poll(launch.sweep, manifest) == {"aaaa0001": "done", "aaaa0002": "failed"}
+    (times,) = backend.machine_times(launch.sweep, manifest).values()
+    assert times.hourly_cost_usd == pytest.approx(0.86) and times.end == ended.ended
