@@ -17,7 +17,9 @@ reported as the paid machine time of its worker.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 import os
 import re
@@ -182,19 +184,17 @@ class PodLedger:
 
     def write_costs(self) -> None:
         """pods.csv: each pod's lifetime and price, discarded (never ready) pods included."""
-        lines = [["pod_id", "gpu_type", "launch_id", "worker_id", "created", "ended", "hours", "cost_per_hr", "cost"]]
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(
+            ["pod_id", "gpu_type", "launch_id", "worker_id", "created", "ended", "hours", "cost_per_hr", "cost"]
+        )
         now = time.time()
         for r in sorted(self.pods.values(), key=lambda r: r.created):
             hours = ((r.ended or now) - r.created) / 3600.0
             row = [r.pod_id, r.gpu_type, r.launch_id, r.worker_id, r.created, r.ended or "", f"{hours:.6f}"]
-            lines.append([*row, r.cost_per_hr, f"{hours * r.cost_per_hr:.6f}"])
-        with_rows = "".join(",".join(csv_field(v) for v in line) + "\n" for line in lines)
-        atomic_write_text(self.costs_path, with_rows)
-
-
-def csv_field(value: object) -> str:
-    text = str(value)
-    return f'"{text}"' if any(c in text for c in ',"\n') else text
+            writer.writerow([*row, r.cost_per_hr, f"{hours * r.cost_per_hr:.6f}"])
+        atomic_write_text(self.costs_path, buffer.getvalue())
 
 
 def pod_name(sweep: str, launch_id: str, worker_id: int) -> str:
