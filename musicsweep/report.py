@@ -18,6 +18,8 @@ from typing import Any
 
 from musicsweep.atomic import atomic_write_text
 from musicsweep.audio_checks import AudioCheck, check_samples, read_wav
+from musicsweep.cost_summary import read_lifetimes
+from musicsweep.cost_summary import summarize as cost_summary
 from musicsweep.costs import CostRow
 from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir
@@ -110,17 +112,16 @@ def analyze_all(clips: list[Clip], sweep: SweepDir, workers: int | None = None) 
 
 
 def paid_cost(sweep: SweepDir, clips: list[Clip]) -> tuple[float | None, str]:
-    """What the machines cost: cost_summary.json if auto_pull wrote one, else worker lifetimes x rate."""
+    """What the machines cost: auto_pull's cost_summary.json, else the pulled worker lifetimes x rate."""
     if sweep.cost_summary.exists():
-        summary = read_json(sweep.cost_summary)
-        if isinstance(summary.get("paid_usd"), int | float):
-            return float(summary["paid_usd"]), "cost_summary.json"
-    lifetimes = [read_json(path) for path in sorted((sweep.root / "workers").glob("*.json"))]
+        paid = read_json(sweep.cost_summary).get("paid_usd")
+        if isinstance(paid, int | float):
+            return float(paid), "cost_summary.json"
+    lifetimes = read_lifetimes(sweep.root / "workers")
     if lifetimes:
-        seconds = [(life["end"] - life["start"]) * life.get("hourly_cost_usd", 0.0) for life in lifetimes]
-        return sum(seconds) / 3600.0, "worker lifetimes x hourly rate"
+        return cost_summary(lifetimes, []).paid_usd, "worker lifetimes x hourly rate"
     costs = [clip.cost.estimated_cost_usd for clip in clips if clip.cost and clip.cost.estimated_cost_usd is not None]
-    return (sum(costs), "sum of clip costs") if costs else (None, "no cost data")
+    return (sum(costs), "sum of clip costs: no worker lifetimes pulled") if costs else (None, "no cost data")
 
 
 def summarize(sweep: SweepDir, manifest: dict, clips: list[Clip]) -> Summary:

@@ -41,17 +41,22 @@ def mel_filterbank(sampling_rate: int, n_fft: int = N_FFT, n_mels: int = N_MELS)
 
 
 def log_mel(mono: np.ndarray, sampling_rate: int) -> np.ndarray:
-    """Log-mel power in dB relative to the clip's maximum, shape (n_mels, frames)."""
+    """Log-mel power in dB relative to a full-scale sine, shape (n_mels, frames).
+
+    An absolute reference (not the clip's own maximum) keeps a silent clip dark and lets quiet
+    and loud clips be told apart side by side.
+    """
     signal = np.asarray(mono, dtype=np.float32)
     if signal.size < N_FFT:
         signal = np.pad(signal, (0, N_FFT - signal.size))
     hop = max(N_FFT // 4, (signal.size - N_FFT) // MAX_FRAMES + 1)
     starts = np.arange(0, signal.size - N_FFT + 1, hop)
-    frames = signal[starts[:, None] + np.arange(N_FFT)] * np.hanning(N_FFT).astype(np.float32)
+    window = np.hanning(N_FFT).astype(np.float32)
+    frames = signal[starts[:, None] + np.arange(N_FFT)] * window
     power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
     mel = mel_filterbank(sampling_rate) @ power.T
-    db = 10.0 * np.log10(np.maximum(mel, 1e-10))
-    return np.maximum(db - db.max(), FLOOR_DB)
+    full_scale = (window.sum() / 2.0) ** 2
+    return np.clip(10.0 * np.log10(np.maximum(mel / full_scale, 1e-12)), FLOOR_DB, 0.0)
 
 
 def envelope(mono: np.ndarray, columns: int = WIDTH_PX * 2) -> tuple[np.ndarray, np.ndarray]:

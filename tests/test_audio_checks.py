@@ -10,7 +10,7 @@ import pytest
 import soundfile
 
 from musicsweep.audio_checks import DURATION_TOLERANCE_S, check_wav, full_scale
-from musicsweep.report_images import HEIGHT_PX, WIDTH_PX, log_mel, render_clip_image
+from musicsweep.report_images import FLOOR_DB, HEIGHT_PX, WIDTH_PX, log_mel, render_clip_image
 
 RATE = 32000
 
@@ -119,3 +119,9 @@ def test_log_mel_puts_a_tone_in_the_right_band() -> None:
     low, high = log_mel(tone(1.0, hz=200.0), RATE), log_mel(tone(1.0, hz=8000.0), RATE)
     assert low.shape[0] == 64
     assert low.mean(axis=1).argmax() < high.mean(axis=1).argmax()
+
+
+def test_log_mel_is_absolute_so_silence_stays_dark() -> None:
+    assert log_mel(np.zeros(RATE), RATE).max() == FLOOR_DB
+    assert log_mel(tone(1.0, amplitude=1.0), RATE).max() == pytest.approx(0.0, abs=3.0)
+    assert log_mel(tone(1.0, amplitude=0.01), RATE).max() == pytest.approx(-40.0, abs=3.0)
