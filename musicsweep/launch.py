@@ -146,7 +146,7 @@ def submit(requests: list[LaunchRequest]) -> Plan:
         for key in ("name", "config", "dry_run", "yes"):
             if getattr(other, key) != getattr(first, key):
                 raise MusicsweepError(
-                    f"-m: every combination must share one {key} (one sweep runs on one backend and store)"
+                    f"-m: every combination must share one {key}: a multirun is one sweep, on one backend and store"
                 )
     unique: dict[str, dict[str, Any]] = {}
     for request in requests:

@@ -126,7 +126,7 @@ def test_prompts_file_and_generation_axes(project: Path) -> None:
 
 def test_hydra_settings_beat_musicsweep_yaml(project: Path) -> None:
     args = ["backend=local", "+backend.settings.workers=2", "store.url=elsewhere", "sweep.prompts=[a,b]"]
-    result = launch(*args, "sweep.durations=[2]", "--dry-run")
+    result = launch(*args, "sweep.durations=[2]", "--dry-run", "--yes")
     assert f"store {project / 'elsewhere'}" in result.stdout
     assert "2 worker(s) on 1 host(s)" in result.stdout
 
