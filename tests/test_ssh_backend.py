@@ -26,6 +26,7 @@ from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir
 from musicsweep.remote import CONNECTIONS
 from musicsweep.sweep import run_sweep
+from tests.fixtures.s3 import S3Bucket
 from tests.fixtures.servers import free_port
 from tests.fixtures.sshd import SSHServer
 from tests.helpers import wait_for_sweep, wav_info
@@ -143,6 +144,22 @@ def test_sweep_over_two_hosts_survives_a_lost_host(project: Path, hosts: list[SS
     claims = [p.name.split(".")[0] for s in hosts for p in (s.root / "remote/runs/ssh-sweep/claims").glob("*")]
     assert sorted(claims) == sorted(manifest["jobs"]), "every clip generated exactly once"
     assert len(sweep.cost_report.read_text().splitlines()) == 9
+
+
+def test_s3_store_with_forwarded_credentials(project: Path, hosts: list[SSHServer], moto_bucket: S3Bucket) -> None:
+    """The worker uploads to S3 with AWS credentials that reach it only through ssh's stdin."""
+    aws = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_CONFIG_FILE"]
+    write_config(project, hosts[:1], env=["HF_HUB_OFFLINE", "AWS_SHARED_CREDENTIALS_FILE", *aws])
+    config = yaml.safe_load((project / "musicsweep.yaml").read_text())
+    config["store"] = {"url": moto_bucket.url, "endpoint_url": moto_bucket.server.endpoint_url, "region": "us-east-1"}
+    (project / "musicsweep.yaml").write_text(yaml.safe_dump(config))
+    run_sweep(variants(2), name="s3-ssh")
+    assert set(wait_for_sweep("s3-ssh", timeout_s=400).values()) == {DONE}
+    sweep = SweepDir(load_config().sweeps_dir, "s3-ssh")
+    assert len(list(sweep.audio.glob("*.wav"))) == 2
+    assert not (hosts[0].root / "remote/runs/s3-ssh/audio").exists(), "results went to S3, not the host's disk"
+    secret = moto_bucket.server.secret_key.encode()
+    assert [p for p in files_under(project, hosts[0].folder) if secret in p.read_bytes()] == []
 
 
 def test_orphan_tree_killed_secret_never_written(project: Path, hosts: list[SSHServer], monkeypatch) -> None:
