@@ -20,12 +20,12 @@ import yaml
 
 from musicsweep.auto_pull import OrphanTracker, poll_once, pull
 from musicsweep.backends import get_backend
-from musicsweep.backends.base import DONE, FAILED, LOST, RUNNING
+from musicsweep.backends.base import DONE, FAILED, LOST, RUNNING, Launch
 from musicsweep.config import load_config
 from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir
 from musicsweep.remote import CONNECTIONS
-from musicsweep.sweep import run_sweep
+from musicsweep.sweep import jobs_from_variants, run_sweep
 from tests.fixtures.s3 import S3Bucket
 from tests.fixtures.servers import free_port
 from tests.fixtures.sshd import SSHServer
@@ -307,3 +307,20 @@ def test_config_errors_name_the_key(project: Path) -> None:
     )
     with pytest.raises(MusicsweepError, match="host h:22: env NOT_SET_ANYWHERE is not set"):
         run_sweep(variants(1), name="x")
+
+
+def test_gpus_pin_one_worker_per_gpu(project: Path) -> None:
+    host = {"host": "gpu1", "remote_dir": "/scratch/m", "gpus": 2, "hourly_cost_usd": 2.0, "env": ["AWS_SECRET"]}
+    (project / "musicsweep.yaml").write_text(yaml.safe_dump({"backend": "ssh", "backends": {"ssh": {"hosts": [host]}}}))
+    config = load_config()
+    backend = get_backend("ssh", config)
+    shards = backend.shard(jobs_from_variants(variants(4), "gpu"))
+    assert [(shard.host, len(shard.jobs), shard.hourly_cost_usd) for shard in shards] == [("gpu1:22", 2, 2.0)] * 2
+    launch = Launch(SweepDir(config.sweeps_dir, "gpu"), "id", False, {"MUSICSWEEP_STORE": "./runs"})
+    scripts = [
+        backend.worker_script(launch, shard, backend.settings.hosts[0], slot, 2) for slot, shard in enumerate(shards)
+    ]
+    assert [script.env["CUDA_VISIBLE_DEVICES"] for script in scripts] == ["0", "1"]
+    assert all(script.env["MUSICSWEEP_STORE"] == "/scratch/m/runs" for script in scripts)
+    assert all(script.python == "/scratch/m/code/.venv/bin/python" for script in scripts)
+    assert "AWS_SECRET" not in scripts[0].render()
