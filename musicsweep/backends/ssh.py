@@ -51,6 +51,7 @@ DEFAULT_SETUP = (
     "elif grep -qE '^[[:space:]]*worker[[:space:]]*=' pyproject.toml; then uv sync --extra worker; else uv sync; fi"
 )
 HOSTS_STATE = "ssh_hosts"
+POLL_TIMEOUT_S = 60  # a host whose probe hangs this long counts as unreachable for this poll
 
 KILL_SCRIPT = """
 alive() {{ ps -e -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ {{ found = 1 }} END {{ exit !found }}'; }}
@@ -140,6 +141,7 @@ def setup_block(host: SSHHost, stamp: str | None) -> str:
 
 
 def prepare_block(host: SSHHost, commands: tuple[str, ...]) -> str:
+    """Bash running the `prepare` commands in the code folder at every launch; the first failure stops it."""
     log = "logs/prepare.log"
     return "".join(
         f"( cd {shlex.quote(host.code_dir)} && {command} ) >>{log} 2>&1 "
@@ -180,14 +182,14 @@ def start_workers(host: SSHHost, sweep: str, shards: list[Shard], before: str = 
 
 def probe_host(host: SSHHost, sweep: str) -> HostProbe:
     work = host.work_dir(sweep)
-    return parse_probe(run_ssh(host, probe_command(work, f"{work}/markers"), what="poll"))
+    return parse_probe(run_ssh(host, probe_command(work, f"{work}/markers"), timeout_s=POLL_TIMEOUT_S, what="poll"))
 
 
 def kill_groups(host: SSHHost, groups: set[int], grace_s: int = 5) -> None:
     """SIGTERM each process group, wait up to `grace_s` (zombies count as gone), then SIGKILL."""
     if groups:
         script = KILL_SCRIPT.format(groups=shlex.quote(" ".join(map(str, sorted(groups)))), grace=int(grace_s))
-        run_ssh(host, script, what="kill")
+        run_ssh(host, script, timeout_s=grace_s + POLL_TIMEOUT_S, what="kill")
 
 
 def pull_host(host: SSHHost, sweep: str, target: Path, folders: tuple[str, ...]) -> None:
