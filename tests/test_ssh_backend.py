@@ -210,6 +210,7 @@ def test_setup_runs_once_per_environment_and_prepare_every_launch(
     assert (server.root / "setup_count").read_text().splitlines() == ["ran"]
     assert (server.root / "prepare_count").read_text().splitlines() == ["prepared", "prepared"]
     assert (server.root / "remote/code/musicsweep.yaml").exists()
+    assert not (server.root / "remote/code/runs").exists(), "the local sweeps folder is not code"
     (project / "pyproject.toml").write_text("[project]\nname = 'changed'\n")
     run_sweep(variants(1, seed=7), name="third")
     assert (server.root / "setup_count").read_text().splitlines() == ["ran", "ran"]
