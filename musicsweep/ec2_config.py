@@ -5,6 +5,7 @@ Every error names the config file and the key, and is raised before anything is 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import boto3
@@ -46,6 +47,12 @@ class EC2Config:
         return ("spot", "on-demand") if self.allow_on_demand_fallback else ("spot",)
 
 
+@functools.cache
+def ec2_regions() -> frozenset[str]:
+    """Regions botocore knows, read from its bundled data (no network call)."""
+    return frozenset(boto3.session.Session().get_available_regions("ec2"))
+
+
 def load_ec2_config(config: Config) -> EC2Config:
     """Parse and check `backends.ec2`, and that the store is one an instance can reach."""
     settings = typed_section(EC2Config, config.backend_section("ec2"), config.where("backends.ec2"))
@@ -75,7 +82,7 @@ def load_ec2_config(config: Config) -> EC2Config:
         missing = [t for t in settings.instance_types if t not in settings.on_demand_hourly_usd]
         if missing:
             raise fail("on_demand_hourly_usd", f"allow_on_demand_fallback needs the on-demand rate of {missing[0]}")
-    if settings.region not in boto3.session.Session().get_available_regions("ec2"):
+    if settings.region not in ec2_regions():
         raise fail("region", f"unknown EC2 region {settings.region!r}")
     if not config.store.url.startswith("s3://"):
         raise MusicsweepError(f"{config.where('store')}: the ec2 backend needs an s3:// store, got {config.store.url}")

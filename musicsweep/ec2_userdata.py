@@ -57,9 +57,13 @@ musicsweep_watch() {
       "$MUSICSWEEP_EC2_IMDS/latest/api/token") || continue
     notice=$(curl -sf -m 2 -H "X-aws-ec2-metadata-token: $token" \
       "$MUSICSWEEP_EC2_IMDS/latest/meta-data/spot/instance-action") || continue
-    [ -e spot-notice.json ] || echo "[musicsweep] spot interruption notice: $notice"
+    echo "[musicsweep] spot interruption notice: $notice"
     printf '%s\n' "$notice" > spot-notice.json
-    kill -USR2 $$  # repeated each poll, so a notice that came before the worker started still reaches it
+    # One USR2, once the worker has written its pid files (its handlers are installed by then): a signal
+    # repeated while Python shuts down would kill it, since Python restores default handlers on exit.
+    until compgen -G 'jobs/*.pid' >/dev/null; do sleep 1; done
+    kill -USR2 $$
+    return
   done
 }
 musicsweep_watch &
@@ -84,8 +88,8 @@ class InstanceWork:
     wheel_key: str
 
 
-def render_user_data(settings: EC2Config, work: InstanceWork, launch_env: dict[str, str]) -> str:
-    """The user-data script of one instance; raises MusicsweepError above EC2's 16 KB limit."""
+def render_user_data(settings: EC2Config, work: InstanceWork, launch_env: dict[str, str], where: str = "ec2") -> str:
+    """The user-data script of one instance; raises MusicsweepError (naming `where`) above EC2's 16 KB limit."""
     work_dir = Path(settings.root) / work.sweep
     env = dict(launch_env) | {
         "AWS_DEFAULT_REGION": settings.region,
@@ -117,7 +121,7 @@ def render_user_data(settings: EC2Config, work: InstanceWork, launch_env: dict[s
     size = len(script.encode())
     if size > USER_DATA_LIMIT:
         raise MusicsweepError(
-            f"ec2 worker {work.worker_id}: user data is {size} bytes, over EC2's {USER_DATA_LIMIT}-byte limit "
-            f"({len(work.jobs)} clips on one instance): raise backends.ec2.instances or lower clips_per_instance"
+            f"{where}: worker {work.worker_id}'s user data is {size} bytes, over EC2's {USER_DATA_LIMIT}-byte limit "
+            f"({len(work.jobs)} clips on one instance): use more instances or fewer clips_per_instance"
         )
     return script

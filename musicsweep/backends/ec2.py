@@ -103,17 +103,13 @@ class EC2Backend(Backend):
 
     def validate(self) -> None:
         """The instance types must exist in the region (one describe call)."""
+        types = list(self.settings.instance_types)
         try:
-            self.client.describe_instance_types(InstanceTypes=list(self.settings.instance_types))
-        except ClientError as error:
-            detail = error.response.get("Error", {})
-            if detail.get("Code") == "InvalidInstanceType":
-                raise MusicsweepError(f"{self._where('instance_types')}: {detail.get('Message')}") from None
-            raise MusicsweepError(
-                f"ec2 describe_instance_types: {detail.get('Code')}: {detail.get('Message')}"
-            ) from None
-        except NoCredentialsError:
-            raise MusicsweepError("ec2: no AWS credentials (environment, profile or instance role)") from None
+            self._call("describe_instance_types", self.client.describe_instance_types, InstanceTypes=types)
+        except MusicsweepError as error:
+            if "InvalidInstanceType" in str(error):
+                raise MusicsweepError(f"{self._where('instance_types')}: {error}") from None
+            raise
 
     # --- before launch -------------------------------------------------------------------------
 
@@ -181,7 +177,7 @@ class EC2Backend(Backend):
                 shard.hourly_cost_usd,
                 placeholder,
             )
-            render_user_data(self.settings, work, env)
+            render_user_data(self.settings, work, env, self._where("instances"))
 
     def shard(self, jobs: list[Job]) -> list[Shard]:
         """Prices, live workers, fleet size and estimate; refuses what must not start."""
@@ -224,7 +220,7 @@ class EC2Backend(Backend):
                 f"${settings.max_total_usd:.2f}: nothing was started"
             )
         # Fallbacks that would take the fleet over the limit are never tried.
-        self.options = [o for o in options if self._fleet_cost(shards, o.hourly_usd) <= settings.max_total_usd]
+        self.options = [o for o in options if self._fleet_cost(shards, self._rate(o)) <= settings.max_total_usd]
         return shards
 
     # --- launch ----------------------------------------------------------------------------------
@@ -244,8 +240,8 @@ class EC2Backend(Backend):
             InstanceWork(sweep.name, launch.launch_id, s.worker_id, len(shards), s.jobs, s.hourly_cost_usd, wheel)
             for s in shards
         ]
-        for work in works:
-            render_user_data(self.settings, work, env)  # size check with the real values, before any start
+        for work in works:  # the size check again, with the real values, before any instance starts
+            render_user_data(self.settings, work, env, self._where("instances"))
         for shard in shards:
             for job in shard.jobs:
                 self.store.put_file(spec_key(sweep.name, job.job_id), sweep.job(job).spec)

@@ -1,0 +1,102 @@
+"""The launched user data, executed for real in a sandbox: S3 and EC2 are moto over HTTP, IMDS is the
+stand-in, `shutdown` is a stub. One run finishes its shard; one is interrupted by a spot notice mid-run,
+and `--relaunch-failed` starts a new instance for exactly the clips it left."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from musicsweep import run_sweep
+from musicsweep.auto_pull import main as auto_pull
+from musicsweep.backends.base import DONE, FAILED
+from musicsweep.config import load_config
+from musicsweep.layout import SweepDir
+from musicsweep.relaunch import relaunch_failed
+from tests.fixtures.ec2 import EC2Project, InstanceSandbox
+
+
+def variants(count: int, duration_s: float) -> list[dict]:
+    return [
+        {"prompt": f"warm rhodes chords {i}", "duration_s": duration_s, "model": "tiny", "seed": i}
+        for i in range(count)
+    ]
+
+
+def live_instance(ec2_project: EC2Project, name: str) -> str:
+    live = ec2_project.backend().instances(name, ("pending", "running"))
+    assert len(live) == 1
+    return live[0]["InstanceId"]
+
+
+def assert_each_clip_once(ec2_project: EC2Project, name: str, job_ids: set[str]) -> None:
+    """Every clip is in the store, was claimed (so generated) exactly once, and is marked done."""
+    keys = ec2_project.s3_keys(f"{name}/")
+    assert {k.rsplit("_", 1)[-1].removesuffix(".wav") for k in keys if k.startswith(f"{name}/audio/")} == job_ids
+    claims = [k.rsplit("/", 1)[-1].split(".")[0] for k in keys if k.startswith(f"{name}/claims/")]
+    assert sorted(claims) == sorted(job_ids)
+    assert {k.rsplit("/", 1)[-1] for k in keys if k.endswith(".done")} == {f"{j}.done" for j in job_ids}
+
+
+def test_user_data_runs_the_shard_uploads_and_shuts_down(
+    ec2_project: EC2Project, instance_sandbox: InstanceSandbox
+) -> None:
+    name = ec2_project.sweep_name()
+    plan = run_sweep(variants(2, 2), name, yes=True)
+    backend = ec2_project.backend()
+    instance_id = live_instance(ec2_project, name)
+    assert instance_sandbox.run(backend, instance_id) == 0
+    assert instance_sandbox.shutdown_log.read_text().splitlines() == ["-h +30", "-h now"]
+    assert ec2_project.imds.token_requests >= 1 and ec2_project.imds.unauthorized == 0
+    assert_each_clip_once(ec2_project, name, {job.job_id for job in plan.jobs})
+    keys = ec2_project.s3_keys(f"{name}/")
+    assert f"{name}/logs/worker_0.log" in keys and f"{name}/markers/worker_0.heartbeat" in keys
+
+    assert auto_pull([name, "--once"]) == 0
+    sweep = SweepDir(load_config().sweeps_dir, name)
+    assert len(list(sweep.audio.glob("*.wav"))) == 2
+    summary = json.loads(sweep.cost_summary.read_text())
+    assert summary["clips"] == 2 and summary["paid_usd"] > 0
+    assert {i["State"]["Name"] for i in backend.instances(name)} == {"terminated"}
+
+
+def test_spot_notice_mid_run_stops_and_relaunch_finishes_the_rest(
+    ec2_project: EC2Project, instance_sandbox: InstanceSandbox
+) -> None:
+    name = ec2_project.sweep_name()
+    plan = run_sweep(variants(6, 4), name, yes=True)
+    job_ids = {job.job_id for job in plan.jobs}
+    backend = ec2_project.backend()
+    first = live_instance(ec2_project, name)
+    process = instance_sandbox.start(backend, first)
+    deadline = time.monotonic() + 300
+    while not any(k.endswith(".done") for k in ec2_project.s3_keys(f"{name}/markers/")):
+        assert process.poll() is None and time.monotonic() < deadline, "no clip finished before the notice"
+        time.sleep(0.1)
+    ec2_project.imds.interrupt()
+    assert instance_sandbox.finish(backend, first, process) == 75  # EXIT_STOPPED
+    assert instance_sandbox.shutdown_log.read_text().splitlines()[-1] == "-h now"
+
+    config = load_config()
+    sweep = SweepDir(config.sweeps_dir, name)
+    states = backend.poll(sweep, sweep.read_manifest())
+    done = {job_id for job_id, state in states.items() if state == DONE}
+    left = {job_id for job_id, state in states.items() if state == FAILED}
+    assert done and left and done | left == job_ids
+    for job_id in left:
+        reason = (
+            ec2_project.bucket.server.client()
+            .get_object(Bucket=ec2_project.bucket.name, Key=f"musicsweep/{name}/markers/{job_id}.failed")["Body"]
+            .read()
+        )
+        assert b"spot interruption notice" in reason
+
+    ec2_project.imds.notice = None  # the new instance gets no notice
+    assert set(relaunch_failed(config, sweep, backend, states)) == left
+    second = live_instance(ec2_project, name)
+    assert second != first
+    launches = sweep.read_manifest()["launches"]
+    assert [entry["jobs"] for entry in launches] == [6, len(left)]
+    assert instance_sandbox.run(backend, second) == 0
+    assert_each_clip_once(ec2_project, name, job_ids)
+    assert set(backend.poll(sweep, sweep.read_manifest()).values()) == {DONE}
