@@ -55,10 +55,13 @@ def check_page_in_browser(driver, page: Path, job_ids: list[str], screenshot: Pa
     for player in players:
         assert player["preload"] == "none"
         assert player["error"] is None and player["ready"] >= 1, player
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1400, min(max(height, 600), 4000))
-    driver.execute_script("window.scrollTo(0, 0)")
+    width, height = driver.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
+    )
+    metrics = {"width": min(width, 4000), "height": min(height, 4000), "deviceScaleFactor": 1, "mobile": False}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)  # the whole page in one shot
     driver.save_screenshot(str(screenshot))
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     assert screenshot.stat().st_size > 10_000
     return players
 
