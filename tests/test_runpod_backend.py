@@ -66,8 +66,12 @@ def test_a_pod_without_public_port_is_terminated_at_its_deadline(runpod_project:
     assert f"podTerminate {first.pod_id}" in standin.operations
     assert ready[0].gpu_type == "NVIDIA RTX A6000"
     assert [pod.id for pod in standin.live_pods()] == [ready[0].pod_id]
-    assert "pods.csv" in str(ledger.costs_path) and first.pod_id in ledger.costs_path.read_text()
+    assert first.pod_id in ledger.costs_path.read_text()
     backend.cancel(launch.sweep, {})
+    (paid,) = backend.machine_times(launch.sweep, {}).values()  # the discarded pod was paid for too
+    pods = PodLedger(launch.sweep).pods.values()
+    assert paid.cost_usd == pytest.approx(sum((r.ended - r.created) * r.cost_per_hr / 3600 for r in pods))
+    assert paid.start == first.created
 
 
 def test_a_502_while_provisioning_is_retried(runpod_project: RunPodProject) -> None:

@@ -527,10 +527,20 @@ class RunPodBackend(Backend):
         console.print(f"terminated pod {record.pod_id} ({why})")
 
     def machine_times(self, sweep: SweepDir, manifest: dict) -> dict[WorkerKey, MachineTime]:
-        """Each worker's pod, creation to termination, at its costPerHr."""
-        times: dict[WorkerKey, MachineTime] = {}
+        """Each worker's pods, creation to termination, at their costPerHr.
+
+        Pods discarded on the way (not ready in time) were paid too: they count towards the worker
+        that replaced them, as one span from the first creation at the rate that gives their total.
+        """
+        pods: dict[WorkerKey, list[PodRecord]] = defaultdict(list)
         for record in PodLedger(sweep).pods.values():
-            if record.host is not None:
-                end = record.ended or time.time()
-                times[(record.launch_id, record.worker_id)] = MachineTime(record.created, end, record.cost_per_hr)
+            pods[(record.launch_id, record.worker_id)].append(record)
+        now = time.time()
+        times: dict[WorkerKey, MachineTime] = {}
+        for key, records in pods.items():
+            if any(record.host is not None for record in records):
+                start = min(record.created for record in records)
+                end = max(record.ended or now for record in records)
+                paid = sum(((record.ended or now) - record.created) * record.cost_per_hr for record in records)
+                times[key] = MachineTime(start, end, paid / (end - start) if end > start else 0.0)
         return times
