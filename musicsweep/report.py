@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -22,10 +24,12 @@ from musicsweep.cost_summary import read_lifetimes
 from musicsweep.cost_summary import summarize as cost_summary
 from musicsweep.costs import CostRow
 from musicsweep.errors import MusicsweepError
-from musicsweep.layout import SweepDir
+from musicsweep.layout import SweepDir, latest_sweep
 from musicsweep.report_grid import BOOKKEEPING_KEYS, build_grid
 from musicsweep.report_html import render_page
 from musicsweep.report_model import DONE, FAILED, NO_AUDIO, UNFINISHED, Clip, Summary
+
+SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|PRIVATE", re.IGNORECASE)
 
 
 def first_error_line(text: str) -> str:
@@ -37,6 +41,14 @@ def first_error_line(text: str) -> str:
         unindented = [line for line in lines[1:] if not line[0].isspace()]
         return unindented[-1] if unindented else lines[-1].strip()
     return lines[0].strip()
+
+
+def redact(text: str, environ: Mapping[str, str]) -> str:
+    """Hide credential values of this environment, should an error message ever echo one."""
+    for name, value in environ.items():
+        if SECRET_NAME.search(name) and len(value) >= 8:
+            text = text.replace(value, "[redacted]")
+    return text
 
 
 def read_json(path: Path) -> Any:
@@ -74,7 +86,9 @@ def collect_clips(sweep: SweepDir, manifest: dict) -> list[Clip]:
                 host=entry.get("host"),
                 axes=axes,
                 state=state,
-                error=first_error_line(failed.read_text(errors="replace")) if state == FAILED else None,
+                error=redact(first_error_line(failed.read_text(errors="replace")), os.environ)
+                if state == FAILED
+                else None,
                 cost=CostRow.from_dict(read_json(cost_path)) if cost_path.exists() else None,
             )
         )
@@ -168,17 +182,18 @@ def main(argv: list[str] | None = None) -> int:
     from musicsweep.config import load_config
 
     parser = argparse.ArgumentParser(prog="python -m musicsweep.report", description=__doc__)
-    parser.add_argument("sweep", help="sweep name (a folder under sweeps_dir) or a path to a sweep folder")
+    parser.add_argument("sweep", nargs="?", help="sweep name or path to a sweep folder (default: the latest)")
     parser.add_argument("--workers", type=int, default=None, help="processes drawing images (default: all cores)")
     args = parser.parse_args(argv)
     try:
         if args.workers is not None and args.workers < 1:
             raise MusicsweepError(f"--workers: must be at least 1, got {args.workers}")
-        path = Path(args.sweep)
-        if (path / "manifest.json").exists():
+        path = Path(args.sweep or "")
+        if args.sweep and (path / "manifest.json").exists():
             sweep = SweepDir(path.resolve().parent, path.resolve().name)
         else:
-            sweep = SweepDir(load_config().sweeps_dir, args.sweep)
+            sweeps_dir = load_config().sweeps_dir
+            sweep = SweepDir(sweeps_dir, args.sweep or latest_sweep(sweeps_dir))
         print(f"report: {write_report(sweep, args.workers)}")
         return 0
     except MusicsweepError as error:

@@ -211,6 +211,21 @@ def test_main_accepts_a_sweep_folder_path(crafted: SweepDir, capsys: pytest.Capt
     assert main([str(crafted.root), "--workers", "0"]) == 2
 
 
+def test_main_defaults_to_the_latest_sweep(project: Path, capsys: pytest.CaptureFixture) -> None:
+    sweep = write_synthetic_sweep(project / "runs", "only", [FakeClip({"prompt": "rain", "duration_s": 2})])
+    assert main(["--workers", "1"]) == 0
+    assert capsys.readouterr().out.strip() == f"report: {sweep.report_dir / 'index.html'}"
+
+
+def test_error_lines_never_show_a_credential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "test-secret-report-0123456789"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    error = f"botocore.exceptions.ClientError: signature for {secret} does not match\n"
+    clip = FakeClip({"prompt": "rain", "duration_s": 2}, state="failed", error=error)
+    html = write_report(write_synthetic_sweep(tmp_path / "runs", "leak", [clip])).read_text()
+    assert secret not in html and "signature for [redacted] does not match" in html
+
+
 def test_grid_model_by_duration() -> None:
     items = [(p, {"duration_s": d, "model": m}) for p in ("b", "a") for m in ("tiny", "small") for d in (10.0, 5.0)]
     grid = build_grid(items)
