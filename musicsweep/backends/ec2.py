@@ -25,7 +25,18 @@ from importlib.metadata import version
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from musicsweep.backends.base import DONE, FAILED, LOST, PENDING, RUNNING, Backend, Launch, Shard, balanced_shards
+from musicsweep.backends.base import (
+    DONE,
+    DONE_ORPHANS,
+    FAILED,
+    LOST,
+    PENDING,
+    RUNNING,
+    Backend,
+    Launch,
+    Shard,
+    balanced_shards,
+)
 from musicsweep.cost_summary import MachineTime, WorkerKey
 from musicsweep.costs import estimate_generation_s
 from musicsweep.display import console
@@ -306,24 +317,28 @@ class EC2Backend(Backend):
         """Markers first decide; then the instance: pending/running, or gone without `.done` = failed.
 
         Instances are described before markers are listed, so a clip finished in between is never
-        taken for one whose instance died without finishing it.
+        taken for one whose instance died without finishing it. An instance still up after every
+        clip of its shard is finished makes those clips `done_orphans`, so auto_pull terminates it.
         """
         instances = self._by_worker(sweep.name)
         markers = {key.rsplit("/", 1)[-1] for key in self.store.list(f"{sweep.name}/markers/")}
-        states: dict[str, str] = {}
+        shards: dict[WorkerKey, list[str]] = {}
         for job_id, entry in manifest["jobs"].items():
-            if entry.get("worker") is None:
-                continue
-            if f"{job_id}.done" in markers:
-                states[job_id] = DONE
-            elif f"{job_id}.failed" in markers:
-                states[job_id] = FAILED
-            else:
-                instance = instances.get((entry.get("launch") or "", int(entry["worker"])))
-                if instance is None:
+            if entry.get("worker") is not None:
+                shards.setdefault((entry.get("launch") or "", int(entry["worker"])), []).append(job_id)
+        states: dict[str, str] = {}
+        for key, job_ids in shards.items():
+            instance = instances.get(key)
+            state = instance["State"]["Name"] if instance else None
+            finished = all({f"{j}.done", f"{j}.failed"} & markers for j in job_ids)
+            for job_id in job_ids:
+                if f"{job_id}.done" in markers:
+                    states[job_id] = DONE_ORPHANS if finished and state in LIVE_STATES else DONE
+                elif f"{job_id}.failed" in markers:
+                    states[job_id] = FAILED
+                elif state is None:
                     states[job_id] = LOST
                 else:
-                    state = instance["State"]["Name"]
                     states[job_id] = PENDING if state == "pending" else RUNNING if state == "running" else FAILED
         return states
 
