@@ -150,9 +150,23 @@ class RunPodAPI:
         return {gpu["id"]: gpu for gpu in self._call("list GPU types", self.runpod.get_gpus)}
 
     def create_pod(self, name: str, gpu_type: str, **options: Any) -> str:
-        """On-demand pod (interruptible pods are being withdrawn from the API); returns its id."""
-        created = self._call(f"create a {gpu_type} pod", self.runpod.create_pod, name, gpu_type_id=gpu_type, **options)
-        return created["id"]
+        """On-demand pod (interruptible pods are being withdrawn from the API); returns its id.
+
+        A retry first looks for a live pod of this (unique) name: the attempt whose reply was lost
+        may have created it, and a second pod would run unnoticed.
+        """
+        attempts = 0
+
+        def create() -> dict:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                for pod in self.runpod.get_pods() or []:
+                    if pod.get("name") == name and pod.get("desiredStatus") != "TERMINATED":
+                        return pod
+            return self.runpod.create_pod(name, gpu_type_id=gpu_type, **options)
+
+        return self._call(f"create a {gpu_type} pod", create)["id"]
 
     def get_pod(self, pod_id: str) -> Pod | None:
         raw = self._call(f"get pod {pod_id}", self.runpod.get_pod, pod_id)

@@ -91,3 +91,11 @@ def test_a_pod_terminates_itself_with_its_pod_scoped_key(api: RunPodAPI, runpod_
     assert [pod.id for pod in runpod_standin.live_pods()] == [second]
     not_a_pod = _terminate_self({"RUNPOD_POD_ID": "", "RUNPOD_API_KEY": ""})
     assert not_a_pod.returncode == 0 and "nothing to terminate" in not_a_pod.stdout
+
+
+def test_a_create_whose_reply_was_lost_does_not_make_a_second_pod(
+    api: RunPodAPI, runpod_standin: RunPodStandIn
+) -> None:
+    runpod_standin.lose_reply_of.add("podFindAndDeployOnDemand")
+    pod_id = api.create_pod("musicsweep s L1 w0", "NVIDIA L40S", **POD_OPTIONS)
+    assert [pod.id for pod in runpod_standin.live_pods()] == [pod_id]
