@@ -42,10 +42,6 @@ class EC2Config:
     imds_poll_s: float = 5.0
     tags: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def markets(self) -> tuple[str, ...]:
-        return ("spot", "on-demand") if self.allow_on_demand_fallback else ("spot",)
-
 
 @functools.cache
 def ec2_regions() -> frozenset[str]:

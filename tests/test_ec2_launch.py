@@ -55,6 +55,11 @@ def test_dry_run_then_launch_tags_describe_poll_cleanup(ec2_project: EC2Project,
     assert len(manifest["backend_state"]["ec2_instances"]) == 3
     states = backend.poll(sweep, manifest)
     assert set(states.values()) == {RUNNING}
+    instance_of = {int(backend_tag(i, "musicsweep-worker")): i["InstanceId"] for i in instances}
+    for worker_id, instance_id in instance_of.items():
+        script = sweep.worker(worker_id).script  # a local copy of what each instance was given
+        assert script.stat().st_mode & 0o777 == 0o700
+        assert script.read_text() == backend.user_data(instance_id)
 
     # Launching the same sweep from another machine (no local manifest) must not start a second fleet.
     shutil.rmtree(sweep.root)
@@ -73,7 +78,6 @@ def test_dry_run_then_launch_tags_describe_poll_cleanup(ec2_project: EC2Project,
         ec2_project.bucket.server.client().put_object(
             Bucket=ec2_project.bucket.name, Key=f"musicsweep/{name}/markers/{job_id}.done", Body=b"1\n"
         )
-    instance_of = {int(backend_tag(i, "musicsweep-worker")): i["InstanceId"] for i in instances}
     backend.client.terminate_instances(InstanceIds=[instance_of[0]])
     states = backend.poll(sweep, manifest)
     assert states == {

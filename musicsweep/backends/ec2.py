@@ -66,6 +66,7 @@ from musicsweep.job import Job
 from musicsweep.layout import SweepDir
 from musicsweep.packaging import upload_wheel, wheel_key
 from musicsweep.pull import pull_results
+from musicsweep.scripts import write_script
 from musicsweep.store import Store, open_store, store_config_to_env
 
 PLACEHOLDER_LAUNCH_ID = "00000000T000000-000000"  # same length as a real launch id, for the size check
@@ -265,10 +266,10 @@ class EC2Backend(Backend):
                 tags = worker_tags(self.settings, sweep.name, launch.launch_id, work.worker_id)
 
                 def request(option: LaunchOption, work: InstanceWork = work, tags: list = tags) -> dict:
-                    priced = dataclasses.replace(work, hourly_usd=self._rate(option))
-                    return run_request(self.settings, option, render_user_data(self.settings, priced, env), tags)
+                    return run_request(self.settings, option, self._user_data(work, option, env), tags)
 
                 instance, option = launch_instance(self.client, self.options, blocked, request)
+                write_script(sweep.worker(work.worker_id).script, self._user_data(work, option, env))  # to inspect
                 started[instance["InstanceId"]] = {
                     "launch": launch.launch_id,
                     "worker": work.worker_id,
@@ -288,6 +289,11 @@ class EC2Backend(Backend):
             raise
         previous = sweep.read_manifest().get("backend_state", {}).get("ec2_instances", {})
         return {"ec2_instances": previous | started}
+
+    def _user_data(self, work: InstanceWork, option: LaunchOption, env: dict[str, str]) -> str:
+        """The script for `work` on `option`: its hourly rate is the option's."""
+        priced = dataclasses.replace(work, hourly_usd=self._rate(option))
+        return render_user_data(self.settings, priced, env, self._where("instances"))
 
     def _rate(self, option: LaunchOption) -> float:
         return self.settings.hourly_cost_usd if self.settings.hourly_cost_usd is not None else option.hourly_usd
