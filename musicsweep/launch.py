@@ -29,7 +29,10 @@ from musicsweep.job import GenerationParams
 from musicsweep.sweep import Plan, jobs_from_variants, run_sweep
 from musicsweep.variants import NAME_KEY, VariantGenerator
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+# From a source checkout the tree is `configs/` at the repo root; an installed wheel carries it
+# inside the package (pyproject's force-include).
+_PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+CONFIG_DIR = str(_PACKAGED_CONFIGS if _PACKAGED_CONFIGS.is_dir() else Path(__file__).resolve().parents[1] / "configs")
 FLAGS = {"--dry-run": "launch.dry_run=true", "--yes": "launch.yes=true", "-y": "launch.yes=true"}
 
 
