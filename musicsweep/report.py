@@ -20,9 +20,11 @@ from typing import Any
 
 from musicsweep.atomic import atomic_write_text
 from musicsweep.audio_checks import AudioCheck, check_samples, read_wav
+from musicsweep.config import load_config
 from musicsweep.cost_summary import read_lifetimes
 from musicsweep.cost_summary import summarize as cost_summary
 from musicsweep.costs import CostRow
+from musicsweep.display import console
 from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir, latest_sweep
 from musicsweep.report_grid import BOOKKEEPING_KEYS, build_grid
@@ -76,6 +78,7 @@ def collect_clips(sweep: SweepDir, manifest: dict) -> list[Clip]:
         axes = {key: value for key, value in variant.items() if key not in BOOKKEEPING_KEYS}
         axes |= {key: entry[key] for key in ("duration_s", "model", "seed") if key in entry}
         cost_path = sweep.root / "costs" / f"{job_id}.json"
+        error = redact(first_error_line(failed.read_text(errors="replace")), os.environ) if state == FAILED else None
         clips.append(
             Clip(
                 job_id=job_id,
@@ -86,9 +89,7 @@ def collect_clips(sweep: SweepDir, manifest: dict) -> list[Clip]:
                 host=entry.get("host"),
                 axes=axes,
                 state=state,
-                error=redact(first_error_line(failed.read_text(errors="replace")), os.environ)
-                if state == FAILED
-                else None,
+                error=error,
                 cost=CostRow.from_dict(read_json(cost_path)) if cost_path.exists() else None,
             )
         )
@@ -173,14 +174,14 @@ def write_report(sweep: SweepDir, workers: int | None = None) -> Path:
     clips = collect_clips(sweep, manifest)
     analyze_all(clips, sweep, workers)
     grid = build_grid([(clip.prompt, clip.axes) for clip in clips])
+    summary = summarize(sweep, manifest, clips)
     page = sweep.report_dir / "index.html"
-    atomic_write_text(page, render_page(summarize(sweep, manifest, clips), grid, clips))
+    atomic_write_text(page, render_page(summary, grid, clips))
+    console.print(summary.checks_line)
     return page
 
 
 def main(argv: list[str] | None = None) -> int:
-    from musicsweep.config import load_config
-
     parser = argparse.ArgumentParser(prog="python -m musicsweep.report", description=__doc__)
     parser.add_argument("sweep", nargs="?", help="sweep name or path to a sweep folder (default: the latest)")
     parser.add_argument("--workers", type=int, default=None, help="processes drawing images (default: all cores)")

@@ -57,3 +57,12 @@ class Summary:
         if self.paid_usd is None or self.audio_minutes <= 0:
             return None
         return self.paid_usd / self.audio_minutes
+
+    @property
+    def checks_line(self) -> str:
+        """The audio checks in one line, for the console beside auto_pull's summary."""
+        if not self.flags:
+            return "audio checks: every pulled clip passed"
+        flagged = len({job_id for ids in self.flags.values() for job_id in ids})
+        counts = ", ".join(f"{len(ids)} {flag}" for flag, ids in sorted(self.flags.items()))
+        return f"audio checks: {flagged} clip(s) flagged ({counts}); see the report"

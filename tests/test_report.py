@@ -207,14 +207,20 @@ def test_main_rejects_a_bad_manifest_before_writing(crafted: SweepDir, capsys: p
 
 def test_main_accepts_a_sweep_folder_path(crafted: SweepDir, capsys: pytest.CaptureFixture) -> None:
     assert main([str(crafted.root), "--workers", "1"]) == 0
-    assert capsys.readouterr().out.strip() == f"report: {crafted.report_dir / 'index.html'}"
+    assert capsys.readouterr().out.splitlines() == [
+        "audio checks: 4 clip(s) flagged (1 NaN, 1 clipped, 1 silent, 1 too short); see the report",
+        f"report: {crafted.report_dir / 'index.html'}",
+    ]
     assert main([str(crafted.root), "--workers", "0"]) == 2
 
 
 def test_main_defaults_to_the_latest_sweep(project: Path, capsys: pytest.CaptureFixture) -> None:
     sweep = write_synthetic_sweep(project / "runs", "only", [FakeClip({"prompt": "rain", "duration_s": 2})])
     assert main(["--workers", "1"]) == 0
-    assert capsys.readouterr().out.strip() == f"report: {sweep.report_dir / 'index.html'}"
+    assert capsys.readouterr().out.splitlines() == [
+        "audio checks: every pulled clip passed",
+        f"report: {sweep.report_dir / 'index.html'}",
+    ]
 
 
 def test_error_lines_never_show_a_credential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
