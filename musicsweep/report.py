@@ -8,6 +8,7 @@ and writes a static page whose links are all relative, so the folder can be copi
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -170,6 +171,9 @@ def summarize(sweep: SweepDir, manifest: dict, clips: list[Clip]) -> Summary:
 
 def write_report(sweep: SweepDir, workers: int | None = None) -> Path:
     """Write `report/index.html` (and its images) for the sweep; returns the page's path."""
+    missing = [name for name in ("matplotlib", "soundfile") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MusicsweepError(f"the report needs {' and '.join(missing)}: pip install 'musicsweep[report]'")
     manifest = sweep.read_manifest()
     clips = collect_clips(sweep, manifest)
     analyze_all(clips, sweep, workers)

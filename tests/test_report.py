@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -266,3 +267,10 @@ def test_grid_hides_axes_that_follow_the_prompt_or_other_axes() -> None:
 )
 def test_first_error_line(text: str, line: str) -> None:
     assert first_error_line(text) == line
+
+
+def test_missing_report_extra_is_one_clear_error(crafted: SweepDir, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert main([str(crafted.root)]) == 2
+    assert capsys.readouterr().err == "error: the report needs matplotlib: pip install 'musicsweep[report]'\n"
+    assert not crafted.report_dir.exists()
