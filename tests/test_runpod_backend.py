@@ -161,3 +161,13 @@ def test_auto_pull_terminates_a_pod_once_its_jobs_are_done_and_an_unreachable_po
     assert backend.poll(launch.sweep, manifest) == {"aaaa0001": "done", "aaaa0002": "failed"}
     (times,) = backend.machine_times(launch.sweep, manifest).values()
     assert times.hourly_cost_usd == pytest.approx(0.86) and times.end == ended.ended
+
+
+def test_a_pod_whose_jobs_were_all_relaunched_elsewhere_is_terminated(runpod_project: RunPodProject) -> None:
+    backend, launch, shards = provisioning()
+    (record,) = backend.provision(PodLedger(launch.sweep), launch, shards).values()
+    launch.sweep.write_manifest({"jobs": {"aaaa0001": {"worker": 0, "launch": "L2"}}})
+    stale_copy = {"jobs": {"aaaa0001": {"worker": 0, "launch": "L1"}}}  # auto_pull's copy from before
+    assert backend.poll(launch.sweep, stale_copy) == {"aaaa0001": "lost"}
+    assert PodLedger(launch.sweep).pods[record.pod_id].terminated_by == "its jobs were relaunched elsewhere"
+    assert runpod_project.standin.live_pods() == []

@@ -420,12 +420,18 @@ class RunPodBackend(Backend):
         """Pod state from the API, process state over SSH (one round trip per live pod), markers from S3.
 
         Jobs of a pod that is gone (exited, terminated by itself, or lost) and have no marker are
-        `lost`. A pod whose jobs are all finished is terminated here.
+        `lost`. A pod whose jobs are all finished, or were all relaunched elsewhere, is terminated here.
         """
         ledger = PodLedger(sweep)
         markers = self.markers(sweep)
         states: dict[str, str] = {}
-        for (launch_id, worker), job_ids in self.owners(manifest).items():
+        owners = self.owners(manifest)
+        # The manifest on disk, not auto_pull's copy: a launch running elsewhere writes it before its pods exist.
+        current = self.owners(sweep.read_manifest()) if sweep.manifest.exists() else owners
+        for record in [r for r in ledger.pods.values() if r.live and r.host]:
+            if (record.launch_id, record.worker_id) not in current:
+                self.terminate(ledger, record, "its jobs were relaunched elsewhere")
+        for (launch_id, worker), job_ids in owners.items():
             record = ledger.running(launch_id, worker)
             if record is None:
                 states |= marker_states(job_ids, markers, FAILED)  # its launch failed before a pod was ready
