@@ -1,0 +1,22 @@
+"""The project wheel that cloud instances install: built with uv, stored once per content hash."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from musicsweep.packaging import upload_wheel
+from musicsweep.store import LocalStore
+
+
+def test_wheel_is_uploaded_once_and_carries_the_worker_code(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    key = upload_wheel(store)
+    assert key.startswith("_packages/") and key.endswith("-py3-none-any.whl")
+    assert upload_wheel(store) == key  # an unchanged project is not uploaded again
+    assert list(store.list("_packages/")) == [key]
+    with zipfile.ZipFile(store.local_path(key)) as wheel:
+        names = set(wheel.namelist())
+        metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+        assert "Provides-Extra: worker" in wheel.read(metadata).decode()
+    assert {"musicsweep/worker.py", "musicsweep/ec2_agent.py", "musicsweep/engine/tiny.py"} <= names
