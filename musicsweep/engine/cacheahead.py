@@ -69,8 +69,10 @@ def fetch_model(name: str, hf_home: str | None) -> str:
 def cache_ahead(names: list[str], hf_home: str | None) -> tuple[dict[str, str], dict[str, str]]:
     """Fetch each distinct model once; returns (sources by name, one-line errors by name).
 
-    Afterwards the hub is set offline for this process and its children.
+    `hf_home` becomes this process's HF_HOME; afterwards the hub is offline for it and its children.
     """
+    if hf_home:
+        os.environ["HF_HOME"] = str(Path(hf_home).expanduser())
     sources: dict[str, str] = {}
     errors: dict[str, str] = {}
     for name in dict.fromkeys(names):

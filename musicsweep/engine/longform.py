@@ -52,11 +52,15 @@ def capture_codes(model: Any) -> Iterator[list[Any]]:
         captured.append(audio_codes)
         return SimpleNamespace(audio_values=audio_codes.new_zeros((audio_codes.shape[1], 1, 0)).float())
 
+    shadowed = vars(encoder).get("decode")
     encoder.decode = record
     try:
         yield captured
     finally:
-        del encoder.decode
+        if shadowed is None:
+            del encoder.decode
+        else:
+            encoder.decode = shadowed
 
 
 def generate_codes(model: Any, inputs: dict[str, Any], windows: list[Window], sampling: dict[str, Any]) -> Any:

@@ -39,28 +39,19 @@ def _biquad_response(b: tuple[float, ...], a: tuple[float, ...], omega: np.ndarr
 
 
 def k_weighting_response(sampling_rate: int, omega: np.ndarray) -> np.ndarray:
-    """BS.1770 K-weighting (high shelf, then high pass), designed for any rate as pyloudnorm does."""
-    gain_db, q, fc = 3.99984385397, 0.7071752369554193, 1681.9744509555319
-    a_lin = 10 ** (gain_db / 40)
-    w0 = 2 * np.pi * fc / sampling_rate
-    alpha = np.sin(w0) / (2 * q)
-    cos, root = np.cos(w0), 2 * np.sqrt(a_lin) * alpha
-    shelf_b = (
-        a_lin * ((a_lin + 1) + (a_lin - 1) * cos + root),
-        -2 * a_lin * ((a_lin - 1) + (a_lin + 1) * cos),
-        a_lin * ((a_lin + 1) + (a_lin - 1) * cos - root),
-    )
-    shelf_a = (
-        (a_lin + 1) - (a_lin - 1) * cos + root,
-        2 * ((a_lin - 1) - (a_lin + 1) * cos),
-        (a_lin + 1) - (a_lin - 1) * cos - root,
-    )
-    q, fc = 0.5003270373238773, 38.13547087602444
-    w0 = 2 * np.pi * fc / sampling_rate
-    alpha, cos = np.sin(w0) / (2 * q), np.cos(w0)
-    highpass_b = ((1 + cos) / 2, -(1 + cos), (1 + cos) / 2)
-    highpass_a = (1 + alpha, -2 * cos, 1 - alpha)
-    return _biquad_response(shelf_b, shelf_a, omega) * _biquad_response(highpass_b, highpass_a, omega)
+    """BS.1770 K-weighting (high shelf, then high pass) at any rate, with libebur128's bilinear design."""
+    k = np.tan(np.pi * 1681.974450955533 / sampling_rate)
+    q = 0.7071752369554196
+    vh = 10 ** (3.999843853973347 / 20)
+    vb = vh**0.4996667741545416
+    a0 = 1 + k / q + k * k
+    shelf_b = ((vh + vb * k / q + k * k) / a0, 2 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0)
+    shelf_a = (1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0)
+    k = np.tan(np.pi * 38.13547087613982 / sampling_rate)
+    q = 0.5003270373253953
+    a0 = 1 + k / q + k * k
+    highpass_a = (1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0)
+    return _biquad_response(shelf_b, shelf_a, omega) * _biquad_response((1.0, -2.0, 1.0), highpass_a, omega)
 
 
 def integrated_loudness(clip: np.ndarray, sampling_rate: int) -> float:
