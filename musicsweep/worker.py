@@ -29,6 +29,9 @@ import numpy as np
 from musicsweep.atomic import atomic_write_text
 from musicsweep.config import EngineConfig
 from musicsweep.costs import CostRow, marginal_cost_usd
+from musicsweep.engine.batching import with_backoff
+from musicsweep.engine.generate import MusicEngine
+from musicsweep.engine.progress import Progress
 from musicsweep.job import Job, JobPaths, WorkerPaths
 from musicsweep.store import Store, open_store, store_config_from_env
 
@@ -138,23 +141,43 @@ class Worker:
     def __init__(self, context: WorkerContext, stop: StopFlag) -> None:
         self.context = context
         self.stop = stop
-        self.engines: dict[str, object] = {}
+        self.engines: dict[str, MusicEngine] = {}
+        self.sources: dict[str, str] = {}
+        self.auto_sizes: dict[str, int] = {}
+        self.batch_caps: dict[tuple, int] = {}
+        self.progress = Progress(0, 0.0)
         self.model_load_s = 0.0
         self.generation_s = 0.0
         self.failed: list[str] = []
         self.generated = 0
         self.skipped = 0
 
-    def engine(self, model: str):
-        """Each model is loaded once per process."""
+    def engine(self, model: str) -> MusicEngine:
+        """Each model is loaded once per process, from the folder cache-ahead fetched it into."""
         if model not in self.engines:
             from musicsweep.engine import load_engine
 
             started = time.monotonic()
-            self.engines[model] = load_engine(model, self.context.engine_config)
+            engine = load_engine(model, self.context.engine_config, self.sources.get(model))
+            self.engines[model] = engine
             self.model_load_s += time.monotonic() - started
-            log(f"loaded model {model} in {time.monotonic() - started:.1f}s")
+            loaded = engine.loaded
+            log(f"loaded model {model} in {time.monotonic() - started:.1f}s on {loaded.device} ({loaded.dtype})")
         return self.engines[model]
+
+    def cache_ahead(self, jobs: list[Job]) -> list[Job]:
+        """Fetch every model before the first clip; the jobs of a model that cannot be fetched fail at once."""
+        from musicsweep.engine.cacheahead import cache_ahead
+
+        self.sources, errors = cache_ahead([job.model for job in jobs], self.context.engine_config.hf_home)
+        for error in errors.values():
+            log(f"cache-ahead: {error}")
+        for job in jobs:
+            if job.model in errors:
+                if not self.finish_if_present(job):
+                    self.mark_failed(job, errors[job.model] + "\n")
+                log(self.progress.advance(1, job.duration_s, generated=False))
+        return [job for job in jobs if job.model not in errors]
 
     def finish_if_present(self, job: Job) -> bool:
         """True if the WAV is already in the store; completes its cost row and `.done` if missing."""
@@ -228,36 +251,62 @@ class Worker:
         log(f"FAILED {job.output_name}: {error_text.strip().splitlines()[-1]}")
 
     def run_batch(self, batch: list[Job]) -> None:
+        """Generate and save one batch; a failed batch is retried in halves down to single clips."""
         first = batch[0]
         engine = self.engine(first.model)
-        started = time.monotonic()
-        clips = engine.generate([j.prompt for j in batch], [j.seed for j in batch], first.duration_s, first.params)
-        elapsed = time.monotonic() - started
-        self.generation_s += elapsed
-        for job, clip in zip(batch, clips, strict=True):
-            self.save(job, clip, engine.sampling_rate, elapsed / len(batch), len(batch))
-        audio = first.duration_s * len(batch)
-        log(f"batch of {len(batch)} x {first.duration_s:g}s done in {elapsed:.1f}s ({audio / elapsed:.2f} audio s/s)")
+
+        def attempt(part: list[Job]) -> tuple[list[np.ndarray], float]:
+            started = time.monotonic()
+            clips = engine.generate([j.prompt for j in part], [j.seed for j in part], first.duration_s, first.params)
+            return clips, time.monotonic() - started
+
+        def on_retry(failed_size: int, next_size: int, reason: str) -> None:
+            self.batch_caps[first.group_key] = min(self.batch_caps.get(first.group_key, failed_size), next_size)
+            log(f"batch of {failed_size} failed ({reason}); retrying in batches of {next_size}")
+
+        for part, result, error_text in with_backoff(batch, attempt, on_retry):
+            if result is None:
+                self.mark_failed(part[0], error_text or "")
+                log(self.progress.advance(1, first.duration_s, generated=False))
+                continue
+            clips, elapsed = result
+            self.generation_s += elapsed
+            for job, clip in zip(part, clips, strict=True):
+                self.save(job, clip, engine.sampling_rate, elapsed / len(part), len(part))
+            audio = first.duration_s * len(part)
+            log(f"batch of {len(part)} x {first.duration_s:g}s in {elapsed:.1f}s ({audio / elapsed:.2f} audio s/s)")
+            log(self.progress.advance(len(part), audio))
 
     def run(self, jobs: list[Job]) -> int:
-        batch_size = self.batch_size()
-        for group in group_jobs(jobs):
+        self.progress = Progress(len(jobs), sum(job.duration_s for job in jobs))
+        for group in group_jobs(self.cache_ahead(jobs)):
             pending = list(group)
             while pending:
                 if self.stop.requested:
                     log(f"stopped early: {len(pending)} clip(s) of this group left for a relaunch")
                     return EXIT_STOPPED
-                batch = [job for job in pending[:batch_size] if not self.finish_if_present(job) and self.claim(job)]
-                pending = pending[batch_size:]
+                try:
+                    size = self.batch_size(group[0])
+                except Exception:  # the model failed to load: its whole group fails now, not batch by batch
+                    self.fail_all(pending, traceback.format_exc())
+                    break
+                taken, pending = pending[:size], pending[size:]
+                batch = [job for job in taken if not self.finish_if_present(job) and self.claim(job)]
+                skipped = len(taken) - len(batch)
+                if skipped:
+                    log(self.progress.advance(skipped, skipped * group[0].duration_s, generated=False))
                 if not batch:
                     continue
                 try:
                     self.run_batch(batch)
                 except Exception:
-                    error_text = traceback.format_exc()
-                    for job in batch:
-                        self.mark_failed(job, error_text)
+                    self.fail_all(batch, traceback.format_exc())
         return 1 if self.failed else 0
+
+    def fail_all(self, jobs: list[Job], error_text: str) -> None:
+        for job in jobs:
+            self.mark_failed(job, error_text)
+        log(self.progress.advance(len(jobs), jobs[0].duration_s * len(jobs), generated=False))
 
     def lifetime(self, started: float, finished: bool) -> dict:
         """This process's life so far (epoch seconds), for the sweep's paid-versus-marginal summary."""
@@ -275,9 +324,17 @@ class Worker:
             "finished": finished,
         }
 
-    def batch_size(self) -> int:
+    def batch_size(self, job: Job) -> int:
+        """The configured size or `auto` (engine.batching), never above what back-off shrank this group to."""
         configured = self.context.engine_config.batch_size
-        return configured if isinstance(configured, int) else 4
+        if isinstance(configured, int):
+            size = configured
+        else:
+            if job.model not in self.auto_sizes:
+                self.auto_sizes[job.model] = self.engine(job.model).auto_batch_size()
+                log(f"batch_size auto: {self.auto_sizes[job.model]} for {job.model}")
+            size = self.auto_sizes[job.model]
+        return min(size, self.batch_caps.get(job.group_key, size))
 
 
 def upload_log(store: Store, paths: WorkerPaths) -> None:

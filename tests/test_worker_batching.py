@@ -1,0 +1,112 @@
+"""The worker's generation loop, in process with a local store: batches, back-off, cache-ahead, model loads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import musicsweep.engine
+from musicsweep.config import EngineConfig, StoreConfig
+from musicsweep.engine.batching import CPU_BATCH, INJECT_ENV
+from musicsweep.job import Job, JobPaths
+from musicsweep.store import open_store
+from musicsweep.worker import StopFlag, Worker, WorkerContext
+from tests.helpers import wav_info
+
+
+def make_worker(tmp_path: Path, **engine: object) -> Worker:
+    context = WorkerContext(
+        work_dir=tmp_path / "work",
+        store=open_store(StoreConfig(url=str(tmp_path / "store"))),
+        worker_id=0,
+        num_workers=1,
+        hourly_cost_usd=1.0,
+        is_restart=False,
+        launch_id="test",
+        engine_config=EngineConfig(**engine),
+    )
+    return Worker(context, StopFlag())
+
+
+def make_jobs(count: int, duration_s: float = 2.0, model: str = "tiny") -> list[Job]:
+    variants = [{"prompt": f"clip {i}", "duration_s": duration_s, "model": model, "seed": i} for i in range(count)]
+    return [Job.from_variant(v, sweep="s", where=f"variant {i}") for i, v in enumerate(variants)]
+
+
+@pytest.fixture
+def load_counter(monkeypatch):
+    """Count load_engine calls per model name, keeping the real loading."""
+    counts: dict[str, int] = {}
+    real = musicsweep.engine.load_engine
+
+    def counting(name, config, source=None):
+        counts[name] = counts.get(name, 0) + 1
+        return real(name, config, source)
+
+    monkeypatch.setattr(musicsweep.engine, "load_engine", counting)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return counts
+
+
+def store_path(worker: Worker, key: str) -> Path:
+    return worker.context.store.local_path(key)
+
+
+def test_injected_oom_backs_off_to_single_clips_and_completes_every_clip(tmp_path, monkeypatch, capsys, load_counter):
+    monkeypatch.setenv(INJECT_ENV, "1")
+    worker = make_worker(tmp_path, batch_size=4)
+    jobs = make_jobs(5)
+    assert worker.run(jobs) == 0
+    log = capsys.readouterr().out
+    assert "batch of 4 failed (InjectedFailure: CUDA out of memory" in log
+    assert "retrying in batches of 2" in log and "retrying in batches of 1" in log
+    # the shrunken size sticks for the rest of the group: the fifth clip is not tried as a batch of 4 again
+    assert log.count("batch of 4 failed") == 1
+    assert "progress: 5/5 clips" in log
+    for job in jobs:
+        paths = JobPaths.of(job, worker.context.work_dir)
+        assert store_path(worker, paths.done_key).exists()
+        assert json.loads(store_path(worker, paths.cost_key).read_text())["batch_size"] == 1
+        assert wav_info(store_path(worker, paths.audio_key)) == (32000, 1, 64000)
+
+
+def test_batches_share_generate_calls_and_each_model_loads_once(tmp_path, capsys, load_counter):
+    worker = make_worker(tmp_path, batch_size=3)
+    jobs = make_jobs(4, 2.0) + make_jobs(2, 3.0)
+    assert worker.run(jobs) == 0
+    log = capsys.readouterr().out
+    assert load_counter == {"tiny": 1}
+    assert log.count("loaded model tiny") == 1
+    assert [line.split("] ")[1].split(" in ")[0] for line in log.splitlines() if "s in " in line] == [
+        "batch of 3 x 2s",
+        "batch of 1 x 2s",
+        "batch of 2 x 3s",
+    ]
+    assert "progress: 6/6 clips" in log and "ETA 0:00:00" in log
+    for job in jobs:
+        paths = JobPaths.of(job, worker.context.work_dir)
+        assert wav_info(store_path(worker, paths.audio_key))[2] == int(job.duration_s * 32000)
+
+
+def test_unreachable_model_fails_its_jobs_at_once_and_the_others_run(tmp_path, capsys, load_counter):
+    worker = make_worker(tmp_path, batch_size=4, hf_home=str(tmp_path / "hf"))
+    bad = make_jobs(2, model="nobody/no-such-musicgen")
+    good = make_jobs(1)
+    assert worker.run(good + bad) == 1
+    log = capsys.readouterr().out
+    assert load_counter == {"tiny": 1}, "no generation may be attempted for the unreachable model"
+    for job in bad:
+        text = store_path(worker, JobPaths.of(job, worker.context.work_dir).failed_key).read_text()
+        assert len(text.strip().splitlines()) == 1
+        assert "model 'nobody/no-such-musicgen'" in text and "cannot be fetched" in text
+    assert log.index("cache-ahead: model 'nobody/no-such-musicgen'") < log.index("loaded model tiny")
+    assert log.index("FAILED") < log.index("loaded model tiny")
+    assert store_path(worker, JobPaths.of(good[0], worker.context.work_dir).done_key).exists()
+    assert sorted(worker.failed) == sorted(job.job_id for job in bad)
+
+
+def test_auto_batch_size_on_cpu_is_the_fixed_default(tmp_path, load_counter):
+    worker = make_worker(tmp_path, batch_size="auto", device="cpu")
+    assert worker.batch_size(make_jobs(1)[0]) == CPU_BATCH
