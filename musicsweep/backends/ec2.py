@@ -149,10 +149,9 @@ class EC2Backend(Backend):
             launch_id, worker_id = _worker_key(instance)
             if self.store.exists(end_key(sweep, launch_id, worker_id)):
                 continue  # its script has finished and marked what it left: it is only shutting down
-            try:
-                running = set(self.store.get_json(shard_key(sweep, launch_id, worker_id))["jobs"]) - done
-            except Exception:  # no shard list: assume the worst, that it runs this sweep's clips
-                running = wanted
+            listed = shard_key(sweep, launch_id, worker_id)
+            # No shard list: assume the worst, that it runs these clips.
+            running = set(self.store.get_json(listed)["jobs"]) - done if self.store.exists(listed) else wanted
             if running & wanted:
                 raise MusicsweepError(
                     f"ec2: instance {instance['InstanceId']} ({instance['State']['Name']}) already runs "
@@ -384,13 +383,9 @@ class EC2Backend(Backend):
         match = _TERMINATED_AT.search(instance.get("StateTransitionReason") or "")
         if instance["State"]["Name"] in ("terminated", "shutting-down") and match:
             return datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
-        if instance["State"]["Name"] not in LIVE_STATES:
-            launch_id, worker_id = _worker_key(instance)
-            try:
-                record = self.store.get_json(end_key(sweep.name, launch_id, worker_id))
-                return datetime.fromtimestamp(record["end"], UTC)
-            except Exception:  # no record (killed before the epilogue): count until now
-                pass
+        record = end_key(sweep.name, *_worker_key(instance))
+        if instance["State"]["Name"] not in LIVE_STATES and self.store.exists(record):
+            return datetime.fromtimestamp(self.store.get_json(record)["end"], UTC)
         return datetime.now(UTC)
 
     def machine_times(self, sweep: SweepDir, manifest: dict) -> dict[WorkerKey, MachineTime]:
