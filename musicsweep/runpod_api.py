@@ -175,15 +175,16 @@ class RunPodAPI:
     def list_pods(self) -> list[Pod]:
         return [Pod.from_api(raw) for raw in self._call("list pods", self.runpod.get_pods) or []]
 
-    def terminate_pod(self, pod_id: str) -> None:
+    def terminate_pod(self, pod_id: str) -> bool:
         """Terminate (never stop: a stopped pod still bills for its disk), then check it is gone.
 
-        The SDK ignores the reply of `podTerminate`, so a 5xx there would pass silently.
+        The SDK ignores the reply of `podTerminate`, so a 5xx there would pass silently. Returns
+        False when the pod was already gone.
         """
-        for _ in range(self.retry.attempts):
+        for attempt in range(self.retry.attempts):
             pod = self.get_pod(pod_id)
             if pod is None or pod.desired_status == "TERMINATED":
-                return
+                return attempt > 0
             self._call(f"terminate pod {pod_id}", self.runpod.terminate_pod, pod_id)
         raise MusicsweepError(f"RunPod API: pod {pod_id} is still not terminated: terminate it by hand")
 

@@ -525,12 +525,12 @@ class RunPodBackend(Backend):
 
     def terminate(self, ledger: PodLedger, record: PodRecord, why: str) -> None:
         """terminate_pod (never stop_pod); the end of its paid life is recorded in the ledger."""
-        self.api.terminate_pod(record.pod_id)
+        sent = self.api.terminate_pod(record.pod_id)
         if record.live:
             record.ended = time.time()
             record.terminated_by = why
         ledger.save()
-        console.print(f"terminated pod {record.pod_id} ({why})")
+        console.print(f"{'terminated' if sent else 'already gone:'} pod {record.pod_id} ({why})")
 
     def machine_times(self, sweep: SweepDir, manifest: dict) -> dict[WorkerKey, MachineTime]:
         """Each worker's pods, creation to termination, at their costPerHr.
