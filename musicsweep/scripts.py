@@ -25,7 +25,9 @@ cd {cwd} || exit 1
 worker_status=0
 {python} -m musicsweep.worker {specs} &
 worker_pid=$!
-trap 'kill -USR2 "$worker_pid" 2>/dev/null' USR2 TERM
+# Forward the first stop request only: a second USR2 can reach Python while it shuts down,
+# after its handler is gone, and kill it mid-upload.
+trap '[ -n "${{stop_sent:-}}" ] || {{ stop_sent=1; kill -USR2 "$worker_pid" 2>/dev/null; }}' USR2 TERM
 while true; do
   wait "$worker_pid"
   worker_status=$?
