@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from musicsweep.atomic import atomic_write_json
@@ -19,12 +20,17 @@ from musicsweep.layout import SweepDir
 from musicsweep.store import ObjectInfo, Store
 
 PULLED_FOLDERS = ("audio", "costs", "markers", "logs", "workers")
+DOWNLOAD_THREADS = 8  # boto3 clients are thread-safe; per-request latency, not bandwidth, bounds a pull
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
 
 
 def local_stamp(path: Path) -> list[int]:
     stat = path.stat()
     return [stat.st_size, stat.st_mtime_ns]
+
+
+def index_entry(info: ObjectInfo, path: Path) -> dict:
+    return {"remote": [info.size, info.etag], "local": local_stamp(path)}
 
 
 def same_content(path: Path, info: ObjectInfo) -> bool:
@@ -45,7 +51,7 @@ def pull_results(store: Store, sweep: SweepDir) -> int:
     index_path = sweep.root / ".pulled.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
     before = dict(index)
-    copied = 0
+    wanted: dict[str, ObjectInfo] = {}
     for key, info in sorted(store.list(f"{sweep.name}/").items()):
         folder = key.split("/")[1]
         target = sweep.local_file(key)
@@ -58,16 +64,17 @@ def pull_results(store: Store, sweep: SweepDir) -> int:
                 continue
             if not ours and folder == "logs":
                 continue
-            download = ours or not same_content(target, info)
-        else:
-            download = True
-        if download:
-            store.get_file(key, target)
-            copied += 1
-        index[key] = {"remote": [info.size, info.etag], "local": local_stamp(target)}
+            if not ours and same_content(target, info):
+                index[key] = index_entry(info, target)
+                continue
+        wanted[key] = info
+    with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:
+        list(pool.map(lambda key: store.get_file(key, sweep.local_file(key)), wanted))
+    for key, info in wanted.items():
+        index[key] = index_entry(info, sweep.local_file(key))
     if index != before:
         atomic_write_json(index_path, index)
-    return copied
+    return len(wanted)
 
 
 def merge_cost_report(sweep: SweepDir) -> Path:

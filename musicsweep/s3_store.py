@@ -7,6 +7,7 @@ multipart upload, so a reader sees a whole object or none: an interrupted upload
 
 from __future__ import annotations
 
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -154,12 +155,17 @@ class S3Store(Store):
         return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
 
     def get_file(self, key: str, path: Path) -> None:
-        """Download next to `path`, then rename, so a local reader never sees half a file."""
+        """Download next to `path`, then rename, so a local reader never sees half a file.
+
+        One streamed GET: `download_file` would add a HEAD per object, doubling a pull's requests.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
         try:
-            self.client.download_file(self.bucket, self._key(key), str(partial), Config=self.transfer)
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            with open(partial, "wb") as handle:
+                shutil.copyfileobj(body, handle, 1 << 20)
             partial.replace(path)
         finally:
             partial.unlink(missing_ok=True)
