@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from musicsweep.backends import get_backend
-from musicsweep.backends.base import RUNNING, Backend, Launch, Shard
+from musicsweep.backends.base import PENDING, RUNNING, Backend, Launch, Shard
 from musicsweep.config import Config, StoreConfig, load_config
 from musicsweep.costs import estimate_generation_s
 from musicsweep.errors import MusicsweepError
@@ -77,11 +77,12 @@ def finished_in_store(store: Store, jobs: list[Job], sweep: SweepDir) -> set[str
 
 
 def running_jobs(backend: Backend, sweep: SweepDir) -> set[str]:
-    """Jobs an earlier launch of this sweep is still generating: never start them twice."""
+    """Jobs an earlier launch of this sweep is still generating or has queued (a SLURM task waiting
+    for a node, an instance booting): never start them twice."""
     if not sweep.manifest.exists():
         return set()
     states = backend.poll(sweep, sweep.read_manifest())
-    return {job_id for job_id, state in states.items() if state == RUNNING}
+    return {job_id for job_id, state in states.items() if state in (RUNNING, PENDING)}
 
 
 def make_plan(jobs: list[Job], config: Config, sweep_name: str, dry_run: bool = False) -> Plan:

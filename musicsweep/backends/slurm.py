@@ -1,11 +1,13 @@
 """SLURM backend: one `sbatch --array=0-(N-1)%P` per launch, requeued on preemption.
 
-Run from the cluster's login node. The sweep folder must be on a filesystem the compute nodes
-share (home or project storage, as on most clusters): each array task runs the common worker
-script over its shard, with the sweep folder as its job dir, and writes through the configured
-store. `--signal=B:USR2@LEAD` asks the batch shell to stop; the template forwards it to the
-worker, which finishes its batch and exits EXIT_STOPPED, and the epilogue then requeues the task
-(up to `max_requeues` times). A requeued task skips the clips already in the store.
+Submission runs on the cluster's login node: this machine, or one reached through the SSH host
+entry `backends.slurm.login` (the SSH backend's deploy/setup/pull steps push the code, specs and
+scripts to `{remote_dir}` and bring results back). The sweep folder must be on a filesystem the
+compute nodes share (home or project storage, as on most clusters): each array task runs the
+common worker script over its shard, with that folder as its job dir, and writes through the
+configured store. `--signal=B:USR2@LEAD` asks the batch shell to stop; the template forwards it to
+the worker, which finishes its batch and exits EXIT_STOPPED, and the epilogue then requeues the
+task (up to `max_requeues` times). A requeued task skips the clips already in the store.
 
 Status costs one `squeue` call for every array of the sweep, plus one listing of the markers.
 """
@@ -19,6 +21,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from musicsweep.backends.base import (
     DONE,
@@ -32,11 +35,15 @@ from musicsweep.backends.base import (
     Shard,
     balanced_shards,
 )
+from musicsweep.backends.slurm_login import run_here, run_on_login
+from musicsweep.backends.ssh import check_host, deploy, pull_host, python_of, setup_block, setup_stamp
+from musicsweep.codesync import DEFAULT_EXCLUDES, code_filters
 from musicsweep.config import Config, typed_section
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
 from musicsweep.layout import SweepDir
-from musicsweep.pull import pull_results
+from musicsweep.pull import PULLED_FOLDERS, pull_results
+from musicsweep.remote import HostUnreachable, SSHHost, run_ssh
 from musicsweep.scripts import WorkerScript, write_script
 from musicsweep.store import open_store
 from musicsweep.worker import EXIT_STOPPED
@@ -96,6 +103,7 @@ class SlurmConfig:
     hourly_cost_usd: float = 0.0
     python: str | None = None
     job_name: str | None = None
+    login: SSHHost | None = None
 
 
 def time_limit_s(text: str) -> float | None:
@@ -143,19 +151,34 @@ class SlurmBackend(Backend):
         self.where = config.where("backends.slurm")
         self.settings = typed_section(SlurmConfig, config.backend_section("slurm"), self.where)
         _check_settings(self.settings, config)
+        self.login = self.settings.login
 
     def key(self, name: str) -> str:
         """`FILE: key 'backends.slurm.NAME'`, for error messages."""
         return self.config.where(f"backends.slurm.{name}")
 
-    def run(self, command: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
-        """Run a SLURM client command here, on the login node."""
+    @property
+    def store_on_cluster_disk(self) -> bool:
+        """Through a login node, a folder store lives on the cluster's disk (as with SSH hosts)."""
+        return self.login is not None and not self.config.store.url.startswith("s3://")
+
+    def run_all(self, commands: list[list[str]], stdin: str | None = None) -> list[subprocess.CompletedProcess]:
+        """SLURM client commands on the login node: this machine, or one ssh round trip."""
+        if self.login is not None:
+            return run_on_login(self.login, commands, stdin)
         try:
-            return subprocess.run(command, input=stdin, capture_output=True, text=True, check=False)
-        except FileNotFoundError:
+            return run_here(commands, stdin)
+        except FileNotFoundError as error:
             raise MusicsweepError(
-                f"{self.where}: {command[0]} not found: run musicsweep on a SLURM login node"
+                f"{self.where}: {error.filename} not found: run on a SLURM login node or set backends.slurm.login"
             ) from None
+
+    def run(self, command: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+        return self.run_all([command], stdin)[0]
+
+    def job_dir(self, sweep: SweepDir) -> str:
+        """The sweep folder as the compute nodes see it (a shared filesystem)."""
+        return self.login.work_dir(sweep.name) if self.login is not None else str(sweep.root)
 
     def sbatch_options(self) -> list[str]:
         """The configured resource options, as sbatch flags."""
@@ -173,6 +196,9 @@ class SlurmBackend(Backend):
 
     def validate(self) -> None:
         """Let sbatch judge the settings (`--test-only` submits nothing), then check the USR2 lead."""
+        if self.login is not None:
+            self.login.check(self.key("login"))
+            check_host(self.login)
         test_script = f"#!/usr/bin/env bash\n{self.header_lines()}\ntrue\n"
         result = self.run(["sbatch", "--test-only", *self.sbatch_options()], stdin=test_script)
         if result.returncode != 0:
@@ -202,11 +228,18 @@ class SlurmBackend(Backend):
         host = f"slurm:{self.settings.partition or 'default'}"
         return balanced_shards(jobs, [(host, self.settings.hourly_cost_usd)] * max(1, count))
 
+    def python(self) -> str:
+        if self.settings.python:
+            return self.settings.python
+        return python_of(self.login) if self.login is not None else sys.executable
+
     def worker_script(self, launch: Launch, shard: Shard, num_workers: int) -> WorkerScript:
-        sweep = launch.sweep
+        job_dir = self.job_dir(launch.sweep)
         env = dict(launch.env)
+        if self.store_on_cluster_disk:
+            env |= {"MUSICSWEEP_STORE": self.login.runs_dir, "MUSICSWEEP_STORE_OPTIONS": "{}"}
         env |= {
-            "MUSICSWEEP_JOB_DIR": str(sweep.root),
+            "MUSICSWEEP_JOB_DIR": job_dir,
             "MUSICSWEEP_WORKER_ID": str(shard.worker_id),
             "MUSICSWEEP_NUM_WORKERS": str(num_workers),
             "MUSICSWEEP_HOURLY_COST_USD": str(shard.hourly_cost_usd),
@@ -217,13 +250,13 @@ class SlurmBackend(Backend):
             for command in self.settings.prepare
         )
         return WorkerScript(
-            sweep=sweep.name,
+            sweep=launch.sweep.name,
             worker_id=shard.worker_id,
             num_workers=num_workers,
-            cwd=str(self.config.base_dir),
-            log=str(sweep.worker(shard.worker_id).log),
-            specs=[str(sweep.job(job).spec) for job in shard.jobs],
-            python=shlex.quote(self.settings.python or sys.executable),
+            cwd=self.login.code_dir if self.login is not None else str(self.config.base_dir),
+            log=f"{job_dir}/logs/worker_{shard.worker_id}.log",
+            specs=[f"{job_dir}/jobs/{job.job_id}.pkl" for job in shard.jobs],
+            python=shlex.quote(self.python()),
             env=env,
             prologue=PROLOGUE.format(prepare=prepare),
             epilogue=EPILOGUE.format(stopped=EXIT_STOPPED, max_requeues=self.settings.max_requeues),
@@ -233,19 +266,22 @@ class SlurmBackend(Backend):
         """Write one worker script per task (in a per-launch folder, so a relaunch never rewrites a
         queued task's script) and the array script, then submit the whole launch with one sbatch."""
         sweep = launch.sweep
-        folder = sweep.root / "scripts" / f"slurm-{launch.launch_id}"
+        scripts = f"scripts/slurm-{launch.launch_id}"
         for shard in shards:
-            write_script(
-                folder / f"worker_{shard.worker_id}.sh", self.worker_script(launch, shard, len(shards)).render()
-            )
-        array_script = folder / "array.sh"
+            script = self.worker_script(launch, shard, len(shards))
+            write_script(sweep.root / scripts / f"worker_{shard.worker_id}.sh", script.render())
+        job_dir = self.job_dir(sweep)
         header = ARRAY_SCRIPT.format(
             sweep=sweep.name,
             launch_id=launch.launch_id,
             sbatch_lines=self.header_lines(),
-            folder=shlex.quote(str(folder)),
+            folder=shlex.quote(f"{job_dir}/{scripts}"),
         )
-        write_script(array_script, header)
+        write_script(sweep.root / scripts / "array.sh", header)
+        if self.login is not None:
+            self.deploy(sweep)
+        else:
+            (sweep.root / "logs").mkdir(parents=True, exist_ok=True)  # sbatch does not create --output's folder
         command = [
             "sbatch",
             "--parsable",
@@ -253,18 +289,31 @@ class SlurmBackend(Backend):
             f"--signal=B:USR2@{self.settings.signal_lead_s}",
             "--requeue",
             f"--job-name={self.settings.job_name or f'musicsweep-{sweep.name}'}",
-            f"--output={sweep.root}/logs/slurm_%A_%a.out",
+            f"--output={job_dir}/logs/slurm_%A_%a.out",
             *self.sbatch_options(),
-            str(array_script),
+            f"{job_dir}/{scripts}/array.sh",
         ]
         result = self.run(command)
         if result.returncode != 0:
             raise MusicsweepError(f"{self.where}: sbatch failed: {one_line(result.stderr or result.stdout)}")
-        array_job_id = result.stdout.strip().split(";")[0]
+        array_job_id = result.stdout.strip().splitlines()[-1].split(";")[0]
         arrays = dict(self._arrays(sweep.read_manifest()))
         tasks = {str(shard.worker_id): [job.job_id for job in shard.jobs] for shard in shards}
         arrays[launch.launch_id] = {"array_job_id": array_job_id, "tasks": tasks}
         return {STATE_KEY: arrays}
+
+    def deploy(self, sweep: SweepDir) -> None:
+        """Through a login node: push code, specs and scripts, and build the environment once (the
+        SSH backend's steps; compute nodes see them on the shared filesystem)."""
+        host = self.login
+        outputs = [Path(self.config.sweeps_dir)]
+        if self.store_on_cluster_disk:
+            outputs.append(Path(self.config.store.url))
+        deploy(
+            host, self.config.base_dir, code_filters(self.config.base_dir, [], list(DEFAULT_EXCLUDES), outputs), sweep
+        )
+        setup = setup_block(host, setup_stamp(host, self.config.base_dir))
+        run_ssh(host, "bash -s", stdin=f"mkdir -p {shlex.quote(self.job_dir(sweep))}/logs\n{setup}", what="setup")
 
     @staticmethod
     def _arrays(manifest: dict) -> dict[str, dict]:
@@ -283,23 +332,46 @@ class SlurmBackend(Backend):
                     tasks[job_id] = f"{array['array_job_id']}_{task_id}"
         return tasks
 
-    def task_states(self, manifest: dict) -> dict[str, str] | None:
-        """`ARRAY_TASK` -> squeue state for every array of the sweep, in one call; None if SLURM is unreachable."""
+    def squeue_command(self, manifest: dict) -> list[str]:
         array_ids = sorted({array["array_job_id"] for array in self._arrays(manifest).values()})
-        if not array_ids:
-            return {}
-        command = ["squeue", "--noheader", "--array", "--states=all", "--jobs", ",".join(array_ids), "--format=%i %T"]
-        result = self.run(command)
+        return ["squeue", "--noheader", "--array", "--states=all", "--jobs", ",".join(array_ids), "--format=%i %T"]
+
+    @staticmethod
+    def parse_squeue(result: subprocess.CompletedProcess) -> dict[str, str] | None:
+        """`ARRAY_TASK` -> state; an array that aged out of the controller is simply absent."""
         if result.returncode != 0:
             return {} if "Invalid job id" in result.stderr else None
         return dict(line.split()[:2] for line in result.stdout.splitlines() if len(line.split()) >= 2)
 
+    def task_states(self, manifest: dict) -> dict[str, str] | None:
+        """Every task of every array of the sweep, in one squeue call; None if SLURM does not answer."""
+        if not self._arrays(manifest):
+            return {}
+        try:
+            return self.parse_squeue(self.run(self.squeue_command(manifest)))
+        except HostUnreachable:
+            return None
+
+    def queue_and_markers(self, sweep: SweepDir, manifest: dict) -> tuple[dict[str, str] | None, set[str] | None]:
+        """squeue first, then the marker names, so a task that ends in between has already written
+        its markers; through a login node with the store on its disk, both in one round trip."""
+        if not self.store_on_cluster_disk:
+            queue = self.task_states(manifest)
+            store = open_store(self.config.store)
+            return queue, {key.rsplit("/", 1)[-1] for key in store.list(f"{sweep.name}/markers/")}
+        listing = ["ls", "-1", f"{self.job_dir(sweep)}/markers"]
+        try:
+            squeue, markers = self.run_all([self.squeue_command(manifest), listing])
+        except HostUnreachable:
+            return None, None
+        return self.parse_squeue(squeue), set(markers.stdout.split())
+
     def poll(self, sweep: SweepDir, manifest: dict) -> dict[str, str]:
-        """States from the markers and one squeue call. squeue is asked first, so a task that ends
-        in between has already written its markers when they are listed."""
+        """States from the markers and one squeue call for the whole sweep."""
         tasks = self._task_of_jobs(manifest)
-        queue = self.task_states(manifest)
-        markers = {key.rsplit("/", 1)[-1] for key in open_store(self.config.store).list(f"{sweep.name}/markers/")}
+        queue, markers = self.queue_and_markers(sweep, manifest)
+        if markers is None:
+            return dict.fromkeys(tasks, LOST)
         finished = {job_id for job_id in tasks if {f"{job_id}.done", f"{job_id}.failed"} & markers}
         unfinished_tasks = {task for job_id, task in tasks.items() if job_id not in finished}
         states: dict[str, str] = {}
@@ -328,7 +400,15 @@ class SlurmBackend(Backend):
             self.run(["scancel", *orphan_tasks])
 
     def fetch(self, sweep: SweepDir, manifest: dict) -> None:
-        pull_results(open_store(self.config.store), sweep)
+        """Pull the store into the sweep folder; through a login node, rsync the cluster-side results
+        (or, with an S3 store, the logs) first."""
+        store = open_store(self.config.store)
+        if self.login is not None:
+            target, folders = (store.local_path(sweep.name), PULLED_FOLDERS)
+            if not self.store_on_cluster_disk:
+                target, folders = sweep.root, ("logs",)
+            pull_host(self.login, sweep.name, target, folders)
+        pull_results(store, sweep)
 
     def cancel(self, sweep: SweepDir, manifest: dict) -> None:
         """`scancel` every array of the sweep, then wait until no task holds a node any more."""
