@@ -79,7 +79,7 @@ def check_wav(data: bytes, duration_s: float) -> None:
         assert abs(handle.getnframes() - duration_s * 32000) <= 640 * 2
 
 
-def test_quickstart_sweep_on_s3(project: Path, s3_bucket: S3Bucket) -> None:
+def test_quickstart_sweep_on_s3(project: Path, s3_bucket: S3Bucket, capsys: pytest.CaptureFixture[str]) -> None:
     write_config(project, s3_bucket.url, s3_bucket.server.endpoint_url)
     assert set(run_and_wait("s3-sweep").values()) == {DONE}
 
@@ -119,7 +119,8 @@ def test_quickstart_sweep_on_s3(project: Path, s3_bucket: S3Bucket) -> None:
     leaks = [str(path) for path in files if any(s in path.read_bytes() for s in secrets)]
     store = open_bucket_store(s3_bucket)
     leaks += [key for key in store.list("") if any(s in store.get_bytes(key) for s in secrets)]
-    leaks += ["auto_pull output" for s in secrets if s.decode() in pulled.stdout + pulled.stderr]
+    printed = pulled.stdout + pulled.stderr + "".join(capsys.readouterr())
+    leaks += ["printed output" for s in secrets if s.decode() in printed]
     assert leaks == []
 
 
