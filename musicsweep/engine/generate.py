@@ -45,6 +45,8 @@ class MusicEngine:
     def __init__(self, loaded: LoadedModel, config: EngineConfig) -> None:
         self.loaded = loaded
         self.config = config
+        # extra generate() keywords, e.g. cache_implementation="static" (benchmarks/engine.py)
+        self.generate_options: dict = {}
 
     @property
     def sampling_rate(self) -> int:
@@ -66,7 +68,7 @@ class MusicEngine:
         windows = plan_windows(total_frames, self.loaded.frame_rate, params.extend_stride_s)
         inputs = processor(text=prompts, padding=True, return_tensors="pt").to(self.loaded.device)
         torch.manual_seed(batch_seed(seeds))
-        codes = generate_codes(model, dict(inputs), windows, sampling_kwargs(params))
+        codes = generate_codes(model, dict(inputs), windows, sampling_kwargs(params) | self.generate_options)
         samples = int(round(duration_s * self.sampling_rate))
         return [self._finish(clip.float().cpu().numpy(), samples) for clip in decode_codes(model, codes)]
 

@@ -2,7 +2,8 @@
 
 It exercises the real transformers generation path without a weight download, so the
 whole pipeline (and its tests) runs on a laptop or a CI machine with no internet.
-The weights are seeded, so every host builds the identical model.
+The weights are seeded, so every host builds the identical model. The same builder makes a
+random model at musicgen-small's real shapes for realistic timings (`build_small_sized_model`).
 """
 
 from __future__ import annotations
@@ -32,14 +33,6 @@ def _build_tokenizer():
 
 def build_tiny_model():
     """Return (model, processor) for the tiny MusicGen; deterministic across processes."""
-    import torch
-    from transformers import (
-        EncodecFeatureExtractor,
-        MusicgenConfig,
-        MusicgenForConditionalGeneration,
-        MusicgenProcessor,
-    )
-
     text_encoder = {
         "model_type": "t5",
         "vocab_size": 128,
@@ -77,6 +70,66 @@ def build_tiny_model():
         "bos_token_id": 2048,
         "decoder_start_token_id": 2048,
     }
+    return build_random_model(text_encoder, audio_encoder, decoder)
+
+
+def build_small_sized_model(dtype=None):
+    """(model, processor) with random weights at facebook/musicgen-small's real shapes (587M parameters).
+
+    For realistic timings without a weight download (benchmarks/engine.py --real-size). The audio is
+    noise; the tokenizer is the tiny character-level one, which fits T5's larger vocabulary.
+    """
+    text_encoder = {
+        "model_type": "t5",
+        "vocab_size": 32128,
+        "d_model": 768,
+        "d_kv": 64,
+        "d_ff": 3072,
+        "num_layers": 12,
+        "num_heads": 12,
+    }
+    audio_encoder = {
+        "model_type": "encodec",
+        "sampling_rate": SAMPLING_RATE,
+        "audio_channels": 1,
+        "upsampling_ratios": [8, 5, 4, 4],
+        "codebook_size": 2048,
+        "codebook_dim": 128,
+        "target_bandwidths": [2.2],
+        "hidden_size": 128,
+        "num_filters": 64,
+        "num_residual_layers": 1,
+        "num_lstm_layers": 2,
+        "chunk_length_s": None,
+        "overlap": None,
+    }
+    decoder = {
+        "model_type": "musicgen_decoder",
+        "vocab_size": 2048,
+        "num_codebooks": 4,
+        "hidden_size": 1024,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 16,
+        "ffn_dim": 4096,
+        "max_position_embeddings": 2048,
+        "pad_token_id": 2048,
+        "bos_token_id": 2048,
+        "decoder_start_token_id": 2048,
+    }
+    model, processor = build_random_model(text_encoder, audio_encoder, decoder)
+    return (model if dtype is None else model.to(dtype=dtype)), processor
+
+
+def build_random_model(text_encoder: dict, audio_encoder: dict, decoder: dict):
+    """Assemble a MusicGen with seeded random weights from three config dicts, set up like the real checkpoints."""
+    import torch
+    from transformers import (
+        EncodecFeatureExtractor,
+        MusicgenConfig,
+        MusicgenForConditionalGeneration,
+        MusicgenProcessor,
+    )
+
     config = MusicgenConfig(text_encoder=text_encoder, audio_encoder=audio_encoder, decoder=decoder)
     config.decoder_start_token_id = 2048
     config.pad_token_id = 2048
