@@ -88,7 +88,8 @@ class S3Store(Store):
             if code in ("404", "NoSuchBucket"):
                 raise MusicsweepError(f"{where}: bucket {self.bucket!r} does not exist") from None
             if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-                raise MusicsweepError(f"{where}: access denied to bucket {self.bucket!r} (check credentials)") from None
+                denied = f"access denied to bucket {self.bucket!r} (check credentials and permissions)"
+                raise MusicsweepError(f"{where}: {denied}") from None
             raise MusicsweepError(f"{where}: {code or 'error'}: {error.response['Error'].get('Message', '')}") from None
         except BotoCoreError as error:
             raise MusicsweepError(f"{where}: {error}") from None

@@ -199,7 +199,7 @@ def test_bad_store_fails_before_anything_starts(
         monkeypatch.delenv(name, raising=False)
     if problem == "wrong credentials":
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "NOT-A-KEY")
-        expected = "access denied to bucket 'no-such-bucket' (check credentials)"
+        expected = "access denied to bucket 'no-such-bucket' (check credentials and permissions)"
     if problem == "unreachable endpoint":
         endpoint, expected = f"http://127.0.0.1:{free_port()}", "cannot connect to the endpoint"
     write_config(project, f"s3://{bucket}/prefix", endpoint)
