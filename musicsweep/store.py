@@ -24,6 +24,11 @@ class ObjectInfo:
     etag: str
 
 
+def json_bytes(payload: dict) -> bytes:
+    """How every JSON object in the store is encoded."""
+    return (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode()
+
+
 class Store(ABC):
     """Minimal object-store interface that both a folder and S3 can honour."""
 
@@ -71,7 +76,7 @@ class Store(ABC):
         return json.loads(self.get_bytes(key))
 
     def put_json(self, key: str, payload: dict) -> None:
-        self.put_bytes(key, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
+        self.put_bytes(key, json_bytes(payload))
 
 
 class LocalStore(Store):
@@ -117,14 +122,19 @@ class LocalStore(Store):
         atomic_write_bytes(self._path(key), data)
 
     def put_new(self, key: str, data: bytes) -> bool:
+        """Write a temporary file, then hard-link it into place: create-only and never seen half-written."""
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         try:
-            fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.chmod(tmp, 0o644)
+            os.link(tmp, target)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        finally:
+            os.unlink(tmp)
         return True
 
     def get_bytes(self, key: str) -> bytes:

@@ -33,7 +33,7 @@ from musicsweep.engine.batching import with_backoff
 from musicsweep.engine.generate import MusicEngine
 from musicsweep.engine.progress import Progress
 from musicsweep.job import Job, JobPaths, WorkerPaths
-from musicsweep.store import Store, open_store, store_config_from_env
+from musicsweep.store import Store, json_bytes, open_store, store_config_from_env
 
 EXIT_STOPPED = 75
 HEARTBEAT_INTERVAL_S = float(os.environ.get("MUSICSWEEP_HEARTBEAT_S", "60"))
@@ -186,8 +186,9 @@ class Worker:
         if not store.exists(paths.audio_key):
             return False
         if not store.exists(paths.cost_key):
+            # Create-only: the real row of a worker that is just finishing this clip must win.
             row = self.cost_row(job, generation_time_s=None, batch_size=1)
-            store.put_json(paths.cost_key, row.to_dict())
+            store.put_new(paths.cost_key, json_bytes(row.to_dict()))
         if not store.exists(paths.done_key):
             store.put_bytes(paths.done_key, b"recovered\n")
         log(f"skip {job.output_name}: already in the store")
