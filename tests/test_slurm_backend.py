@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import re
 import sys
@@ -24,6 +25,7 @@ from tests.fixtures.slurm import SlurmCluster
 from tests.fixtures.sshd import SSHServer
 from tests.helpers import wait_for_sweep, wav_info
 
+SECRET = "tok-9f2c61d4e0b7a35c"
 SLURM_SETTINGS = {
     "partition": "debug",
     "cpus_per_task": 1,
@@ -229,11 +231,17 @@ def test_bad_config_fails_before_anything_is_written(
 
 
 def test_sweep_submitted_through_an_ssh_login_node(
-    project: Path, slurm_cluster: SlurmCluster, sshd_factory: Callable[[str], SSHServer]
+    project: Path,
+    slurm_cluster: SlurmCluster,
+    sshd_factory: Callable[[str], SSHServer],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     login = sshd_factory("127.0.0.4")
+    monkeypatch.setenv("MUSICSWEEP_TEST_TOKEN", SECRET)
     # The loopback "login node" is this machine: same SLURM_CONF (forwarded on ssh's stdin) and Python.
-    write_config(project, shards=1, login=login.entry(python=sys.executable, env=["SLURM_CONF"]))
+    entry = login.entry(python=sys.executable, env=["SLURM_CONF", "MUSICSWEEP_TEST_TOKEN"])
+    show_token_hash = 'echo "token: $(printf %s "${MUSICSWEEP_TEST_TOKEN:-}" | sha256sum | cut -c1-16)"'
+    write_config(project, shards=1, login=entry, prepare=[show_token_hash])
     plan = run_sweep(variants(["remote cello", "remote flute"], [2]), "via-login")
     sweep = plan.sweep
     remote_sweep = login.root / "remote" / "runs" / "via-login"
@@ -248,9 +256,14 @@ def test_sweep_submitted_through_an_ssh_login_node(
     assert set(states.values()) == {DONE} and len(states) == 2
     assert len(list((remote_sweep / "audio").glob("*.wav"))) == 2
     assert len(list((sweep.root / "audio").glob("*.wav"))) == 2  # pulled back to the laptop
-    assert "prepared: yes" in (sweep.root / "logs" / "worker_0.log").read_text()
     (script,) = (sweep.root / "scripts").glob("slurm-*/worker_0.sh")
     assert f"MUSICSWEEP_JOB_DIR={remote_sweep}" in script.read_text()
+    # The forwarded variable reached the task through ssh's stdin and sbatch, and no file holds it.
+    token_hash = hashlib.sha256(SECRET.encode()).hexdigest()[:16]
+    assert f"token: {token_hash}" in (sweep.root / "logs" / "worker_0.log").read_text()
+    for folder in (project, login.root):
+        leaks = [path for path in folder.rglob("*") if path.is_file() and SECRET.encode() in path.read_bytes()]
+        assert leaks == []
 
 
 def test_bad_partition_through_the_login_node(
