@@ -15,7 +15,7 @@ import yaml
 
 from musicsweep import MusicsweepError, run_sweep
 from musicsweep.backends import get_backend
-from musicsweep.backends.base import DONE, PENDING
+from musicsweep.backends.base import DONE, FAILED, PENDING
 from musicsweep.backends.slurm import STATE_KEY, time_limit_s
 from musicsweep.config import load_config
 from musicsweep.layout import SweepDir
@@ -189,6 +189,16 @@ def test_cancel_leaves_no_process_behind(project: Path, slurm_cluster: SlurmClus
     assert processes_mentioning(str(sweep.root)) == []
     queue = backend.task_states(sweep.read_manifest())
     assert set(queue.values()) == {"CANCELLED"}
+
+
+def test_task_that_dies_without_markers_fails_its_jobs(project: Path, slurm_cluster: SlurmCluster) -> None:
+    write_config(project, shards=1, prepare=["test -d /nonexistent-musicsweep-module"])
+    plan = run_sweep(variants(["never generated", "also never"], [2]), "dies")
+    states = wait_for_sweep("dies", timeout_s=120)
+    assert set(states.values()) == {FAILED} and len(states) == 2
+    log = (plan.sweep.root / "logs" / "worker_0.log").read_text()
+    assert "prepare failed: test -d /nonexistent-musicsweep-module" in log
+    assert not list((plan.sweep.root / "audio").glob("*.wav"))
 
 
 @pytest.mark.parametrize(
