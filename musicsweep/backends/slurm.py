@@ -229,6 +229,7 @@ class SlurmBackend(Backend):
         return balanced_shards(jobs, [(host, self.settings.hourly_cost_usd)] * max(1, count))
 
     def python(self) -> str:
+        """The worker's interpreter command, as written in the script (like the other backends)."""
         if self.settings.python:
             return self.settings.python
         return python_of(self.login) if self.login is not None else sys.executable
@@ -256,7 +257,7 @@ class SlurmBackend(Backend):
             cwd=self.login.code_dir if self.login is not None else str(self.config.base_dir),
             log=f"{job_dir}/logs/worker_{shard.worker_id}.log",
             specs=[f"{job_dir}/jobs/{job.job_id}.pkl" for job in shard.jobs],
-            python=shlex.quote(self.python()),
+            python=self.python(),
             env=env,
             prologue=PROLOGUE.format(prepare=prepare),
             epilogue=EPILOGUE.format(stopped=EXIT_STOPPED, max_requeues=self.settings.max_requeues),
