@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from musicsweep.backends.slurm import STATE_KEY, time_limit_s
 from musicsweep.config import load_config
 from musicsweep.layout import SweepDir
 from musicsweep.remote import CONNECTIONS
+from musicsweep.worker import EXIT_STOPPED
 from tests.fixtures.servers import wait_until
 from tests.fixtures.slurm import SlurmCluster
 from tests.fixtures.sshd import SSHServer
@@ -179,16 +181,43 @@ def test_preempted_task_is_requeued_and_completes_without_duplicates(
 
 
 def test_cancel_leaves_no_process_behind(project: Path, slurm_cluster: SlurmCluster) -> None:
-    write_config(project, shards=2)
-    plan = run_sweep(variants(["calm harp", "noisy drums"], [5, 5.5]), "can")
+    write_config(project, engine_batch_size=1, shards=2)
+    plan = run_sweep(variants(["calm harp", "noisy drums", "soft choir"], [5, 5.5]), "can")
     sweep = plan.sweep
-    wait_until(lambda: len(list((sweep.root / "jobs").glob("*.pid"))) == 4, 300, "both workers to start")
+    # Cancel mid-sweep, between batches: the worker stops at once (EXIT_STOPPED) and the epilogue
+    # runs, which must not requeue a cancelled task.
+    wait_until(lambda: any((sweep.root / "markers").glob("*.done")), 300, "the first finished clip")
     assert processes_mentioning(str(sweep.root))
     backend = get_backend("slurm", load_config())
     backend.cancel(sweep, sweep.read_manifest())
     assert processes_mentioning(str(sweep.root)) == []
+    time.sleep(3)  # a wrongly requeued task would be back in the queue by now
     queue = backend.task_states(sweep.read_manifest())
-    assert set(queue.values()) == {"CANCELLED"}
+    assert set(queue.values()) == {"CANCELLED"}, queue
+    assert processes_mentioning(str(sweep.root)) == []
+
+
+def test_a_cancelled_task_is_not_requeued_by_its_epilogue(
+    project: Path, slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    # Beside the real SLURM, a stand-in worker that stops at once on TERM/USR2 (EXIT_STOPPED), so
+    # the epilogue surely runs after scancel, before KillWait's SIGKILL.
+    stand_in = tmp_path / "stopping-worker"
+    started = tmp_path / "started"
+    stand_in.write_text(
+        f"#!/bin/bash\ntrap 'sleep 1; exit {EXIT_STOPPED}' TERM USR2\ntouch {started}\nsleep 60 & wait $!\n"
+    )
+    stand_in.chmod(0o755)
+    write_config(project, shards=1, python=str(stand_in))
+    plan = run_sweep(variants(["never generated"], [2]), "stand-in")
+    backend = get_backend("slurm", load_config())
+    wait_until(started.exists, 120, "the stand-in worker")
+    backend.cancel(plan.sweep, plan.sweep.read_manifest())
+    log = plan.sweep.root / "logs" / "worker_0.log"
+    wait_until(lambda: f"worker exited with status {EXIT_STOPPED}" in log.read_text(), 30, "the epilogue")
+    time.sleep(2)  # a requeued task would be back in the queue by now
+    assert set(backend.task_states(plan.sweep.read_manifest()).values()) == {"CANCELLED"}
+    assert "not requeueing" in log.read_text()
 
 
 def test_task_that_dies_without_markers_fails_its_jobs(project: Path, slurm_cluster: SlurmCluster) -> None:

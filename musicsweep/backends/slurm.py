@@ -72,8 +72,13 @@ echo "[musicsweep] SLURM task ${{SLURM_ARRAY_JOB_ID:-?}}_${{SLURM_ARRAY_TASK_ID:
   "restart ${{SLURM_RESTART_COUNT:-0}}"
 {prepare}"""
 
+# Requeue only a task that is still RUNNING: after scancel (state CANCELLED) SLURM would accept
+# the requeue and bring a cancelled task back.
 EPILOGUE = """if [ "$worker_status" -eq {stopped} ]; then
-  if [ "${{SLURM_RESTART_COUNT:-0}}" -lt {max_requeues} ]; then
+  task_state=$(squeue --noheader --jobs "${{SLURM_JOB_ID}}" --format=%T 2>/dev/null)
+  if [ "$task_state" != RUNNING ]; then
+    echo "[musicsweep] stopped early while the task is ${{task_state:-gone}}: not requeueing"
+  elif [ "${{SLURM_RESTART_COUNT:-0}}" -lt {max_requeues} ]; then
     echo "[musicsweep] stopped early: requeueing ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
     scontrol requeue "${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
   else
