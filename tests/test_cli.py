@@ -37,7 +37,8 @@ def alive(pid: int) -> bool:
 
 
 def test_launch_status_cancel(project: Path) -> None:
-    launched = cli("launch", "sweep.prompts=[a,b]", "sweep.durations=[2]", "name=cli-run")
+    # Clips long enough that the worker is still generating when cancel arrives.
+    launched = cli("launch", "sweep.prompts=[a,b]", "sweep.durations=[60]", "name=cli-run")
     assert launched.returncode == 0, launched.stderr
     assert "sweep cli-run: 2 job(s), 2 to generate" in launched.stdout  # the short plan before launching
     sweep = SweepDir(load_config().sweeps_dir, "cli-run")

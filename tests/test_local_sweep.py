@@ -57,6 +57,19 @@ def worker_pgid(sweep: Path) -> int:
     return os.getpgid(int(pid_file.read_text()))
 
 
+def wait_for_group_to_die(pgid: int, timeout_s: float = 30) -> None:
+    """SIGKILL is asynchronous: a large process can take a moment to exit under load."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        listing = subprocess.run(["ps", "-e", "-o", "pgid=,stat="], capture_output=True, text=True).stdout
+        if not any(
+            int(pg) == pgid and not st.startswith("Z") for pg, st in (line.split()[:2] for line in listing.splitlines())
+        ):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"process group {pgid} still alive after SIGKILL")
+
+
 def test_sigkill_mid_sweep_then_rerun_finishes_without_regenerating(project: Path) -> None:
     vg = VariantGenerator()
     vg.add("prompt", ["rain on a tin roof", "deep house groove", "solo cello"])
@@ -71,7 +84,9 @@ def test_sigkill_mid_sweep_then_rerun_finishes_without_regenerating(project: Pat
     while len(list((sweep / "markers").glob("*.done"))) < 2:
         assert time.monotonic() < deadline, "no clip finished in time"
         time.sleep(0.2)
-    os.killpg(worker_pgid(sweep), signal.SIGKILL)
+    pgid = worker_pgid(sweep)
+    os.killpg(pgid, signal.SIGKILL)
+    wait_for_group_to_die(pgid)
     finished = {path.name: path.stat().st_mtime_ns for path in (sweep / "audio").glob("*.wav")}
     assert 2 <= len(finished) < 6
     assert auto_pull_main(["killed", "--once"]) != 0
