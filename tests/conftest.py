@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 
+# Fixture modules import each other (servers, s3): rewrite their asserts whoever imports first.
+pytest.register_assert_rewrite("tests.fixtures")
+NOT_PLUGINS = {"__init__", "servers"}  # servers.py holds plain helpers for the fixture modules
 pytest_plugins = sorted(
     f"tests.fixtures.{path.stem}"
     for path in (Path(__file__).parent / "fixtures").glob("*.py")
-    if path.stem != "__init__"
+    if path.stem not in NOT_PLUGINS
 )
 
 PROJECT_CONFIG = """\
