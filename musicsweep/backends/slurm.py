@@ -15,6 +15,7 @@ Status costs one `squeue` call for every array of the sweep, plus one listing of
 from __future__ import annotations
 
 import math
+import os
 import re
 import shlex
 import subprocess
@@ -203,6 +204,9 @@ class SlurmBackend(Backend):
         """Let sbatch judge the settings (`--test-only` submits nothing), then check the USR2 lead."""
         if self.login is not None:
             self.login.check(self.key("login"))
+            missing = [name for name in self.login.env if name not in os.environ]
+            if missing:
+                raise MusicsweepError(f"{self.key('login.env')}: {missing[0]} is not set in this environment")
             check_host(self.login)
         test_script = f"#!/usr/bin/env bash\n{self.header_lines()}\ntrue\n"
         result = self.run(["sbatch", "--test-only", *self.sbatch_options()], stdin=test_script)

@@ -34,6 +34,7 @@ def remote_script(host: SSHHost, commands: list[list[str]], stdin: str | None) -
 
 
 def parse_remote(output: str, commands: list[list[str]]) -> list[subprocess.CompletedProcess]:
+    """Split `remote_script`'s output back into one result per command."""
     results = []
     stdout: list[str] = []
     stderr: list[str] = []
