@@ -31,7 +31,14 @@ trap '[ -n "${{stop_sent:-}}" ] || {{ stop_sent=1; kill -USR2 "$worker_pid" 2>/d
 while true; do
   wait "$worker_pid"
   worker_status=$?
-  kill -0 "$worker_pid" 2>/dev/null || break
+  kill -0 "$worker_pid" 2>/dev/null && continue
+  # A trapped signal can interrupt wait just as the worker exits: ask once more for its own status.
+  if [ "$worker_status" -gt 128 ]; then
+    wait "$worker_pid" 2>/dev/null
+    last_status=$?
+    [ "$last_status" -ne 127 ] && worker_status=$last_status
+  fi
+  break
 done
 echo "[musicsweep] worker exited with status $worker_status"
 {epilogue}
