@@ -31,13 +31,19 @@ PROMPTS = ["lofi hip hop with warm piano", "epic orchestral trailer", "minimal t
 PARAMS = GenerationParams()
 
 
-def median_time(run: Callable[[], object], repeats: int) -> float:
-    times = []
+def timed(run: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
+def median_times(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall time of each run; the runs take turns, so a burst of load on a shared host hits them alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        for name, run in runs.items():
+            times[name].append(timed(run))
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def clips(count: int) -> tuple[list[str], list[int]]:
@@ -54,18 +60,22 @@ def bench_batching(engine: MusicEngine, sizes: list[int], count: int, duration_s
     """The same `count` clips, generated one at a time and in batches; throughput in audio s per wall s."""
     print(f"\nbatching: {count} clips of {duration_s:g} s, median of {repeats}")
     print(f"{'batch':>5} {'wall s':>8} {'audio s/s':>10} {'vs batch 1':>10}")
-    baseline = None
+    runs = {str(size): lambda size=size: generate_in_batches(engine, count, size, duration_s) for size in sizes}
+    walls = median_times(runs, repeats)
+    baseline = count * duration_s / walls[str(sizes[0])]
     for size in sizes:
-        wall = median_time(lambda size=size: generate_in_batches(engine, count, size, duration_s), repeats)
-        throughput = count * duration_s / wall
-        baseline = baseline or throughput
-        print(f"{size:>5} {wall:>8.2f} {throughput:>10.2f} {throughput / baseline:>9.2f}x")
+        throughput = count * duration_s / walls[str(size)]
+        print(f"{size:>5} {walls[str(size)]:>8.2f} {throughput:>10.2f} {throughput / baseline:>9.2f}x")
 
 
 def bench_longform(engine: MusicEngine, long_s: float, short_s: float, repeats: int) -> None:
     print(f"\nlong-form scaling: one clip, median of {repeats}")
-    short = median_time(lambda: engine.generate(PROMPTS[:1], [0], short_s, PARAMS), repeats)
-    long = median_time(lambda: engine.generate(PROMPTS[:1], [0], long_s, PARAMS), repeats)
+    runs = {
+        "short": lambda: engine.generate(PROMPTS[:1], [0], short_s, PARAMS),
+        "long": lambda: engine.generate(PROMPTS[:1], [0], long_s, PARAMS),
+    }
+    walls = median_times(runs, repeats)
+    short, long = walls["short"], walls["long"]
     print(f"time({short_s:g} s) = {short:.2f} s, time({long_s:g} s) = {long:.2f} s, ratio {long / short:.2f}")
 
 
@@ -103,10 +113,8 @@ def bench_real_size(args: argparse.Namespace, device: str) -> None:
         steps = int(args.real_clip_s * engine.loaded.frame_rate) + engine.loaded.num_codebooks - 1
         for batch in args.real_batches:
             engine.generate(*clips(batch), 1.0, PARAMS)  # warm-up (and compilation)
-            wall = median_time(
-                lambda engine=engine, batch=batch: engine.generate(*clips(batch), args.real_clip_s, PARAMS),
-                args.real_repeats,
-            )
+            run = {"real": lambda engine=engine, batch=batch: engine.generate(*clips(batch), args.real_clip_s, PARAMS)}
+            wall = median_times(run, args.real_repeats)["real"]
             realtime = batch * args.real_clip_s / wall
             print(
                 f"{dtype_name:>9} {str(args.static_cache):>6} {str(args.compile):>7} {batch:>5} {wall:>8.1f} "
@@ -127,7 +135,7 @@ def describe_host() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--clip-s", type=float, default=5.0, help="clip length for the batching comparison")
     parser.add_argument("--long-s", type=float, default=300.0)
