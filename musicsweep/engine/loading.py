@@ -100,12 +100,13 @@ def load_model(name: str, config: EngineConfig, source: str | None = None) -> Lo
         dtype = pick_dtype(config, device, tiny=True)
         model.to(dtype=dtype)
     else:
-        from transformers import AutoProcessor, MusicgenForConditionalGeneration
+        from transformers import AutoModelForTextToWaveform, AutoProcessor
 
         dtype = pick_dtype(config, device)
         resolved = source or resolve_model_name(name)
         processor = AutoProcessor.from_pretrained(resolved)
-        model = MusicgenForConditionalGeneration.from_pretrained(resolved, dtype=dtype)
+        # the config's model type picks the class: musicgen, or musicgen_melody for -melody (text-only here)
+        model = AutoModelForTextToWaveform.from_pretrained(resolved, dtype=dtype)
     model.to(device)
     model.eval()
     return LoadedModel(name, model, processor, device, dtype)
