@@ -255,6 +255,7 @@ class Worker:
         """Generate and save one batch; a failed batch is retried in halves down to single clips."""
         first = batch[0]
         engine = self.engine(first.model)
+        self.progress.begin()
 
         def attempt(part: list[Job]) -> tuple[list[np.ndarray], float]:
             started = time.monotonic()

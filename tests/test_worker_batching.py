@@ -110,3 +110,21 @@ def test_unreachable_model_fails_its_jobs_at_once_and_the_others_run(tmp_path, c
 def test_auto_batch_size_on_cpu_is_the_fixed_default(tmp_path, load_counter):
     worker = make_worker(tmp_path, batch_size="auto", device="cpu")
     assert worker.batch_size(make_jobs(1)[0]) == CPU_BATCH
+
+
+def test_progress_rate_and_eta_leave_out_skipped_clips_and_model_loading(monkeypatch):
+    from types import SimpleNamespace
+
+    from musicsweep.engine import progress as progress_module
+
+    now = [100.0]
+    monkeypatch.setattr(progress_module, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    progress = progress_module.Progress(total_clips=4, total_audio_s=40.0)
+    assert progress.advance(1, 10.0, generated=False) == "progress: 1/4 clips, 0.00 audio s/s, ETA unknown"
+    now[0] = 200.0  # a model load: not part of the rate
+    progress.begin()
+    now[0] = 205.0
+    assert progress.advance(1, 10.0) == "progress: 2/4 clips, 2.00 audio s/s, ETA 0:00:10"
+    progress.begin()  # later calls keep the first start
+    now[0] = 215.0
+    assert progress.advance(2, 20.0) == "progress: 4/4 clips, 2.00 audio s/s, ETA 0:00:00"

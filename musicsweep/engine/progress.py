@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 def format_duration(seconds: float) -> str:
@@ -13,13 +13,18 @@ def format_duration(seconds: float) -> str:
 
 @dataclass
 class Progress:
-    """Counts clips and audio seconds; the rate is over generation time since the first batch."""
+    """Counts clips and audio seconds; the rate is over wall time since the first batch began, not model loading."""
 
     total_clips: int
     total_audio_s: float
     done_clips: int = 0
     done_audio_s: float = 0.0
-    started: float = field(default_factory=time.monotonic)
+    started: float | None = None
+
+    def begin(self) -> None:
+        """Start the clock at the first batch (later calls do nothing)."""
+        if self.started is None:
+            self.started = time.monotonic()
 
     def advance(self, clips: int, audio_s: float, generated: bool = True) -> str:
         """Record finished clips and return the progress line; skipped or failed clips leave the rate alone."""
@@ -28,7 +33,7 @@ class Progress:
             self.done_audio_s += audio_s
         else:
             self.total_audio_s -= audio_s
-        elapsed = max(time.monotonic() - self.started, 1e-9)
+        elapsed = max(time.monotonic() - (self.started or time.monotonic()), 1e-9)
         rate = self.done_audio_s / elapsed
         left = max(self.total_audio_s - self.done_audio_s, 0.0)
         eta = format_duration(left / rate) if rate > 0 else "unknown"
