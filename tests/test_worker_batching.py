@@ -90,7 +90,8 @@ def test_batches_share_generate_calls_and_each_model_loads_once(tmp_path, capsys
         assert wav_info(store_path(worker, paths.audio_key))[2] == int(job.duration_s * 32000)
 
 
-def test_unreachable_model_fails_its_jobs_at_once_and_the_others_run(tmp_path, capsys, load_counter):
+def test_unreachable_model_fails_its_jobs_at_once_and_the_others_run(tmp_path, monkeypatch, capsys, load_counter):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # cache-ahead exports hf_home; restore it afterwards
     worker = make_worker(tmp_path, batch_size=4, hf_home=str(tmp_path / "hf"))
     bad = make_jobs(2, model="nobody/no-such-musicgen")
     good = make_jobs(1)
