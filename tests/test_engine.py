@@ -131,3 +131,17 @@ def test_cache_ahead_of_an_unreachable_model_fails_with_one_line(tmp_path, monke
     assert "'nobody/no-such-musicgen'" in message and "HF_HUB_OFFLINE=1" in message
     with pytest.raises(MusicsweepError, match="no config.json"):
         fetch_model(str(tmp_path / "missing-folder"), None)
+
+
+def test_auto_batch_size_follows_free_gpu_memory(engine, monkeypatch):
+    import torch
+
+    from musicsweep.engine.batching import AUTO_MAX, CPU_BATCH, auto_batch_size
+
+    model = engine.loaded.model
+    assert auto_batch_size(model, "cpu", torch.float32, 1503) == CPU_BATCH
+    # tiny decoder: 2 layers x 32 hidden x 1503 frames x 4 bytes, keys and values, doubled for guidance, x1.5
+    per_clip = 2 * 2 * 32 * 1503 * 4 * 2 * 1.5
+    for free_bytes, expected in [(80 * 2**30, AUTO_MAX), (int(10 * per_clip / 0.7) + 1, 10), (1000, 1)]:
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device, free=free_bytes: (free, 80 * 2**30))
+        assert auto_batch_size(model, "cuda", torch.float32, 1503) == expected
