@@ -1,4 +1,13 @@
-"""MusicGen generation: model loading, batched clips and long-form continuation."""
+"""MusicGen generation: model loading, batched clips and long-form continuation.
+
+- `loading`: the built-in tiny model or `from_pretrained`; device and dtype choice.
+- `cacheahead`: fetch every model once before the first clip, then run with the hub offline.
+- `generate`: `MusicEngine.generate`, exact-length clips. Reproducibility: a seed reproduces its
+  WAV only within the same batch composition (see that module's docstring).
+- `longform`: clips over 30 s by code-level continuation, decoded once per clip.
+- `batching`: `auto` batch size, back-off in halves, failure injection for tests.
+- `normalize`: peak, BS.1770 loudness, or none. `progress`: the worker's per-batch progress line.
+"""
 
 from musicsweep.engine.generate import MusicEngine, load_engine
 
