@@ -145,3 +145,24 @@ def test_auto_batch_size_follows_free_gpu_memory(engine, monkeypatch):
     for free_bytes, expected in [(80 * 2**30, AUTO_MAX), (int(10 * per_clip / 0.7) + 1, 10), (1000, 1)]:
         monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device, free=free_bytes: (free, 80 * 2**30))
         assert auto_batch_size(model, "cuda", torch.float32, 1503) == expected
+
+
+def test_tiny_models_single_thread_does_not_leak_to_the_process(engine) -> None:
+    """The tiny model generates on one thread; the process keeps its own setting for other models."""
+    import torch
+
+    before = torch.get_num_threads()
+    seen = []
+    original = torch.set_num_threads
+
+    def spy(count: int) -> None:
+        seen.append(count)
+        original(count)
+
+    torch.set_num_threads = spy
+    try:
+        engine.generate(["thread check"], [1], 1.0, GenerationParams())
+    finally:
+        torch.set_num_threads = original
+    assert seen[0] == 1
+    assert torch.get_num_threads() == before

@@ -16,7 +16,7 @@ import numpy as np
 
 from musicsweep.config import EngineConfig
 from musicsweep.engine.batching import auto_batch_size, check_injected_failure
-from musicsweep.engine.loading import LoadedModel, load_model
+from musicsweep.engine.loading import LoadedModel, load_model, torch_threads
 from musicsweep.engine.longform import WINDOW_S, decode_codes, generate_codes, plan_windows
 from musicsweep.engine.normalize import normalize
 from musicsweep.job import GenerationParams
@@ -68,9 +68,11 @@ class MusicEngine:
         windows = plan_windows(total_frames, self.loaded.frame_rate, params.extend_stride_s)
         inputs = processor(text=prompts, padding=True, return_tensors="pt").to(self.loaded.device)
         torch.manual_seed(batch_seed(seeds))
-        codes = generate_codes(model, dict(inputs), windows, sampling_kwargs(params) | self.generate_options)
+        with torch_threads(self.loaded.threads):
+            codes = generate_codes(model, dict(inputs), windows, sampling_kwargs(params) | self.generate_options)
+            decoded = decode_codes(model, codes)
         samples = int(round(duration_s * self.sampling_rate))
-        return [self._finish(clip.float().cpu().numpy(), samples) for clip in decode_codes(model, codes)]
+        return [self._finish(clip.float().cpu().numpy(), samples) for clip in decoded]
 
     def _finish(self, clip: np.ndarray, samples: int) -> np.ndarray:
         """Trim the last partial frame (or pad a rounding sample) to the exact length, then set the level."""

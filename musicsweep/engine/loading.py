@@ -7,7 +7,9 @@ always for the tiny model, whose speed is bound by Python overhead, not arithmet
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ class LoadedModel:
     processor: Any
     device: str
     dtype: Any
+    threads: int | None = None  # CPU threads for this model's generation; None keeps torch's default
 
     @property
     def sampling_rate(self) -> int:
@@ -86,7 +89,6 @@ def pick_dtype(config: EngineConfig, device: str, tiny: bool = False):
 
 def load_model(name: str, config: EngineConfig, source: str | None = None) -> LoadedModel:
     """Build `tiny` offline, else from_pretrained from `source` (a cache-ahead snapshot folder) or the name."""
-    import torch
 
     silence_token_id_warnings()
     device = pick_device(config)
@@ -96,12 +98,13 @@ def load_model(name: str, config: EngineConfig, source: str | None = None) -> Lo
         model, processor = build_tiny_model()
         # Its ops are far too small to split across threads; on a busy host, OpenMP threads
         # spinning for each other made generation 25x slower than one thread (19:34, load 17).
-        torch.set_num_threads(1)
+        threads = 1
         dtype = pick_dtype(config, device, tiny=True)
         model.to(dtype=dtype)
     else:
         from transformers import AutoModelForTextToWaveform, AutoProcessor
 
+        threads = None
         dtype = pick_dtype(config, device)
         resolved = source or resolve_model_name(name)
         processor = AutoProcessor.from_pretrained(resolved)
@@ -109,4 +112,20 @@ def load_model(name: str, config: EngineConfig, source: str | None = None) -> Lo
         model = AutoModelForTextToWaveform.from_pretrained(resolved, dtype=dtype)
     model.to(device)
     model.eval()
-    return LoadedModel(name, model, processor, device, dtype)
+    return LoadedModel(name, model, processor, device, dtype, threads)
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run with `count` CPU threads, then restore: one model's setting must not leak to the next."""
+    import torch
+
+    if count is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
