@@ -9,6 +9,7 @@ random model at musicgen-small's real shapes for realistic timings (`build_small
 from __future__ import annotations
 
 import string
+from dataclasses import dataclass
 from pathlib import Path
 
 TINY_MODEL_NAME = "tiny"
@@ -31,46 +32,75 @@ def _build_tokenizer():
     )
 
 
+@dataclass(frozen=True)
+class ModelSize:
+    """The sizes that tell the tiny model from musicgen-small; everything else is shared."""
+
+    text_vocab: int
+    text_width: int
+    text_head_width: int
+    text_ffn: int
+    text_layers: int
+    text_heads: int
+    codebook_dim: int
+    codec_width: int
+    codec_filters: int
+    codec_lstm_layers: int
+    width: int
+    layers: int
+    heads: int
+    ffn: int
+    max_positions: int
+
+    def configs(self) -> tuple[dict, dict, dict]:
+        """Text encoder, audio codec and decoder config dicts, as MusicgenConfig takes them."""
+        text_encoder = {
+            "model_type": "t5",
+            "vocab_size": self.text_vocab,
+            "d_model": self.text_width,
+            "d_kv": self.text_head_width,
+            "d_ff": self.text_ffn,
+            "num_layers": self.text_layers,
+            "num_heads": self.text_heads,
+        }
+        audio_encoder = {
+            "model_type": "encodec",
+            "sampling_rate": SAMPLING_RATE,
+            "audio_channels": 1,
+            "upsampling_ratios": [8, 5, 4, 4],  # a 640-sample hop: 50 frames per second
+            "codebook_size": 2048,
+            "codebook_dim": self.codebook_dim,
+            "target_bandwidths": [2.2],  # 4 codebooks
+            "hidden_size": self.codec_width,
+            "num_filters": self.codec_filters,
+            "num_residual_layers": 1,
+            "num_lstm_layers": self.codec_lstm_layers,
+            "chunk_length_s": None,
+            "overlap": None,
+        }
+        decoder = {
+            "model_type": "musicgen_decoder",
+            "vocab_size": 2048,
+            "num_codebooks": 4,
+            "hidden_size": self.width,
+            "num_hidden_layers": self.layers,
+            "num_attention_heads": self.heads,
+            "ffn_dim": self.ffn,
+            "max_position_embeddings": self.max_positions,
+            "pad_token_id": 2048,
+            "bos_token_id": 2048,
+            "decoder_start_token_id": 2048,
+        }
+        return text_encoder, audio_encoder, decoder
+
+
+TINY = ModelSize(128, 32, 16, 64, 2, 2, 16, 16, 4, 1, 32, 2, 2, 64, 4096)
+MUSICGEN_SMALL = ModelSize(32128, 768, 64, 3072, 12, 12, 128, 128, 64, 2, 1024, 24, 16, 4096, 2048)
+
+
 def build_tiny_model():
     """Return (model, processor) for the tiny MusicGen; deterministic across processes."""
-    text_encoder = {
-        "model_type": "t5",
-        "vocab_size": 128,
-        "d_model": 32,
-        "d_kv": 16,
-        "d_ff": 64,
-        "num_layers": 2,
-        "num_heads": 2,
-    }
-    audio_encoder = {
-        "model_type": "encodec",
-        "sampling_rate": SAMPLING_RATE,
-        "audio_channels": 1,
-        "upsampling_ratios": [8, 5, 4, 4],
-        "codebook_size": 2048,
-        "codebook_dim": 16,
-        "target_bandwidths": [2.2],
-        "hidden_size": 16,
-        "num_filters": 4,
-        "num_residual_layers": 1,
-        "num_lstm_layers": 1,
-        "chunk_length_s": None,
-        "overlap": None,
-    }
-    decoder = {
-        "model_type": "musicgen_decoder",
-        "vocab_size": 2048,
-        "num_codebooks": 4,
-        "hidden_size": 32,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "ffn_dim": 64,
-        "max_position_embeddings": 4096,
-        "pad_token_id": 2048,
-        "bos_token_id": 2048,
-        "decoder_start_token_id": 2048,
-    }
-    return build_random_model(text_encoder, audio_encoder, decoder)
+    return build_random_model(*TINY.configs())
 
 
 def build_small_sized_model(dtype=None):
@@ -79,44 +109,7 @@ def build_small_sized_model(dtype=None):
     For realistic timings without a weight download (benchmarks/engine.py --real-size). The audio is
     noise; the tokenizer is the tiny character-level one, which fits T5's larger vocabulary.
     """
-    text_encoder = {
-        "model_type": "t5",
-        "vocab_size": 32128,
-        "d_model": 768,
-        "d_kv": 64,
-        "d_ff": 3072,
-        "num_layers": 12,
-        "num_heads": 12,
-    }
-    audio_encoder = {
-        "model_type": "encodec",
-        "sampling_rate": SAMPLING_RATE,
-        "audio_channels": 1,
-        "upsampling_ratios": [8, 5, 4, 4],
-        "codebook_size": 2048,
-        "codebook_dim": 128,
-        "target_bandwidths": [2.2],
-        "hidden_size": 128,
-        "num_filters": 64,
-        "num_residual_layers": 1,
-        "num_lstm_layers": 2,
-        "chunk_length_s": None,
-        "overlap": None,
-    }
-    decoder = {
-        "model_type": "musicgen_decoder",
-        "vocab_size": 2048,
-        "num_codebooks": 4,
-        "hidden_size": 1024,
-        "num_hidden_layers": 24,
-        "num_attention_heads": 16,
-        "ffn_dim": 4096,
-        "max_position_embeddings": 2048,
-        "pad_token_id": 2048,
-        "bos_token_id": 2048,
-        "decoder_start_token_id": 2048,
-    }
-    model, processor = build_random_model(text_encoder, audio_encoder, decoder)
+    model, processor = build_random_model(*MUSICGEN_SMALL.configs())
     return (model if dtype is None else model.to(dtype=dtype)), processor
 
 
