@@ -149,7 +149,7 @@ class Worker:
         self.model_load_s = 0.0
         self.generation_s = 0.0
         self.failed: list[str] = []
-        self.generated = 0
+        self.saved: set[str] = set()
         self.skipped = 0
 
     def engine(self, model: str) -> MusicEngine:
@@ -243,7 +243,7 @@ class Worker:
         self.context.store.put_json(paths.cost_key, self.cost_row(job, share_s, batch_size).to_dict())
         self.context.store.put_bytes(paths.done_key, f"{time.time()}\n".encode())
         self.context.store.delete(paths.failed_key)
-        self.generated += 1
+        self.saved.add(job.job_id)
 
     def mark_failed(self, job: Job, error_text: str) -> None:
         paths = JobPaths.of(job, self.context.work_dir)
@@ -301,8 +301,10 @@ class Worker:
                     continue
                 try:
                     self.run_batch(batch)
-                except Exception:
-                    self.fail_all(batch, traceback.format_exc())
+                except Exception:  # e.g. an upload failed midway: clips already saved stay done
+                    unsaved = [job for job in batch if job.job_id not in self.saved]
+                    if unsaved:
+                        self.fail_all(unsaved, traceback.format_exc())
         return 1 if self.failed else 0
 
     def fail_all(self, jobs: list[Job], error_text: str) -> None:
@@ -322,7 +324,7 @@ class Worker:
             "hourly_cost_usd": context.hourly_cost_usd,
             "model_load_s": round(self.model_load_s, 3),
             "generation_s": round(self.generation_s, 3),
-            "clips": self.generated,
+            "clips": len(self.saved),
             "finished": finished,
         }
 

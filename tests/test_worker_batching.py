@@ -129,3 +129,27 @@ def test_progress_rate_and_eta_leave_out_skipped_clips_and_model_loading(monkeyp
     progress.begin()  # later calls keep the first start
     now[0] = 215.0
     assert progress.advance(2, 20.0) == "progress: 4/4 clips, 2.00 audio s/s, ETA 0:00:00"
+
+
+def test_an_upload_failing_midway_fails_only_the_unsaved_clips(tmp_path, monkeypatch, load_counter):
+    worker = make_worker(tmp_path, batch_size=3)
+    jobs = make_jobs(3)
+    store = worker.context.store
+    real_put = store.put_file
+    uploads = []
+
+    def flaky_put(key: str, path: Path) -> None:
+        uploads.append(key)
+        if len(uploads) == 2:
+            raise OSError("connection reset during upload")
+        real_put(key, path)
+
+    monkeypatch.setattr(store, "put_file", flaky_put)
+    assert worker.run(jobs) == 1
+    markers = [JobPaths.of(job, worker.context.work_dir) for job in jobs]
+    assert store_path(worker, markers[0].done_key).exists()
+    assert not store_path(worker, markers[0].failed_key).exists(), "a saved clip must not be marked failed"
+    for paths in markers[1:]:
+        assert store_path(worker, paths.failed_key).exists()
+        assert not store_path(worker, paths.done_key).exists()
+    assert worker.failed == [job.job_id for job in jobs[1:]]
