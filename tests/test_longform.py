@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from musicsweep.config import EngineConfig
 from musicsweep.engine import load_engine
-from musicsweep.engine.longform import Window, plan_windows
+from musicsweep.engine.longform import Window, decode_codes, plan_windows
+from musicsweep.engine.tiny import build_tiny_model
 from musicsweep.job import GenerationParams
 
 
@@ -44,3 +46,13 @@ def test_70_second_clips_are_four_windows_and_exactly_70_seconds():
         seconds = np.abs(clip).reshape(70, 32000).max(axis=1)
         assert seconds.min() > 0
     assert "decode" not in vars(model.audio_encoder)
+
+
+def test_decoding_in_spans_equals_one_decode_of_the_whole_clip():
+    """Spans with code context on both sides give the single decode's audio: no seams at span edges."""
+    model, _ = build_tiny_model()
+    codes = torch.randint(0, 2048, (1, 4, 3500), generator=torch.Generator().manual_seed(7))  # 70 s
+    whole = decode_codes(model, codes, span=codes.shape[-1])[0]
+    spans = decode_codes(model, codes)[0]
+    assert spans.shape == whole.shape == (3500 * 640,)
+    assert torch.max(torch.abs(spans - whole)) <= 1e-6 * torch.max(torch.abs(whole))
