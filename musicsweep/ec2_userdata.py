@@ -27,10 +27,11 @@ shutdown -h +"$MUSICSWEEP_EC2_MAX_RUNTIME_MIN" || true
 trap 'shutdown -h now' EXIT
 trap ':' USR2
 if [ -z "${MUSICSWEEP_EC2_PYTHON:-}" ]; then
-  export HOME="${HOME:-/root}" UV_INSTALL_DIR="$PWD/uv" UV_NO_MODIFY_PATH=1
-  curl -LsSf https://astral.sh/uv/install.sh | sh || exit 1
-  uv/uv venv -q --python "$MUSICSWEEP_EC2_PYTHON_VERSION" venv || exit 1
-  uv/uv pip install -q --python venv/bin/python boto3 || exit 1
+  export HOME="${HOME:-/root}"
+  # uv from the package index, in its own venv (system pips are often externally managed)
+  python3 -m venv uvenv && uvenv/bin/pip install -q uv || exit 1
+  uvenv/bin/uv venv -q --python "$MUSICSWEEP_EC2_PYTHON_VERSION" venv || exit 1
+  uvenv/bin/uv pip install -q --python venv/bin/python boto3 || exit 1
   MUSICSWEEP_EC2_PYTHON="$PWD/venv/bin/python"
   musicsweep_install=1
 fi
@@ -47,7 +48,7 @@ s3 = boto3.client("s3", endpoint_url=opts.get("endpoint_url"), region_name=opts.
 s3.download_file(bucket, key, sys.argv[1])
 PY
 if [ -n "${musicsweep_install:-}" ]; then
-  uv/uv pip install -q --python venv/bin/python "musicsweep[worker] @ file://$PWD/$wheel" || exit 1
+  uvenv/bin/uv pip install -q --python venv/bin/python "musicsweep[worker] @ file://$PWD/$wheel" || exit 1
 fi
 "$MUSICSWEEP_EC2_PYTHON" -m musicsweep.ec2_agent fetch || exit 1
 musicsweep_watch() {

@@ -45,8 +45,8 @@ from musicsweep.store import open_store
 # `worker` extra when it declares one), or installs musicsweep[worker] when the code has no pyproject.
 DEFAULT_SETUP = (
     'export PATH="$HOME/.local/bin:$HOME/.cargo/bin:$PATH"; '
-    "{ command -v uv >/dev/null 2>&1 || { curl -LsSf https://astral.sh/uv/install.sh | sh; } "
-    "|| python3 -m pip install --user uv; } && "
+    "{ command -v uv >/dev/null 2>&1 || python3 -m pip install --user uv "
+    "|| python3 -m pip install --user --break-system-packages uv; } && "
     "if [ ! -f pyproject.toml ]; then uv venv .venv && uv pip install --python .venv/bin/python 'musicsweep[worker]'; "
     "elif grep -qE '^[[:space:]]*worker[[:space:]]*=' pyproject.toml; then uv sync --extra worker; else uv sync; fi"
 )
