@@ -87,7 +87,7 @@ def running_jobs(backend: Backend, sweep: SweepDir) -> set[str]:
 
 def make_plan(jobs: list[Job], config: Config, sweep_name: str, dry_run: bool = False) -> Plan:
     backend = get_backend(config.backend, config)
-    backend.validate()
+    backend.validate(dry_run=dry_run)
     store = open_store(config.store)
     if not dry_run:  # the check writes (a folder, a probe object); a dry run writes nothing
         store.check()

@@ -325,3 +325,14 @@ def test_gpus_pin_one_worker_per_gpu(project: Path) -> None:
     assert all(script.env["MUSICSWEEP_STORE"] == "/scratch/m/runs" for script in scripts)
     assert all(script.python == "/scratch/m/code/.venv/bin/python" for script in scripts)
     assert "AWS_SECRET" not in scripts[0].render()
+
+
+def test_dry_run_writes_nothing_on_the_hosts(project: Path, hosts: list[SSHServer]) -> None:
+    write_config(project, hosts)
+    before = {server.root: sorted(files_under(server.root)) for server in hosts}
+    plan = run_sweep(variants(4), name="dry", dry_run=True)
+    assert len(plan.to_run) == 4
+    for server in hosts:
+        assert not Path(server.entry()["remote_dir"]).exists()
+        assert sorted(files_under(server.root)) == before[server.root]
+    assert not (project / "runs").exists()

@@ -133,8 +133,11 @@ class Backend(ABC):
     def __init__(self, config: Config) -> None:
         self.config = config
 
-    def validate(self) -> None:
-        """Check everything a launch needs (hosts, credentials, limits) before any write."""
+    def validate(self, dry_run: bool = False) -> None:
+        """Check everything a launch needs (hosts, credentials, limits) before any write.
+
+        A dry run checks without writing anything, on this machine or a host.
+        """
         return None
 
     @abstractmethod

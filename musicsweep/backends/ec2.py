@@ -113,7 +113,7 @@ class EC2Backend(Backend):
         except BotoCoreError as error:
             raise MusicsweepError(f"ec2 {what}: {error}") from None
 
-    def validate(self) -> None:
+    def validate(self, dry_run: bool = False) -> None:
         """The instance types must exist in the region (one describe call)."""
         types = list(self.settings.instance_types)
         try:

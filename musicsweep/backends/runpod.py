@@ -241,7 +241,7 @@ class RunPodBackend(Backend):
         return self._api
 
     # ---- before launch
-    def validate(self) -> None:
+    def validate(self, dry_run: bool = False) -> None:
         self.settings.check(self.where)
         if not self.config.store.url.startswith("s3://"):
             raise MusicsweepError(

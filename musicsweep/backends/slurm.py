@@ -200,14 +200,14 @@ class SlurmBackend(Backend):
         lines = [line if line.startswith("#SBATCH") else f"#SBATCH {line}" for line in self.settings.sbatch_lines]
         return "\n".join(lines)
 
-    def validate(self) -> None:
+    def validate(self, dry_run: bool = False) -> None:
         """Let sbatch judge the settings (`--test-only` submits nothing), then check the USR2 lead."""
         if self.login is not None:
             self.login.check(self.key("login"))
             missing = [name for name in self.login.env if name not in os.environ]
             if missing:
                 raise MusicsweepError(f"{self.key('login.env')}: {missing[0]} is not set in this environment")
-            check_host(self.login)
+            check_host(self.login, write=not dry_run)
         test_script = f"#!/usr/bin/env bash\n{self.header_lines()}\ntrue\n"
         result = self.run(["sbatch", "--test-only", *self.sbatch_options()], stdin=test_script)
         if result.returncode != 0:

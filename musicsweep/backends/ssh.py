@@ -100,14 +100,19 @@ def hosts_from_state(state: dict[str, dict]) -> dict[str, SSHHost]:
     return {label: typed_section(SSHHost, entry, f"manifest host {label}") for label, entry in state.items()}
 
 
-def check_host(host: SSHHost) -> None:
-    """Reachable, key accepted, `remote_dir` a writable folder: one round trip, one-line errors."""
+def check_host(host: SSHHost, write: bool = True) -> None:
+    """Reachable, key accepted, `remote_dir` a writable folder: one round trip, one-line errors.
+
+    With `write=False` (a dry run) nothing is created: the nearest existing folder on the path
+    must be a writable directory.
+    """
     folder = shlex.quote(host.remote_dir)
     probe = f"{folder}/.musicsweep-write-check"
-    command = (
-        f"mkdir -p {folder} 2>/dev/null && touch {probe} 2>/dev/null && rm -f {probe} "
-        f"|| {{ echo remote_dir {folder} is not a writable folder >&2; exit 1; }}"
-    )
+    if write:
+        check = f"mkdir -p {folder} 2>/dev/null && touch {probe} 2>/dev/null && rm -f {probe}"
+    else:
+        check = f'd={folder}; while [ ! -e "$d" ]; do d=$(dirname "$d"); done; [ -d "$d" ] && [ -w "$d" ]'
+    command = f"{{ {check}; }} || {{ echo remote_dir {folder} is not a writable folder >&2; exit 1; }}"
     run_ssh(host, command, what="launch check")
 
 
@@ -225,7 +230,7 @@ class SSHBackend(Backend):
         """Hosts by label: the configured ones, overridden by those the sweep was launched on."""
         return self.configured() | hosts_from_state(manifest.get("backend_state", {}).get(HOSTS_STATE, {}))
 
-    def validate(self) -> None:
+    def validate(self, dry_run: bool = False) -> None:
         hosts = list(self.settings.hosts)
         if not hosts:
             raise MusicsweepError(f"{self.config.where('backends.ssh.hosts')}: list at least one host")
@@ -233,7 +238,8 @@ class SSHBackend(Backend):
             missing = [name for name in host.env if name not in os.environ]
             if missing:
                 raise MusicsweepError(f"host {host.label}: env {missing[0]} is not set in this environment")
-        errors = [result for result in on_hosts(hosts, check_host).values() if isinstance(result, MusicsweepError)]
+        results = on_hosts(hosts, lambda host: check_host(host, write=not dry_run)).values()
+        errors = [result for result in results if isinstance(result, MusicsweepError)]
         if errors:
             more = f" (and {len(errors) - 1} more host(s))" if len(errors) > 1 else ""
             raise MusicsweepError(f"{errors[0]}{more}")
