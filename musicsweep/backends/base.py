@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 from abc import ABC, abstractmethod
-from collections import defaultdict
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -92,36 +92,53 @@ def parse_probe(output: str) -> HostProbe:
     return probe
 
 
-def classify(jobs: dict[str, int], probe: HostProbe) -> dict[str, str]:
-    """States of one host's jobs (job_id -> worker_id), by the contract in DESIGN.md.
+@dataclass(frozen=True)
+class Executor:
+    """What runs a group of jobs (a worker process, a SLURM task, an instance) as one poll saw it."""
 
-    A job whose `.done` is present while its worker is alive is `done` if the worker still has
-    unfinished jobs, and `done_orphans` once every job of that worker is finished.
+    state: str  # the state of its unfinished jobs: PENDING, RUNNING, FAILED or LOST
+    alive: bool  # still running, and billing: once all its jobs are finished it is an orphan
+
+
+def job_states(
+    executor_of: dict[str, Hashable], executors: dict[Hashable, Executor], markers: set[str]
+) -> dict[str, str]:
+    """Every job's state by the contract in DESIGN.md, for any backend.
+
+    Markers decide first. A job whose `.done` is present while its executor is alive is `done` if
+    the executor still has unfinished jobs, and `done_orphans` once every one of them is finished.
+    A job with no marker takes its executor's state.
     """
-    finished = {job_id for job_id in jobs if {f"{job_id}.done", f"{job_id}.failed"} & probe.markers}
-    pid_of: dict[str, int | None] = {}
-    for job_id, worker_id in jobs.items():
-        if job_id in probe.job_pids:
-            pid_of[job_id] = probe.job_pids[job_id][0]
-        else:
-            pid_of[job_id] = probe.worker_pids.get(worker_id)
-    unfinished_by_pid: dict[int, int] = defaultdict(int)
-    for job_id, pid in pid_of.items():
-        if pid is not None and job_id not in finished:
-            unfinished_by_pid[pid] += 1
+    finished = {job_id for job_id in executor_of if {f"{job_id}.done", f"{job_id}.failed"} & markers}
+    busy = {key for job_id, key in executor_of.items() if job_id not in finished}
     states: dict[str, str] = {}
-    for job_id in jobs:
-        pid = pid_of[job_id]
-        alive = pid is not None and pid in probe.alive_pids
-        if f"{job_id}.done" in probe.markers:
-            states[job_id] = DONE_ORPHANS if alive and unfinished_by_pid[pid] == 0 else DONE
-        elif f"{job_id}.failed" in probe.markers:
+    for job_id, key in executor_of.items():
+        executor = executors[key]
+        if f"{job_id}.done" in markers:
+            states[job_id] = DONE_ORPHANS if executor.alive and key not in busy else DONE
+        elif f"{job_id}.failed" in markers:
             states[job_id] = FAILED
-        elif pid is None:
-            states[job_id] = PENDING
         else:
-            states[job_id] = RUNNING if alive else FAILED
+            states[job_id] = executor.state
     return states
+
+
+def pid_executor(pid: int | None, alive_pids: set[int]) -> Executor:
+    """A worker process: not started yet (no pid), alive, or dead without finishing its jobs."""
+    if pid is None:
+        return Executor(PENDING, False)
+    return Executor(RUNNING, True) if pid in alive_pids else Executor(FAILED, False)
+
+
+def classify(jobs: dict[str, int], probe: HostProbe) -> dict[str, str]:
+    """States of one host's jobs (job_id -> worker_id): the executor is the pid of the job's
+    worker (its own pid file, else the launcher's record of the worker), or none yet: pending."""
+    pid_of = {
+        job_id: probe.job_pids[job_id][0] if job_id in probe.job_pids else probe.worker_pids.get(worker_id)
+        for job_id, worker_id in jobs.items()
+    }
+    executors = {pid: pid_executor(pid, probe.alive_pids) for pid in set(pid_of.values())}
+    return job_states(pid_of, executors, probe.markers)
 
 
 class Backend(ABC):

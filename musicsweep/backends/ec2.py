@@ -26,16 +26,16 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from musicsweep.backends.base import (
-    DONE,
-    DONE_ORPHANS,
     FAILED,
     LOST,
     PENDING,
     RUNNING,
     Backend,
+    Executor,
     Launch,
     Shard,
     balanced_shards,
+    job_states,
 )
 from musicsweep.cost_summary import MachineTime, WorkerKey
 from musicsweep.costs import estimate_generation_s
@@ -79,6 +79,14 @@ def _tag(instance: dict, key: str) -> str | None:
 
 def _worker_key(instance: dict) -> WorkerKey:
     return (_tag(instance, LAUNCH_TAG) or "", int(_tag(instance, WORKER_TAG) or -1))
+
+
+def instance_executor(instance: dict | None) -> Executor:
+    """An instance as describe saw it: none found makes its jobs lost, a stopped or gone one failed."""
+    if instance is None:
+        return Executor(LOST, False)
+    state = instance["State"]["Name"]
+    return Executor(PENDING if state == "pending" else RUNNING if state == "running" else FAILED, state in LIVE_STATES)
 
 
 class EC2Backend(Backend):
@@ -331,21 +339,8 @@ class EC2Backend(Backend):
         for job_id, entry in manifest["jobs"].items():
             if entry.get("worker") is not None:
                 shards.setdefault((entry.get("launch") or "", int(entry["worker"])), []).append(job_id)
-        states: dict[str, str] = {}
-        for key, job_ids in shards.items():
-            instance = instances.get(key)
-            state = instance["State"]["Name"] if instance else None
-            finished = all({f"{j}.done", f"{j}.failed"} & markers for j in job_ids)
-            for job_id in job_ids:
-                if f"{job_id}.done" in markers:
-                    states[job_id] = DONE_ORPHANS if finished and state in LIVE_STATES else DONE
-                elif f"{job_id}.failed" in markers:
-                    states[job_id] = FAILED
-                elif state is None:
-                    states[job_id] = LOST
-                else:
-                    states[job_id] = PENDING if state == "pending" else RUNNING if state == "running" else FAILED
-        return states
+        executors = {key: instance_executor(instances.get(key)) for key in shards}
+        return job_states({job_id: key for key, ids in shards.items() for job_id in ids}, executors, markers)
 
     def _terminate(self, instance_ids: list[str]) -> None:
         if instance_ids:

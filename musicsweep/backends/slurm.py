@@ -25,16 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from musicsweep.backends.base import (
-    DONE,
-    DONE_ORPHANS,
     FAILED,
     LOST,
     PENDING,
     RUNNING,
     Backend,
+    Executor,
     Launch,
     Shard,
     balanced_shards,
+    job_states,
 )
 from musicsweep.backends.slurm_login import run_here, run_on_login
 from musicsweep.backends.ssh import check_host, deploy, pull_host, python_of, setup_block, setup_stamp
@@ -125,6 +125,18 @@ def time_limit_s(text: str) -> float | None:
     if match.group(7) is not None:
         return first * 3600 + second * 60 + third
     return first * 60 + second
+
+
+def task_executor(queue: dict[str, str] | None, task: str) -> Executor:
+    """An array task as squeue saw it; no answer from squeue makes its jobs lost."""
+    if queue is None:
+        return Executor(LOST, False)
+    state = queue.get(task)
+    if state in QUEUED_STATES:
+        return Executor(PENDING, False)
+    if state in ACTIVE_STATES:
+        return Executor(RUNNING, True)
+    return Executor(FAILED, False)
 
 
 def one_line(text: str) -> str:
@@ -382,25 +394,7 @@ class SlurmBackend(Backend):
         queue, markers = self.queue_and_markers(sweep, manifest)
         if markers is None:
             return dict.fromkeys(tasks, LOST)
-        finished = {job_id for job_id in tasks if {f"{job_id}.done", f"{job_id}.failed"} & markers}
-        unfinished_tasks = {task for job_id, task in tasks.items() if job_id not in finished}
-        states: dict[str, str] = {}
-        for job_id, task in tasks.items():
-            task_state = None if queue is None else queue.get(task)
-            if f"{job_id}.done" in markers:
-                alive = task_state in ACTIVE_STATES and task not in unfinished_tasks
-                states[job_id] = DONE_ORPHANS if alive else DONE
-            elif f"{job_id}.failed" in markers:
-                states[job_id] = FAILED
-            elif queue is None:
-                states[job_id] = LOST
-            elif task_state in QUEUED_STATES:
-                states[job_id] = PENDING
-            elif task_state in ACTIVE_STATES:
-                states[job_id] = RUNNING
-            else:
-                states[job_id] = FAILED
-        return states
+        return job_states(tasks, {task: task_executor(queue, task) for task in set(tasks.values())}, markers)
 
     def kill_orphans(self, sweep: SweepDir, manifest: dict, job_ids: list[str]) -> None:
         """Cancel the tasks whose clips are all finished but which are still running."""
