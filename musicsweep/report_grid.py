@@ -8,20 +8,15 @@ value follows from the others (a seed derived from the duration) stays out of th
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
-from musicsweep.variants import NAME_KEY
+from musicsweep.variants import NAME_KEY, canonical_json
 
 # Variant keys that name or locate a clip but never change its sound.
 BOOKKEEPING_KEYS = frozenset({"prompt", "row", "file_name", "base_name", "extra_pull_dirs", NAME_KEY})
 
 Column = tuple[tuple[str, str], ...]
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _is_scalar(value: Any) -> bool:
@@ -60,7 +55,7 @@ def varying_within_prompt(items: list[tuple[str, dict[str, Any]]]) -> list[str]:
     seen: dict[tuple[str, str], set[str]] = {}
     for prompt, axes in items:
         for key in keys:
-            seen.setdefault((prompt, key), set()).add(_canonical(axes.get(key)))
+            seen.setdefault((prompt, key), set()).add(canonical_json(axes.get(key)))
     scalar = [key for key in keys if all(_is_scalar(axes.get(key)) for _, axes in items)]
     return [key for key in scalar if any(len(values) > 1 for (_, k), values in seen.items() if k == key)]
 
@@ -69,8 +64,8 @@ def determined(key: str, by: list[str], items: list[tuple[str, dict[str, Any]]])
     """True if the values of `by` (per prompt) fix the value of `key`."""
     mapping: dict[tuple[str, ...], str] = {}
     for prompt, axes in items:
-        source = (prompt, *(_canonical(axes.get(k)) for k in by))
-        if mapping.setdefault(source, _canonical(axes.get(key))) != _canonical(axes.get(key)):
+        source = (prompt, *(canonical_json(axes.get(k)) for k in by))
+        if mapping.setdefault(source, canonical_json(axes.get(key))) != canonical_json(axes.get(key)):
             return False
     return True
 
@@ -101,7 +96,7 @@ def row_notes(items: list[tuple[str, dict[str, Any]]], axes: list[str]) -> dict[
         for key in keys
         if key not in axes
         and all(_is_scalar(values.get(key)) for _, values in items)
-        and len({_canonical(values.get(key)) for _, values in items}) > 1
+        and len({canonical_json(values.get(key)) for _, values in items}) > 1
     ]
     notes: dict[str, str] = {}
     for prompt, values in items:

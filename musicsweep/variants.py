@@ -111,7 +111,7 @@ class VariantGenerator:
             partial = expanded
         ordered = [{key: variant[key] for key in self._axes} for variant in partial]
         visible = [key for key in self._axes if not self._axes[key].hide]
-        varying = [key for key in visible if len({_canonical(v[key]) for v in ordered}) > 1]
+        varying = [key for key in visible if len({canonical_json(v[key]) for v in ordered}) > 1]
         for variant in ordered:
             variant[NAME_KEY] = variant_name(variant, varying)
         return ordered
@@ -124,14 +124,15 @@ def _row_field(key: str) -> Callable[[Any], Any]:
     return field_of
 
 
-def _canonical(value: Any) -> str:
+def canonical_json(value: Any) -> str:
+    """One text per value, so values can be compared and hashed whatever their type."""
     return json.dumps(value, sort_keys=True, default=repr)
 
 
 def variant_name(variant: dict[str, Any], varying: list[str]) -> str:
     """Readable part from the varying keys, plus a hash of all visible content: stable across runs."""
     readable = "_".join(f"{key}={_short(variant[key])}" for key in varying) or "variant"
-    digest = hashlib.sha256(_canonical({k: v for k, v in variant.items() if k != NAME_KEY}).encode())
+    digest = hashlib.sha256(canonical_json({k: v for k, v in variant.items() if k != NAME_KEY}).encode())
     return f"{readable}_{digest.hexdigest()[:6]}"
 
 
