@@ -94,8 +94,40 @@ class ModelSize:
         return text_encoder, audio_encoder, decoder
 
 
-TINY = ModelSize(128, 32, 16, 64, 2, 2, 16, 16, 4, 1, 32, 2, 2, 64, 4096)
-MUSICGEN_SMALL = ModelSize(32128, 768, 64, 3072, 12, 12, 128, 128, 64, 2, 1024, 24, 16, 4096, 2048)
+TINY = ModelSize(
+    text_vocab=128,
+    text_width=32,
+    text_head_width=16,
+    text_ffn=64,
+    text_layers=2,
+    text_heads=2,
+    codebook_dim=16,
+    codec_width=16,
+    codec_filters=4,
+    codec_lstm_layers=1,
+    width=32,
+    layers=2,
+    heads=2,
+    ffn=64,
+    max_positions=4096,
+)
+MUSICGEN_SMALL = ModelSize(
+    text_vocab=32128,
+    text_width=768,
+    text_head_width=64,
+    text_ffn=3072,
+    text_layers=12,
+    text_heads=12,
+    codebook_dim=128,
+    codec_width=128,
+    codec_filters=64,
+    codec_lstm_layers=2,
+    width=1024,
+    layers=24,
+    heads=16,
+    ffn=4096,
+    max_positions=2048,
+)
 
 
 def build_tiny_model():
