@@ -5,6 +5,8 @@
 - `generate`: `MusicEngine.generate`, exact-length clips. Reproducibility: a seed reproduces its
   WAV only within the same batch composition (see that module's docstring).
 - `longform`: clips over 30 s by code-level continuation, decoded once per clip.
+- `sampling`: guidance and top-k/top-p sampling over the candidates only (transformers' own is
+  dominated by its full-vocabulary multinomial on CPU).
 - `batching`: `auto` batch size, back-off in halves, failure injection for tests.
 - `normalize`: peak, BS.1770 loudness, or none. `progress`: the worker's per-batch progress line.
 """

@@ -10,6 +10,7 @@ but a different one: its seed no longer reproduces the earlier audio.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import numpy as np
@@ -19,6 +20,7 @@ from musicsweep.engine.batching import auto_batch_size, check_injected_failure
 from musicsweep.engine.loading import LoadedModel, load_model, torch_threads
 from musicsweep.engine.longform import WINDOW_S, decode_codes, generate_codes, plan_windows
 from musicsweep.engine.normalize import normalize
+from musicsweep.engine.sampling import sampling_kwargs
 from musicsweep.job import GenerationParams
 
 
@@ -26,17 +28,6 @@ def batch_seed(seeds: list[int]) -> int:
     """One RNG seed for a batch, from its clips' seeds in order: same composition, same audio."""
     digest = hashlib.sha256(",".join(str(int(s)) for s in seeds).encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
-def sampling_kwargs(params: GenerationParams) -> dict:
-    """generate() settings; top_k 0 and top_p 0 mean "off", as in audiocraft."""
-    return {
-        "do_sample": True,
-        "guidance_scale": params.guidance_scale,
-        "top_k": params.top_k or None,
-        "top_p": params.top_p if 0 < params.top_p < 1 else None,
-        "temperature": params.temperature,
-    }
 
 
 class MusicEngine:
@@ -69,7 +60,8 @@ class MusicEngine:
         inputs = processor(text=prompts, padding=True, return_tensors="pt").to(self.loaded.device)
         torch.manual_seed(batch_seed(seeds))
         with torch_threads(self.loaded.threads):
-            codes = generate_codes(model, dict(inputs), windows, sampling_kwargs(params) | self.generate_options)
+            sampling = functools.partial(sampling_kwargs, params, self.generate_options)
+            codes = generate_codes(model, dict(inputs), windows, sampling)
             decoded = decode_codes(model, codes)
         samples = int(round(duration_s * self.sampling_rate))
         return [self._finish(clip.float().cpu().numpy(), samples) for clip in decoded]
