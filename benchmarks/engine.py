@@ -87,12 +87,12 @@ def real_size_engine(dtype_name: str, device: str, threads: int) -> MusicEngine:
     torch.set_num_threads(threads)
     dtype = getattr(torch, dtype_name)
     started = time.perf_counter()
-    model, processor = build_small_sized_model(dtype)
+    model, tokenizer = build_small_sized_model(dtype)
     model.to(device).eval()
     params = sum(p.numel() for p in model.parameters()) / 1e6
     elapsed = time.perf_counter() - started
     print(f"built random musicgen-small-sized model ({params:.0f}M parameters, {dtype_name}) in {elapsed:.1f}s")
-    return MusicEngine(LoadedModel("small-sized", model, processor, device, dtype), EngineConfig())
+    return MusicEngine(LoadedModel("small-sized", model, tokenizer, device, dtype), EngineConfig())
 
 
 def bench_real_size(args: argparse.Namespace, device: str) -> None:

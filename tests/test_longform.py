@@ -56,3 +56,18 @@ def test_decoding_in_spans_equals_one_decode_of_the_whole_clip():
     spans = decode_codes(model, codes)[0]
     assert spans.shape == whole.shape == (3500 * 640,)
     assert torch.max(torch.abs(spans - whole)) <= 1e-6 * torch.max(torch.abs(whole))
+
+
+def test_melody_architecture_loads_from_a_folder_and_continues_text_only(tmp_path):
+    """-melody prepends its conditioning to the decoder's inputs: continuation and prefill still hold."""
+    model, tokenizer = build_tiny_model(melody=True)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)  # no feature extractor: text-only needs no torchaudio
+    engine = load_engine(str(tmp_path), EngineConfig(dtype="float32"))
+    assert type(engine.loaded.model).__name__ == "MusicgenMelodyForConditionalGeneration"
+    clips = engine.generate(["slow ambient drone", "fast techno"], [5, 6], 40.0, GenerationParams())
+    assert [clip.shape for clip in clips] == [(40 * 32000,), (40 * 32000,)]
+    for clip in clips:
+        seconds = np.abs(clip).reshape(40, 32000).max(axis=1)
+        assert np.isfinite(clip).all() and seconds.min() > 0
+    assert not np.array_equal(clips[0], clips[1])

@@ -70,8 +70,8 @@ def test_same_seed_same_codes():
 
 
 def test_prefill_projects_only_the_last_position_and_it_is_unchanged():
-    model, processor = build_tiny_model()
-    inputs = processor(text=["a prompt"], return_tensors="pt")
+    model, tokenizer = build_tiny_model()
+    inputs = tokenizer(text=["a prompt"], return_tensors="pt")
     prompt = torch.randint(0, 2048, (4, 20), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         full = model(**inputs, decoder_input_ids=prompt).logits

@@ -54,10 +54,10 @@ class MusicEngine:
         import torch
 
         check_injected_failure(len(prompts))
-        model, processor = self.loaded.model, self.loaded.processor
+        model, tokenizer = self.loaded.model, self.loaded.tokenizer
         total_frames = int(np.ceil(duration_s * self.loaded.frame_rate))
         windows = plan_windows(total_frames, self.loaded.frame_rate, params.extend_stride_s)
-        inputs = processor(text=prompts, padding=True, return_tensors="pt").to(self.loaded.device)
+        inputs = tokenizer(text=prompts, padding=True, return_tensors="pt").to(self.loaded.device)
         torch.manual_seed(batch_seed(seeds))
         with torch_threads(self.loaded.threads):
             sampling = functools.partial(sampling_kwargs, params, self.generate_options)

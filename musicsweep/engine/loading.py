@@ -1,4 +1,4 @@
-"""Load a MusicGen model and processor once: the built-in tiny one or any `from_pretrained` source.
+"""Load a MusicGen model and its tokenizer once: the built-in tiny one or any `from_pretrained` source.
 
 Device and dtype are picked here: cuda if present, else cpu; float16 on GPU; bfloat16 on a CPU
 with native bf16 (DESIGN.md measured 2.9x over float32 for musicgen-small); float32 otherwise and
@@ -39,7 +39,7 @@ def silence_token_id_warnings() -> None:
 class LoadedModel:
     name: str
     model: Any
-    processor: Any
+    tokenizer: Any  # prompts are text only: no processor, so -melody needs no torchaudio
     device: str
     dtype: Any
     threads: int | None = None  # CPU threads for this model's generation; None keeps torch's default
@@ -95,24 +95,24 @@ def load_model(name: str, config: EngineConfig, source: str | None = None) -> Lo
     if name == "tiny":
         from musicsweep.engine.tiny import build_tiny_model
 
-        model, processor = build_tiny_model()
+        model, tokenizer = build_tiny_model()
         # Its ops are far too small to split across threads; on a busy host, OpenMP threads
         # spinning for each other made generation 25x slower than one thread (19:34, load 17).
         threads = 1
         dtype = pick_dtype(config, device, tiny=True)
         model.to(dtype=dtype)
     else:
-        from transformers import AutoModelForTextToWaveform, AutoProcessor
+        from transformers import AutoModelForTextToWaveform, AutoTokenizer
 
         threads = None
         dtype = pick_dtype(config, device)
         resolved = source or resolve_model_name(name)
-        processor = AutoProcessor.from_pretrained(resolved)
+        tokenizer = AutoTokenizer.from_pretrained(resolved)
         # the config's model type picks the class: musicgen, or musicgen_melody for -melody (text-only here)
         model = AutoModelForTextToWaveform.from_pretrained(resolved, dtype=dtype)
     model.to(device)
     model.eval()
-    return LoadedModel(name, model, processor, device, dtype, threads)
+    return LoadedModel(name, model, tokenizer, device, dtype, threads)
 
 
 @contextlib.contextmanager

@@ -130,38 +130,47 @@ MUSICGEN_SMALL = ModelSize(
 )
 
 
-def build_tiny_model():
-    """Return (model, processor) for the tiny MusicGen; deterministic across processes."""
-    return build_random_model(*TINY.configs())
+def build_tiny_model(melody: bool = False):
+    """Return (model, tokenizer) for the tiny MusicGen (or MusicGen-Melody); deterministic across processes."""
+    return build_random_model(*TINY.configs(), melody=melody)
 
 
 def build_small_sized_model(dtype=None):
-    """(model, processor) with random weights at facebook/musicgen-small's real shapes (587M parameters).
+    """(model, tokenizer) with random weights at facebook/musicgen-small's real shapes (587M parameters).
 
     For realistic timings without a weight download (benchmarks/engine.py --real-size). The audio is
     noise; the tokenizer is the tiny character-level one, which fits T5's larger vocabulary.
     """
-    model, processor = build_random_model(*MUSICGEN_SMALL.configs())
-    return (model if dtype is None else model.to(dtype=dtype)), processor
+    model, tokenizer = build_random_model(*MUSICGEN_SMALL.configs())
+    return (model if dtype is None else model.to(dtype=dtype)), tokenizer
 
 
-def build_random_model(text_encoder: dict, audio_encoder: dict, decoder: dict):
-    """Assemble a MusicGen with seeded random weights from three config dicts, set up like the real checkpoints."""
+def build_random_model(text_encoder: dict, audio_encoder: dict, decoder: dict, melody: bool = False):
+    """Assemble a MusicGen with seeded random weights from three config dicts, set up like the real checkpoints.
+
+    `melody` builds MusicGen-Melody's architecture instead (conditioning prepended to the decoder's
+    inputs rather than cross-attended), which the engine drives text-only.
+    """
     import torch
     from transformers import (
-        EncodecFeatureExtractor,
         MusicgenConfig,
         MusicgenForConditionalGeneration,
-        MusicgenProcessor,
+        MusicgenMelodyConfig,
+        MusicgenMelodyForConditionalGeneration,
     )
 
-    config = MusicgenConfig(text_encoder=text_encoder, audio_encoder=audio_encoder, decoder=decoder)
+    if melody:
+        decoder = decoder | {"model_type": "musicgen_melody_decoder"}
+        config_class, model_class = MusicgenMelodyConfig, MusicgenMelodyForConditionalGeneration
+    else:
+        config_class, model_class = MusicgenConfig, MusicgenForConditionalGeneration
+    config = config_class(text_encoder=text_encoder, audio_encoder=audio_encoder, decoder=decoder)
     config.decoder_start_token_id = 2048
     config.pad_token_id = 2048
     rng_state = torch.random.get_rng_state()
     torch.manual_seed(_BUILD_SEED)
     try:
-        model = MusicgenForConditionalGeneration(config)
+        model = model_class(config)
         with torch.no_grad():
             for name, buffer in model.audio_encoder.named_buffers():
                 if name.endswith(".embed"):
@@ -182,16 +191,12 @@ def build_random_model(text_encoder: dict, audio_encoder: dict, decoder: dict):
     generation.do_sample = True
     generation.guidance_scale = 3.0
     generation.max_length = 1500
-    processor = MusicgenProcessor(
-        feature_extractor=EncodecFeatureExtractor(feature_size=1, sampling_rate=SAMPLING_RATE),
-        tokenizer=_build_tokenizer(),
-    )
-    return model, processor
+    return model, _build_tokenizer()
 
 
 def save_tiny_model(folder: Path) -> Path:
     """Write the tiny model with save_pretrained, so from_pretrained can load it like a hub model."""
-    model, processor = build_tiny_model()
+    model, tokenizer = build_tiny_model()
     model.save_pretrained(folder)
-    processor.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
     return folder
