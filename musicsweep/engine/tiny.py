@@ -159,11 +159,14 @@ def build_random_model(text_encoder: dict, audio_encoder: dict, decoder: dict, m
         MusicgenMelodyForConditionalGeneration,
     )
 
+    from musicsweep.engine.loading import silence_token_id_warnings
+
     if melody:
         decoder = decoder | {"model_type": "musicgen_melody_decoder"}
         config_class, model_class = MusicgenMelodyConfig, MusicgenMelodyForConditionalGeneration
     else:
         config_class, model_class = MusicgenConfig, MusicgenForConditionalGeneration
+    silence_token_id_warnings()
     config = config_class(text_encoder=text_encoder, audio_encoder=audio_encoder, decoder=decoder)
     config.decoder_start_token_id = 2048
     config.pad_token_id = 2048
