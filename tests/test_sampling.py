@@ -81,3 +81,11 @@ def test_prefill_projects_only_the_last_position_and_it_is_unchanged():
     assert full.shape == (4, 20, 2048) and last.shape == (4, 1, 2048)
     torch.testing.assert_close(last[:, 0], full[:, -1])
     assert after.shape == full.shape  # the hooks are gone afterwards
+
+
+def test_a_draw_at_the_very_top_of_the_distribution_never_picks_an_excluded_code(monkeypatch):
+    probs = torch.tensor([[0.6, 0.3, 0.1]])
+    sampler = CodeSampler(GenerationParams(top_k=0, top_p=0.8))  # keeps codes 0 and 1
+    # float rounding can make rand() * total equal the total: the largest possible draw
+    monkeypatch.setattr(torch, "rand", lambda size, device=None: torch.ones(size))
+    assert sampler.sample(probs.log()).tolist() == [[1]]

@@ -47,7 +47,7 @@ class CodeSampler:
         logits = logits / self.temperature
         candidates = None
         if self.top_k and self.top_k < logits.shape[-1]:
-            logits, candidates = logits.topk(self.top_k, dim=-1, sorted=self.top_p is not None)
+            logits, candidates = logits.topk(self.top_k, dim=-1, sorted=False)
         probs = torch.softmax(logits, dim=-1)
         if self.top_p is not None:
             probs, order = probs.sort(dim=-1, descending=True)
@@ -56,8 +56,11 @@ class CodeSampler:
             probs = probs.masked_fill(probs.cumsum(dim=-1) - probs >= self.top_p, 0.0)
         cdf = probs.cumsum(dim=-1)
         draw = torch.rand((cdf.shape[0], 1), device=cdf.device) * cdf[:, -1:]
-        # right=True never lands on a zero-probability candidate; the clamp guards float rounding at the top
-        picked = torch.searchsorted(cdf, draw, right=True).clamp_(max=cdf.shape[-1] - 1)
+        # right=True never lands on a zero-probability candidate, except past the end when float
+        # rounding makes the draw equal the total: then take the last candidate that has mass
+        picked = torch.searchsorted(cdf, draw, right=True)
+        last_with_mass = probs.shape[-1] - 1 - (probs.flip(-1) > 0).int().argmax(dim=-1, keepdim=True)
+        picked = torch.minimum(picked, last_with_mass)
         return picked if candidates is None else candidates.gather(1, picked)
 
 
