@@ -23,7 +23,7 @@ from musicsweep.backends.ssh import HOSTS_STATE, SSHBackend, hosts_state  # noqa
 from musicsweep.config import parse_config  # noqa: E402
 from musicsweep.job import Job  # noqa: E402
 from musicsweep.layout import SweepDir  # noqa: E402
-from musicsweep.remote import CONNECTIONS  # noqa: E402
+from musicsweep.remote.ssh import CONNECTIONS  # noqa: E402
 from tests.fixtures.sshd import SSHServer, make_keys  # noqa: E402
 
 DEAD_PID = 2**22 + 1  # above the default pid_max: never a live process

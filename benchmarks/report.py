@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from musicsweep.report import write_report  # noqa: E402
+from musicsweep.report.build import write_report  # noqa: E402
 from tests.synthetic_sweep import FakeClip, write_synthetic_sweep  # noqa: E402
 
 DURATIONS = (5, 10, 15, 20, 30)

@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from musicsweep.config import StoreConfig  # noqa: E402
 from musicsweep.job import Job  # noqa: E402
 from musicsweep.layout import SweepDir  # noqa: E402
-from musicsweep.pull import pull_results  # noqa: E402
-from musicsweep.s3_store import S3Store  # noqa: E402
-from musicsweep.sweep import finished_in_store  # noqa: E402
+from musicsweep.store.pull import pull_results  # noqa: E402
+from musicsweep.store.s3 import S3Store  # noqa: E402
+from musicsweep.sweep.plan import finished_in_store  # noqa: E402
 from tests.fixtures.s3 import REPO_ROOT, S3Server  # noqa: E402
 from tests.fixtures.servers import child_process, free_port, port_open  # noqa: E402
 

@@ -1,7 +1,7 @@
 """musicsweep: launch sweeps of MusicGen text-to-music generation."""
 
 from musicsweep.errors import MusicsweepError
-from musicsweep.sweep import run_sweep
-from musicsweep.variants import VariantGenerator
+from musicsweep.sweep.plan import run_sweep
+from musicsweep.sweep.variants import VariantGenerator
 
 __all__ = ["MusicsweepError", "VariantGenerator", "run_sweep"]

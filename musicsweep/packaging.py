@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from musicsweep.errors import MusicsweepError
-from musicsweep.store import Store
+from musicsweep.store.base import Store
 
 PACKAGES_PREFIX = "_packages"
 HASH_LENGTH = 12

@@ -6,9 +6,9 @@ import time
 import wave
 from pathlib import Path
 
-from musicsweep.auto_pull import OrphanTracker, poll_once
 from musicsweep.backends import get_backend
 from musicsweep.backends.base import FINISHED_STATES
+from musicsweep.cli.auto_pull import OrphanTracker, poll_once
 from musicsweep.config import load_config
 from musicsweep.layout import SweepDir
 

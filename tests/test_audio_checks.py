@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from musicsweep.audio_checks import DURATION_TOLERANCE_S, check_wav, full_scale
-from musicsweep.report_images import FLOOR_DB, HEIGHT_PX, WIDTH_PX, log_mel, render_clip_image
+from musicsweep.report.audio_checks import DURATION_TOLERANCE_S, check_wav, full_scale
+from musicsweep.report.images import FLOOR_DB, HEIGHT_PX, WIDTH_PX, log_mel, render_clip_image
 
 RATE = 32000
 

@@ -8,11 +8,11 @@ import json
 import time
 
 from musicsweep import run_sweep
-from musicsweep.auto_pull import main as auto_pull
 from musicsweep.backends.base import DONE, FAILED
+from musicsweep.cli.auto_pull import main as auto_pull
 from musicsweep.config import load_config
 from musicsweep.layout import SweepDir
-from musicsweep.relaunch import relaunch_failed
+from musicsweep.sweep.relaunch import relaunch_failed
 from tests.fixtures.ec2 import EC2Project, InstanceSandbox
 
 

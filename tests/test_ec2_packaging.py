@@ -6,7 +6,7 @@ import zipfile
 from pathlib import Path
 
 from musicsweep.packaging import upload_wheel
-from musicsweep.store import LocalStore
+from musicsweep.store.local import LocalStore
 
 
 def test_wheel_is_uploaded_once_and_carries_the_worker_code(tmp_path: Path) -> None:
@@ -19,4 +19,4 @@ def test_wheel_is_uploaded_once_and_carries_the_worker_code(tmp_path: Path) -> N
         names = set(wheel.namelist())
         metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
         assert "Provides-Extra: worker" in wheel.read(metadata).decode()
-    assert {"musicsweep/worker.py", "musicsweep/ec2_agent.py", "musicsweep/engine/tiny.py"} <= names
+    assert {"musicsweep/worker/loop.py", "musicsweep/backends/ec2/agent.py", "musicsweep/engine/tiny.py"} <= names

@@ -8,9 +8,9 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from musicsweep.ec2_config import EC2Config
-from musicsweep.ec2_launch import Blocked, classify_launch_error, launch_instance, run_request
-from musicsweep.ec2_pricing import (
+from musicsweep.backends.ec2.config import EC2Config
+from musicsweep.backends.ec2.launch import Blocked, classify_launch_error, launch_instance, run_request
+from musicsweep.backends.ec2.pricing import (
     LaunchOption,
     current_spot_prices,
     integrate_price,

@@ -10,10 +10,10 @@ import pytest
 
 from musicsweep import VariantGenerator
 from musicsweep.backends import get_backend
+from musicsweep.cli.launch import stable_name
 from musicsweep.config import load_config
-from musicsweep.launch import stable_name
 from musicsweep.layout import SweepDir
-from musicsweep.sweep import jobs_from_variants
+from musicsweep.sweep.plan import jobs_from_variants
 
 
 def launch(*overrides: str, check: bool = True) -> subprocess.CompletedProcess:

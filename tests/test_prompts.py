@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from musicsweep import MusicsweepError, VariantGenerator
-from musicsweep.sweep import jobs_from_variants
+from musicsweep.sweep.plan import jobs_from_variants
 
 GOOD = """\
 # the existing scripts' format

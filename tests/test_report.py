@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from musicsweep import VariantGenerator, run_sweep
-from musicsweep.auto_pull import main as auto_pull_main
+from musicsweep.cli.auto_pull import main as auto_pull_main
 from musicsweep.layout import SweepDir
-from musicsweep.report import first_error_line, main, write_report
-from musicsweep.report_grid import build_grid
+from musicsweep.report.build import first_error_line, main, write_report
+from musicsweep.report.grid import build_grid
 from tests.synthetic_sweep import RATE, FakeClip, music_like, write_synthetic_sweep
 
 TRACEBACK = """Traceback (most recent call last):

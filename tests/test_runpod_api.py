@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
+from musicsweep.backends.runpod.api import NoCapacity, Retry, RunPodAPI, api_key_from, b64
 from musicsweep.errors import MusicsweepError
-from musicsweep.runpod_api import NoCapacity, Retry, RunPodAPI, api_key_from, b64
 from tests.fixtures.runpod_graphql import ACCOUNT_KEY, RunPodStandIn
 
 FAST = Retry(attempts=3, backoff_s=0.01)
@@ -70,7 +70,7 @@ def test_api_key_comes_from_the_environment_or_config(monkeypatch: pytest.Monkey
 
 def _terminate_self(env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "musicsweep.runpod_api", "terminate-self"],
+        [sys.executable, "-m", "musicsweep.backends.runpod.api", "terminate-self"],
         env={**os.environ, **env},
         capture_output=True,
         text=True,

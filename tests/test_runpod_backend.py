@@ -9,11 +9,11 @@ import subprocess
 import pytest
 
 from musicsweep.backends.base import Launch, Shard
-from musicsweep.backends.runpod import BOOT_SCRIPT, PodLedger, RunPodBackend
+from musicsweep.backends.runpod.api import RunPodAPI
+from musicsweep.backends.runpod.backend import BOOT_SCRIPT, PodLedger, RunPodBackend
 from musicsweep.config import load_config
 from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir
-from musicsweep.runpod_api import RunPodAPI
 from musicsweep.store import open_store
 from tests.fixtures.runpod_graphql import ACCOUNT_KEY, RunPodProject
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from musicsweep.auto_pull import pull
 from musicsweep.backends import get_backend
 from musicsweep.backends.base import LOST
-from musicsweep.backends.runpod import PodLedger
+from musicsweep.backends.runpod.backend import PodLedger
+from musicsweep.cli.auto_pull import pull
 from musicsweep.config import load_config
-from musicsweep.costs import read_cost_report
+from musicsweep.costs.rows import read_cost_report
 from musicsweep.layout import SweepDir
-from musicsweep.sweep import run_sweep
+from musicsweep.sweep.plan import run_sweep
 from tests.fixtures.runpod_graphql import ACCOUNT_KEY, RunPodProject
 from tests.fixtures.s3 import SECRET_KEY
 from tests.fixtures.servers import wait_until

@@ -14,7 +14,7 @@ from boto3.s3.transfer import TransferConfig
 
 from musicsweep.config import StoreConfig
 from musicsweep.errors import MusicsweepError
-from musicsweep.s3_store import S3Store
+from musicsweep.store.s3 import S3Store
 from tests.fixtures.s3 import S3Bucket, S3Server, set_aws_env
 from tests.fixtures.servers import free_port
 

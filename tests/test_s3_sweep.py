@@ -17,10 +17,10 @@ import pytest
 from musicsweep.backends.base import DONE, FAILED
 from musicsweep.config import StoreConfig, load_config
 from musicsweep.layout import SweepDir
-from musicsweep.s3_store import S3Store
 from musicsweep.store import store_config_to_env
-from musicsweep.sweep import jobs_from_variants, run_sweep
-from musicsweep.worker import KILL_AFTER_UPLOAD_ENV
+from musicsweep.store.s3 import S3Store
+from musicsweep.sweep.plan import jobs_from_variants, run_sweep
+from musicsweep.worker.loop import KILL_AFTER_UPLOAD_ENV
 from tests.fixtures.s3 import S3Bucket
 from tests.fixtures.servers import free_port
 from tests.helpers import wait_for_sweep, wav_info

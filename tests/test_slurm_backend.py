@@ -17,11 +17,11 @@ import yaml
 from musicsweep import MusicsweepError, run_sweep
 from musicsweep.backends import get_backend
 from musicsweep.backends.base import DONE, FAILED, PENDING
-from musicsweep.backends.slurm import STATE_KEY, time_limit_s
+from musicsweep.backends.slurm.backend import STATE_KEY, time_limit_s
 from musicsweep.config import load_config
 from musicsweep.layout import SweepDir
-from musicsweep.remote import CONNECTIONS
-from musicsweep.worker import EXIT_STOPPED
+from musicsweep.remote.ssh import CONNECTIONS
+from musicsweep.worker.loop import EXIT_STOPPED
 from tests.fixtures.servers import wait_until
 from tests.fixtures.slurm import SlurmCluster
 from tests.fixtures.sshd import SSHServer

@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from musicsweep.auto_pull import OrphanTracker, poll_once, pull
 from musicsweep.backends import get_backend
 from musicsweep.backends.base import DONE, FAILED, LOST, RUNNING, Launch
+from musicsweep.cli.auto_pull import OrphanTracker, poll_once, pull
 from musicsweep.config import load_config
 from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir
-from musicsweep.remote import CONNECTIONS
-from musicsweep.sweep import jobs_from_variants, run_sweep
+from musicsweep.remote.ssh import CONNECTIONS
+from musicsweep.sweep.plan import jobs_from_variants, run_sweep
 from tests.fixtures.s3 import S3Bucket
 from tests.fixtures.servers import free_port
 from tests.fixtures.sshd import SSHServer

@@ -3,7 +3,7 @@
 import pytest
 
 from musicsweep import MusicsweepError, VariantGenerator
-from musicsweep.variants import NAME_KEY
+from musicsweep.sweep.variants import NAME_KEY
 
 
 def quickstart_generator() -> VariantGenerator:

@@ -12,7 +12,7 @@ from musicsweep.config import EngineConfig, StoreConfig
 from musicsweep.engine.batching import CPU_BATCH, INJECT_ENV
 from musicsweep.job import Job, JobPaths
 from musicsweep.store import open_store
-from musicsweep.worker import StopFlag, Worker, WorkerContext
+from musicsweep.worker.loop import StopFlag, Worker, WorkerContext
 from tests.helpers import wav_info
 
 

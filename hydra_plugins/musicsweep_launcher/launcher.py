@@ -1,7 +1,7 @@
 """`hydra/launcher=musicsweep`: every override combination becomes jobs of ONE musicsweep sweep.
 
 Hydra's own launchers run the task function once per combination and block until each ends. This one
-composes every combination's config, hands them all to `musicsweep.launch.submit` (which plans and
+composes every combination's config, hands them all to `musicsweep.cli.launch.submit` (which plans and
 submits through the configured backend) and returns as soon as the workers are started.
 """
 
@@ -36,7 +36,7 @@ class MusicsweepLauncher(Launcher):
         self.hydra_context = hydra_context
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from musicsweep.launch import request_from_cfg, submit
+        from musicsweep.cli.launch import request_from_cfg, submit
 
         assert self.config is not None and self.hydra_context is not None
         loader = self.hydra_context.config_loader

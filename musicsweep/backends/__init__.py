@@ -11,9 +11,9 @@ from musicsweep.errors import MusicsweepError
 _MODULES = {
     "local": "musicsweep.backends.local:LocalBackend",
     "ssh": "musicsweep.backends.ssh:SSHBackend",
-    "slurm": "musicsweep.backends.slurm:SlurmBackend",
-    "ec2": "musicsweep.backends.ec2:EC2Backend",
-    "runpod": "musicsweep.backends.runpod:RunPodBackend",
+    "slurm": "musicsweep.backends.slurm.backend:SlurmBackend",
+    "ec2": "musicsweep.backends.ec2.backend:EC2Backend",
+    "runpod": "musicsweep.backends.runpod.backend:RunPodBackend",
 }
 
 

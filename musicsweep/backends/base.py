@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from musicsweep.config import Config
-from musicsweep.cost_summary import MachineTime, WorkerKey
+from musicsweep.costs.summary import MachineTime, WorkerKey
 from musicsweep.job import Job
 from musicsweep.layout import SweepDir
 

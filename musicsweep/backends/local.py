@@ -24,9 +24,9 @@ from musicsweep.backends.base import (
 from musicsweep.config import typed_section
 from musicsweep.job import Job
 from musicsweep.layout import SweepDir
-from musicsweep.pull import pull_results
 from musicsweep.scripts import WorkerScript, write_script
 from musicsweep.store import open_store
+from musicsweep.store.pull import pull_results
 
 KILL_GRACE_S = 5.0
 

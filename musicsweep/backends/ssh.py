@@ -30,16 +30,16 @@ from musicsweep.backends.base import (
     parse_probe,
     probe_command,
 )
-from musicsweep.codesync import DEFAULT_EXCLUDES, code_filters, sync_code
+from musicsweep.cli.display import console
 from musicsweep.config import Config, typed_section
-from musicsweep.display import console
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
 from musicsweep.layout import SweepDir
-from musicsweep.pull import PULLED_FOLDERS, pull_results
-from musicsweep.remote import HostUnreachable, SSHHost, env_exports, on_hosts, rsync, run_ssh
+from musicsweep.remote.codesync import DEFAULT_EXCLUDES, code_filters, sync_code
+from musicsweep.remote.ssh import HostUnreachable, SSHHost, env_exports, on_hosts, rsync, run_ssh
 from musicsweep.scripts import WorkerScript, write_script
 from musicsweep.store import open_store
+from musicsweep.store.pull import PULLED_FOLDERS, pull_results
 
 # Used when a host names no `python`: installs uv if missing, then syncs the project (with its
 # `worker` extra when it declares one), or installs musicsweep[worker] when the code has no pyproject.

@@ -1,0 +1,88 @@
+"""What an EC2 instance's script runs around the worker: `python -m musicsweep.backends.ec2.agent fetch|finish`.
+
+`fetch` downloads the specs of this instance's shard from the store. `finish STATUS` marks every
+clip of the shard that has neither `.done` nor `.failed` as failed (so `--relaunch-failed` picks
+up exactly those), uploads the log, and records when the instance stopped working, for the cost.
+The launcher side uses the same key helpers to upload specs and shard lists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from musicsweep.job import Job, JobPaths, WorkerPaths
+from musicsweep.layout import SweepDir
+from musicsweep.store import open_store, store_config_from_env
+from musicsweep.store.base import Store
+
+NOTICE_FILE = "spot-notice.json"
+
+
+def spec_key(sweep: str, job_id: str) -> str:
+    return f"{sweep}/jobs/{job_id}.pkl"
+
+
+def shard_key(sweep: str, launch_id: str, worker_id: int) -> str:
+    return f"{sweep}/launches/{launch_id}/worker_{worker_id}.json"
+
+
+def end_key(sweep: str, launch_id: str, worker_id: int) -> str:
+    return f"{sweep}/instances/{launch_id}-worker_{worker_id}.json"
+
+
+def fetch(store: Store, sweep: SweepDir, launch_id: str, worker_id: int) -> list[Job]:
+    """Download this shard's specs into the sweep folder; returns its jobs."""
+    job_ids = store.get_json(shard_key(sweep.name, launch_id, worker_id))["jobs"]
+    for job_id in job_ids:
+        store.get_file(spec_key(sweep.name, job_id), sweep.root / "jobs" / f"{job_id}.pkl")
+    return [sweep.read_spec(job_id) for job_id in job_ids]
+
+
+def finish(store: Store, sweep: SweepDir, launch_id: str, worker_id: int, status: int) -> list[str]:
+    """Mark the shard's unfinished clips failed, upload the log, record the end; returns the marked ids."""
+    notice = sweep.root / NOTICE_FILE
+    if notice.exists():
+        reason = f"spot interruption notice: {notice.read_text().strip()}"
+    else:
+        reason = f"worker exited with status {status} before this clip"
+    markers = set(store.list(f"{sweep.name}/markers/"))
+    job_ids = store.get_json(shard_key(sweep.name, launch_id, worker_id))["jobs"]
+    marked = []
+    for job_id in job_ids:
+        paths = JobPaths.of(sweep.read_spec(job_id), sweep.root)
+        if paths.done_key not in markers and paths.failed_key not in markers:
+            store.put_bytes(paths.failed_key, f"{reason}\n".encode())
+            marked.append(job_id)
+    worker = WorkerPaths(sweep.root, sweep.name, worker_id)
+    if worker.log.exists():
+        store.put_file(worker.log_key, worker.log)
+    record = {"end": time.time(), "status": status, "interrupted": notice.exists(), "unfinished": marked}
+    store.put_json(end_key(sweep.name, launch_id, worker_id), record)
+    return marked
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m musicsweep.backends.ec2.agent", description=__doc__)
+    parser.add_argument("action", choices=["fetch", "finish"])
+    parser.add_argument("status", nargs="?", type=int, default=0, help="the worker's exit status (finish)")
+    args = parser.parse_args(argv)
+    environ = dict(os.environ)
+    store = open_store(store_config_from_env(environ))
+    work_dir = Path(environ["MUSICSWEEP_JOB_DIR"])
+    sweep = SweepDir(work_dir.parent, environ["MUSICSWEEP_SWEEP"])
+    launch_id, worker_id = environ["MUSICSWEEP_LAUNCH_ID"], int(environ["MUSICSWEEP_WORKER_ID"])
+    if args.action == "fetch":
+        jobs = fetch(store, sweep, launch_id, worker_id)
+        print(f"[musicsweep] fetched {len(jobs)} job spec(s)", flush=True)
+    else:
+        marked = finish(store, sweep, launch_id, worker_id, args.status)
+        print(f"[musicsweep] {len(marked)} unfinished clip(s) marked for relaunch", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""An instance's user data: the common worker script with an EC2 prologue and epilogue.
+
+The prologue schedules the `shutdown -h +N` backstop and a `shutdown -h now` on any exit, installs
+uv and `musicsweep[worker]` from the wheel in the store, fetches the shard's job specs, and starts
+a watcher that polls IMDSv2 `spot/instance-action`: on a notice it sends USR2 to the script, which
+forwards it to the worker (it stops after the current batch). The epilogue marks what is left for
+relaunch and uploads the log. Every value travels as a quoted export; no credential is included:
+instances reach S3 through their instance profile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from musicsweep.backends.ec2.config import EC2Config
+from musicsweep.errors import MusicsweepError
+from musicsweep.job import Job, JobPaths, WorkerPaths
+from musicsweep.scripts import WorkerScript
+
+USER_DATA_LIMIT = 16 * 1024
+
+# Set MUSICSWEEP_EC2_PYTHON (in the script's environment) to a Python that already has
+# musicsweep[worker] to skip installing uv and the wheel: the tests run user data that way.
+PROLOGUE = r"""# EC2 prologue: backstop, shutdown on exit, install, job specs, spot-interruption watcher.
+shutdown -h +"$MUSICSWEEP_EC2_MAX_RUNTIME_MIN" || true
+trap 'shutdown -h now' EXIT
+trap ':' USR2
+if [ -z "${MUSICSWEEP_EC2_PYTHON:-}" ]; then
+  export HOME="${HOME:-/root}"
+  # uv from the package index, in its own venv (system pips are often externally managed)
+  python3 -m venv uvenv && uvenv/bin/pip install -q uv || exit 1
+  uvenv/bin/uv venv -q --python "$MUSICSWEEP_EC2_PYTHON_VERSION" venv || exit 1
+  uvenv/bin/uv pip install -q --python venv/bin/python boto3 || exit 1
+  MUSICSWEEP_EC2_PYTHON="$PWD/venv/bin/python"
+  musicsweep_install=1
+fi
+wheel="${MUSICSWEEP_EC2_WHEEL##*/}"
+"$MUSICSWEEP_EC2_PYTHON" - "$wheel" <<'PY' || exit 1
+import json, os, sys
+import boto3
+from botocore.config import Config
+opts = json.loads(os.environ.get("MUSICSWEEP_STORE_OPTIONS") or "{}")
+bucket, _, prefix = os.environ["MUSICSWEEP_STORE"].removeprefix("s3://").partition("/")
+key = "/".join(p for p in (prefix.strip("/"), os.environ["MUSICSWEEP_EC2_WHEEL"]) if p)
+style = Config(s3={"addressing_style": "path"}) if opts.get("endpoint_url") else None
+s3 = boto3.client("s3", endpoint_url=opts.get("endpoint_url"), region_name=opts.get("region"), config=style)
+s3.download_file(bucket, key, sys.argv[1])
+PY
+if [ -n "${musicsweep_install:-}" ]; then
+  uvenv/bin/uv pip install -q --python venv/bin/python "musicsweep[worker] @ file://$PWD/$wheel" || exit 1
+fi
+"$MUSICSWEEP_EC2_PYTHON" -m musicsweep.backends.ec2.agent fetch || exit 1
+musicsweep_watch() {
+  local token notice
+  while sleep "$MUSICSWEEP_EC2_POLL_S"; do
+    token=$(curl -sf -m 2 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' \
+      "$MUSICSWEEP_EC2_IMDS/latest/api/token") || continue
+    notice=$(curl -sf -m 2 -H "X-aws-ec2-metadata-token: $token" \
+      "$MUSICSWEEP_EC2_IMDS/latest/meta-data/spot/instance-action") || continue
+    echo "[musicsweep] spot interruption notice: $notice"
+    printf '%s\n' "$notice" > spot-notice.json
+    # One USR2, once the worker has written its pid files (its handlers are installed by then): a signal
+    # repeated while Python shuts down would kill it, since Python restores default handlers on exit.
+    until compgen -G 'jobs/*.pid' >/dev/null; do sleep 1; done
+    kill -USR2 $$
+    return
+  done
+}
+musicsweep_watch &
+watcher_pid=$!"""
+
+EPILOGUE = r"""# EC2 epilogue: stop the watcher, mark unfinished clips for relaunch, upload the log.
+kill "$watcher_pid" 2>/dev/null
+"$MUSICSWEEP_EC2_PYTHON" -m musicsweep.backends.ec2.agent finish "$worker_status"
+"""
+
+
+@dataclass(frozen=True)
+class InstanceWork:
+    """One instance's share of a launch, and what its script needs to know about it."""
+
+    sweep: str
+    launch_id: str
+    worker_id: int
+    num_workers: int
+    jobs: list[Job]
+    hourly_usd: float
+    wheel_key: str
+
+
+def render_user_data(settings: EC2Config, work: InstanceWork, launch_env: dict[str, str], where: str = "ec2") -> str:
+    """The user-data script of one instance; raises MusicsweepError (naming `where`) above EC2's 16 KB limit."""
+    work_dir = Path(settings.root) / work.sweep
+    env = dict(launch_env) | {
+        "AWS_DEFAULT_REGION": settings.region,
+        "MUSICSWEEP_JOB_DIR": str(work_dir),
+        "MUSICSWEEP_SWEEP": work.sweep,
+        "MUSICSWEEP_LAUNCH_ID": work.launch_id,
+        "MUSICSWEEP_WORKER_ID": str(work.worker_id),
+        "MUSICSWEEP_NUM_WORKERS": str(work.num_workers),
+        "MUSICSWEEP_HOURLY_COST_USD": f"{work.hourly_usd:.6f}",
+        "MUSICSWEEP_EC2_WHEEL": work.wheel_key,
+        "MUSICSWEEP_EC2_IMDS": settings.imds_url.rstrip("/"),
+        "MUSICSWEEP_EC2_POLL_S": f"{settings.imds_poll_s:g}",
+        "MUSICSWEEP_EC2_MAX_RUNTIME_MIN": str(settings.max_runtime_minutes),
+        "MUSICSWEEP_EC2_PYTHON_VERSION": settings.python_version,
+        "PYTHONUNBUFFERED": "1",
+    }
+    script = WorkerScript(
+        sweep=work.sweep,
+        worker_id=work.worker_id,
+        num_workers=work.num_workers,
+        cwd=str(work_dir),
+        log=str(WorkerPaths(work_dir, work.sweep, work.worker_id).log),
+        specs=[str(JobPaths.of(job, Path()).spec) for job in work.jobs],
+        python='"$MUSICSWEEP_EC2_PYTHON"',
+        env=env,
+        prologue=PROLOGUE,
+        epilogue=EPILOGUE,
+    ).render()
+    size = len(script.encode())
+    if size > USER_DATA_LIMIT:
+        raise MusicsweepError(
+            f"{where}: worker {work.worker_id}'s user data is {size} bytes, over EC2's {USER_DATA_LIMIT}-byte limit "
+            f"({len(work.jobs)} clips on one instance): use more instances or fewer clips_per_instance"
+        )
+    return script

@@ -1,0 +1,1 @@
+"""What the user types: `musicsweep`, launch, auto_pull, and the terminal display."""

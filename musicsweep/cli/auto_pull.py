@@ -1,0 +1,150 @@
+"""`python -m musicsweep.auto_pull [SWEEP]`: poll every job's state, kill orphans, pull results.
+
+Exit status: 0 when every job is done, 1 when some failed, 2 on an error, 3 when `--once` found
+jobs still running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from musicsweep.backends import get_backend
+from musicsweep.backends.base import DONE, DONE_ORPHANS, FAILED, FINISHED_STATES, LOST, Backend
+from musicsweep.cli.display import SweepProgress, console, print_summary, summarize
+from musicsweep.config import load_config
+from musicsweep.costs.summary import write_cost_summary
+from musicsweep.errors import MusicsweepError
+from musicsweep.layout import SweepDir, latest_sweep
+from musicsweep.store.pull import merge_cost_report
+
+
+class OrphanTracker:
+    """A worker alive after all its jobs finished is an orphan only once `grace_s` has passed.
+
+    A worker that has just written its last `.done` is still uploading its log and lifetime
+    record; killing it at once would lose them.
+    """
+
+    def __init__(self, grace_s: float = 30.0) -> None:
+        self.grace_s = grace_s
+        self.first_seen: dict[str, float] = {}
+
+    def due(self, orphans: list[str]) -> list[str]:
+        now = time.monotonic()
+        self.first_seen = {job_id: self.first_seen.get(job_id, now) for job_id in orphans}
+        return [job_id for job_id, since in self.first_seen.items() if now - since >= self.grace_s]
+
+
+def poll_once(sweep: SweepDir, manifest: dict, backend: Backend, orphans: OrphanTracker) -> dict[str, str]:
+    """One poll: states, then orphan kills, then a pull and a fresh cost report."""
+    states = backend.poll(sweep, manifest)
+    due = orphans.due([job_id for job_id, state in states.items() if state == DONE_ORPHANS])
+    if due:
+        console.print(f"killing the orphan worker(s) of {len(due)} finished job(s)")
+        backend.kill_orphans(sweep, manifest, due)
+    states = {job_id: DONE if state == DONE_ORPHANS else state for job_id, state in states.items()}
+    backend.fetch(sweep, manifest)
+    merge_cost_report(sweep)
+    return states
+
+
+class LostTracker:
+    """A lost job stays `lost` (not failed) until its host answers or `give_up_after_s` passes."""
+
+    def __init__(self, give_up_after_s: float | None) -> None:
+        self.give_up_after_s = give_up_after_s
+        self.first_lost: dict[str, float] = {}
+
+    def apply(self, states: dict[str, str]) -> dict[str, str]:
+        now = time.monotonic()
+        for job_id, state in states.items():
+            if state != LOST:
+                self.first_lost.pop(job_id, None)
+                continue
+            since = self.first_lost.setdefault(job_id, now)
+            if self.give_up_after_s is not None and now - since >= self.give_up_after_s:
+                states[job_id] = FAILED
+        return states
+
+
+def pull(
+    name: str | None,
+    once: bool = False,
+    interval_s: float = 10.0,
+    relaunch_failed: bool = False,
+    give_up_after_s: float | None = None,
+    cleanup: bool = False,
+    report: bool = False,
+    orphan_grace_s: float = 30.0,
+) -> int:
+    config = load_config()
+    sweep = SweepDir(config.sweeps_dir, name or latest_sweep(config.sweeps_dir))
+    manifest = sweep.read_manifest()
+    backend = get_backend(manifest["backend"], config)
+    if cleanup:
+        backend.cleanup(sweep, manifest)
+    lost = LostTracker(give_up_after_s)
+    orphans = OrphanTracker(orphan_grace_s)
+    with SweepProgress(sweep.name) as progress:
+        while True:
+            states = lost.apply(poll_once(sweep, manifest, backend, orphans))
+            if relaunch_failed:
+                from musicsweep.sweep.relaunch import relaunch_failed as relaunch
+
+                relaunched = relaunch(config, sweep, backend, states)
+                if relaunched:
+                    console.print(f"relaunched {len(relaunched)} job(s): {', '.join(relaunched)}")
+                    manifest = sweep.read_manifest()
+                    continue
+            progress.update(states, {job_id: entry.get("host") for job_id, entry in manifest["jobs"].items()})
+            if all(state in FINISHED_STATES for state in states.values()):
+                break
+            if once:
+                return 3
+            time.sleep(interval_s)
+    backend.cleanup(sweep, manifest)
+    failed = sorted(job_id for job_id, state in states.items() if state == FAILED)
+    cost = write_cost_summary(sweep, backend.machine_times(sweep, manifest))
+    if report:  # after the cost summary, whose paid total the report shows
+        from musicsweep.report.build import write_report
+
+        console.print(f"report: {write_report(sweep)}")
+    for line in cost.lines():
+        console.print(line)
+    print_summary(summarize(sweep, manifest, cost))
+    console.print(f"results in {sweep.root} (audio/, cost_report.csv, cost_summary.json)")
+    if failed:
+        console.print(f"{len(failed)} job(s) failed: {', '.join(failed)}")
+        return 1
+    return 0 if all(state == DONE for state in states.values()) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m musicsweep.auto_pull", description=__doc__)
+    parser.add_argument("sweep", nargs="?", help="sweep name (default: the latest)")
+    parser.add_argument("--once", action="store_true", help="poll once and exit")
+    parser.add_argument("--interval", type=float, default=10.0, help="seconds between polls")
+    parser.add_argument("--relaunch-failed", action="store_true", help="resubmit failed/lost jobs with no output")
+    parser.add_argument("--give-up-after", type=float, default=None, help="seconds before a lost job counts as failed")
+    parser.add_argument("--cleanup", action="store_true", help="terminate every paid instance/pod of the sweep")
+    parser.add_argument("--report", action="store_true", help="write the HTML listening report at the end")
+    parser.add_argument(
+        "--orphan-grace", type=float, default=30.0, help="seconds a finished worker may live on before it is killed"
+    )
+    args = parser.parse_args(argv)
+    try:
+        return pull(
+            args.sweep,
+            once=args.once,
+            interval_s=args.interval,
+            relaunch_failed=args.relaunch_failed,
+            give_up_after_s=args.give_up_after,
+            cleanup=args.cleanup,
+            report=args.report,
+            orphan_grace_s=args.orphan_grace,
+        )
+    except MusicsweepError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,225 @@
+"""Human output: plan tables, job-state tables, live progress and the end summary.
+
+On a terminal these are rich tables and a live display; otherwise (CI, logs, pipes) they are plain
+aligned lines, so a log stays readable and greppable.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+
+from musicsweep.backends.base import DONE, DONE_ORPHANS, FAILED, LOST, PENDING, RUNNING
+
+if TYPE_CHECKING:
+    from musicsweep.costs.summary import CostSummary
+    from musicsweep.layout import SweepDir
+    from musicsweep.sweep.plan import Plan
+
+console = Console(highlight=False, markup=False, soft_wrap=not sys.stdout.isatty())
+STATE_COLUMNS = (PENDING, RUNNING, DONE, FAILED, LOST)
+
+
+def render_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]], bold_last: bool = False):
+    """A rich Table on a terminal; aligned plain text otherwise (a wide plan must not wrap at 80 columns)."""
+    if console.is_terminal:
+        table = Table(title=title)
+        for header in headers:
+            table.add_column(header)
+        for index, row in enumerate(rows):
+            table.add_row(*row, style="bold" if bold_last and index == len(rows) - 1 else None)
+        return table
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+    lines = [title] + [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [headers, *rows]
+    ]
+    return "\n".join(lines)
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def format_usd(value: float) -> str:
+    """Dollars with enough decimals that a cheap clip does not show as $0.0000."""
+    return f"${value:.2f}" if value >= 1 else f"${value:.4f}" if value >= 0.01 else f"${value:.6f}"
+
+
+def print_plan(plan: Plan, short: bool) -> None:
+    """Per job (dry run) then per worker, then the totals; before a real launch only the last two."""
+    rate = {job.job_id: shard.hourly_cost_usd for shard in plan.shards for job in shard.jobs}
+    if not short:
+        skipped = {job.job_id for job in plan.skipped}
+        running = {job.job_id for job in plan.running}
+        where = {job.job_id: f"{shard.host}#{shard.worker_id}" for shard in plan.shards for job in shard.jobs}
+        rows = []
+        for job in plan.jobs:
+            estimate = plan.job_estimate_s.get(job.job_id)
+            action = "skip (in store)" if job.job_id in skipped else "running" if job.job_id in running else "generate"
+            rows.append(
+                [
+                    job.job_id,
+                    job.prompt[:40],
+                    f"{job.duration_s:g}",
+                    job.model,
+                    str(job.seed),
+                    job.output_name,
+                    action,
+                    where.get(job.job_id, "-"),
+                    "-" if estimate is None else format_duration(estimate),
+                    "-" if estimate is None else format_usd(estimate * rate[job.job_id] / 3600),
+                ]
+            )
+        headers = ("job", "prompt", "duration_s", "model", "seed", "output", "store", "worker", "est_time", "est_cost")
+        console.print(render_table(f"sweep {plan.sweep.name}: jobs", headers, rows))
+    if plan.shards:
+        rows = []
+        for shard in plan.shards:
+            seconds = sum(plan.job_estimate_s.get(job.job_id, 0.0) for job in shard.jobs)
+            rows.append(
+                [
+                    f"{shard.host}#{shard.worker_id}",
+                    str(len(shard.jobs)),
+                    f"{sum(job.duration_s for job in shard.jobs) / 60:.1f}",
+                    format_duration(seconds),
+                    f"${shard.hourly_cost_usd:.3f}/h",
+                    format_usd(seconds * shard.hourly_cost_usd / 3600),
+                ]
+            )
+        headers = ("worker", "jobs", "audio_min", "est_time", "rate", "est_cost")
+        console.print(render_table(f"sweep {plan.sweep.name}: workers ({plan.backend.name})", headers, rows))
+    hosts = Counter(shard.host for shard in plan.shards)
+    console.print(
+        f"sweep {plan.sweep.name}: {len(plan.jobs)} job(s), {len(plan.to_run)} to generate, "
+        f"{len(plan.skipped)} already in store, {len(plan.running)} still running; "
+        f"{len(plan.shards)} worker(s) on {len(hosts)} host(s); store {plan.store_url}"
+    )
+    console.print(f"estimate: {format_duration(plan.estimate_s)} wall time, {format_usd(plan.estimate_usd)}")
+
+
+def count_by_host(states: dict[str, str], hosts: dict[str, str | None]) -> dict[str, Counter]:
+    """State counts per host (an orphaned `done` counts as done), plus an `all` row."""
+    by_host: dict[str, Counter] = {}
+    for job_id, state in states.items():
+        by_host.setdefault(hosts.get(job_id) or "-", Counter())[DONE if state == DONE_ORPHANS else state] += 1
+    counts = dict(sorted(by_host.items()))
+    counts["all"] = sum(by_host.values(), Counter())
+    return counts
+
+
+def states_table(sweep_name: str, states: dict[str, str], hosts: dict[str, str | None]):
+    rows = [[host, *(str(counts[c]) for c in STATE_COLUMNS)] for host, counts in count_by_host(states, hosts).items()]
+    return render_table(f"sweep {sweep_name}", ("host", *STATE_COLUMNS), rows, bold_last=True)
+
+
+def print_states(sweep_name: str, states: dict[str, str], hosts: dict[str, str | None]) -> None:
+    """Per-host counts of each state, then the total."""
+    console.print(states_table(sweep_name, states, hosts))
+
+
+def status_line(sweep_name: str, states: dict[str, str], hosts: dict[str, str | None]) -> str:
+    """One plain line per change for logs: overall progress, then each host's non-zero counts."""
+    counts = count_by_host(states, hosts)
+    total = counts.pop("all")
+    finished = total[DONE] + total[FAILED]
+    parts = [f"{host}: " + ", ".join(f"{c} {n[c]}" for c in STATE_COLUMNS if n[c]) for host, n in counts.items()]
+    overall = ", ".join(f"{c} {total[c]}" for c in STATE_COLUMNS)
+    return f"sweep {sweep_name}: {finished}/{len(states)} finished ({overall}) | " + "; ".join(parts)
+
+
+class SweepProgress:
+    """auto_pull's view: a live per-host table and an overall bar on a terminal, a plain line per change otherwise."""
+
+    def __init__(self, sweep_name: str) -> None:
+        self.sweep_name = sweep_name
+        self.started = time.monotonic()
+        self.live = Live(console=console, refresh_per_second=4) if console.is_terminal else None
+        self.last_line = ""
+
+    def __enter__(self) -> SweepProgress:
+        if self.live is not None:
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+    def update(self, states: dict[str, str], hosts: dict[str, str | None]) -> None:
+        """Show one poll's states (job_id -> state) with each job's host (job_id -> host)."""
+        if self.live is None:
+            line = status_line(self.sweep_name, states, hosts)
+            if line != self.last_line:
+                console.print(f"[{time.strftime('%H:%M:%S')}] {line}")
+                self.last_line = line
+            return
+        finished = sum(state in (DONE, DONE_ORPHANS, FAILED) for state in states.values())
+        bar = Table.grid(padding=(0, 1))
+        bar.add_row(
+            "overall",
+            ProgressBar(total=max(1, len(states)), completed=finished, width=40),
+            f"{finished}/{len(states)} finished",
+            format_duration(time.monotonic() - self.started),
+        )
+        self.live.update(Group(states_table(self.sweep_name, states, hosts), bar))
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    clips: int
+    audio_s: float
+    wall_s: float
+    paid_usd: float
+    cost_report: Path
+
+    @property
+    def usd_per_audio_minute(self) -> float | None:
+        return self.paid_usd / (self.audio_s / 60) if self.audio_s else None
+
+
+def summarize(sweep: SweepDir, manifest: dict, cost: CostSummary) -> RunSummary:
+    """Clips and audio from the pulled cost rows, paid cost from `cost` (machine time x rate).
+
+    Wall time runs from the sweep's first launch to the end of its last worker's recorded life,
+    so queueing and start-up count, as they do for the person waiting.
+    """
+    from musicsweep.costs.rows import read_cost_rows
+    from musicsweep.costs.summary import read_lifetimes
+
+    rows = read_cost_rows(sweep.root / "costs")
+    launches = manifest.get("launches") or [{"time": manifest.get("created", time.time())}]
+    end = max((worker.machine.end for worker in read_lifetimes(sweep.root / "workers")), default=time.time())
+    return RunSummary(
+        clips=len(rows),
+        audio_s=sum(row.audio_seconds for row in rows),
+        wall_s=max(0.0, end - launches[0]["time"]),
+        paid_usd=cost.paid_usd,
+        cost_report=sweep.cost_report,
+    )
+
+
+def print_summary(summary: RunSummary) -> None:
+    per_minute = summary.usd_per_audio_minute
+    console.print(
+        f"summary: {summary.clips} clip(s), {summary.audio_s / 60:.2f} audio min, "
+        f"wall time {format_duration(summary.wall_s)}, paid {format_usd(summary.paid_usd)}, "
+        f"{'-' if per_minute is None else format_usd(per_minute)} per audio min; cost report {summary.cost_report}"
+    )

@@ -1,0 +1,143 @@
+"""The `musicsweep` console script: one entry point for launch, pull, status, cancel and report.
+
+`launch`, `pull` and `report` hand their arguments to the modules that own them (the Hydra app,
+auto_pull, the report), so each keeps one parser; `status` and `cancel` are small enough to live here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from musicsweep.errors import MusicsweepError
+
+EXAMPLES = """\
+commands:
+  launch   compose a sweep with Hydra overrides, plan it and submit it (musicsweep launch --help)
+  pull     follow a sweep: poll, kill orphans, pull WAVs, write cost_report.csv (= python -m musicsweep.auto_pull)
+  status   one poll of every job's state, per host; pulls nothing
+  cancel   stop every worker of a sweep
+  report   write the HTML listening report (= python -m musicsweep.report)
+
+examples:
+  musicsweep launch 'sweep.prompts=[lofi piano,dark techno]' 'sweep.durations=[30,180]' sweep.seeds=[1,2]
+  musicsweep launch -m model=small,medium sweep.durations=30,60 'sweep.prompts=[ambient pad]' --dry-run
+  musicsweep pull                 # the latest sweep, until every job is finished
+  musicsweep status night-run
+  musicsweep cancel night-run
+  musicsweep report night-run
+"""
+
+
+def run_launch(argv: list[str]) -> int:
+    from musicsweep.cli.launch import main
+
+    return main(argv)
+
+
+PULL_EXAMPLES = """
+examples:
+  musicsweep pull                          # the latest sweep, every 10 s until all jobs are finished
+  musicsweep pull night-run --once         # one poll and pull; exit 3 while jobs are still running
+  musicsweep pull night-run --relaunch-failed --give-up-after 600 --report"""
+
+REPORT_EXAMPLES = """
+examples:
+  musicsweep report night-run              # writes runs/night-run/report/index.html
+  musicsweep report ./runs/night-run --workers 2"""
+
+
+def with_examples(argv: list[str], examples: str, main: Callable[[list[str]], int | None]) -> int:
+    """Run a module's own `main`; after its `--help`, show examples too (its parser stays the only one)."""
+    try:
+        return main(argv) or 0
+    except SystemExit as done:
+        if {"-h", "--help"} & set(argv):
+            print(examples)
+        return done.code if isinstance(done.code, int) else 2
+
+
+def run_pull(argv: list[str]) -> int:
+    from musicsweep.cli.auto_pull import main
+
+    return with_examples(argv, PULL_EXAMPLES, main)
+
+
+def run_report(argv: list[str]) -> int:
+    from musicsweep.report.build import main
+
+    return with_examples(argv, REPORT_EXAMPLES, main)
+
+
+def sweep_parser(command: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"musicsweep {command}",
+        description=description,
+        epilog=f"examples:\n  musicsweep {command}            # the latest sweep\n  musicsweep {command} night-run",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("sweep", nargs="?", help="sweep name (default: the latest)")
+    return parser
+
+
+def open_sweep(name: str | None):
+    """The sweep folder, its manifest and its backend, from musicsweep.yaml."""
+    from musicsweep.backends import get_backend
+    from musicsweep.config import load_config
+    from musicsweep.layout import SweepDir, latest_sweep
+
+    config = load_config()
+    sweep = SweepDir(config.sweeps_dir, name or latest_sweep(config.sweeps_dir))
+    manifest = sweep.read_manifest()
+    return sweep, manifest, get_backend(manifest["backend"], config)
+
+
+def run_status(argv: list[str]) -> int:
+    """Exit 0 when every job is finished, 3 while some are not."""
+    from musicsweep.backends.base import FINISHED_STATES
+    from musicsweep.cli.display import print_states
+
+    args = sweep_parser("status", "One poll of every job's state, per host. Pulls nothing, kills nothing.").parse_args(
+        argv
+    )
+    sweep, manifest, backend = open_sweep(args.sweep)
+    states = backend.poll(sweep, manifest)
+    print_states(sweep.name, states, {job_id: entry.get("host") for job_id, entry in manifest["jobs"].items()})
+    return 0 if all(state in FINISHED_STATES for state in states.values()) else 3
+
+
+def run_cancel(argv: list[str]) -> int:
+    args = sweep_parser("cancel", "Stop every worker of a sweep. Finished clips stay in the store.").parse_args(argv)
+    sweep, manifest, backend = open_sweep(args.sweep)
+    backend.cancel(sweep, manifest)
+    print(f"cancelled sweep {sweep.name} on {manifest['backend']}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "launch": run_launch,
+    "pull": run_pull,
+    "status": run_status,
+    "cancel": run_cancel,
+    "report": run_report,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in COMMANDS:
+        parser = argparse.ArgumentParser(
+            prog="musicsweep",
+            description="Launch and follow sweeps of MusicGen text-to-music generation.",
+            epilog=EXAMPLES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        parser.add_argument("command", choices=sorted(COMMANDS))
+        parser.parse_args(argv[:1])  # prints help for -h, a usage error for anything else
+        return 2
+    try:
+        return COMMANDS[argv[0]](argv[1:])
+    except MusicsweepError as error:
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2

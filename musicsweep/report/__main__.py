@@ -1,0 +1,5 @@
+"""`python -m musicsweep.report SWEEP`."""
+
+from musicsweep.report.build import main
+
+raise SystemExit(main())

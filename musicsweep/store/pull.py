@@ -1,0 +1,83 @@
+"""Copy a sweep's results from the store into the local sweep folder: only what is new or changed.
+
+`.pulled.json` remembers, per key, the remote (size, ETag) and the local (size, mtime) of the
+copy this module wrote. A copy that is still untouched is refreshed only when the remote changed.
+A local file this module did not write is compared by size and, where the ETag is a plain MD5, by
+content; a log it did not write is never replaced, since it is a local worker's live log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from musicsweep.atomic import atomic_write_json
+from musicsweep.costs.rows import read_cost_rows, write_cost_report
+from musicsweep.layout import SweepDir
+from musicsweep.store.base import ObjectInfo, Store
+
+PULLED_FOLDERS = ("audio", "costs", "markers", "logs", "workers")
+DOWNLOAD_THREADS = 8  # boto3 clients are thread-safe; per-request latency, not bandwidth, bounds a pull
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
+
+
+def local_stamp(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def index_entry(info: ObjectInfo, path: Path) -> dict:
+    return {"remote": [info.size, info.etag], "local": local_stamp(path)}
+
+
+def same_content(path: Path, info: ObjectInfo) -> bool:
+    """Size, then MD5 when the ETag is one (a multipart ETag is not, so size must do)."""
+    if path.stat().st_size != info.size:
+        return False
+    if not _MD5.match(info.etag):
+        return True
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest() == info.etag
+
+
+def pull_results(store: Store, sweep: SweepDir) -> int:
+    """Download keys missing locally or changed in the store (one listing call); returns the count."""
+    index_path = sweep.root / ".pulled.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else {}
+    before = dict(index)
+    wanted: dict[str, ObjectInfo] = {}
+    for key, info in sorted(store.list(f"{sweep.name}/").items()):
+        folder = key.split("/")[1]
+        target = sweep.local_file(key)
+        if folder not in PULLED_FOLDERS or store.local_path(key) == target:
+            continue
+        if target.exists():
+            record = index.get(key)
+            ours = record is not None and record["local"] == local_stamp(target)
+            if ours and record["remote"] == [info.size, info.etag]:
+                continue
+            if not ours and folder == "logs":
+                continue
+            if not ours and same_content(target, info):
+                index[key] = index_entry(info, target)
+                continue
+        wanted[key] = info
+    with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:
+        list(pool.map(lambda key: store.get_file(key, sweep.local_file(key)), wanted))
+    for key, info in wanted.items():
+        index[key] = index_entry(info, sweep.local_file(key))
+    if index != before:
+        atomic_write_json(index_path, index)
+    return len(wanted)
+
+
+def merge_cost_report(sweep: SweepDir) -> Path:
+    """Rewrite `cost_report.csv` from every pulled cost row."""
+    write_cost_report(read_cost_rows(sweep.root / "costs"), sweep.cost_report)
+    return sweep.cost_report

@@ -1,0 +1,1 @@
+"""From variants to launched jobs: `variants` and `prompts` describe, `plan` plans and launches."""

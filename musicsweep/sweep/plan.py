@@ -1,0 +1,203 @@
+"""Turn variants into jobs, plan them against the store, and launch them on a backend."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from musicsweep.backends import get_backend
+from musicsweep.backends.base import PENDING, RUNNING, Backend, Launch, Shard
+from musicsweep.config import Config, StoreConfig, load_config
+from musicsweep.costs.rows import estimate_generation_s
+from musicsweep.errors import MusicsweepError
+from musicsweep.job import Job, JobPaths
+from musicsweep.layout import SweepDir
+from musicsweep.store import open_store, store_config_to_env
+from musicsweep.store.base import Store
+from musicsweep.sweep.variants import NAME_KEY, VariantGenerator
+
+_SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def jobs_from_variants(variants: list[dict[str, Any]], sweep: str) -> list[Job]:
+    """Validate every variant and build its job; two jobs with one output name are an error."""
+    if not _SWEEP_NAME.match(sweep):
+        raise MusicsweepError(f"sweep name {sweep!r}: use letters, digits, '_', '.' and '-' only")
+    jobs: list[Job] = []
+    seen: dict[str, str] = {}
+    for index, variant in enumerate(variants):
+        where = f"variant {index} ({variant.get(NAME_KEY, '')})".replace(" ()", "")
+        job = Job.from_variant({k: v for k, v in variant.items() if k != NAME_KEY}, sweep, where)
+        if job.output_name in seen:
+            raise MusicsweepError(
+                f"{where}: duplicate output name {job.output_name!r} (same as {seen[job.output_name]})"
+            )
+        seen[job.output_name] = where
+        jobs.append(job)
+    if not jobs:
+        raise MusicsweepError(f"sweep {sweep!r}: no variants to run")
+    return jobs
+
+
+@dataclass
+class Plan:
+    """What a launch will do: which jobs run where, which the store already has, and the cost."""
+
+    sweep: SweepDir
+    jobs: list[Job]
+    skipped: list[Job]
+    running: list[Job]
+    shards: list[Shard]
+    backend: Backend
+    estimate_s: float = 0.0
+    estimate_usd: float = 0.0
+    store_url: str = ""
+    notes: list[str] = field(default_factory=list)
+    job_estimate_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def to_run(self) -> list[Job]:
+        return [job for shard in self.shards for job in shard.jobs]
+
+
+def finished_in_store(store: Store, jobs: list[Job], sweep: SweepDir) -> set[str]:
+    """Job ids whose WAV and `.done` are both in the store: one listing call for the whole sweep."""
+    keys = set(store.list(f"{sweep.name}/"))
+    finished = set()
+    for job in jobs:
+        paths = JobPaths.of(job, sweep.root)
+        if paths.audio_key in keys and paths.done_key in keys:
+            finished.add(job.job_id)
+    return finished
+
+
+def running_jobs(backend: Backend, sweep: SweepDir) -> set[str]:
+    """Jobs an earlier launch of this sweep is still generating or has queued (a SLURM task waiting
+    for a node, an instance booting): never start them twice."""
+    if not sweep.manifest.exists():
+        return set()
+    states = backend.poll(sweep, sweep.read_manifest())
+    return {job_id for job_id, state in states.items() if state in (RUNNING, PENDING)}
+
+
+def make_plan(jobs: list[Job], config: Config, sweep_name: str, dry_run: bool = False) -> Plan:
+    backend = get_backend(config.backend, config)
+    backend.validate(dry_run=dry_run)
+    store = open_store(config.store)
+    if not dry_run:  # the check writes (a folder, a probe object); a dry run writes nothing
+        store.check()
+    sweep = SweepDir(config.sweeps_dir, sweep_name)
+    finished = finished_in_store(store, jobs, sweep)
+    busy = running_jobs(backend, sweep)
+    skipped = [job for job in jobs if job.job_id in finished]
+    running = [job for job in jobs if job.job_id in busy and job.job_id not in finished]
+    pending = [job for job in jobs if job.job_id not in finished and job.job_id not in busy]
+    shards = backend.shard(pending) if pending else []
+    plan = Plan(sweep, jobs, skipped, running, shards, backend, store_url=config.store.url)
+    for shard in shards:
+        plan.job_estimate_s |= {job.job_id: estimate_generation_s(job, config) for job in shard.jobs}
+        seconds = sum(plan.job_estimate_s[job.job_id] for job in shard.jobs)
+        plan.estimate_s = max(plan.estimate_s, seconds)
+        plan.estimate_usd += seconds * shard.hourly_cost_usd / 3600.0
+    return plan
+
+
+def launch(plan: Plan, config: Config) -> None:
+    """Write specs, manifest and scripts, then start the workers."""
+    sweep = plan.sweep
+    previous = sweep.read_manifest() if sweep.manifest.exists() else None
+    launch_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
+    manifest = previous or {"sweep": sweep.name, "created": time.time(), "jobs": {}, "launches": []}
+    manifest |= {"backend": config.backend, "store": asdict(config.store), "config_source": config.source}
+    for job in plan.jobs:
+        sweep.write_spec(job)
+        entry = manifest["jobs"].setdefault(job.job_id, {})
+        entry |= {
+            "output_name": job.output_name,
+            "prompt": job.prompt,
+            "duration_s": job.duration_s,
+            "model": job.model,
+            "seed": job.seed,
+            "variant": json.loads(json.dumps(job.variant, default=str)),
+        }
+        entry.setdefault("worker", None)
+        entry.setdefault("host", None)
+    for shard in plan.shards:
+        for job in shard.jobs:
+            manifest["jobs"][job.job_id] |= {
+                "worker": shard.worker_id,
+                "host": shard.host,
+                "launch": launch_id,
+            }
+            sweep.job(job).pid.unlink(missing_ok=True)
+    manifest["launches"].append({"id": launch_id, "time": time.time(), "jobs": len(plan.to_run)})
+    sweep.write_manifest(manifest)
+    if not plan.shards:
+        return
+    env = store_config_to_env(config.store)
+    env |= {"MUSICSWEEP_IS_RESTART": "1" if previous else "0", "MUSICSWEEP_LAUNCH_ID": launch_id}
+    env["MUSICSWEEP_ENGINE"] = json.dumps(asdict(config.engine), sort_keys=True)
+    state = plan.backend.submit(Launch(sweep, launch_id, previous is not None, env), plan.shards)
+    manifest["backend_state"] = {**manifest.get("backend_state", {}), **state}
+    sweep.write_manifest(manifest)
+
+
+def resolve_config(config: Config | None, backend: str | None, store: str | None) -> Config:
+    config = config or load_config()
+    if backend is not None:
+        config = config.with_overrides(backend=backend)
+        from musicsweep.config import BACKEND_NAMES
+
+        if backend not in BACKEND_NAMES:
+            raise MusicsweepError(f"backend {backend!r}: unknown backend (known: {list(BACKEND_NAMES)})")
+    if store is not None:
+        url = store if store.startswith("s3://") else str(Path(store).resolve())
+        config = config.with_overrides(
+            store=StoreConfig(url, config.store.endpoint_url, config.store.region, config.store.profile)
+        )
+    return config
+
+
+def run_sweep(
+    variants: VariantGenerator | list[dict[str, Any]],
+    name: str,
+    config: Config | None = None,
+    backend: str | None = None,
+    store: str | None = None,
+    dry_run: bool = False,
+    yes: bool = False,
+) -> Plan:
+    """Validate, plan and launch a sweep; returns the plan. Nothing is written when it would fail.
+
+    `dry_run` prints the full plan and stops; `yes` launches on a backend that spends money without asking.
+    """
+    config = resolve_config(config, backend, store)
+    variant_list = variants.variants() if isinstance(variants, VariantGenerator) else list(variants)
+    jobs = jobs_from_variants(variant_list, name)
+    plan = make_plan(jobs, config, name, dry_run=dry_run)
+    from musicsweep.cli.display import print_plan
+
+    print_plan(plan, short=not dry_run)
+    if not dry_run:
+        confirm_spending(plan, yes)
+        launch(plan, config)
+        print(f"launched {len(plan.to_run)} job(s); follow with: python -m musicsweep.auto_pull {name}")
+    return plan
+
+
+def confirm_spending(plan: Plan, yes: bool) -> None:
+    """A backend that spends money starts only after a yes: `yes=True`, or an answer typed on the terminal."""
+    if yes or not plan.backend.spends_money or not plan.to_run:
+        return
+    name = plan.backend.name
+    if not sys.stdin.isatty():
+        raise MusicsweepError(f"backend {name!r} spends money and stdin is not a terminal: pass --yes to launch")
+    answer = input(f"launch {len(plan.to_run)} job(s) on {name} for about ${plan.estimate_usd:.2f}? [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        raise MusicsweepError(f"launch on {name!r} not confirmed: nothing was started")

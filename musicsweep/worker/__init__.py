@@ -1,0 +1,1 @@
+"""What runs on a host: `python -m musicsweep.worker SPEC...` (see `loop`)."""

@@ -1,0 +1,5 @@
+"""`python -m musicsweep.worker SPEC...`."""
+
+from musicsweep.worker.loop import main
+
+raise SystemExit(main())
