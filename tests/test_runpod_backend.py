@@ -14,6 +14,7 @@ from musicsweep.backends.runpod.backend import BOOT_SCRIPT, PodLedger, RunPodBac
 from musicsweep.config import load_config
 from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir
+from musicsweep.manifest import JobEntry, Manifest
 from musicsweep.store import open_store
 from tests.fixtures.runpod_graphql import ACCOUNT_KEY, RunPodProject
 
@@ -146,9 +147,9 @@ def test_auto_pull_terminates_a_pod_once_its_jobs_are_done_and_an_unreachable_po
 ) -> None:
     backend, launch, shards = provisioning()
     (record,) = backend.provision(PodLedger(launch.sweep), launch, shards).values()
-    manifest = {"jobs": {job_id: {"worker": 0, "launch": "L1"} for job_id in ("aaaa0001", "aaaa0002")}}
+    manifest = Manifest(jobs={job_id: JobEntry(worker=0, launch="L1") for job_id in ("aaaa0001", "aaaa0002")})
     runpod_project.server.stop()
-    assert backend.poll(launch.sweep, manifest) == dict.fromkeys(manifest["jobs"], "lost")
+    assert backend.poll(launch.sweep, manifest) == dict.fromkeys(manifest.jobs, "lost")
     runpod_project.server.start()
     store = open_store(load_config().store)
     store.put_bytes("pods/markers/aaaa0001.done", b"1\n")
@@ -166,8 +167,8 @@ def test_auto_pull_terminates_a_pod_once_its_jobs_are_done_and_an_unreachable_po
 def test_a_pod_whose_jobs_were_all_relaunched_elsewhere_is_terminated(runpod_project: RunPodProject) -> None:
     backend, launch, shards = provisioning()
     (record,) = backend.provision(PodLedger(launch.sweep), launch, shards).values()
-    launch.sweep.write_manifest({"jobs": {"aaaa0001": {"worker": 0, "launch": "L2"}}})
-    stale_copy = {"jobs": {"aaaa0001": {"worker": 0, "launch": "L1"}}}  # auto_pull's copy from before
+    launch.sweep.write_manifest(Manifest(jobs={"aaaa0001": JobEntry(worker=0, launch="L2")}))
+    stale_copy = Manifest(jobs={"aaaa0001": JobEntry(worker=0, launch="L1")})  # auto_pull's copy from before
     assert backend.poll(launch.sweep, stale_copy) == {"aaaa0001": "lost"}
     assert PodLedger(launch.sweep).pods[record.pod_id].terminated_by == "its jobs were relaunched elsewhere"
     assert runpod_project.standin.live_pods() == []

@@ -26,7 +26,8 @@ from musicsweep.costs.rows import CostRow
 from musicsweep.costs.summary import read_lifetimes
 from musicsweep.costs.summary import summarize as cost_summary
 from musicsweep.errors import MusicsweepError
-from musicsweep.layout import SweepDir, latest_sweep
+from musicsweep.layout import WORKERS_DIR, SweepDir, latest_sweep
+from musicsweep.manifest import Manifest
 from musicsweep.report.audio_checks import AudioCheck, check_samples, read_wav
 from musicsweep.report.grid import BOOKKEEPING_KEYS, build_grid
 from musicsweep.report.html import render_page
@@ -61,33 +62,30 @@ def read_json(path: Path) -> Any:
         raise MusicsweepError(f"{path}: unreadable JSON: {error}") from None
 
 
-def collect_clips(sweep: SweepDir, manifest: dict) -> list[Clip]:
+def collect_clips(sweep: SweepDir, manifest: Manifest) -> list[Clip]:
     """Every job of the manifest with its state, error line and cost row, from the local folder."""
     clips = []
-    for job_id, entry in manifest.get("jobs", {}).items():
-        missing = [key for key in ("prompt", "duration_s", "output_name") if key not in entry]
-        if missing:
-            raise MusicsweepError(f"{sweep.manifest}: key 'jobs.{job_id}.{missing[0]}': missing")
-        markers = sweep.root / "markers"
-        wav = sweep.audio / entry["output_name"]
-        failed = markers / f"{job_id}.failed"
-        if (markers / f"{job_id}.done").exists():
+    for job_id, entry in manifest.jobs.items():
+        paths = sweep.job_by_id(job_id, entry.output_name)
+        wav = sweep.local_file(paths.audio_key)
+        failed = sweep.local_file(paths.failed_key)
+        if sweep.local_file(paths.done_key).exists():
             state = DONE if wav.exists() else NO_AUDIO
         else:
             state = FAILED if failed.exists() else UNFINISHED
-        variant = entry.get("variant") or {}
+        variant = entry.variant or {}
         axes = {key: value for key, value in variant.items() if key not in BOOKKEEPING_KEYS}
-        axes |= {key: entry[key] for key in ("duration_s", "model", "seed") if key in entry}
-        cost_path = sweep.root / "costs" / f"{job_id}.json"
+        axes |= {"duration_s": entry.duration_s, "model": entry.model, "seed": entry.seed}
+        cost_path = sweep.local_file(paths.cost_key)
         error = redact(first_error_line(failed.read_text(errors="replace")), os.environ) if state == FAILED else None
         clips.append(
             Clip(
                 job_id=job_id,
-                prompt=str(entry["prompt"]),
-                model=str(entry.get("model", "")),
-                requested_s=float(entry["duration_s"]),
-                output_name=str(entry["output_name"]),
-                host=entry.get("host"),
+                prompt=str(entry.prompt),
+                model=entry.model,
+                requested_s=float(entry.duration_s),
+                output_name=str(entry.output_name),
+                host=entry.host,
                 axes=axes,
                 state=state,
                 error=error,
@@ -133,14 +131,14 @@ def paid_cost(sweep: SweepDir, clips: list[Clip]) -> tuple[float | None, str]:
         paid = read_json(sweep.cost_summary).get("paid_usd")
         if isinstance(paid, int | float):
             return float(paid), "cost_summary.json"
-    lifetimes = read_lifetimes(sweep.root / "workers")
+    lifetimes = read_lifetimes(sweep.folder(WORKERS_DIR))
     if lifetimes:
         return cost_summary(lifetimes, []).paid_usd, "worker lifetimes x hourly rate"
     costs = [clip.cost.estimated_cost_usd for clip in clips if clip.cost and clip.cost.estimated_cost_usd is not None]
     return (sum(costs), "sum of clip costs: no worker lifetimes pulled") if costs else (None, "no cost data")
 
 
-def summarize(sweep: SweepDir, manifest: dict, clips: list[Clip]) -> Summary:
+def summarize(sweep: SweepDir, manifest: Manifest, clips: list[Clip]) -> Summary:
     states: dict[str, int] = {}
     flags: dict[str, list[str]] = {}
     for clip in clips:
@@ -151,10 +149,10 @@ def summarize(sweep: SweepDir, manifest: dict, clips: list[Clip]) -> Summary:
             flags.setdefault("unreadable", []).append(clip.job_id)
     paid, basis = paid_cost(sweep, clips)
     marginal = sum(c.cost.estimated_cost_usd or 0.0 for c in clips if c.cost)
-    backends = [manifest["backend"]] if manifest.get("backend") else []
+    backends = [manifest.backend] if manifest.backend else []
     return Summary(
         name=sweep.name,
-        created=manifest.get("created"),
+        created=manifest.created,
         generated=time.time(),
         models=sorted({clip.model for clip in clips}),
         backends=backends,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import sys
@@ -12,13 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from musicsweep.backends import get_backend
-from musicsweep.backends.base import PENDING, RUNNING, Backend, Launch, Shard
+from musicsweep.backends.base import Backend, Launch, Shard
 from musicsweep.config import Config, StoreConfig, load_config
+from musicsweep.contract import sweep_environment
 from musicsweep.costs.rows import estimate_generation_s
 from musicsweep.errors import MusicsweepError
-from musicsweep.job import Job, JobPaths
-from musicsweep.layout import SweepDir
-from musicsweep.store import open_store, store_config_to_env
+from musicsweep.job import Job
+from musicsweep.layout import JobPaths, SweepDir
+from musicsweep.manifest import JobEntry, LaunchRecord, Manifest
+from musicsweep.states import JobState
+from musicsweep.store import open_store
 from musicsweep.store.base import Store
 from musicsweep.sweep.variants import NAME_KEY, VariantGenerator
 
@@ -83,7 +85,7 @@ def running_jobs(backend: Backend, sweep: SweepDir) -> set[str]:
     if not sweep.manifest.exists():
         return set()
     states = backend.poll(sweep, sweep.read_manifest())
-    return {job_id for job_id, state in states.items() if state in (RUNNING, PENDING)}
+    return {job_id for job_id, state in states.items() if state in (JobState.RUNNING, JobState.PENDING)}
 
 
 def make_plan(jobs: list[Job], config: Config, sweep_name: str, dry_run: bool = False) -> Plan:
@@ -113,38 +115,27 @@ def launch(plan: Plan, config: Config) -> None:
     sweep = plan.sweep
     previous = sweep.read_manifest() if sweep.manifest.exists() else None
     launch_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
-    manifest = previous or {"sweep": sweep.name, "created": time.time(), "jobs": {}, "launches": []}
-    manifest |= {"backend": config.backend, "store": asdict(config.store), "config_source": config.source}
+    manifest = previous or Manifest(sweep=sweep.name, created=time.time())
+    manifest.backend, manifest.store, manifest.config_source = config.backend, asdict(config.store), config.source
     for job in plan.jobs:
         sweep.write_spec(job)
-        entry = manifest["jobs"].setdefault(job.job_id, {})
-        entry |= {
-            "output_name": job.output_name,
-            "prompt": job.prompt,
-            "duration_s": job.duration_s,
-            "model": job.model,
-            "seed": job.seed,
-            "variant": json.loads(json.dumps(job.variant, default=str)),
-        }
-        entry.setdefault("worker", None)
-        entry.setdefault("host", None)
+        known = manifest.jobs.get(job.job_id)
+        entry = JobEntry.of(job)
+        if known is not None:
+            entry.worker, entry.host, entry.launch = known.worker, known.host, known.launch
+        manifest.jobs[job.job_id] = entry
     for shard in plan.shards:
         for job in shard.jobs:
-            manifest["jobs"][job.job_id] |= {
-                "worker": shard.worker_id,
-                "host": shard.host,
-                "launch": launch_id,
-            }
+            entry = manifest.jobs[job.job_id]
+            entry.worker, entry.host, entry.launch = shard.worker_id, shard.host, launch_id
             sweep.job(job).pid.unlink(missing_ok=True)
-    manifest["launches"].append({"id": launch_id, "time": time.time(), "jobs": len(plan.to_run)})
+    manifest.launches.append(LaunchRecord(launch_id, time.time(), len(plan.to_run)))
     sweep.write_manifest(manifest)
     if not plan.shards:
         return
-    env = store_config_to_env(config.store)
-    env |= {"MUSICSWEEP_IS_RESTART": "1" if previous else "0", "MUSICSWEEP_LAUNCH_ID": launch_id}
-    env["MUSICSWEEP_ENGINE"] = json.dumps(asdict(config.engine), sort_keys=True)
+    env = sweep_environment(config, launch_id, is_restart=previous is not None)
     state = plan.backend.submit(Launch(sweep, launch_id, previous is not None, env), plan.shards)
-    manifest["backend_state"] = {**manifest.get("backend_state", {}), **state}
+    manifest.backend_state |= state
     sweep.write_manifest(manifest)
 
 
