@@ -13,6 +13,7 @@ sweep folder (`jobs`, `scripts`, `logs`, and, when the store is the host's disk,
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shlex
 from collections import defaultdict
@@ -21,7 +22,6 @@ from pathlib import Path
 
 from musicsweep.backends.base import Backend, Launch, Shard, balanced_shards
 from musicsweep.backends.probe import HostProbe, classify, parse_probe, probe_command
-from musicsweep.cli.display import console
 from musicsweep.config import Config, typed_section
 from musicsweep.contract import worker_environment
 from musicsweep.errors import MusicsweepError
@@ -34,6 +34,8 @@ from musicsweep.scripts import WorkerScript, write_script
 from musicsweep.states import JobState
 from musicsweep.store import open_store
 from musicsweep.store.pull import PULLED_FOLDERS, pull_results
+
+logger = logging.getLogger(__name__)
 
 # Used when a host names no `python`: installs uv if missing, then syncs the project (with its
 # `worker` extra when it declares one), or installs musicsweep[worker] when the code has no pyproject.
@@ -294,7 +296,7 @@ class SSHBackend(Backend):
             setup = setup_block(host, setup_stamp(host, self.config.base_dir))
             prepare = prepare_block(host, self.settings.prepare)
             output = start_workers(host, sweep.name, by_host[host.label], stale_block(stale) + setup + prepare)
-            console.print(f"host {host.label}: started {len(by_host[host.label])} worker(s)")
+            logger.info(f"host {host.label}: started {len(by_host[host.label])} worker(s)")
             return output
 
         errors = [r for r in on_hosts(hosts, launch_on).values() if isinstance(r, MusicsweepError)]
@@ -401,4 +403,4 @@ class SSHBackend(Backend):
         """A host that fails a pull or kill is retried on the next poll, so warn and go on."""
         for label, result in results.items():
             if isinstance(result, MusicsweepError):
-                console.print(f"warning: {what} on host {label}: {result}")
+                logger.warning(f"{what} on host {label}: {result}")

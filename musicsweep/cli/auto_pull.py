@@ -13,6 +13,7 @@ import time
 from musicsweep.backends import get_backend
 from musicsweep.backends.base import Backend
 from musicsweep.cli.display import SweepProgress, console, print_summary, summarize
+from musicsweep.cli.logs import show_library_logs
 from musicsweep.config import load_config
 from musicsweep.costs.summary import write_cost_summary
 from musicsweep.errors import MusicsweepError
@@ -124,6 +125,7 @@ def pull(
 
 
 def main(argv: list[str] | None = None) -> int:
+    show_library_logs()
     parser = argparse.ArgumentParser(prog="python -m musicsweep.auto_pull", description=__doc__)
     parser.add_argument("sweep", nargs="?", help="sweep name (default: the latest)")
     parser.add_argument("--once", action="store_true", help="poll once and exit")

@@ -23,7 +23,8 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from musicsweep.config import BACKEND_NAMES, Config, StoreConfig, load_config, typed_section
+from musicsweep.backends import BACKEND_NAMES, unknown_backend
+from musicsweep.config import Config, StoreConfig, load_config, typed_section
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import GenerationParams
 from musicsweep.sweep.plan import Plan, jobs_from_variants, run_sweep
@@ -113,7 +114,7 @@ def infrastructure(section: dict[str, Any]) -> Config:
     config = load_config()
     backend = section["backend"].get("name") or config.backend
     if backend not in BACKEND_NAMES:
-        raise MusicsweepError(f"backend.name: unknown backend {backend!r} (known: {list(BACKEND_NAMES)})")
+        raise unknown_backend(backend, "backend.name")
     backends = dict(config.backends)
     if section["backend"].get("settings"):
         backends[backend] = {**config.backend_section(backend), **section["backend"]["settings"]}

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from musicsweep.cli.logs import show_library_logs
 from musicsweep.errors import MusicsweepError
 
 EXAMPLES = """\
@@ -126,6 +127,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    show_library_logs()
     if not argv or argv[0] not in COMMANDS:
         parser = argparse.ArgumentParser(
             prog="musicsweep",

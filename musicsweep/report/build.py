@@ -21,6 +21,7 @@ from typing import Any
 
 from musicsweep.atomic import atomic_write_text
 from musicsweep.cli.display import console
+from musicsweep.cli.logs import show_library_logs
 from musicsweep.config import load_config
 from musicsweep.costs.rows import CostRow
 from musicsweep.costs.summary import read_lifetimes
@@ -184,6 +185,7 @@ def write_report(sweep: SweepDir, workers: int | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    show_library_logs()
     parser = argparse.ArgumentParser(prog="python -m musicsweep.report", description=__doc__)
     parser.add_argument("sweep", nargs="?", help="sweep name or path to a sweep folder (default: the latest)")
     parser.add_argument("--workers", type=int, default=None, help="processes drawing images (default: all cores)")

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from musicsweep.backends import get_backend
+from musicsweep.backends import BACKEND_NAMES, get_backend, unknown_backend
 from musicsweep.backends.base import Backend, Launch, Shard
 from musicsweep.config import Config, StoreConfig, load_config
 from musicsweep.contract import sweep_environment
@@ -143,10 +143,8 @@ def resolve_config(config: Config | None, backend: str | None, store: str | None
     config = config or load_config()
     if backend is not None:
         config = config.with_overrides(backend=backend)
-        from musicsweep.config import BACKEND_NAMES
-
         if backend not in BACKEND_NAMES:
-            raise MusicsweepError(f"backend {backend!r}: unknown backend (known: {list(BACKEND_NAMES)})")
+            raise unknown_backend(backend, f"backend {backend!r}")
     if store is not None:
         url = store if store.startswith("s3://") else str(Path(store).resolve())
         config = config.with_overrides(
@@ -168,6 +166,9 @@ def run_sweep(
 
     `dry_run` prints the full plan and stops; `yes` launches on a backend that spends money without asking.
     """
+    from musicsweep.cli.logs import show_library_logs
+
+    show_library_logs()
     config = resolve_config(config, backend, store)
     variant_list = variants.variants() if isinstance(variants, VariantGenerator) else list(variants)
     jobs = jobs_from_variants(variant_list, name)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import logging
 import math
 import re
 from datetime import UTC, datetime
@@ -45,7 +46,6 @@ from musicsweep.backends.ec2.pricing import (
     price_table,
 )
 from musicsweep.backends.ec2.userdata import InstanceWork, render_user_data
-from musicsweep.cli.display import console
 from musicsweep.contract import sweep_environment
 from musicsweep.costs.rows import estimate_generation_s
 from musicsweep.costs.summary import MachineTime, WorkerKey
@@ -59,6 +59,8 @@ from musicsweep.states import Executor, JobState, job_states
 from musicsweep.store import open_store, store_config_to_env
 from musicsweep.store.base import Store
 from musicsweep.store.pull import pull_results
+
+logger = logging.getLogger(__name__)
 
 PLACEHOLDER_LAUNCH_ID = "00000000T000000-000000"  # same length as a real launch id, for the size check
 _TERMINATED_AT = re.compile(r"\((\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (?:GMT|UTC)\)")
@@ -225,7 +227,7 @@ class EC2Backend(Backend):
             f"{settings.startup_minutes:g} min startup), ${cost:.2f} in all (limit ${settings.max_total_usd:.2f})"
         )
         for line in notes:
-            console.print(f"ec2 {line}")
+            logger.info(f"ec2 {line}")
         if cost > settings.max_total_usd:
             raise MusicsweepError(
                 f"{self._where('max_total_usd')}: estimated cost ${cost:.2f} is above the limit "
@@ -278,13 +280,13 @@ class EC2Backend(Backend):
                     "market": option.market,
                     "hourly_usd": self._rate(option),
                 }
-                console.print(
+                logger.info(
                     f"ec2: started {instance['InstanceId']} ({option.describe()}) for worker {work.worker_id} "
                     f"({len(work.jobs)} clip(s))"
                 )
         except BaseException:
             if started:
-                console.print(f"ec2: launch failed; terminating the {len(started)} instance(s) it started")
+                logger.info(f"ec2: launch failed; terminating the {len(started)} instance(s) it started")
                 self.client.terminate_instances(InstanceIds=list(started))
             raise
         previous = sweep.read_manifest().state_of("ec2_instances")
@@ -361,10 +363,10 @@ class EC2Backend(Backend):
         left = [i for i in everything if i["State"]["Name"] not in ("terminated", "shutting-down")]
         if left:
             ids = [i["InstanceId"] for i in left]
-            console.print(f"ec2: terminating {len(left)} instance(s) still up: {', '.join(ids)}")
+            logger.info(f"ec2: terminating {len(left)} instance(s) still up: {', '.join(ids)}")
             self._terminate(ids)
         else:
-            console.print(f"ec2: all {len(everything)} instance(s) of sweep {sweep.name} are terminated or ending")
+            logger.info(f"ec2: all {len(everything)} instance(s) of sweep {sweep.name} are terminated or ending")
 
     def _ended(self, sweep: SweepDir, instance: dict) -> datetime:
         """When the instance stopped costing: EC2's termination time, else the script's own record, else now."""

@@ -21,6 +21,7 @@ import csv
 import dataclasses
 import io
 import json
+import logging
 import os
 import re
 import shlex
@@ -46,7 +47,6 @@ from musicsweep.backends.ssh import (
     setup_stamp,
     start_workers,
 )
-from musicsweep.cli.display import console
 from musicsweep.config import Config, typed_section
 from musicsweep.costs.summary import MachineTime, WorkerKey
 from musicsweep.errors import MusicsweepError
@@ -59,6 +59,8 @@ from musicsweep.scripts import write_script
 from musicsweep.states import FINISHED_STATES, JobState
 from musicsweep.store import open_store
 from musicsweep.store.pull import pull_results
+
+logger = logging.getLogger(__name__)
 
 CLOUD_TYPES = ("ALL", "SECURE", "COMMUNITY")
 # Credentials a pod's worker needs for the S3 store: forwarded through ssh's stdin when set here.
@@ -277,7 +279,7 @@ class RunPodBackend(Backend):
                 try:
                     self.terminate(ledger, record, "failed launch")
                 except MusicsweepError as error:
-                    console.print(f"warning: {error}; run `python -m musicsweep.auto_pull --cleanup`")
+                    logger.warning(f"{error}; run `python -m musicsweep.auto_pull --cleanup`")
             raise
         return {}
 
@@ -301,7 +303,7 @@ class RunPodBackend(Backend):
                 if pod is not None and pod.ready and self.answers_ssh(record, pod):
                     ready[worker] = waiting.pop(worker)
                     ledger.save()
-                    console.print(f"pod {record.pod_id} ({record.gpu_type}) is ready for worker {worker}")
+                    logger.info(f"pod {record.pod_id} ({record.gpu_type}) is ready for worker {worker}")
                 elif pod is None or pod.gone or time.time() > record.created + self.settings.ready_timeout_s:
                     self.terminate(ledger, record, f"not ready within {self.settings.ready_timeout_s:g}s")
                     del waiting[worker]
@@ -335,11 +337,11 @@ class RunPodBackend(Backend):
                     docker_args=f"bash -c 'echo {b64(BOOT_SCRIPT)} | base64 -d | bash'",
                 )
             except NoCapacity:
-                console.print(f"no {gpu_type} capacity: trying the next GPU type")
+                logger.info(f"no {gpu_type} capacity: trying the next GPU type")
                 continue
             record = PodRecord(pod_id, name, gpu_type, launch.launch_id, worker, time.time())
             ledger.add(record)
-            console.print(f"created pod {pod_id} ({gpu_type}) for worker {worker}")
+            logger.info(f"created pod {pod_id} ({gpu_type}) for worker {worker}")
             return record
         raise MusicsweepError(f"{self.where}.gpu_types: no capacity on any of {list(self.settings.gpu_types)}")
 
@@ -399,7 +401,7 @@ class RunPodBackend(Backend):
         errors = [result for result in results.values() if isinstance(result, MusicsweepError)]
         if errors:
             raise errors[0]
-        console.print(f"started {len(shards)} worker(s) on {len(shards)} pod(s)")
+        logger.info(f"started {len(shards)} worker(s) on {len(shards)} pod(s)")
 
     # ---- auto_pull
     def owners(self, manifest: Manifest) -> dict[tuple[str, int], list[str]]:
@@ -522,7 +524,7 @@ class RunPodBackend(Backend):
             record.ended = time.time()
             record.terminated_by = why
         ledger.save()
-        console.print(f"{'terminated' if sent else 'already gone:'} pod {record.pod_id} ({why})")
+        logger.info(f"{'terminated' if sent else 'already gone:'} pod {record.pod_id} ({why})")
 
     def machine_times(self, sweep: SweepDir, manifest: Manifest) -> dict[WorkerKey, MachineTime]:
         """Each worker's pods, creation to termination, at their costPerHr.
