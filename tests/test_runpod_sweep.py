@@ -13,11 +13,11 @@ import pytest
 from musicsweep.backends import get_backend
 from musicsweep.backends.runpod.backend import PodLedger
 from musicsweep.cli.auto_pull import pull
+from musicsweep.cli.run import run_sweep
 from musicsweep.config import load_config
 from musicsweep.costs.rows import read_cost_report
 from musicsweep.layout import SweepDir
 from musicsweep.states import JobState
-from musicsweep.sweep.plan import run_sweep
 from tests.fixtures.runpod_graphql import ACCOUNT_KEY, RunPodProject
 from tests.fixtures.s3 import SECRET_KEY
 from tests.fixtures.servers import wait_until

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from musicsweep.cli.run import run_sweep
 from musicsweep.config import StoreConfig, load_config
 from musicsweep.layout import SweepDir
 from musicsweep.states import JobState
 from musicsweep.store import store_config_to_env
 from musicsweep.store.s3 import S3Store
-from musicsweep.sweep.plan import jobs_from_variants, run_sweep
+from musicsweep.sweep.plan import jobs_from_variants
 from musicsweep.worker.loop import KILL_AFTER_UPLOAD_ENV
 from tests.fixtures.s3 import S3Bucket
 from tests.fixtures.servers import free_port

@@ -21,12 +21,13 @@ import yaml
 from musicsweep.backends import get_backend
 from musicsweep.backends.base import Launch
 from musicsweep.cli.auto_pull import OrphanTracker, poll_once, pull
+from musicsweep.cli.run import run_sweep
 from musicsweep.config import load_config
 from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir
 from musicsweep.remote.ssh import CONNECTIONS
 from musicsweep.states import JobState
-from musicsweep.sweep.plan import jobs_from_variants, run_sweep
+from musicsweep.sweep.plan import jobs_from_variants
 from tests.fixtures.s3 import S3Bucket
 from tests.fixtures.servers import free_port
 from tests.fixtures.sshd import SSHServer

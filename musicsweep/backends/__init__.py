@@ -1,8 +1,9 @@
-"""The one registry of backend names. Each backend's module is imported only when it is used, so
+"""Backends: where workers run. `get_backend` imports a backend's module only when it is used, so
 cloud SDKs (boto3's EC2 paths, runpod) load only for the backend that needs them.
 
-Adding a backend: a module with a `Backend` subclass, one line here, and the conformance suite
-(`tests/test_backend_conformance.py`) passing against its real part; see docs/architecture.md.
+Adding a backend: a module with a `Backend` subclass (`base.py`), one line in `registry.py`, and
+the conformance suite (`tests/test_backend_conformance.py`) passing against its real part; see
+docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -10,24 +11,18 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from musicsweep.backends.registry import BACKEND_NAMES, BACKENDS, unknown_backend_message
 from musicsweep.errors import MusicsweepError
 
 if TYPE_CHECKING:
     from musicsweep.backends.base import Backend
     from musicsweep.config import Config
 
-BACKENDS = {
-    "local": "musicsweep.backends.local:LocalBackend",
-    "ssh": "musicsweep.backends.ssh:SSHBackend",
-    "slurm": "musicsweep.backends.slurm.backend:SlurmBackend",
-    "ec2": "musicsweep.backends.ec2.backend:EC2Backend",
-    "runpod": "musicsweep.backends.runpod.backend:RunPodBackend",
-}
-BACKEND_NAMES = tuple(BACKENDS)
+__all__ = ["BACKEND_NAMES", "get_backend", "unknown_backend"]
 
 
 def unknown_backend(name: str, where: str) -> MusicsweepError:
-    return MusicsweepError(f"{where}: unknown backend {name!r} (known: {list(BACKEND_NAMES)})")
+    return MusicsweepError(unknown_backend_message(name, where))
 
 
 def get_backend(name: str, config: Config) -> Backend:

@@ -24,10 +24,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from musicsweep.backends import BACKEND_NAMES, unknown_backend
+from musicsweep.cli.run import run_sweep
 from musicsweep.config import Config, StoreConfig, load_config, typed_section
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import GenerationParams
-from musicsweep.sweep.plan import Plan, jobs_from_variants, run_sweep
+from musicsweep.sweep.plan import Plan, jobs_from_variants
 from musicsweep.sweep.variants import NAME_KEY, VariantGenerator
 
 # From a source checkout the tree is `configs/` at the repo root; an installed wheel carries it
