@@ -66,7 +66,7 @@ def run_pull(argv: list[str]) -> int:
 
 
 def run_report(argv: list[str]) -> int:
-    from musicsweep.report.build import main
+    from musicsweep.cli.report import main
 
     return with_examples(argv, REPORT_EXAMPLES, main)
 

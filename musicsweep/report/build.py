@@ -1,4 +1,4 @@
-"""`python -m musicsweep.report SWEEP`: the listening report, `report/index.html` in the sweep folder.
+"""The listening report, `report/index.html` in the sweep folder (`python -m musicsweep.report SWEEP`).
 
 It reads only the local sweep folder (manifest, pulled WAVs, cost rows, markers, worker
 lifetimes), measures every WAV, draws one waveform + log-mel PNG per clip in a process pool,
@@ -7,12 +7,11 @@ and writes a static page whose links are all relative, so the folder can be copi
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
+import logging
 import os
 import re
-import sys
 import time
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -20,19 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from musicsweep.atomic import atomic_write_text
-from musicsweep.cli.display import console
-from musicsweep.cli.logs import show_library_logs
-from musicsweep.config import load_config
 from musicsweep.costs.rows import CostRow
 from musicsweep.costs.summary import read_lifetimes
 from musicsweep.costs.summary import summarize as cost_summary
 from musicsweep.errors import MusicsweepError
-from musicsweep.layout import WORKERS_DIR, SweepDir, latest_sweep
+from musicsweep.layout import WORKERS_DIR, SweepDir
 from musicsweep.manifest import Manifest
 from musicsweep.report.audio_checks import AudioCheck, check_samples, read_wav
 from musicsweep.report.grid import BOOKKEEPING_KEYS, build_grid
 from musicsweep.report.html import render_page
 from musicsweep.report.model import DONE, FAILED, NO_AUDIO, UNFINISHED, Clip, Summary
+
+logger = logging.getLogger(__name__)
 
 SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|PRIVATE", re.IGNORECASE)
 
@@ -180,27 +178,5 @@ def write_report(sweep: SweepDir, workers: int | None = None) -> Path:
     summary = summarize(sweep, manifest, clips)
     page = sweep.report_dir / "index.html"
     atomic_write_text(page, render_page(summary, grid, clips))
-    console.print(summary.checks_line)
+    logger.info(summary.checks_line)
     return page
-
-
-def main(argv: list[str] | None = None) -> int:
-    show_library_logs()
-    parser = argparse.ArgumentParser(prog="python -m musicsweep.report", description=__doc__)
-    parser.add_argument("sweep", nargs="?", help="sweep name or path to a sweep folder (default: the latest)")
-    parser.add_argument("--workers", type=int, default=None, help="processes drawing images (default: all cores)")
-    args = parser.parse_args(argv)
-    try:
-        if args.workers is not None and args.workers < 1:
-            raise MusicsweepError(f"--workers: must be at least 1, got {args.workers}")
-        path = Path(args.sweep or "")
-        if args.sweep and (path / "manifest.json").exists():
-            sweep = SweepDir(path.resolve().parent, path.resolve().name)
-        else:
-            sweeps_dir = load_config().sweeps_dir
-            sweep = SweepDir(sweeps_dir, args.sweep or latest_sweep(sweeps_dir))
-        print(f"report: {write_report(sweep, args.workers)}")
-        return 0
-    except MusicsweepError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
