@@ -26,7 +26,7 @@ from musicsweep.manifest import Manifest
 JOBS_DIR, SCRIPTS_DIR, LOGS_DIR, MARKERS_DIR = "jobs", "scripts", "logs", "markers"
 AUDIO_DIR, COSTS_DIR, WORKERS_DIR = "audio", "costs", "workers"
 PULLED_FOLDERS = (AUDIO_DIR, COSTS_DIR, MARKERS_DIR, LOGS_DIR, WORKERS_DIR)
-DONE_SUFFIX, FAILED_SUFFIX = ".done", ".failed"
+DONE_SUFFIX, FAILED_SUFFIX, PID_SUFFIX = ".done", ".failed", ".pid"
 
 
 def done_marker(job_id: str) -> str:
@@ -119,7 +119,7 @@ class JobPaths:
 
     @property
     def pid(self) -> Path:
-        return self.work_dir / JOBS_DIR / f"{self.job_id}.pid"
+        return self.work_dir / JOBS_DIR / f"{self.job_id}{PID_SUFFIX}"
 
     @property
     def failed_on_host(self) -> Path:
@@ -168,7 +168,7 @@ class WorkerPaths:
 
     @property
     def pid(self) -> Path:
-        return self.work_dir / SCRIPTS_DIR / f"worker_{self.worker_id}.pid"
+        return self.work_dir / SCRIPTS_DIR / f"worker_{self.worker_id}{PID_SUFFIX}"
 
     @property
     def log_key(self) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
-from musicsweep.layout import JOBS_DIR, MARKERS_DIR, SCRIPTS_DIR
+from musicsweep.layout import JOBS_DIR, MARKERS_DIR, PID_SUFFIX, SCRIPTS_DIR
 from musicsweep.states import JobState, job_states, pid_executor
 
 
@@ -23,8 +23,8 @@ class HostProbe:
 PROBE_SCRIPT = r"""
 cd {work_dir} 2>/dev/null || {{ echo '#missing'; exit 0; }}
 echo '#ps'; ps -e -o pid=,stat=
-echo '#jobs'; for f in {jobs}/*.pid; do [ -e "$f" ] && echo "$f $(cat "$f")"; done
-echo '#workers'; for f in {scripts}/*.pid; do [ -e "$f" ] && echo "$f $(cat "$f")"; done
+echo '#jobs'; for f in {jobs}/*{pid}; do [ -e "$f" ] && echo "$f $(cat "$f")"; done
+echo '#workers'; for f in {scripts}/*{pid}; do [ -e "$f" ] && echo "$f $(cat "$f")"; done
 echo '#markers'; [ -d {markers} ] && ls {markers}
 true
 """
@@ -33,7 +33,11 @@ true
 def probe_command(work_dir: str, markers_dir: str = MARKERS_DIR) -> str:
     """A bash command reporting everything `parse_probe` needs, in one round trip."""
     return PROBE_SCRIPT.format(
-        work_dir=shlex.quote(work_dir), markers=shlex.quote(markers_dir), jobs=JOBS_DIR, scripts=SCRIPTS_DIR
+        work_dir=shlex.quote(work_dir),
+        markers=shlex.quote(markers_dir),
+        jobs=JOBS_DIR,
+        scripts=SCRIPTS_DIR,
+        pid=PID_SUFFIX,
     )
 
 
@@ -50,10 +54,10 @@ def parse_probe(output: str) -> HostProbe:
         if section == "ps" and len(parts) >= 2 and not parts[1].startswith("Z"):
             probe.alive_pids.add(int(parts[0]))
         elif section == "jobs" and len(parts) >= 3:
-            job_id = parts[0].rsplit("/", 1)[-1].removesuffix(".pid")
+            job_id = parts[0].rsplit("/", 1)[-1].removesuffix(PID_SUFFIX)
             probe.job_pids[job_id] = (int(parts[1]), int(parts[2]))
         elif section == "workers" and len(parts) >= 2:
-            worker_id = int(parts[0].rsplit("_", 1)[-1].removesuffix(".pid"))
+            worker_id = int(parts[0].rsplit("_", 1)[-1].removesuffix(PID_SUFFIX))
             probe.worker_pids[worker_id] = int(parts[1])
         elif section == "markers":
             probe.markers.update(parts)

@@ -26,7 +26,7 @@ from musicsweep.config import Config, typed_section
 from musicsweep.contract import worker_environment
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
-from musicsweep.layout import JOBS_DIR, LOGS_DIR, SCRIPTS_DIR, JobPaths, SweepDir, WorkerPaths, list_markers
+from musicsweep.layout import JOBS_DIR, LOGS_DIR, PID_SUFFIX, SCRIPTS_DIR, JobPaths, SweepDir, WorkerPaths, list_markers
 from musicsweep.manifest import Manifest
 from musicsweep.remote.codesync import DEFAULT_EXCLUDES, code_filters, sync_code
 from musicsweep.remote.ssh import HostUnreachable, SSHHost, env_exports, on_hosts, rsync, run_ssh
@@ -156,7 +156,7 @@ def deploy(host: SSHHost, base_dir: Path, filters: list[str], sweep: SweepDir) -
     sync_code(host, base_dir, filters)
     sweep_filters = [
         "--mkpath",
-        "--exclude=*.pid",
+        f"--exclude=*{PID_SUFFIX}",
         f"--include=/{JOBS_DIR}/***",
         f"--include=/{SCRIPTS_DIR}/***",
         "--exclude=*",

@@ -17,7 +17,7 @@ from musicsweep.backends.ec2.config import EC2Config
 from musicsweep.contract import LAUNCH_ID, worker_environment
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
-from musicsweep.layout import JOBS_DIR, JobPaths, WorkerPaths
+from musicsweep.layout import JOBS_DIR, PID_SUFFIX, JobPaths, WorkerPaths
 from musicsweep.scripts import WorkerScript
 
 USER_DATA_LIMIT = 16 * 1024
@@ -64,7 +64,7 @@ musicsweep_watch() {
     printf '%s\n' "$notice" > spot-notice.json
     # One USR2, once the worker has written its pid files (its handlers are installed by then): a signal
     # repeated while Python shuts down would kill it, since Python restores default handlers on exit.
-    until compgen -G '{jobs}/*.pid' >/dev/null; do sleep 1; done
+    until compgen -G '{jobs}/*{pid}' >/dev/null; do sleep 1; done
     kill -USR2 $$
     return
   done
@@ -114,7 +114,7 @@ def render_user_data(settings: EC2Config, work: InstanceWork, launch_env: dict[s
         specs=[str(JobPaths.of(job, Path()).spec) for job in work.jobs],
         python='"$MUSICSWEEP_EC2_PYTHON"',
         env=env,
-        prologue=PROLOGUE.replace("{jobs}", JOBS_DIR),
+        prologue=PROLOGUE.replace("{jobs}", JOBS_DIR).replace("{pid}", PID_SUFFIX),
         epilogue=EPILOGUE,
     ).render()
     size = len(script.encode())
