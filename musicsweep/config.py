@@ -48,11 +48,27 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class EstimateConfig:
+    """`estimate`: figures that beat the calibration from history (`costs/estimate.py`), and
+    whether history is used, and shared through the store."""
+
+    throughput: dict[str, float] = field(default_factory=dict)  # model -> audio s per wall s, <= 30 s clips
+    model_load_s: dict[str, float] = field(default_factory=dict)  # model -> seconds
+    boot_s: float | None = None  # cloud machine start to worker start
+    setup_s: float | None = None  # worker start to first model load
+    upload_s: float | None = None  # per clip
+    idle_s: float | None = None  # per worker
+    calibration: bool = True  # use and record history in the cache folder
+    share: bool = False  # also in the store, so a team shares it
+
+
+@dataclass(frozen=True)
 class Config:
     backend: str = "local"
     store: StoreConfig = field(default_factory=StoreConfig)
     sweeps_dir: Path = Path("runs")
     engine: EngineConfig = field(default_factory=EngineConfig)
+    estimate: EstimateConfig = field(default_factory=EstimateConfig)
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = "built-in defaults"
     base_dir: Path = field(default_factory=Path.cwd)
@@ -103,7 +119,7 @@ def load_config(path: Path | None = None) -> Config:
 def parse_config(raw: Any, source: str, base_dir: Path) -> Config:
     if not isinstance(raw, dict):
         raise MusicsweepError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
-    known = {"backend", "store", "sweeps_dir", "engine", "backends"}
+    known = {"backend", "store", "sweeps_dir", "engine", "estimate", "backends"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise MusicsweepError(f"{source}: unknown key {unknown[0]!r} (known: {sorted(known)})")
@@ -125,11 +141,14 @@ def parse_config(raw: Any, source: str, base_dir: Path) -> Config:
             raise MusicsweepError(f"{source}: key 'backends.{name}' must be a mapping")
     engine = typed_section(EngineConfig, raw.get("engine") or {}, f"{source}: key 'engine'")
     validate_engine(engine, f"{source}: key 'engine'")
+    estimate = typed_section(EstimateConfig, raw.get("estimate") or {}, f"{source}: key 'estimate'")
+    validate_estimate(estimate, f"{source}: key 'estimate'")
     return Config(
         backend=backend,
         store=store,
         sweeps_dir=resolve_path(str(raw.get("sweeps_dir", "runs")), base_dir),
         engine=engine,
+        estimate=estimate,
         backends=backends,
         source=source,
         base_dir=base_dir,
@@ -150,6 +169,17 @@ def validate_engine(engine: EngineConfig, where: str) -> None:
         value = getattr(engine, key)
         if value not in allowed and not (key == "device" and value.startswith("cuda:")):
             raise MusicsweepError(f"{where}.{key}: expected one of {list(allowed)}, got {value!r}")
+
+
+def validate_estimate(estimate: EstimateConfig, where: str) -> None:
+    for key in ("throughput", "model_load_s"):
+        for model, value in getattr(estimate, key).items():
+            if value <= 0 if key == "throughput" else value < 0:
+                raise MusicsweepError(f"{where}.{key}.{model}: must be positive, got {value}")
+    for key in ("boot_s", "setup_s", "upload_s", "idle_s"):
+        value = getattr(estimate, key)
+        if value is not None and value < 0:
+            raise MusicsweepError(f"{where}.{key}: must not be negative, got {value}")
 
 
 def resolve_path(text: str, base_dir: Path) -> Path:

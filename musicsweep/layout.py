@@ -13,6 +13,7 @@ into it and nothing needs copying.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,14 @@ JOBS_DIR, SCRIPTS_DIR, LOGS_DIR, MARKERS_DIR = "jobs", "scripts", "logs", "marke
 AUDIO_DIR, COSTS_DIR, WORKERS_DIR = "audio", "costs", "workers"
 PULLED_FOLDERS = (AUDIO_DIR, COSTS_DIR, MARKERS_DIR, LOGS_DIR, WORKERS_DIR)
 DONE_SUFFIX, FAILED_SUFFIX, PID_SUFFIX = ".done", ".failed", ".pid"
+# The estimate's history shared by a team (`estimate.share`); no sweep name starts with "_".
+CALIBRATION_KEY = "_musicsweep/calibration.json"
+
+
+def calibration_file() -> Path:
+    """This user's estimate history: `$XDG_CACHE_HOME/musicsweep/calibration.json` (default ~/.cache)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "musicsweep" / "calibration.json"
 
 
 def done_marker(job_id: str) -> str:

@@ -46,6 +46,7 @@ class LaunchRecord:
     id: str
     time: float
     jobs: int
+    estimate: dict[str, Any] | None = None  # costs.estimate.Estimate.to_dict(), shown beside the bill
 
 
 @dataclass

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from musicsweep.config import Config
+from musicsweep.costs.estimate import BackendFigures
 from musicsweep.costs.summary import MachineTime, WorkerKey
 from musicsweep.job import Job
 from musicsweep.layout import SweepDir
@@ -39,6 +40,7 @@ class Backend(ABC):
 
     name: ClassVar[str]
     spends_money: ClassVar[bool] = False
+    boots_machines: ClassVar[bool] = False  # the bill starts at a machine's boot (EC2, RunPod)
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -77,6 +79,14 @@ class Backend(ABC):
     def cleanup(self, sweep: SweepDir, manifest: Manifest) -> None:
         """Release any paid resource left (instances, pods); nothing to do for plain hosts."""
         return None
+
+    def machine_kind(self, shard: Shard) -> str:
+        """What the estimate's calibration is keyed by: the host label, or a cloud's machine type."""
+        return shard.host
+
+    def estimate_figures(self) -> BackendFigures:
+        """Figures this backend's own settings give, which beat history (EC2: throughput, startup)."""
+        return BackendFigures()
 
     def machine_times(self, sweep: SweepDir, manifest: Manifest) -> dict[WorkerKey, MachineTime]:
         """The provider's own paid (start, end, hourly rate) per (launch id, worker id), where it has

@@ -14,8 +14,8 @@ from musicsweep.backends import get_backend
 from musicsweep.backends.base import Backend
 from musicsweep.cli.display import SweepProgress, console, print_summary, summarize
 from musicsweep.cli.logs import show_library_logs
-from musicsweep.config import load_config
-from musicsweep.costs.summary import write_cost_summary
+from musicsweep.config import Config, load_config
+from musicsweep.costs.compare import write_summary_beside_estimate
 from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir, latest_sweep
 from musicsweep.manifest import Manifest
@@ -72,6 +72,22 @@ class LostTracker:
         return states
 
 
+def record_calibration(config: Config, sweep: SweepDir, manifest: Manifest, paid: dict) -> None:
+    """Add the finished sweep to the estimate's history; a cache that cannot be written only warns."""
+    if not config.estimate.calibration:
+        return
+    from musicsweep.costs.calibration import record_sweep
+    from musicsweep.store import open_store
+
+    try:
+        keys = record_sweep(sweep, manifest, paid, open_store(config.store) if config.estimate.share else None)
+    except (OSError, MusicsweepError) as error:
+        console.print(f"calibration not recorded: {error}")
+        return
+    if keys:
+        console.print(f"calibration: recorded {', '.join(key.describe() for key in keys)}")
+
+
 def pull(
     name: str | None,
     once: bool = False,
@@ -109,12 +125,14 @@ def pull(
             time.sleep(interval_s)
     backend.cleanup(sweep, manifest)
     failed = sorted(job_id for job_id, state in states.items() if state == JobState.FAILED)
-    cost = write_cost_summary(sweep, backend.machine_times(sweep, manifest))
+    paid = backend.machine_times(sweep, manifest)
+    cost, beside = write_summary_beside_estimate(sweep, manifest, paid)
+    record_calibration(config, sweep, manifest, paid)
     if report:  # after the cost summary, whose paid total the report shows
         from musicsweep.report.build import write_report
 
         console.print(f"report: {write_report(sweep)}")
-    for line in cost.lines():
+    for line in cost.lines() + (beside.lines() if beside else []):
         console.print(line)
     print_summary(summarize(sweep, manifest, cost))
     console.print(f"results in {sweep.root} (audio/, cost_report.csv, cost_summary.json)")

@@ -19,10 +19,12 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from musicsweep.costs.estimate import PARTS
 from musicsweep.layout import COSTS_DIR, WORKERS_DIR
 from musicsweep.states import JobState
 
 if TYPE_CHECKING:
+    from musicsweep.costs.estimate import Estimate
     from musicsweep.costs.summary import CostSummary
     from musicsweep.layout import SweepDir
     from musicsweep.manifest import Manifest
@@ -92,29 +94,65 @@ def print_plan(plan: Plan, short: bool) -> None:
             )
         headers = ("job", "prompt", "duration_s", "model", "seed", "output", "store", "worker", "est_time", "est_cost")
         console.print(render_table(f"sweep {plan.sweep.name}: jobs", headers, rows))
-    if plan.shards:
-        rows = []
-        for shard in plan.shards:
-            seconds = sum(plan.job_estimate_s.get(job.job_id, 0.0) for job in shard.jobs)
-            rows.append(
-                [
-                    f"{shard.host}#{shard.worker_id}",
-                    str(len(shard.jobs)),
-                    f"{sum(job.duration_s for job in shard.jobs) / 60:.1f}",
-                    format_duration(seconds),
-                    f"${shard.hourly_cost_usd:.3f}/h",
-                    format_usd(seconds * shard.hourly_cost_usd / 3600),
-                ]
-            )
-        headers = ("worker", "jobs", "audio_min", "est_time", "rate", "est_cost")
-        console.print(render_table(f"sweep {plan.sweep.name}: workers ({plan.backend.name})", headers, rows))
+    if plan.shards and plan.estimate is not None:
+        print_workers(plan, plan.estimate)
     hosts = Counter(shard.host for shard in plan.shards)
     console.print(
         f"sweep {plan.sweep.name}: {len(plan.jobs)} job(s), {len(plan.to_run)} to generate, "
         f"{len(plan.skipped)} already in store, {len(plan.running)} still running; "
         f"{len(plan.shards)} worker(s) on {len(hosts)} host(s); store {plan.store_url}"
     )
-    console.print(f"estimate: {format_duration(plan.estimate_s)} wall time, {format_usd(plan.estimate_usd)}")
+    if plan.estimate is None:
+        console.print(f"estimate: {format_duration(plan.estimate_s)} wall time, {format_usd(plan.estimate_usd)}")
+        return
+    if not short:
+        print_sources(plan.estimate)
+    console.print(estimate_line(plan.estimate))
+
+
+def print_workers(plan: Plan, estimate: Estimate) -> None:
+    """Each worker's estimate in the bill's parts (boot only where machines boot)."""
+    parts = [part for part in PARTS if part != "boot" or plan.backend.boots_machines]
+    rows = []
+    for shard, worker in zip(plan.shards, estimate.workers, strict=True):
+        rows.append(
+            [
+                f"{shard.host}#{shard.worker_id}",
+                str(len(shard.jobs)),
+                f"{sum(job.duration_s for job in shard.jobs) / 60:.1f}",
+                *(format_duration(worker.parts[part]) for part in parts),
+                format_duration(worker.total_s),
+                f"${shard.hourly_cost_usd:.3f}/h",
+                format_usd(worker.cost_usd),
+            ]
+        )
+    headers = ("worker", "jobs", "audio_min", *parts, "est_time", "rate", "est_cost")
+    console.print(render_table(f"sweep {plan.sweep.name}: workers ({plan.backend.name})", headers, rows))
+
+
+def print_sources(estimate: Estimate) -> None:
+    """Where each figure came from, figures of one source on one line."""
+    by_source: dict[str, list[str]] = {}
+    for label, source in estimate.sources.items():
+        by_source.setdefault(source, []).append(label)
+    for source, labels in by_source.items():
+        console.print(f"  {', '.join(labels)}: {source}")
+
+
+def estimate_line(estimate: Estimate) -> str:
+    """Wall and machine time and cost; the range too when history is thin."""
+    line = (
+        f"estimate: {format_duration(estimate.wall_s)} wall time, {format_duration(estimate.machine_s)} machine time, "
+        f"{format_usd(estimate.paid_usd)}"
+    )
+    if estimate.thin:
+        (low_s, high_s), (low_usd, high_usd) = estimate.range_s, estimate.range_usd
+        history = "no history" if estimate.history == 0 else f"history of {estimate.history} sweep(s) only"
+        line += (
+            f" (range {format_duration(low_s)}-{format_duration(high_s)}, "
+            f"{format_usd(low_usd)}-{format_usd(high_usd)}: {history})"
+        )
+    return line
 
 
 def count_by_host(states: dict[str, str], hosts: dict[str, str | None]) -> dict[str, Counter]:

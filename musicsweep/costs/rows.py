@@ -66,14 +66,3 @@ def read_cost_rows(folder: Path) -> list[CostRow]:
 def read_cost_report(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
-
-
-# Audio seconds generated per wall second, per model, on one worker: a conservative default for
-# estimates before launch. Configure `engine` throughput per host for sharper numbers.
-DEFAULT_THROUGHPUT = {"tiny": 8.0, "small": 1.0, "medium": 0.4, "large": 0.2, "melody": 0.35}
-
-
-def estimate_generation_s(job, config) -> float:
-    """Seconds of host time one clip is expected to take, from the model's default throughput."""
-    name = job.model.rsplit("-", 1)[-1] if "/" in job.model else job.model
-    return job.duration_s / DEFAULT_THROUGHPUT.get(name, 0.5)

@@ -10,7 +10,7 @@ supplies `MachineTime` overrides keyed by (launch id, worker id).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -127,8 +127,13 @@ def read_lifetimes(folder: Path) -> list[WorkerLifetime]:
     return [WorkerLifetime.from_dict(json.loads(path.read_text())) for path in sorted(Path(folder).glob("*.json"))]
 
 
-def write_cost_summary(sweep: SweepDir, overrides: Mapping[WorkerKey, MachineTime] | None = None) -> CostSummary:
-    """Summarize the pulled `workers/` and `costs/` folders into `cost_summary.json`."""
+def write_cost_summary(
+    sweep: SweepDir,
+    overrides: Mapping[WorkerKey, MachineTime] | None = None,
+    extra: Callable[[CostSummary], dict] | None = None,
+) -> CostSummary:
+    """Summarize the pulled `workers/` and `costs/` folders into `cost_summary.json`, with `extra`'s
+    keys (the estimate beside the bill, `costs/compare.py`)."""
     summary = summarize(read_lifetimes(sweep.folder(WORKERS_DIR)), read_cost_rows(sweep.folder(COSTS_DIR)), overrides)
-    atomic_write_json(sweep.cost_summary, summary.to_dict())
+    atomic_write_json(sweep.cost_summary, summary.to_dict() | (extra(summary) if extra else {}))
     return summary

@@ -13,7 +13,7 @@ from musicsweep.backends import BACKEND_NAMES, get_backend, unknown_backend
 from musicsweep.backends.base import Backend, Launch, Shard
 from musicsweep.config import Config, StoreConfig, load_config
 from musicsweep.contract import sweep_environment
-from musicsweep.costs.rows import estimate_generation_s
+from musicsweep.costs.estimate import Estimate, estimate_for
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
 from musicsweep.layout import JobPaths, SweepDir
@@ -61,6 +61,7 @@ class Plan:
     store_url: str = ""
     notes: list[str] = field(default_factory=list)
     job_estimate_s: dict[str, float] = field(default_factory=dict)
+    estimate: Estimate | None = None  # per worker and part, with each figure's source
 
     @property
     def to_run(self) -> list[Job]:
@@ -101,11 +102,10 @@ def make_plan(jobs: list[Job], config: Config, sweep_name: str, dry_run: bool = 
     pending = [job for job in jobs if job.job_id not in finished and job.job_id not in busy]
     shards = backend.shard(pending) if pending else []
     plan = Plan(sweep, jobs, skipped, running, shards, backend, store_url=config.store.url)
-    for shard in shards:
-        plan.job_estimate_s |= {job.job_id: estimate_generation_s(job, config) for job in shard.jobs}
-        seconds = sum(plan.job_estimate_s[job.job_id] for job in shard.jobs)
-        plan.estimate_s = max(plan.estimate_s, seconds)
-        plan.estimate_usd += seconds * shard.hourly_cost_usd / 3600.0
+    if shards:
+        plan.estimate = estimate_for(backend, shards, store)
+        plan.job_estimate_s = plan.estimate.job_s
+        plan.estimate_s, plan.estimate_usd = plan.estimate.wall_s, plan.estimate.paid_usd
     return plan
 
 
@@ -128,7 +128,8 @@ def launch(plan: Plan, config: Config) -> None:
             entry = manifest.jobs[job.job_id]
             entry.worker, entry.host, entry.launch = shard.worker_id, shard.host, launch_id
             sweep.job(job).pid.unlink(missing_ok=True)
-    manifest.launches.append(LaunchRecord(launch_id, time.time(), len(plan.to_run)))
+    estimate = plan.estimate.to_dict() if plan.estimate else None
+    manifest.launches.append(LaunchRecord(launch_id, time.time(), len(plan.to_run), estimate))
     sweep.write_manifest(manifest)
     if not plan.shards:
         return

@@ -30,6 +30,7 @@ from musicsweep.layout import JobPaths, WorkerPaths
 from musicsweep.store.base import Store, json_bytes
 from musicsweep.worker.context import EXIT_STOPPED, StopFlag, WorkerContext, log
 from musicsweep.worker.heartbeat import Heartbeat
+from musicsweep.worker.timing import WorkerTimes
 
 # Test hook for the kill test only: "1" makes the worker SIGKILL itself right after its first WAV
 # upload, before the cost row and `.done`, so the test can prove a rerun neither loses nor
@@ -71,6 +72,7 @@ class Worker:
         self.progress = Progress(0, 0.0)
         self.model_load_s = 0.0
         self.generation_s = 0.0
+        self.times = WorkerTimes()  # the calibration's breakdown (costs/calibration.py)
         self.failed: list[str] = []
         self.saved: set[str] = set()
         self.skipped = 0
@@ -85,6 +87,7 @@ class Worker:
             self.engines[model] = engine
             self.model_load_s += time.monotonic() - started
             loaded = engine.loaded
+            self.times.loaded(model, time.monotonic() - started, loaded.device, loaded.dtype)
             log(f"loaded model {model} in {time.monotonic() - started:.1f}s on {loaded.device} ({loaded.dtype})")
         return self.engines[model]
 
@@ -156,15 +159,16 @@ class Worker:
         staging = self.context.work_dir / "staging" / job.output_name
         staging.parent.mkdir(parents=True, exist_ok=True)
         staging.write_bytes(buffer.getvalue())
-        try:
-            self.context.store.put_file(paths.audio_key, staging)
-        finally:
-            staging.unlink(missing_ok=True)
-        log(f"uploaded {job.output_name}")
-        if os.environ.get(KILL_AFTER_UPLOAD_ENV) == "1":
-            os.kill(os.getpid(), signal.SIGKILL)
-        self.context.store.put_json(paths.cost_key, self.cost_row(job, share_s, batch_size).to_dict())
-        self.context.store.put_bytes(paths.done_key, f"{time.time()}\n".encode())
+        with self.times.timing("upload_s"):
+            try:
+                self.context.store.put_file(paths.audio_key, staging)
+            finally:
+                staging.unlink(missing_ok=True)
+            log(f"uploaded {job.output_name}")
+            if os.environ.get(KILL_AFTER_UPLOAD_ENV) == "1":
+                os.kill(os.getpid(), signal.SIGKILL)
+            self.context.store.put_json(paths.cost_key, self.cost_row(job, share_s, batch_size).to_dict())
+            self.context.store.put_bytes(paths.done_key, f"{time.time()}\n".encode())
         self.context.store.delete(paths.failed_key)
         self.saved.add(job.job_id)
 
@@ -196,6 +200,7 @@ class Worker:
                 continue
             clips, elapsed = result
             self.generation_s += elapsed
+            self.times.batch(first.model, len(part), first.duration_s, first.params.extend_stride_s, elapsed)
             for job, clip in zip(part, clips, strict=True):
                 self.save(job, clip, engine.sampling_rate, elapsed / len(part), len(part))
             audio = first.duration_s * len(part)
@@ -204,7 +209,9 @@ class Worker:
 
     def run(self, jobs: list[Job]) -> int:
         self.progress = Progress(len(jobs), sum(job.duration_s for job in jobs))
-        for group in group_jobs(self.cache_ahead(jobs)):
+        with self.times.timing("setup_s"):
+            jobs = self.cache_ahead(jobs)
+        for group in group_jobs(jobs):
             pending = list(group)
             while pending:
                 if self.stop.requested:
@@ -249,7 +256,7 @@ class Worker:
             "generation_s": round(self.generation_s, 3),
             "clips": len(self.saved),
             "finished": finished,
-        }
+        } | self.times.to_dict()
 
     def batch_size(self, job: Job) -> int:
         """The configured size or `auto` (engine.batching), never above what back-off shrank this group to."""

@@ -47,7 +47,7 @@ from musicsweep.backends.ec2.pricing import (
 )
 from musicsweep.backends.ec2.userdata import InstanceWork, render_user_data
 from musicsweep.contract import sweep_environment
-from musicsweep.costs.rows import estimate_generation_s
+from musicsweep.costs.estimate import BackendFigures, Estimate, estimate_for
 from musicsweep.costs.summary import MachineTime, WorkerKey
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
@@ -88,6 +88,7 @@ def instance_executor(instance: dict | None) -> Executor:
 class EC2Backend(Backend):
     name = "ec2"
     spends_money = True
+    boots_machines = True
 
     def __init__(self, config) -> None:
         super().__init__(config)
@@ -165,17 +166,20 @@ class EC2Backend(Backend):
         notes = [f"live musicsweep workers: {len(ours)} of this sweep, {len(live) - len(ours)} of other sweeps"]
         return notes + [f"  {i['InstanceId']} {i['InstanceType']} {_tag(i, SWEEP_TAG)}" for i in live]
 
-    def _estimate_s(self, shard: Shard) -> float:
-        """Instance seconds for a shard: startup plus generation at the configured or default rate."""
-        rate = self.settings.throughput
-        if rate is None:
-            generation = sum(estimate_generation_s(job, self.config) for job in shard.jobs)
-        else:
-            generation = sum(job.duration_s / rate for job in shard.jobs)
-        return self.settings.startup_minutes * 60 + generation
+    def machine_kind(self, shard: Shard) -> str:
+        return shard.host.split("@", 1)[0]  # `g5.xlarge@us-east-1a` calibrates as g5.xlarge
 
-    def _fleet_cost(self, shards: list[Shard], hourly_usd: float) -> float:
-        return sum(self._estimate_s(shard) for shard in shards) * hourly_usd / 3600.0
+    def estimate_figures(self) -> BackendFigures:
+        throughput, startup = self.settings.throughput, self.settings.startup_minutes
+        return BackendFigures(
+            throughput=None if throughput is None else (throughput, "backends.ec2.throughput"),
+            boot=None if startup is None else (startup * 60, "backends.ec2.startup_minutes"),
+        )
+
+    @staticmethod
+    def _fleet_cost(estimate: Estimate, hourly_usd: float) -> float:
+        """The calibrated instance seconds of the fleet at another option's rate."""
+        return estimate.machine_s * hourly_usd / 3600.0
 
     def _check_user_data(self, shards: list[Shard]) -> None:
         """Render every shard's script with placeholders of the real lengths: over 16 KB fails here."""
@@ -219,12 +223,14 @@ class EC2Backend(Backend):
         rate = settings.hourly_cost_usd if settings.hourly_cost_usd is not None else first.hourly_usd
         shards = balanced_shards(jobs, [(f"{first.instance_type}@{first.zone}", rate)] * count)
         self._check_user_data(shards)
-        cost = self._fleet_cost(shards, rate)
-        longest = max(self._estimate_s(shard) for shard in shards)
+        estimate = estimate_for(self, shards, self.store)
+        cost = estimate.paid_usd
+        boot = max(worker.parts["boot"] for worker in estimate.workers)
         notes.append(
             f"plan: {len(shards)} instance(s), {max(len(s.jobs) for s in shards)} clip(s) per instance, "
-            f"first choice {first.describe()}; about {longest / 60:.1f} min each (with "
-            f"{settings.startup_minutes:g} min startup), ${cost:.2f} in all (limit ${settings.max_total_usd:.2f})"
+            f"first choice {first.describe()}; about {estimate.wall_s / 60:.1f} min each (with "
+            f"{boot / 60:.1f} min boot, {estimate.sources.get('boot', '')}), ${cost:.2f} in all "
+            f"(limit ${settings.max_total_usd:.2f})"
         )
         for line in notes:
             logger.info(f"ec2 {line}")
@@ -234,7 +240,7 @@ class EC2Backend(Backend):
                 f"${settings.max_total_usd:.2f}: nothing was started"
             )
         # Fallbacks that would take the fleet over the limit are never tried.
-        self.options = [o for o in options if self._fleet_cost(shards, self._rate(o)) <= settings.max_total_usd]
+        self.options = [o for o in options if self._fleet_cost(estimate, self._rate(o)) <= settings.max_total_usd]
         return shards
 
     # --- launch ----------------------------------------------------------------------------------

@@ -33,8 +33,8 @@ class EC2Config:
     max_runtime_minutes: int = 240  # `shutdown -h +N` backstop on every instance
     max_total_usd: float = 20.0
     hourly_cost_usd: float | None = None  # overrides the spot price in estimates
-    throughput: float | None = None  # audio seconds per wall second per instance, for estimates
-    startup_minutes: float = 6.0  # boot + install before the first clip, for estimates
+    throughput: float | None = None  # audio seconds per wall second per instance: beats calibration
+    startup_minutes: float | None = None  # boot + install before the worker starts: beats calibration
     root: str = "/opt/musicsweep"  # work folder on the instance
     python_version: str = "3.11"
     endpoint_url: str | None = None  # EC2 API endpoint (a local stand-in in tests)
@@ -72,7 +72,7 @@ def load_ec2_config(config: Config) -> EC2Config:
         value = getattr(settings, key)
         if value is not None and value <= 0:
             raise fail(key, f"must be positive, got {value}")
-    if settings.startup_minutes < 0:
+    if settings.startup_minutes is not None and settings.startup_minutes < 0:
         raise fail("startup_minutes", f"must not be negative, got {settings.startup_minutes}")
     if settings.allow_on_demand_fallback:
         missing = [t for t in settings.instance_types if t not in settings.on_demand_hourly_usd]

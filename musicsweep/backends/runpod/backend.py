@@ -218,6 +218,7 @@ def marker_states(job_ids: list[str], markers: set[str], missing: JobState) -> d
 class RunPodBackend(Backend):
     name = "runpod"
     spends_money = True
+    boots_machines = True
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
@@ -267,6 +268,9 @@ class RunPodBackend(Backend):
             self.load_prices()
         rate = self.gpu_prices.get(self.settings.gpu_types[0], 0.0)
         return balanced_shards(jobs, [(f"runpod-{index}", rate) for index in range(self.settings.pods)])
+
+    def machine_kind(self, shard: Shard) -> str:
+        return self.settings.gpu_types[0]  # the type priced above, and calibrated as
 
     # ---- launch
     def submit(self, launch: Launch, shards: list[Shard]) -> dict:
