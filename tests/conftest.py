@@ -30,6 +30,14 @@ backends:
 """
 
 
+@pytest.fixture(autouse=True)
+def calibration_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's estimate history (`$XDG_CACHE_HOME/musicsweep`) is its own, never the user's."""
+    folder = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(folder))
+    return folder
+
+
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh project folder with a local-backend musicsweep.yaml, as the current folder."""

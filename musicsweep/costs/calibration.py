@@ -196,6 +196,8 @@ def sweep_samples(manifest: Manifest, measured: list[MeasuredWorker]) -> dict[Ca
     grouped: dict[tuple[CalibrationKey, str], list[tuple[MeasuredWorker, str]]] = {}
     for worker in measured:
         for model, loaded in worker.models.items():
+            if "load_s" not in loaded:
+                continue
             key = CalibrationKey(
                 manifest.backend,
                 machines.get(worker.key, ""),
@@ -226,6 +228,7 @@ def sweep_samples(manifest: Manifest, measured: list[MeasuredWorker]) -> dict[Ca
             "model_load_s": round(fmean(float(w.models[m]["load_s"]) for w, m in members), 3),
             "upload_s": round(sum(w.upload_s for w in workers) / clips, 4) if clips else None,
             "idle_s": round(fmean(w.idle_s for w in workers), 3),
+            "batch_size": max((int(w.models[m].get("batch_size", 0)) for w, m in members), default=0) or None,
             "batches": batches,
         }
     return samples

@@ -275,8 +275,9 @@ class Estimator:
         configured = self.config.engine.batch_size
         if isinstance(configured, int):
             return configured
-        sizes = [int(size) for s in self.calibration.entries.get(key, []) for size in s.get("batches", {})]
-        return max(sizes, default=AUTO_BATCH)
+        samples = self.calibration.entries.get(key, []) if key is not None else []
+        chosen = [int(s["batch_size"]) for s in samples if s.get("batch_size")]
+        return chosen[-1] if chosen else AUTO_BATCH  # what the newest sweep's workers picked
 
     def batch_s_per_work(self, model: str, size: int, key: CalibrationKey | None) -> Figure:
         """Wall seconds per work second of a batch of `size` clips."""

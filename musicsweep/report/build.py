@@ -137,6 +137,25 @@ def paid_cost(sweep: SweepDir, clips: list[Clip]) -> tuple[float | None, str]:
     return (sum(costs), "sum of clip costs: no worker lifetimes pulled") if costs else (None, "no cost data")
 
 
+def estimate_beside(sweep: SweepDir) -> str | None:
+    """auto_pull's launch estimate next to the measured machine time and paid cost, with the ratios."""
+    if not sweep.cost_summary.exists():
+        return None
+    summary = read_json(sweep.cost_summary)
+    estimate, ratio = summary.get("estimate"), summary.get("estimate_ratio") or {}
+    if not isinstance(estimate, dict):
+        return None
+
+    def times(value: object) -> str:
+        return f"{value:.2f}x" if isinstance(value, int | float) else "-"
+
+    return (
+        f"{estimate['machine_s']:.1f} s machine time, ${estimate['paid_usd']:.6f} estimated at launch; "
+        f"measured {summary.get('machine_s', 0.0):.1f} s, ${summary.get('paid_usd', 0.0):.6f} "
+        f"(measured/estimate {times(ratio.get('machine_s'))} time, {times(ratio.get('paid_usd'))} paid)"
+    )
+
+
 def summarize(sweep: SweepDir, manifest: Manifest, clips: list[Clip]) -> Summary:
     states: dict[str, int] = {}
     flags: dict[str, list[str]] = {}
@@ -163,6 +182,7 @@ def summarize(sweep: SweepDir, manifest: Manifest, clips: list[Clip]) -> Summary
         marginal_usd=marginal,
         flags=flags,
         has_cost_report=sweep.cost_report.exists(),
+        estimate=estimate_beside(sweep),
     )
 
 

@@ -61,6 +61,7 @@ def render_summary(summary: Summary, clips: list[Clip]) -> str:
         ("paid cost", f"{_usd(summary.paid_usd)} ({summary.paid_basis})"),
         ("clips' share", f"{_usd(summary.marginal_usd)} (generation time x hourly rate, summed over clips)"),
         ("cost per audio minute", _usd(summary.usd_per_audio_minute)),
+        ("estimate at launch", summary.estimate or "-"),
     ]
     items = "".join(f"<dt>{escape(key)}</dt><dd>{escape(value)}</dd>" for key, value in rows)
     if summary.has_cost_report:

@@ -51,6 +51,7 @@ class Summary:
     marginal_usd: float
     flags: dict[str, list[str]]
     has_cost_report: bool
+    estimate: str | None = None  # the launch estimate beside the measured bill, from cost_summary.json
 
     @property
     def usd_per_audio_minute(self) -> float | None:

@@ -219,6 +219,7 @@ class Worker:
                     return EXIT_STOPPED
                 try:
                     size = self.batch_size(group[0])
+                    self.times.chose(group[0].model, size)
                 except Exception:  # the model failed to load: its whole group fails now, not batch by batch
                     self.fail_all(pending, traceback.format_exc())
                     break

@@ -25,11 +25,13 @@ class WorkerTimes:
     batches: dict[tuple[str, int], list[float]] = field(default_factory=dict)  # -> [count, work_s, audio_s, wall_s]
 
     def loaded(self, model: str, seconds: float, device: str, dtype: Any) -> None:
-        self.models[model] = {
-            "load_s": round(seconds, 3),
-            "device": str(device),
-            "dtype": str(dtype).removeprefix("torch."),
-        }
+        self.models.setdefault(model, {}).update(
+            load_s=round(seconds, 3), device=str(device), dtype=str(dtype).removeprefix("torch.")
+        )
+
+    def chose(self, model: str, size: int) -> None:
+        """The batch size the worker picked (`auto` or configured), which short groups do not reach."""
+        self.models.setdefault(model, {})["batch_size"] = size
 
     def batch(self, model: str, size: int, duration_s: float, stride_s: float, wall_s: float) -> None:
         totals = self.batches.setdefault((model, size), [0, 0.0, 0.0, 0.0])

@@ -1,0 +1,186 @@
+"""The estimate before a launch: its parts, calibration from history, overrides, and the
+estimate set beside the measured bill (summary lines, cost_summary.json, report)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from musicsweep.atomic import atomic_write_json
+from musicsweep.backends.base import Shard
+from musicsweep.config import parse_config
+from musicsweep.costs.calibration import Calibration, CalibrationKey, load_calibration, record_sweep, save_calibration
+from musicsweep.costs.compare import write_summary_beside_estimate
+from musicsweep.costs.continuation import work_s
+from musicsweep.costs.estimate import GUESS, Estimator
+from musicsweep.job import Job
+from musicsweep.layout import SweepDir, calibration_file
+from musicsweep.manifest import JobEntry, LaunchRecord, Manifest
+
+LAUNCH = "20260101T000000-abcdef"
+
+
+def jobs(count: int, duration_s: float = 10.0, prefix: str = "prompt") -> list[Job]:
+    return [
+        Job("s", f"{prefix} {index}", duration_s, "tiny", index, f"clip_{prefix}_{index}") for index in range(count)
+    ]
+
+
+def local_config(tmp_path: Path, **raw):
+    return parse_config({"engine": {"batch_size": 4}} | raw, "musicsweep.yaml", tmp_path)
+
+
+def estimate(config, calibration: Calibration | None = None, count: int = 8, duration_s: float = 10.0):
+    shard = Shard("localhost", 0, jobs(count, duration_s), hourly_cost_usd=1.0)
+    return Estimator(config, "local", boots=False, calibration=calibration).estimate([shard], lambda s: s.host)
+
+
+def worker_record(load_s: float, wall_per_work: float, clips: int = 4, duration_s: float = 10.0) -> dict:
+    """A finished worker's lifetime record as worker/loop.py writes it: one batch of `clips`."""
+    work = work_s(duration_s)
+    generation = wall_per_work * work
+    return {
+        "launch_id": LAUNCH,
+        "worker_id": 0,
+        "host": "vm",
+        "start": 1000.0,
+        "end": 1000.0 + 0.5 + load_s + generation + 0.2 + 1.0,
+        "hourly_cost_usd": 1.0,
+        "model_load_s": load_s,
+        "generation_s": generation,
+        "clips": clips,
+        "finished": True,
+        "setup_s": 0.5,
+        "upload_s": 0.2,
+        "models": {"tiny": {"load_s": load_s, "device": "cpu", "dtype": "float32", "batch_size": 4}},
+        "batches": [
+            {
+                "model": "tiny",
+                "size": clips,
+                "count": 1,
+                "work_s": work,
+                "audio_s": duration_s * clips,
+                "wall_s": generation,
+            }
+        ],
+    }
+
+
+def finished_sweep(sweeps_dir: Path, name: str, record: dict, launch_estimate: dict | None = None) -> SweepDir:
+    """A pulled sweep folder: manifest (with its launch's estimate) and one worker lifetime."""
+    sweep = SweepDir(sweeps_dir, name)
+    manifest = Manifest(sweep=name, created=1000.0, backend="local")
+    for job in jobs(record["clips"]):
+        entry = JobEntry.of(job)
+        entry.worker, entry.host, entry.launch = 0, "localhost", LAUNCH
+        manifest.jobs[job.job_id] = entry
+    manifest.launches.append(LaunchRecord(LAUNCH, 1000.0, record["clips"], launch_estimate))
+    sweep.write_manifest(manifest)
+    atomic_write_json(sweep.folder("workers") / f"worker_0.{LAUNCH}.json", record)
+    return sweep
+
+
+def test_continuation_work_follows_the_engines_windows() -> None:
+    from musicsweep.costs.continuation import windows_s
+    from musicsweep.engine.longform import plan_windows
+
+    for duration in (7.0, 30.0, 70.0, 300.0):
+        frames = [w.new_frames for w in plan_windows(int(duration * 50), 50, 18.0)]
+        assert [round(new * 50) for _, new in windows_s(duration)] == frames
+    assert work_s(30.0) == pytest.approx(30.0)
+    assert work_s(300.0) / work_s(30.0) == pytest.approx(10.47, abs=0.01)  # benchmarks/RESULTS.md
+    assert work_s(180.0) > 6 * work_s(30.0)  # not linear: continuation steps attend to more
+
+
+def test_calibration_file_round_trip(tmp_path: Path, calibration_cache: Path) -> None:
+    assert calibration_file() == calibration_cache / "musicsweep" / "calibration.json"
+    key = CalibrationKey("ssh", "gpu1", "small", "bfloat16", "cuda")
+    calibration = Calibration()
+    calibration.add(key, {"id": "a/1", "time": 1.0, "model_load_s": 12.5, "batches": {"4": {"work_s": 1, "wall_s": 2}}})
+    calibration.add(key, {"id": "a/1", "time": 2.0, "model_load_s": 11.0})  # the same launch again replaces it
+    save_calibration(calibration)
+    loaded = load_calibration()
+    assert loaded.entries == {key: [{"id": "a/1", "time": 2.0, "model_load_s": 11.0}]}
+    assert json.loads(calibration_file().read_text())["version"] == 1
+    calibration_file().write_text("{not json")
+    assert load_calibration().entries == {}  # a broken cache warns and is ignored, never blocks a launch
+
+
+def calibrate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, record: dict) -> Calibration:
+    """Record one finished sweep into a cache folder of its own, as auto_pull does, and load it back."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / name / "cache"))
+    sweep = finished_sweep(tmp_path / name, name, record)
+    assert record_sweep(sweep, sweep.read_manifest(), {}) == [
+        CalibrationKey("local", "localhost", "tiny", "float32", "cpu")
+    ]
+    return load_calibration()
+
+
+def test_calibrated_plan_differs_from_the_default_guess_in_the_right_direction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = local_config(tmp_path)
+    guess = estimate(config)
+    assert set(guess.sources.values()) == {GUESS} and guess.thin and guess.history == 0
+    low, high = guess.range_s
+    assert low < guess.machine_s < high
+
+    slower = estimate(config, calibrate(tmp_path, monkeypatch, "slow", worker_record(load_s=30.0, wall_per_work=2.0)))
+    assert slower.machine_s > guess.machine_s
+    parts = slower.workers[0].parts
+    assert parts["model_load"] == pytest.approx(30.0)
+    assert parts["generation"] == pytest.approx(2 * 2.0 * work_s(10.0))  # 8 clips: 2 batches of 4, as measured
+    assert parts["setup"] == pytest.approx(0.5) and parts["upload"] == pytest.approx(8 * 0.05)
+    source = "calibrated from 1 sweep on localhost (local), tiny, float32, cpu"
+    assert slower.sources["generation (tiny, batch 4)"] == source and slower.sources["model load (tiny)"] == source
+    assert slower.thin and slower.history == 1
+
+    faster = estimate(config, calibrate(tmp_path, monkeypatch, "fast", worker_record(load_s=0.5, wall_per_work=0.05)))
+    assert faster.machine_s < guess.machine_s
+
+
+def test_history_scales_to_other_lengths_and_batch_sizes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calibration = calibrate(tmp_path, monkeypatch, "cal", worker_record(load_s=1.0, wall_per_work=1.0))
+    config = local_config(tmp_path)
+    long = estimate(config, calibration, count=4, duration_s=180.0).workers[0].parts["generation"]
+    assert long == pytest.approx(work_s(180.0))  # continuation's work, not 18 x the 10 s batch
+    auto = parse_config({}, "musicsweep.yaml", tmp_path)  # batch_size auto: the size the workers picked
+    assert estimate(auto, calibration, count=8).sources.keys() >= {"generation (tiny, batch 4)"}
+    single = local_config(tmp_path, engine={"batch_size": 1})
+    scaled = estimate(single, calibration, count=1)
+    assert "scaled from batch 4" in scaled.sources["generation (tiny, batch 1)"]
+    assert scaled.workers[0].parts["generation"] == pytest.approx(work_s(10.0) * 0.25**0.5)
+
+
+def test_musicsweep_yaml_override_beats_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calibration = calibrate(tmp_path, monkeypatch, "cal", worker_record(load_s=30.0, wall_per_work=2.0))
+    config = local_config(tmp_path, estimate={"throughput": {"tiny": 4.0}, "model_load_s": {"tiny": 2.0}})
+    result = estimate(config, calibration, count=4)
+    assert result.workers[0].parts["generation"] == pytest.approx(4 * work_s(10.0) / 4.0)
+    assert result.workers[0].parts["model_load"] == 2.0
+    assert result.sources["generation (tiny, batch 4)"] == "musicsweep.yaml estimate.throughput.tiny"
+    assert result.sources["setup"].startswith("calibrated from 1 sweep")  # what is not overridden still calibrates
+    off = local_config(tmp_path, estimate={"calibration": False})
+    assert set(estimate(off, calibration).sources.values()) == {GUESS}
+
+
+def test_estimate_beside_measure_in_summary_json_and_report(tmp_path: Path) -> None:
+    from musicsweep.report.build import write_report
+
+    config = local_config(tmp_path)
+    launch_estimate = estimate(config, count=4).to_dict()
+    sweep = finished_sweep(tmp_path / "runs", "beside", worker_record(load_s=3.0, wall_per_work=0.5), launch_estimate)
+    cost, beside = write_summary_beside_estimate(sweep, sweep.read_manifest(), {})
+    assert beside is not None and beside.estimated_s == pytest.approx(launch_estimate["machine_s"])
+    assert beside.measured_s == pytest.approx(cost.machine_s)
+    assert beside.ratio_s == pytest.approx(cost.machine_s / launch_estimate["machine_s"])
+    assert beside.measured_parts["model_load"] == 3.0 and beside.measured_parts["setup"] == 0.5
+    assert "measured/estimate" in beside.lines()[0] and "model load" in beside.lines()[1]
+    written = json.loads(sweep.cost_summary.read_text())
+    assert written["estimate"]["machine_s"] == pytest.approx(launch_estimate["machine_s"])
+    assert written["estimate_ratio"]["machine_s"] == pytest.approx(beside.ratio_s)
+    assert written["paid_usd"] == pytest.approx(cost.paid_usd)
+    page = write_report(sweep, workers=1).read_text()
+    assert "estimate at launch" in page and f"{beside.ratio_s:.2f}x time" in page
