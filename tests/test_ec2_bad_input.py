@@ -49,3 +49,22 @@ def test_estimate_over_max_total(ec2_project: EC2Project) -> None:
     assert_fails_before_anything(
         ec2_project, r"'backends\.ec2\.max_total_usd'.*estimated cost \$\d+\.\d\d is above", hourly_cost_usd=400.0
     )
+
+
+def test_max_total_is_checked_against_the_calibrated_estimate(ec2_project: EC2Project) -> None:
+    """Boot history of 50 min on g5.xlarge takes a fleet the 5-minute guess let through over the limit."""
+    from musicsweep.costs.calibration import Calibration, CalibrationKey, save_calibration
+
+    ec2_project.configure(startup_minutes=None, hourly_cost_usd=1.0, max_total_usd=0.5)
+    run_sweep(variants(2), ec2_project.sweep_name(), dry_run=True)  # the guess: about $0.09
+    calibration = Calibration()
+    sample = {"id": "old/1", "time": 1.0, "boot_s": 3000.0, "setup_s": 1.0, "model_load_s": 3.0, "idle_s": 1.0}
+    calibration.add(CalibrationKey("ec2", "g5.xlarge", "tiny", "float32", "cuda"), sample)
+    save_calibration(calibration)
+    assert_fails_before_anything(
+        ec2_project,
+        r"'backends\.ec2\.max_total_usd'.*estimated cost \$0\.8\d is above",
+        startup_minutes=None,
+        hourly_cost_usd=1.0,
+        max_total_usd=0.5,
+    )

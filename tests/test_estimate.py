@@ -184,3 +184,20 @@ def test_estimate_beside_measure_in_summary_json_and_report(tmp_path: Path) -> N
     assert written["paid_usd"] == pytest.approx(cost.paid_usd)
     page = write_report(sweep, workers=1).read_text()
     assert "estimate at launch" in page and f"{beside.ratio_s:.2f}x time" in page
+
+
+def test_a_team_shares_history_through_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from musicsweep.config import StoreConfig
+    from musicsweep.layout import CALIBRATION_KEY
+    from musicsweep.store import open_store
+
+    store = open_store(StoreConfig(str(tmp_path / "store")))
+    mine = calibrate(tmp_path, monkeypatch, "mine", worker_record(load_s=1.0, wall_per_work=1.0))
+    save_calibration(mine, store=store)
+    assert store.exists(CALIBRATION_KEY)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "colleague"))  # a colleague with no history of their own
+    config = local_config(tmp_path, estimate={"share": True})
+    shared = Estimator.load(config, "local", boots=False, store=store)
+    assert shared.calibration.entries == mine.entries
+    alone = Estimator.load(local_config(tmp_path), "local", boots=False, store=store)
+    assert alone.calibration.entries == {}  # without `share`, the store's copy is not read

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import runpy
 import signal
@@ -50,6 +51,23 @@ def test_quickstart_sweep_end_to_end(project: Path) -> None:
     lofi_20 = audio[("lofi hip hop with warm piano", "140")][: 32000 * 5]
     assert not np.allclose(lofi_10, lofi_20), "different seeds must give different audio"
     assert auto_pull_main(["first-sweep", "--once"]) == 0
+    assert_calibrated_from_this_sweep(sweep)
+
+
+def assert_calibrated_from_this_sweep(sweep: Path) -> None:
+    """auto_pull set the launch estimate beside the bill and recorded the sweep; the next plan uses it."""
+    summary = json.loads((sweep / "cost_summary.json").read_text())
+    assert summary["estimate"]["machine_s"] > 0
+    assert summary["estimate_ratio"]["machine_s"] == pytest.approx(
+        summary["machine_s"] / summary["estimate"]["machine_s"]
+    )
+    vg = VariantGenerator()
+    vg.add("prompt", ["a new prompt"])
+    vg.add("duration_s", [10])
+    vg.add("model", ["tiny"])
+    plan = run_sweep(vg, name="next-sweep", dry_run=True)
+    assert plan.estimate is not None
+    assert plan.estimate.sources["model load (tiny)"].startswith("calibrated from 1 sweep on localhost (local), tiny")
 
 
 def worker_pgid(sweep: Path) -> int:

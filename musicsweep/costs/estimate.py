@@ -175,8 +175,9 @@ class Estimator:
         self.boots = boots
         self.calibration = calibration or Calibration()
         self.figures = figures or BackendFigures()
-        self.sources: dict[str, str] = {}
+        self.sources: dict[tuple[str, str], str] = {}  # (machine, figure) -> source
         self.history: list[int] = []
+        self.machine = ""
 
     @classmethod
     def load(cls, config: Config, backend: str, boots: bool, store: Store | None = None, **kwargs: Any) -> Estimator:
@@ -188,12 +189,15 @@ class Estimator:
     def estimate(self, shards: Sequence[Shard], machine_of: Callable[[Shard], str]) -> Estimate:
         self.sources, self.history = {}, []
         workers = [self.worker(shard, machine_of(shard)) for shard in shards]
-        return Estimate(workers, dict(self.sources), min(self.history, default=MIN_HISTORY))
+        several = len({worker.machine for worker in workers}) > 1  # then each figure names its machine
+        sources = {f"{label} on {machine}" if several else label: s for (machine, label), s in self.sources.items()}
+        return Estimate(workers, sources, min(self.history, default=MIN_HISTORY))
 
     # --- one worker ------------------------------------------------------------------------------
 
     def worker(self, shard: Shard, machine: str) -> WorkerEstimate:
         estimate = WorkerEstimate(shard.worker_id, shard.host, machine, shard.hourly_cost_usd, len(shard.jobs))
+        self.machine = machine
         models = list(dict.fromkeys(job.model for job in shard.jobs))
         keys = {model: self.key(machine, model) for model in models}
         first = keys[models[0]] if models else None
@@ -225,7 +229,7 @@ class Estimator:
         return self.calibration.closest(self.backend, machine, model, engine.dtype, engine.device)
 
     def note(self, label: str, figure: Figure) -> Figure:
-        self.sources[label] = figure.source
+        self.sources[(self.machine, label)] = figure.source
         if figure.history is not None:
             self.history.append(figure.history)
         return figure

@@ -128,6 +128,8 @@ def launch(plan: Plan, config: Config) -> None:
             entry = manifest.jobs[job.job_id]
             entry.worker, entry.host, entry.launch = shard.worker_id, shard.host, launch_id
             sweep.job(job).pid.unlink(missing_ok=True)
+    if plan.estimate is None and plan.shards:  # a relaunch shards without make_plan
+        plan.estimate = estimate_for(plan.backend, plan.shards, open_store(config.store))
     estimate = plan.estimate.to_dict() if plan.estimate else None
     manifest.launches.append(LaunchRecord(launch_id, time.time(), len(plan.to_run), estimate))
     sweep.write_manifest(manifest)
