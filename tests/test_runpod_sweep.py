@@ -15,6 +15,7 @@ from musicsweep.backends.runpod.backend import PodLedger
 from musicsweep.cli.auto_pull import pull
 from musicsweep.cli.run import run_sweep
 from musicsweep.config import load_config
+from musicsweep.costs.calibration import load_calibration
 from musicsweep.costs.rows import read_cost_report
 from musicsweep.layout import SweepDir
 from musicsweep.states import JobState
@@ -54,6 +55,10 @@ def test_a_sweep_runs_on_pods_and_every_pod_is_terminated(runpod_project: RunPod
     summary = json.loads(sweep.cost_summary.read_text())
     lifetimes = sum((record.ended - record.created) for record in pods)
     assert summary["paid_usd"] == pytest.approx(lifetimes * 0.86 / 3600, rel=1e-6)
+    # The estimate counted each pod's boot; the calibration learned it from the pods' own lifetimes.
+    assert summary["estimate"]["parts"]["boot"] > 0 and summary["measured_parts"]["boot"] > 0
+    [(key, samples)] = load_calibration().entries.items()
+    assert (key.backend, key.machine, key.model) == ("runpod", "NVIDIA L40S", "tiny") and samples[0]["boot_s"] > 0
 
     pod_keys = [pod.pod_key for pod in standin.pods.values()]
     secrets = [SECRET_KEY, ACCOUNT_KEY, *pod_keys]
