@@ -88,6 +88,11 @@ class Backend(ABC):
         """Figures this backend's own settings give, which beat history (EC2: throughput, startup)."""
         return BackendFigures()
 
+    def worker_machines(self, sweep: SweepDir, manifest: Manifest) -> dict[WorkerKey, str]:
+        """The machine each worker really ran on where it can differ from `machine_kind` at plan
+        time (a fallback instance or GPU type), so the calibration files it under the right one."""
+        return {}
+
     def machine_times(self, sweep: SweepDir, manifest: Manifest) -> dict[WorkerKey, MachineTime]:
         """The provider's own paid (start, end, hourly rate) per (launch id, worker id), where it has
         one (EC2 spot price history, RunPod costPerHr); workers missing here count their own lifetime."""

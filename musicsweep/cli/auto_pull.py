@@ -72,7 +72,7 @@ class LostTracker:
         return states
 
 
-def record_calibration(config: Config, sweep: SweepDir, manifest: Manifest, paid: dict) -> None:
+def record_calibration(config: Config, sweep: SweepDir, manifest: Manifest, paid: dict, machines: dict) -> None:
     """Add the finished sweep to the estimate's history; a cache that cannot be written only warns."""
     if not config.estimate.calibration:
         return
@@ -80,7 +80,8 @@ def record_calibration(config: Config, sweep: SweepDir, manifest: Manifest, paid
     from musicsweep.store import open_store
 
     try:
-        keys = record_sweep(sweep, manifest, paid, open_store(config.store) if config.estimate.share else None)
+        store = open_store(config.store) if config.estimate.share else None
+        keys = record_sweep(sweep, manifest, paid, store, machines)
     except (OSError, MusicsweepError) as error:
         console.print(f"calibration not recorded: {error}")
         return
@@ -127,7 +128,7 @@ def pull(
     failed = sorted(job_id for job_id, state in states.items() if state == JobState.FAILED)
     paid = backend.machine_times(sweep, manifest)
     cost, beside = write_summary_beside_estimate(sweep, manifest, paid)
-    record_calibration(config, sweep, manifest, paid)
+    record_calibration(config, sweep, manifest, paid, backend.worker_machines(sweep, manifest))
     if report:  # after the cost summary, whose paid total the report shows
         from musicsweep.report.build import write_report
 

@@ -180,7 +180,8 @@ def save_calibration(calibration: Calibration, path: Path | None = None, store: 
 
 
 def worker_machines(manifest: Manifest) -> dict[WorkerKey, str]:
-    """Each worker's machine as its launch's estimate named it, else the host label of its jobs."""
+    """Each worker's machine as its launch's estimate named it, else the host label of its jobs;
+    a backend's `worker_machines` (what really ran) beats both."""
     machines = {
         (entry.launch or "", int(entry.worker)): entry.host or "" for entry in manifest.jobs.values() if entry.assigned
     }
@@ -190,9 +191,11 @@ def worker_machines(manifest: Manifest) -> dict[WorkerKey, str]:
     return machines
 
 
-def sweep_samples(manifest: Manifest, measured: list[MeasuredWorker]) -> dict[CalibrationKey, dict[str, Any]]:
+def sweep_samples(
+    manifest: Manifest, measured: list[MeasuredWorker], machines: Mapping[WorkerKey, str] | None = None
+) -> dict[CalibrationKey, dict[str, Any]]:
     """One sample per (key, launch) from the finished workers that loaded a model."""
-    machines = worker_machines(manifest)
+    machines = worker_machines(manifest) | dict(machines or {})
     grouped: dict[tuple[CalibrationKey, str], list[tuple[MeasuredWorker, str]]] = {}
     for worker in measured:
         for model, loaded in worker.models.items():
@@ -235,10 +238,14 @@ def sweep_samples(manifest: Manifest, measured: list[MeasuredWorker]) -> dict[Ca
 
 
 def record_sweep(
-    sweep: SweepDir, manifest: Manifest, paid: Mapping[WorkerKey, MachineTime], store: Store | None = None
+    sweep: SweepDir,
+    manifest: Manifest,
+    paid: Mapping[WorkerKey, MachineTime],
+    store: Store | None = None,
+    machines: Mapping[WorkerKey, str] | None = None,
 ) -> list[CalibrationKey]:
     """Add the sweep's samples to the cache file (and the store's copy); returns the keys touched."""
-    samples = sweep_samples(manifest, read_measured(sweep, paid))
+    samples = sweep_samples(manifest, read_measured(sweep, paid), machines)
     if not samples:
         return []
     calibration = load_calibration(store=store)

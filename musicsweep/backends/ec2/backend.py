@@ -384,6 +384,10 @@ class EC2Backend(Backend):
             return datetime.fromtimestamp(self.store.get_json(record)["end"], UTC)
         return datetime.now(UTC)
 
+    def worker_machines(self, sweep: SweepDir, manifest: Manifest) -> dict[WorkerKey, str]:
+        started = manifest.state_of("ec2_instances").values()
+        return {(entry["launch"], int(entry["worker"])): entry["instance_type"] for entry in started}
+
     def machine_times(self, sweep: SweepDir, manifest: Manifest) -> dict[WorkerKey, MachineTime]:
         """Each instance's paid span, launch to termination, at its real spot price history (or on-demand rate)."""
         known = manifest.state_of("ec2_instances")

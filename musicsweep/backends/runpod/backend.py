@@ -530,6 +530,10 @@ class RunPodBackend(Backend):
         ledger.save()
         logger.info(f"{'terminated' if sent else 'already gone:'} pod {record.pod_id} ({why})")
 
+    def worker_machines(self, sweep: SweepDir, manifest: Manifest) -> dict[WorkerKey, str]:
+        ran = [record for record in PodLedger(sweep).pods.values() if record.host is not None]
+        return {(record.launch_id, record.worker_id): record.gpu_type for record in ran}
+
     def machine_times(self, sweep: SweepDir, manifest: Manifest) -> dict[WorkerKey, MachineTime]:
         """Each worker's pods, creation to termination, at their costPerHr.
 
