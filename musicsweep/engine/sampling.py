@@ -32,13 +32,16 @@ class CodeSampler:
         # hold the conditional and the unconditional halves; guide here unless that already happened.
         guided = scores
         if scores.shape[0] == 2 * rows:
-            conditional, unconditional = scores.float().split(rows, dim=0)
-            guided = unconditional + (conditional - unconditional) * self.guidance_scale
+            guided = self.guide(*scores.float().split(rows, dim=0))
         codes = self.sample(guided.float())
         # The same one-hot score in both halves: guidance of equal halves is a no-op, and a finite
         # floor (not -inf) keeps its (cond - uncond) free of NaN.
         choice = torch.full_like(scores, torch.finfo(scores.dtype).min)
         return choice.scatter_(1, codes.repeat(scores.shape[0] // rows, 1), 0.0)
+
+    def guide(self, conditional: Any, unconditional: Any) -> Any:
+        """Classifier-free guidance of float logits, as transformers' guidance processor computes it."""
+        return unconditional + (conditional - unconditional) * self.guidance_scale
 
     def sample(self, logits: Any) -> Any:
         """One code per row, shape (rows, 1), drawn with the global torch RNG (seeded per batch)."""
