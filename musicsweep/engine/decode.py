@@ -13,19 +13,22 @@ per-step overhead:
 - the sampler is `CodeSampler`, fed the same (batch * codebooks) rows in the same order as under
   transformers, so the same seed draws the same codes with either decoder.
 
-On CUDA each step replays a CUDA graph (`cudagraph.GraphedSteps`); elsewhere it runs eagerly.
+On CUDA each step replays a CUDA graph (`steps.GraphedSteps`); elsewhere it runs eagerly.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from musicsweep.engine.decoder import FastDecoder, KVCache, TextKV
+from musicsweep.engine.decoder import FastDecoder, TextKV
 from musicsweep.engine.longform import Window
 from musicsweep.engine.sampling import CodeSampler
+from musicsweep.engine.steps import EagerSteps, GraphedSteps, StepsCache, eager_steps
+from musicsweep.job import GenerationParams
 
 
 @dataclass
@@ -68,23 +71,6 @@ class DelayedWindow:
         return self.codes.gather(2, index.expand(batch, -1, -1))
 
 
-class EagerSteps:
-    """Prefill and per-step decoder calls over one batch's cache and text, run eagerly."""
-
-    def __init__(self, decoder: FastDecoder, cache: KVCache, text: TextKV, repeat: int) -> None:
-        self.decoder, self.cache, self.text, self.repeat = decoder, cache, text, repeat
-
-    def prefill(self, codes: torch.Tensor) -> torch.Tensor:
-        """Logits after the delayed codes (batch, codebooks, T) at positions 0..T-1."""
-        hidden = self.decoder.embed(codes, 0, self.repeat)
-        return self.decoder.forward(hidden, 0, self.cache, self.text)
-
-    def step(self, column: torch.Tensor, position: int) -> torch.Tensor:
-        """Logits after one more column (batch, codebooks) at `position`."""
-        hidden = self.decoder.embed(column[:, :, None], position, self.repeat)
-        return self.decoder.forward(hidden, position, self.cache, self.text)
-
-
 def is_guided(guidance_scale: float) -> bool:
     """transformers' rule: guidance (and its unconditional rows) only above a scale of 1."""
     return guidance_scale is not None and guidance_scale > 1
@@ -122,11 +108,11 @@ def generate_codes_fast(
     inputs: dict[str, Any],
     windows: list[Window],
     sampler: CodeSampler,
-    make_steps: Any = None,
+    make_steps: Callable[..., EagerSteps] = eager_steps,
 ) -> torch.Tensor:
     """Run the windows; returns the undelayed codes (batch, codebooks, total_frames), as `longform.generate_codes`.
 
-    `make_steps(decoder, rows, capacity, text, repeat)` builds the step runner (default: eager).
+    `make_steps(decoder, rows, capacity, text, repeat)` gives the step runner (see `steps`).
     """
     codebooks = decoder.num_codebooks
     pad = int(decoder.model.generation_config.pad_token_id)
@@ -135,11 +121,7 @@ def generate_codes_fast(
     batch = inputs["input_ids"].shape[0]
     capacity = max(w.context_frames + w.new_frames for w in windows) + codebooks - 1
     with torch.inference_mode():
-        text = encode_text(decoder, inputs, guided)
-        if make_steps is None:
-            steps = EagerSteps(decoder, decoder.new_cache(repeat * batch, capacity), text, repeat)
-        else:
-            steps = make_steps(decoder, repeat * batch, capacity, text, repeat)
+        steps = make_steps(decoder, repeat * batch, capacity, encode_text(decoder, inputs, guided), repeat)
         codes = torch.empty((batch, codebooks, 0), dtype=torch.long, device=decoder.device)
         for window in windows:
             prompt = codes[:, :, codes.shape[-1] - window.context_frames :] if window.context_frames else None
@@ -147,3 +129,21 @@ def generate_codes_fast(
             run_window(steps, delayed, sampler, guided)
             codes = torch.cat([codes, delayed.new_frames()], dim=-1)
     return codes
+
+
+class FastLoop:
+    """`engine.decoder: fast` for one loaded model: its `FastDecoder` and, on CUDA, its graphed steps."""
+
+    def __init__(self, model: Any, device: str, window_frames: int, graphs: bool = True) -> None:
+        self.decoder = FastDecoder(model)
+        capacity = window_frames + self.decoder.num_codebooks - 1
+        use_graphs = graphs and str(device).startswith("cuda")
+        self.make_steps = StepsCache(GraphedSteps, capacity) if use_graphs else eager_steps
+
+    @staticmethod
+    def supports(model: Any) -> bool:
+        """Mono, text-conditioned MusicGen; -melody (prepended conditioning) and stereo stay on transformers."""
+        return type(model).__name__ == "MusicgenForConditionalGeneration" and model.decoder.config.audio_channels == 1
+
+    def __call__(self, inputs: dict[str, Any], windows: list[Window], params: GenerationParams) -> torch.Tensor:
+        return generate_codes_fast(self.decoder, inputs, windows, CodeSampler(params), self.make_steps)

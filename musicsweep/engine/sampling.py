@@ -47,7 +47,8 @@ class CodeSampler:
         """One code per row, shape (rows, 1), drawn with the global torch RNG (seeded per batch)."""
         import torch
 
-        logits = logits / self.temperature
+        if self.temperature != 1:  # dividing by 1 changes nothing and costs a pass over every logit
+            logits = logits / self.temperature
         candidates = None
         if self.top_k and self.top_k < logits.shape[-1]:
             logits, candidates = logits.topk(self.top_k, dim=-1, sorted=False)
@@ -67,8 +68,8 @@ class CodeSampler:
         return picked if candidates is None else candidates.gather(1, picked)
 
 
-def sampling_kwargs(params: GenerationParams, options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """generate() keywords for one call, plus `options` (e.g. a static KV cache for benchmarks).
+def sampling_kwargs(params: GenerationParams) -> dict[str, Any]:
+    """generate() keywords for one call (`engine.decoder: hf`).
 
     The processor list is fresh on every call, since MusicGen appends its guidance processor to it.
     """
@@ -78,5 +79,4 @@ def sampling_kwargs(params: GenerationParams, options: dict[str, Any] | None = N
         "do_sample": False,
         "guidance_scale": params.guidance_scale,
         "logits_processor": LogitsProcessorList([CodeSampler(params)]),
-        **(options or {}),
     }
