@@ -2,7 +2,7 @@
 
 Pods are on-demand only: RunPod is withdrawing interruptible (spot) pods from its API. Each pod is
 created with the first GPU type of `gpu_types` that has capacity (default `NVIDIA L40S`), a
-public port 22 and the user's public key (`PUBLIC_KEY`). Once `get_pod` shows it JobState.RUNNING with a
+public port 22 and the user's public key (`PUBLIC_KEY`). Once `get_pod` shows it RUNNING with a
 public port 22 and SSH answers, the SSH backend's machinery deploys the code and starts the
 worker; S3 credentials travel through ssh's stdin, never through pod env. A pod that is not ready
 within `ready_timeout_s` (cold image pulls are slow, hence 15 min) is terminated and the next
