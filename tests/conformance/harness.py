@@ -315,7 +315,8 @@ class SlurmHarness(BackendHarness):
         from tests.fixtures.servers import free_port
 
         text = self.cluster.conf.read_text()
-        dead.write_text(re.sub(r"^SlurmctldPort=\d+$", f"SlurmctldPort={free_port()}", text, flags=re.M))
+        text = re.sub(r"^SlurmctldPort=\d+$", f"SlurmctldPort={free_port()}", text, flags=re.M)
+        dead.write_text(text + "MessageTimeout=1\n")  # give up on it within seconds
         os.environ["SLURM_CONF"] = str(dead)
 
         def restore() -> None:
