@@ -79,7 +79,11 @@ def processes_mentioning(strings: list[str]) -> list[int]:
         try:
             if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
                 continue
-            texts = [(proc / "cmdline").read_bytes(), (proc / "environ").read_bytes(), os.readlink(proc / "cwd").encode()]
+            texts = [
+                (proc / "cmdline").read_bytes(),
+                (proc / "environ").read_bytes(),
+                os.readlink(proc / "cwd").encode(),
+            ]
         except OSError:
             continue
         if any(w in text for w in wanted for text in texts):
@@ -185,7 +189,9 @@ class BackendHarness:
     def launch(self, name: str, count: int = 4, observe_pending: Observer | None = None) -> Plan:
         config = load_config()
         plan = make_plan(jobs_from_variants(clips(count), name), config, name)
-        assert len(plan.shards) == self.workers and all(len(shard.jobs) == count // self.workers for shard in plan.shards)
+        assert len(plan.shards) == self.workers and all(
+            len(shard.jobs) == count // self.workers for shard in plan.shards
+        )
         self.sweeps.append(plan.sweep)
         if observe_pending is None:
             launch(plan, config)
@@ -226,6 +232,10 @@ class BackendHarness:
     def kill_worker(self, record: dict) -> None:
         """SIGKILL the worker process itself (as the OOM killer would); its script lives on."""
         os.kill(record["pid"], signal.SIGKILL)
+
+    def machine_gone(self, record: dict) -> bool:
+        """Whether the killed worker's executor has ended (cloud backends: its machine is terminated)."""
+        return record["pid"] not in processes_mentioning([str(self.control)])
 
     def wait_no_executor(self, sweep: SweepDir, timeout_s: float = 30) -> list[str]:
         """What is still live after up to `timeout_s` (an empty list once everything has ended)."""
@@ -398,6 +408,10 @@ class EC2Harness(BackendHarness):
                 return instance["InstanceId"]
         raise AssertionError(f"no instance for {record}")
 
+    def machine_gone(self, record: dict) -> bool:
+        self.play_provider(self.sweeps[-1])
+        return self.instance_states(self.sweeps[-1])[self.instance_of(record)] in ("shutting-down", "terminated")
+
     def lose_host(self, record: dict) -> set[str]:
         """The instance drops out of the API's answers (as terminated instances do after a while)."""
         instance_id = self.instance_of(record)
@@ -412,7 +426,11 @@ class EC2Harness(BackendHarness):
         return set(record["jobs"])
 
     def match_strings(self, sweep: SweepDir) -> list[str]:
-        return [str(self.control), str(self.ec2.instance_root), *(str(self.tmp / f"sandbox-{i}") for i in self.sandboxes)]
+        return [
+            str(self.control),
+            str(self.ec2.instance_root),
+            *(str(self.tmp / f"sandbox-{i}") for i in self.sandboxes),
+        ]
 
     def live_executors(self, sweep: SweepDir) -> list[str]:
         """Instances that still run (and bill); their processes end with them (`play_provider`)."""
@@ -469,9 +487,16 @@ class RunPodHarness(BackendHarness):
             if record.host and pod is not None and (pod.terminated or pod.desired_status != "RUNNING"):
                 kill_processes([self.pod_work_dir(record, sweep), record.host["remote_dir"] + "/"])
 
+    def pod_of(self, record: dict):
+        (pod,) = [r for r in self.pod_records(self.sweeps[-1]) if record["work_dir"].startswith(r.host["remote_dir"])]
+        return pod
+
+    def machine_gone(self, record: dict) -> bool:
+        return self.standin.pods[self.pod_of(record).pod_id].terminated
+
     def lose_host(self, record: dict) -> set[str]:
         """The pod's machine fails: the pod exits, its processes die with it."""
-        (pod,) = [r for r in self.pod_records(self.sweeps[-1]) if record["work_dir"].startswith(r.host["remote_dir"])]
+        pod = self.pod_of(record)
         self.standin.die(pod.pod_id)
         self.play_provider(self.sweeps[-1])
         return set(record["jobs"])
