@@ -35,7 +35,7 @@ from musicsweep.layout import SweepDir
 from musicsweep.states import JobState
 from musicsweep.sweep.plan import Plan, jobs_from_variants, launch, make_plan
 from tests.conformance.standin_worker import CONTROL_ENV
-from tests.fixtures.servers import wait_until
+from tests.fixtures.servers import free_port, wait_until
 
 STANDIN = Path(__file__).with_name("standin_worker.py")
 Observer = Callable[[dict[str, JobState]], None]
@@ -322,8 +322,6 @@ class SlurmHarness(BackendHarness):
     def lose_host(self, record: dict) -> set[str]:
         """The controller stops answering this machine: its clients now talk to a closed port."""
         dead = self.tmp / "slurm-unreachable.conf"
-        from tests.fixtures.servers import free_port
-
         text = self.cluster.conf.read_text()
         text = re.sub(r"^SlurmctldPort=\d+$", f"SlurmctldPort={free_port()}", text, flags=re.M)
         dead.write_text(text + "MessageTimeout=1\n")  # give up on it within seconds
@@ -334,10 +332,7 @@ class SlurmHarness(BackendHarness):
             self.restore = None
 
         self.restore = restore
-        return set(self.sweep_jobs())
-
-    def sweep_jobs(self) -> list[str]:
-        return list(self.sweeps[-1].read_manifest().jobs)
+        return set(self.sweeps[-1].read_manifest().jobs)  # one controller for every task
 
     def live_executors(self, sweep: SweepDir) -> list[str]:
         queued = self.cluster.run("squeue", "--noheader", "--states=PD,R,CG,S", "--format=%i %T").stdout.split("\n")
