@@ -19,6 +19,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -261,8 +262,29 @@ class BackendHarness:
 
 
 class LocalHarness(BackendHarness):
+    """Workers on this machine. Their scripts are children of this test process, which never waits
+    for them: a reaper thread plays init (as for a launcher that has exited), so an ended script is
+    not left a zombie that keeps its process group looking alive."""
+
     name = "local"
     no_lost_host = "the local backend's only host is the launcher's own machine: it cannot go away"
+
+    def start(self) -> None:
+        self.reaping = threading.Event()
+        self.reaper = threading.Thread(target=self.reap, name="local-worker-reaper", daemon=True)
+        self.reaper.start()
+
+    def reap(self) -> None:
+        while not self.reaping.wait(0.1):
+            for sweep in list(self.sweeps):
+                for path in sweep.root.glob("scripts/worker_*.pid"):
+                    with contextlib.suppress(ChildProcessError, ValueError):
+                        os.waitpid(int(path.read_text()), os.WNOHANG)
+
+    def teardown(self) -> None:
+        super().teardown()
+        self.reaping.set()
+        self.reaper.join(5)
 
     def configure(self, **settings: object) -> None:
         self.write_config({"workers": self.workers, "hourly_cost_usd": 0.5, "python": self.python, **settings})
