@@ -32,7 +32,7 @@ from pathlib import Path
 
 from musicsweep.atomic import atomic_write_json, atomic_write_text
 from musicsweep.backends.base import Backend, Launch, Shard, balanced_shards
-from musicsweep.backends.probe import classify
+from musicsweep.backends.probe import HostProbe, classify
 from musicsweep.backends.runpod.api import NoCapacity, Pod, Retry, RunPodAPI, api_key_from, b64
 from musicsweep.backends.ssh import (
     SSHBackend,
@@ -422,7 +422,6 @@ class RunPodBackend(Backend):
         `lost`. A pod whose jobs are all finished, or were all relaunched elsewhere, is terminated here.
         """
         ledger = PodLedger(sweep)
-        markers = self.markers(sweep)
         states: dict[str, str] = {}
         owners = self.owners(manifest)
         # The manifest on disk, not auto_pull's copy: a launch running elsewhere writes it before its pods exist.
@@ -430,17 +429,25 @@ class RunPodBackend(Backend):
         for record in [r for r in ledger.pods.values() if r.live and r.host]:
             if (record.launch_id, record.worker_id) not in current:
                 self.terminate(ledger, record, "its jobs were relaunched elsewhere")
+        probes = {
+            key: self.probe_pod(ledger, record, sweep.name)
+            for key in owners
+            if (record := ledger.running(*key)) is not None and record.live
+        }
+        # The markers after the pods' processes: a clip that finishes in between is never taken for
+        # one whose worker died without finishing it.
+        markers = self.markers(sweep)
         for (launch_id, worker), job_ids in owners.items():
             record = ledger.running(launch_id, worker)
-            if record is None:
+            if (launch_id, worker) in probes:
+                states |= self.pod_states(ledger, record, job_ids, markers, probes[(launch_id, worker)])
+            elif record is None:
                 # A pod still being provisioned (created, not ready, within its deadline): its jobs wait.
                 waiting = self.provisioning(ledger, launch_id, worker)
                 states |= marker_states(job_ids, markers, JobState.PENDING if waiting else JobState.FAILED)
-            elif not record.live:
+            else:
                 states |= marker_states(job_ids, markers, JobState.LOST)
                 states |= {job_id: record.final_states[job_id] for job_id in job_ids if job_id in record.final_states}
-            else:
-                states |= self.poll_pod(ledger, record, sweep.name, job_ids, markers)
         return states
 
     def provisioning(self, ledger: PodLedger, launch_id: str, worker: int) -> bool:
@@ -451,17 +458,21 @@ class RunPodBackend(Backend):
             for r in ledger.pods.values()
         )
 
-    def poll_pod(
-        self, ledger: PodLedger, record: PodRecord, sweep: str, job_ids: list[str], markers: set[str]
-    ) -> dict[str, str]:
+    def probe_pod(self, ledger: PodLedger, record: PodRecord, sweep: str) -> HostProbe | None:
+        """The pod's processes, in one round trip; None when it is gone (it is terminated) or does not answer."""
         pod = self.api.get_pod(record.pod_id)
         if pod is None or pod.gone:
             self.terminate(ledger, record, "gone" if pod is None else f"{pod.desired_status.lower()}")
-            return marker_states(job_ids, markers, JobState.LOST)
-        host = record.ssh_host()
+            return None
         try:
-            probe = probe_host(host, sweep)
+            return probe_host(record.ssh_host(), sweep)
         except HostUnreachable:
+            return None
+
+    def pod_states(
+        self, ledger: PodLedger, record: PodRecord, job_ids: list[str], markers: set[str], probe: HostProbe | None
+    ) -> dict[str, str]:
+        if probe is None:
             return marker_states(job_ids, markers, JobState.LOST)
         probe.markers = markers
         states = classify(dict.fromkeys(job_ids, record.worker_id), probe)
