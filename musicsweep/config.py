@@ -36,11 +36,12 @@ class StoreConfig:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """How workers generate: batch size (`auto` or a number), device, dtype, normalisation."""
+    """How workers generate: batch size (`auto` or a number), device, dtype, decode loop, normalisation."""
 
     batch_size: int | str = "auto"
     device: str = "auto"
     dtype: str = "auto"
+    decoder: str = "fast"  # fast: our own decode loop (engine/decode.py); hf: transformers' generate
     normalize: str = "peak"
     peak_dbfs: float = -1.0
     loudness_lufs: float = -14.0
@@ -163,6 +164,7 @@ def validate_engine(engine: EngineConfig, where: str) -> None:
     choices = {
         "device": ("auto", "cpu", "cuda"),
         "dtype": ("auto", "float32", "float16", "bfloat16"),
+        "decoder": ("fast", "hf"),
         "normalize": ("peak", "loudness", "none"),
     }
     for key, allowed in choices.items():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from musicsweep.config import EngineConfig
-from musicsweep.engine import load_engine
+from musicsweep.engine import decode, load_engine
 from musicsweep.engine.longform import Window, decode_codes, plan_windows
 from musicsweep.engine.tiny import build_tiny_model
 from musicsweep.job import GenerationParams
@@ -23,18 +23,37 @@ def test_window_plan_for_70_and_300_seconds():
         plan_windows(100, 50, 30.0)
 
 
-def test_70_second_clips_are_four_windows_and_exactly_70_seconds():
-    engine = load_engine("tiny", EngineConfig())
-    model = engine.loaded.model
+def spy_on_windows(engine, decoder: str, monkeypatch) -> list[tuple[int, tuple[int, int] | None]]:
+    """Record each window's (decode steps, prompt shape as transformers takes it: batch * codebooks x frames)."""
     calls = []
-    original = model.generate
+    if decoder == "hf":
+        model = engine.loaded.model
+        original = model.generate
 
-    def spy(**kwargs):
-        prompt = kwargs.get("decoder_input_ids")
-        calls.append((kwargs["max_new_tokens"], None if prompt is None else tuple(prompt.shape)))
-        return original(**kwargs)
+        def spy(**kwargs):
+            prompt = kwargs.get("decoder_input_ids")
+            calls.append((kwargs["max_new_tokens"], None if prompt is None else tuple(prompt.shape)))
+            return original(**kwargs)
 
-    model.generate = spy
+        model.generate = spy
+    else:
+        original = decode.run_window
+
+        def spy(steps, delayed, sampler, guided):
+            batch, codebooks, length = delayed.codes.shape
+            prompt = (batch * codebooks, delayed.context) if delayed.context else None
+            calls.append((length - delayed.context - 1, prompt))
+            return original(steps, delayed, sampler, guided)
+
+        monkeypatch.setattr(decode, "run_window", spy)
+    return calls
+
+
+@pytest.mark.parametrize("decoder", ["fast", "hf"])
+def test_70_second_clips_are_four_windows_and_exactly_70_seconds(decoder, monkeypatch):
+    engine = load_engine("tiny", EngineConfig(decoder=decoder))
+    model = engine.loaded.model
+    calls = spy_on_windows(engine, decoder, monkeypatch)
     clips = engine.generate(["slow ambient drone", "fast techno"], [5, 6], 70.0, GenerationParams())
     # 30 + 18 + 18 + 4 seconds of new frames (+3 for the codebook delay); the batch of two long
     # clips shares each call, conditioned on the last 12 s (600 frames) of codes per codebook.

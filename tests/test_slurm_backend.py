@@ -160,7 +160,7 @@ def test_preempted_task_is_requeued_and_completes_without_duplicates(
 
     def requeued() -> bool:
         job = slurm_cluster.run("scontrol", "show", "job", task).stdout
-        return "Restarts=1" in job and "JobState=JobState.PENDING" in job
+        return "Restarts=1" in job and "JobState=PENDING" in job
 
     wait_until(requeued, 300, "the requeue")
     backend = get_backend("slurm", load_config())

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from typing import Any
 
 import numpy as np
 
 from musicsweep.config import EngineConfig
 from musicsweep.engine.batching import auto_batch_size, check_injected_failure
 from musicsweep.engine.loading import LoadedModel, load_model, torch_threads
-from musicsweep.engine.longform import WINDOW_S, decode_codes, generate_codes, plan_windows
+from musicsweep.engine.longform import WINDOW_S, Window, decode_codes, generate_codes, plan_windows
 from musicsweep.engine.normalize import normalize
 from musicsweep.engine.sampling import sampling_kwargs
 from musicsweep.job import GenerationParams
@@ -36,8 +37,7 @@ class MusicEngine:
     def __init__(self, loaded: LoadedModel, config: EngineConfig) -> None:
         self.loaded = loaded
         self.config = config
-        # extra generate() keywords, e.g. cache_implementation="static" (benchmarks/engine.py)
-        self.generate_options: dict = {}
+        self._fast_loop: Any = None
 
     @property
     def sampling_rate(self) -> int:
@@ -60,11 +60,23 @@ class MusicEngine:
         inputs = tokenizer(text=prompts, padding=True, return_tensors="pt").to(self.loaded.device)
         torch.manual_seed(batch_seed(seeds))
         with torch_threads(self.loaded.threads):
-            sampling = functools.partial(sampling_kwargs, params, self.generate_options)
-            codes = generate_codes(model, dict(inputs), windows, sampling)
+            codes = self.generate_codes(dict(inputs), windows, params)
             decoded = decode_codes(model, codes)
         samples = int(round(duration_s * self.sampling_rate))
         return [self._finish(clip.float().cpu().numpy(), samples) for clip in decoded]
+
+    def generate_codes(self, inputs: dict[str, Any], windows: list[Window], params: GenerationParams) -> Any:
+        """The undelayed codes of every window, by `engine.decoder` (fast unless the model needs transformers)."""
+        model = self.loaded.model
+        if self.config.decoder == "fast":
+            from musicsweep.engine.decode import FastLoop
+
+            if FastLoop.supports(model):
+                if self._fast_loop is None:
+                    window_frames = int(round(WINDOW_S * self.loaded.frame_rate))
+                    self._fast_loop = FastLoop(model, self.loaded.device, window_frames)
+                return self._fast_loop(inputs, windows, params)
+        return generate_codes(model, inputs, windows, functools.partial(sampling_kwargs, params))
 
     def _finish(self, clip: np.ndarray, samples: int) -> np.ndarray:
         """Trim the last partial frame (or pad a rounding sample) to the exact length, then set the level."""

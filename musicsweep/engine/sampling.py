@@ -32,19 +32,23 @@ class CodeSampler:
         # hold the conditional and the unconditional halves; guide here unless that already happened.
         guided = scores
         if scores.shape[0] == 2 * rows:
-            conditional, unconditional = scores.float().split(rows, dim=0)
-            guided = unconditional + (conditional - unconditional) * self.guidance_scale
+            guided = self.guide(*scores.float().split(rows, dim=0))
         codes = self.sample(guided.float())
         # The same one-hot score in both halves: guidance of equal halves is a no-op, and a finite
         # floor (not -inf) keeps its (cond - uncond) free of NaN.
         choice = torch.full_like(scores, torch.finfo(scores.dtype).min)
         return choice.scatter_(1, codes.repeat(scores.shape[0] // rows, 1), 0.0)
 
+    def guide(self, conditional: Any, unconditional: Any) -> Any:
+        """Classifier-free guidance of float logits, as transformers' guidance processor computes it."""
+        return unconditional + (conditional - unconditional) * self.guidance_scale
+
     def sample(self, logits: Any) -> Any:
         """One code per row, shape (rows, 1), drawn with the global torch RNG (seeded per batch)."""
         import torch
 
-        logits = logits / self.temperature
+        if self.temperature != 1:  # dividing by 1 changes nothing and costs a pass over every logit
+            logits = logits / self.temperature
         candidates = None
         if self.top_k and self.top_k < logits.shape[-1]:
             logits, candidates = logits.topk(self.top_k, dim=-1, sorted=False)
@@ -64,8 +68,8 @@ class CodeSampler:
         return picked if candidates is None else candidates.gather(1, picked)
 
 
-def sampling_kwargs(params: GenerationParams, options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """generate() keywords for one call, plus `options` (e.g. a static KV cache for benchmarks).
+def sampling_kwargs(params: GenerationParams) -> dict[str, Any]:
+    """generate() keywords for one call (`engine.decoder: hf`).
 
     The processor list is fresh on every call, since MusicGen appends its guidance processor to it.
     """
@@ -75,5 +79,4 @@ def sampling_kwargs(params: GenerationParams, options: dict[str, Any] | None = N
         "do_sample": False,
         "guidance_scale": params.guidance_scale,
         "logits_processor": LogitsProcessorList([CodeSampler(params)]),
-        **(options or {}),
     }

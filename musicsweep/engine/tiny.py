@@ -8,6 +8,7 @@ random model at musicgen-small's real shapes for realistic timings (`build_small
 
 from __future__ import annotations
 
+import dataclasses
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,22 +131,27 @@ MUSICGEN_SMALL = ModelSize(
 )
 
 
+MUSICGEN_MEDIUM = dataclasses.replace(MUSICGEN_SMALL, width=1536, layers=48, heads=24, ffn=6144)
+
+
 def build_tiny_model(melody: bool = False):
     """Return (model, tokenizer) for the tiny MusicGen (or MusicGen-Melody); deterministic across processes."""
     return build_random_model(*TINY.configs(), melody=melody)
 
 
-def build_small_sized_model(dtype=None):
+def build_small_sized_model(dtype=None, size: ModelSize = MUSICGEN_SMALL, device=None):
     """(model, tokenizer) with random weights at facebook/musicgen-small's real shapes (587M parameters).
 
     For realistic timings without a weight download (benchmarks/engine.py --real-size). The audio is
-    noise; the tokenizer is the tiny character-level one, which fits T5's larger vocabulary.
+    noise; the tokenizer is the tiny character-level one, which fits T5's larger vocabulary. Another
+    `size` (MUSICGEN_MEDIUM) and a `device` to initialise on (a GPU does it in seconds) are for
+    benchmarks/gpu.sh; weights initialised on a GPU differ from the CPU-built ones.
     """
-    model, tokenizer = build_random_model(*MUSICGEN_SMALL.configs())
+    model, tokenizer = build_random_model(*size.configs(), device=device)
     return (model if dtype is None else model.to(dtype=dtype)), tokenizer
 
 
-def build_random_model(text_encoder: dict, audio_encoder: dict, decoder: dict, melody: bool = False):
+def build_random_model(text_encoder: dict, audio_encoder: dict, decoder: dict, melody: bool = False, device=None):
     """Assemble a MusicGen with seeded random weights from three config dicts, set up like the real checkpoints.
 
     `melody` builds MusicGen-Melody's architecture instead (conditioning prepended to the decoder's
@@ -173,7 +179,8 @@ def build_random_model(text_encoder: dict, audio_encoder: dict, decoder: dict, m
     rng_state = torch.random.get_rng_state()
     torch.manual_seed(_BUILD_SEED)
     try:
-        model = model_class(config)
+        with torch.device(device or "cpu"):
+            model = model_class(config)
         with torch.no_grad():
             for name, buffer in model.audio_encoder.named_buffers():
                 if name.endswith(".embed"):

@@ -18,6 +18,7 @@ from musicsweep.job import Job
 from musicsweep.layout import JobPaths, SweepDir, WorkerPaths
 from musicsweep.store import open_store, store_config_from_env
 from musicsweep.store.base import Store
+from musicsweep.worker.finish import exit_reason, mark_unfinished
 
 NOTICE_FILE = "spot-notice.json"
 
@@ -33,18 +34,9 @@ def fetch(store: Store, sweep: SweepDir, launch_id: str, worker_id: int) -> list
 def finish(store: Store, sweep: SweepDir, launch_id: str, worker_id: int, status: int) -> list[str]:
     """Mark the shard's unfinished clips failed, upload the log, record the end; returns the marked ids."""
     notice = sweep.root / NOTICE_FILE
-    if notice.exists():
-        reason = f"spot interruption notice: {notice.read_text().strip()}"
-    else:
-        reason = f"worker exited with status {status} before this clip"
-    markers = set(store.list(sweep.keys.markers))
+    reason = f"spot interruption notice: {notice.read_text().strip()}" if notice.exists() else exit_reason(status)
     job_ids = store.get_json(sweep.keys.shard(launch_id, worker_id))["jobs"]
-    marked = []
-    for job_id in job_ids:
-        paths = JobPaths.of(sweep.read_spec(job_id), sweep.root)
-        if paths.done_key not in markers and paths.failed_key not in markers:
-            store.put_bytes(paths.failed_key, f"{reason}\n".encode())
-            marked.append(job_id)
+    marked = mark_unfinished(store, [sweep.read_spec(job_id) for job_id in job_ids], sweep.root, reason)
     worker = WorkerPaths(sweep.root, sweep.name, worker_id)
     if worker.log.exists():
         store.put_file(worker.log_key, worker.log)

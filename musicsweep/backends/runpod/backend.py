@@ -2,7 +2,7 @@
 
 Pods are on-demand only: RunPod is withdrawing interruptible (spot) pods from its API. Each pod is
 created with the first GPU type of `gpu_types` that has capacity (default `NVIDIA L40S`), a
-public port 22 and the user's public key (`PUBLIC_KEY`). Once `get_pod` shows it JobState.RUNNING with a
+public port 22 and the user's public key (`PUBLIC_KEY`). Once `get_pod` shows it RUNNING with a
 public port 22 and SSH answers, the SSH backend's machinery deploys the code and starts the
 worker; S3 credentials travel through ssh's stdin, never through pod env. A pod that is not ready
 within `ready_timeout_s` (cold image pulls are slow, hence 15 min) is terminated and the next
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from musicsweep.atomic import atomic_write_json, atomic_write_text
 from musicsweep.backends.base import Backend, Launch, Shard, balanced_shards
-from musicsweep.backends.probe import classify
+from musicsweep.backends.probe import HostProbe, classify
 from musicsweep.backends.runpod.api import NoCapacity, Pod, Retry, RunPodAPI, api_key_from, b64
 from musicsweep.backends.ssh import (
     SSHBackend,
@@ -77,8 +77,11 @@ for name in RUNPOD_POD_ID RUNPOD_API_KEY; do printf 'export %s=%q\\n' "$name" "$
 chmod 600 /etc/rp_environment
 exec /usr/sbin/sshd -D
 """
-# Appended to the worker's script: the pod terminates itself once its worker has exited.
+# Appended to the worker's script: the pod terminates itself once its worker has exited. A worker
+# that ended early first marks its unfinished clips failed: once the pod is gone, auto_pull could
+# no longer tell them from the jobs of a pod that was lost.
 SELF_TERMINATE = """\
+if [ "$worker_status" -ne 0 ]; then {python} -m musicsweep.worker.finish "$worker_status" {specs}; fi
 # RunPod backstop: terminate this pod with its own pod-scoped key (RUNPOD_POD_ID, RUNPOD_API_KEY).
 if [ -r {env_file} ]; then . {env_file}; fi
 {python} -m musicsweep.backends.runpod.api terminate-self
@@ -383,7 +386,8 @@ class RunPodBackend(Backend):
             script = self.ssh.worker_script(launch, shard, host, 0, len(shards))
             env = script.env | ({"RUNPOD_API_BASE_URL": api_url} if api_url else {})
             env_file = shlex.quote(self.settings.pod_env_file.format(pod_id=record.pod_id))
-            epilogue = SELF_TERMINATE.format(env_file=env_file, python=shlex.quote(python_of(host)))
+            specs = " ".join(shlex.quote(spec) for spec in script.specs)
+            epilogue = SELF_TERMINATE.format(env_file=env_file, python=shlex.quote(python_of(host)), specs=specs)
             script = dataclasses.replace(script, env=env, epilogue=epilogue)
             write_script(sweep.worker(shard.worker_id).script, script.render())
             by_label[host.label] = (host, shard)
@@ -422,7 +426,6 @@ class RunPodBackend(Backend):
         `lost`. A pod whose jobs are all finished, or were all relaunched elsewhere, is terminated here.
         """
         ledger = PodLedger(sweep)
-        markers = self.markers(sweep)
         states: dict[str, str] = {}
         owners = self.owners(manifest)
         # The manifest on disk, not auto_pull's copy: a launch running elsewhere writes it before its pods exist.
@@ -430,28 +433,50 @@ class RunPodBackend(Backend):
         for record in [r for r in ledger.pods.values() if r.live and r.host]:
             if (record.launch_id, record.worker_id) not in current:
                 self.terminate(ledger, record, "its jobs were relaunched elsewhere")
+        probes = {
+            key: self.probe_pod(ledger, record, sweep.name)
+            for key in owners
+            if (record := ledger.running(*key)) is not None and record.live
+        }
+        # The markers after the pods' processes: a clip that finishes in between is never taken for
+        # one whose worker died without finishing it.
+        markers = self.markers(sweep)
         for (launch_id, worker), job_ids in owners.items():
             record = ledger.running(launch_id, worker)
-            if record is None:
-                states |= marker_states(job_ids, markers, JobState.FAILED)  # its launch failed before a pod was ready
-            elif not record.live:
+            if (launch_id, worker) in probes:
+                states |= self.pod_states(ledger, record, job_ids, markers, probes[(launch_id, worker)])
+            elif record is None:
+                # A pod still being provisioned (created, not ready, within its deadline): its jobs wait.
+                waiting = self.provisioning(ledger, launch_id, worker)
+                states |= marker_states(job_ids, markers, JobState.PENDING if waiting else JobState.FAILED)
+            else:
                 states |= marker_states(job_ids, markers, JobState.LOST)
                 states |= {job_id: record.final_states[job_id] for job_id in job_ids if job_id in record.final_states}
-            else:
-                states |= self.poll_pod(ledger, record, sweep.name, job_ids, markers)
         return states
 
-    def poll_pod(
-        self, ledger: PodLedger, record: PodRecord, sweep: str, job_ids: list[str], markers: set[str]
-    ) -> dict[str, str]:
+    def provisioning(self, ledger: PodLedger, launch_id: str, worker: int) -> bool:
+        """A live pod of this worker awaits readiness; without one, its launch failed before a pod was ready."""
+        since = time.time() - self.settings.ready_timeout_s
+        return any(
+            (r.launch_id, r.worker_id) == (launch_id, worker) and r.live and r.host is None and r.created > since
+            for r in ledger.pods.values()
+        )
+
+    def probe_pod(self, ledger: PodLedger, record: PodRecord, sweep: str) -> HostProbe | None:
+        """The pod's processes, in one round trip; None when it is gone (it is terminated) or does not answer."""
         pod = self.api.get_pod(record.pod_id)
         if pod is None or pod.gone:
             self.terminate(ledger, record, "gone" if pod is None else f"{pod.desired_status.lower()}")
-            return marker_states(job_ids, markers, JobState.LOST)
-        host = record.ssh_host()
+            return None
         try:
-            probe = probe_host(host, sweep)
+            return probe_host(record.ssh_host(), sweep)
         except HostUnreachable:
+            return None
+
+    def pod_states(
+        self, ledger: PodLedger, record: PodRecord, job_ids: list[str], markers: set[str], probe: HostProbe | None
+    ) -> dict[str, str]:
+        if probe is None:
             return marker_states(job_ids, markers, JobState.LOST)
         probe.markers = markers
         states = classify(dict.fromkeys(job_ids, record.worker_id), probe)

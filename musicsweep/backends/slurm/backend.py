@@ -45,7 +45,7 @@ STATE_KEY = "slurm_arrays"
 CANCEL_WAIT_S = 60.0
 # squeue states (`%T`) that mean a task is waiting, or holds (or is releasing) its allocation.
 QUEUED_STATES = {
-    "JobState.PENDING",
+    "PENDING",
     "REQUEUED",
     "REQUEUE_HOLD",
     "REQUEUE_FED",
@@ -53,7 +53,7 @@ QUEUED_STATES = {
     "PREEMPTED",
     "RESV_DEL_HOLD",
 }
-ACTIVE_STATES = {"JobState.RUNNING", "COMPLETING", "SUSPENDED", "STAGE_OUT", "SIGNALING", "RESIZING", "STOPPED"}
+ACTIVE_STATES = {"RUNNING", "COMPLETING", "SUSPENDED", "STAGE_OUT", "SIGNALING", "RESIZING", "STOPPED"}
 # sbatch's time formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S.
 _TIME = re.compile(r"^(?:(\d+)-(\d+)(?::(\d+)(?::(\d+))?)?|(\d+)(?::(\d+)(?::(\d+))?)?)$")
 _UNLIMITED = ("UNLIMITED", "INFINITE", "-1")
@@ -73,11 +73,11 @@ echo "[musicsweep] SLURM task ${{SLURM_ARRAY_JOB_ID:-?}}_${{SLURM_ARRAY_TASK_ID:
   "restart ${{SLURM_RESTART_COUNT:-0}}"
 {prepare}"""
 
-# Requeue only a task that is still JobState.RUNNING: after scancel (state CANCELLED) SLURM would accept
+# Requeue only a task that is still RUNNING: after scancel (state CANCELLED) SLURM would accept
 # the requeue and bring a cancelled task back.
 EPILOGUE = """if [ "$worker_status" -eq {stopped} ]; then
   task_state=$(squeue --noheader --jobs "${{SLURM_JOB_ID}}" --format=%T 2>/dev/null)
-  if [ "$task_state" != JobState.RUNNING ]; then
+  if [ "$task_state" != RUNNING ]; then
     echo "[musicsweep] stopped early while the task is ${{task_state:-gone}}: not requeueing"
   elif [ "${{SLURM_RESTART_COUNT:-0}}" -lt {max_requeues} ]; then
     echo "[musicsweep] stopped early: requeueing ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"

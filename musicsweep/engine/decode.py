@@ -1,0 +1,149 @@
+"""musicsweep's own autoregressive MusicGen loop (`engine.decoder: fast`), window by window.
+
+It produces the codes `MusicgenForConditionalGeneration.generate` would, given the same logits and
+the same `CodeSampler` draws (tests/test_decode.py checks token equality on CPU), without its
+per-step overhead:
+
+- the text is encoded once per batch and its cross-attention keys and values projected once
+  (`FastDecoder.text_kv`), shared by every window of a long clip;
+- the self-attention keys and values go into one preallocated `KVCache`;
+- the delay pattern is index arithmetic on a (batch, codebooks, length) buffer: codebook k's frame
+  t sits at position t + 1 + k, and a sampled code is kept only where its frame is one the window
+  generates; every other position holds the pad code or the window's prompt (`DelayedWindow`);
+- the sampler is `CodeSampler`, fed the same (batch * codebooks) rows in the same order as under
+  transformers, so the same seed draws the same codes with either decoder.
+
+On CUDA each step replays a CUDA graph (`steps.GraphedSteps`); elsewhere it runs eagerly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from musicsweep.engine.decoder import FastDecoder, TextKV
+from musicsweep.engine.longform import Window
+from musicsweep.engine.sampling import CodeSampler
+from musicsweep.engine.steps import EagerSteps, GraphedSteps, StepsCache, eager_steps
+from musicsweep.job import GenerationParams
+
+
+@dataclass
+class DelayedWindow:
+    """One window's codes in MusicGen's delayed layout: `context` frames given, `new` to generate."""
+
+    codes: torch.Tensor  # (batch, codebooks, context + new + codebooks)
+    free: torch.Tensor  # (codebooks, same length) bool: where a sampled code is kept
+    context: int
+    new: int
+
+    @classmethod
+    def start(
+        cls, prompt: torch.Tensor | None, batch: int, codebooks: int, window: Window, pad: int, device: Any
+    ) -> DelayedWindow:
+        """Lay out `prompt` (batch, codebooks, context_frames) undelayed codes; the rest is the pad code."""
+        context, new = window.context_frames, window.new_frames
+        length = context + new + codebooks
+        codes = torch.full((batch, codebooks, length), pad, dtype=torch.long, device=device)
+        for codebook in range(codebooks if prompt is not None else 0):
+            codes[:, codebook, 1 + codebook : 1 + codebook + context] = prompt[:, codebook]
+        frame = torch.arange(length, device=device)[None, :] - 1 - torch.arange(codebooks, device=device)[:, None]
+        return cls(codes, (frame >= context) & (frame < context + new), context, new)
+
+    @property
+    def length(self) -> int:
+        return self.codes.shape[-1]
+
+    def put(self, position: int, sampled: torch.Tensor) -> torch.Tensor:
+        """Keep `sampled` (batch, codebooks) where `position` is free; return the codes now at `position`."""
+        column = torch.where(self.free[:, position], sampled, self.codes[:, :, position])
+        self.codes[:, :, position] = column
+        return column
+
+    def new_frames(self) -> torch.Tensor:
+        """The generated frames, undelayed: (batch, codebooks, new)."""
+        batch, codebooks, _ = self.codes.shape
+        first = self.context + 1 + torch.arange(codebooks, device=self.codes.device)
+        index = first[:, None] + torch.arange(self.new, device=self.codes.device)[None, :]
+        return self.codes.gather(2, index.expand(batch, -1, -1))
+
+
+def is_guided(guidance_scale: float) -> bool:
+    """transformers' rule: guidance (and its unconditional rows) only above a scale of 1."""
+    return guidance_scale is not None and guidance_scale > 1
+
+
+def encode_text(decoder: FastDecoder, inputs: dict[str, Any], guided: bool) -> TextKV:
+    """Run the text encoder once for the batch and project its cross-attention keys and values."""
+    hidden = decoder.model.text_encoder(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+    return decoder.text_kv(hidden.last_hidden_state, inputs["attention_mask"], guided)
+
+
+def sample_codes(sampler: CodeSampler, logits: torch.Tensor, guided: bool) -> torch.Tensor:
+    """(rows, codebooks, vocab) logits -> (batch, codebooks) codes, rows ordered as transformers orders them."""
+    logits = logits.float()
+    if guided:
+        conditional, unconditional = logits.chunk(2)
+        scores = sampler.guide(conditional.flatten(0, 1), unconditional.flatten(0, 1))
+        batch = conditional.shape[0]
+    else:
+        scores, batch = logits.flatten(0, 1), logits.shape[0]
+    return sampler.sample(scores).view(batch, -1)
+
+
+def run_window(steps: EagerSteps, delayed: DelayedWindow, sampler: CodeSampler, guided: bool) -> None:
+    """Fill `delayed`'s free positions: prefill its first context + 1 positions, then one step per position."""
+    logits = steps.prefill(delayed.codes[:, :, : delayed.context + 1])
+    for position in range(delayed.context + 1, delayed.length):
+        column = delayed.put(position, sample_codes(sampler, logits, guided))
+        if position + 1 < delayed.length:
+            logits = steps.step(column, position)
+
+
+def generate_codes_fast(
+    decoder: FastDecoder,
+    inputs: dict[str, Any],
+    windows: list[Window],
+    sampler: CodeSampler,
+    make_steps: Callable[..., EagerSteps] = eager_steps,
+) -> torch.Tensor:
+    """Run the windows; returns the undelayed codes (batch, codebooks, total_frames), as `longform.generate_codes`.
+
+    `make_steps(decoder, rows, capacity, text, repeat)` gives the step runner (see `steps`).
+    """
+    codebooks = decoder.num_codebooks
+    pad = int(decoder.model.generation_config.pad_token_id)
+    guided = is_guided(sampler.guidance_scale)
+    repeat = 2 if guided else 1
+    batch = inputs["input_ids"].shape[0]
+    capacity = max(w.context_frames + w.new_frames for w in windows) + codebooks - 1
+    with torch.inference_mode():
+        steps = make_steps(decoder, repeat * batch, capacity, encode_text(decoder, inputs, guided), repeat)
+        codes = torch.empty((batch, codebooks, 0), dtype=torch.long, device=decoder.device)
+        for window in windows:
+            prompt = codes[:, :, codes.shape[-1] - window.context_frames :] if window.context_frames else None
+            delayed = DelayedWindow.start(prompt, batch, codebooks, window, pad, decoder.device)
+            run_window(steps, delayed, sampler, guided)
+            codes = torch.cat([codes, delayed.new_frames()], dim=-1)
+    return codes
+
+
+class FastLoop:
+    """`engine.decoder: fast` for one loaded model: its `FastDecoder` and, on CUDA, its graphed steps."""
+
+    def __init__(self, model: Any, device: str, window_frames: int, graphs: bool = True) -> None:
+        self.decoder = FastDecoder(model)
+        capacity = window_frames + self.decoder.num_codebooks - 1
+        use_graphs = graphs and str(device).startswith("cuda")
+        self.make_steps = StepsCache(GraphedSteps, capacity) if use_graphs else eager_steps
+
+    @staticmethod
+    def supports(model: Any) -> bool:
+        """Mono, text-conditioned MusicGen; -melody (prepended conditioning) and stereo stay on transformers."""
+        return type(model).__name__ == "MusicgenForConditionalGeneration" and model.decoder.config.audio_channels == 1
+
+    def __call__(self, inputs: dict[str, Any], windows: list[Window], params: GenerationParams) -> torch.Tensor:
+        return generate_codes_fast(self.decoder, inputs, windows, CodeSampler(params), self.make_steps)

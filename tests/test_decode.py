@@ -1,0 +1,103 @@
+"""`engine.decoder: fast` against transformers' generate: the same codes, token for token, on CPU.
+
+The fast loop feeds `CodeSampler` the same rows in the same order as transformers does, so with
+the same seed both decoders draw the same codes, whether greedy (top_k=1) or sampled; windows after
+the first check the long-form continuation.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+from musicsweep.config import EngineConfig
+from musicsweep.engine import load_engine, steps
+from musicsweep.engine.decode import FastLoop, generate_codes_fast
+from musicsweep.engine.decoder import FastDecoder
+from musicsweep.engine.loading import torch_threads
+from musicsweep.engine.longform import Window, generate_codes, plan_windows
+from musicsweep.engine.sampling import CodeSampler, sampling_kwargs
+from musicsweep.engine.steps import StaticSteps, StepsCache
+from musicsweep.engine.tiny import build_small_sized_model, build_tiny_model
+from musicsweep.job import GenerationParams
+
+GREEDY = GenerationParams(top_k=1)
+PROMPTS = ["warm piano", "a much longer prompt about dark techno"]
+# 2 s windows continued by 1 s strides: 100 + 50 + 30 frames, the later windows prompted with 50
+SHORT_WINDOWS = plan_windows(180, 50, 1.0, window_s=2.0)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """As the engine runs the tiny model: on a shared host, two threads spinning for each other are 10x slower."""
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build_tiny_model()
+
+
+def both_decoders(model, tokenizer, windows: list[Window], params: GenerationParams, make_steps=None):
+    inputs = dict(tokenizer(text=PROMPTS, padding=True, return_tensors="pt"))
+    torch.manual_seed(11)
+    expected = generate_codes(model, inputs, windows, functools.partial(sampling_kwargs, params))
+    torch.manual_seed(11)
+    extra = {} if make_steps is None else {"make_steps": make_steps}
+    fast = generate_codes_fast(FastDecoder(model), inputs, windows, CodeSampler(params), **extra)
+    return expected, fast
+
+
+@pytest.mark.parametrize("params", [GREEDY, GenerationParams()], ids=["greedy", "sampled"])
+def test_tiny_model_fast_codes_equal_transformers_generate(tiny, params):
+    expected, fast = both_decoders(*tiny, SHORT_WINDOWS, params)
+    assert [w.context_frames for w in SHORT_WINDOWS] == [0, 50, 50]
+    assert fast.shape == expected.shape == (2, 4, 180)
+    assert torch.equal(fast, expected)
+
+
+def test_tiny_model_fast_codes_equal_without_guidance(tiny):
+    expected, fast = both_decoders(*tiny, SHORT_WINDOWS, GenerationParams(guidance_scale=1.0))
+    assert torch.equal(fast, expected)
+
+
+def test_static_steps_the_cuda_graphs_replay_equal_transformers_generate(tiny, monkeypatch):
+    """The fixed-shape step (masked cache buckets, padded text) that CUDA graphs capture, run eagerly."""
+    monkeypatch.setattr(steps, "BUCKET", 16)  # cross several buckets within each window
+    cache = StepsCache(StaticSteps, capacity=2 * 50 + 3)
+    expected, fast = both_decoders(*tiny, SHORT_WINDOWS, GREEDY, make_steps=cache)
+    assert torch.equal(fast, expected)
+    first = cache.steps
+    expected, fast = both_decoders(*tiny, SHORT_WINDOWS, GenerationParams(), make_steps=cache)
+    assert cache.steps is first  # the same batch shape reuses the buffers (and on CUDA the graphs)
+    assert torch.equal(fast, expected)
+
+
+def test_small_sized_model_fast_codes_equal_transformers_generate():
+    """musicgen-small's shapes (random weights, float32): 10 frames, then 2 more prompted with 5."""
+    model, tokenizer = build_small_sized_model()
+    windows = plan_windows(12, 50, 0.1, window_s=0.2)
+    assert windows == [Window(0, 10), Window(5, 2)]
+    expected, fast = both_decoders(model, tokenizer, windows, GREEDY)
+    assert torch.equal(fast, expected)
+
+
+def test_engine_fast_and_hf_give_the_same_wav_and_a_seed_reproduces_it():
+    """Through the engine at real window sizes: 31 s is a 30 s window and a continuation window."""
+    fast = load_engine("tiny", EngineConfig(decoder="fast"))
+    hf = load_engine("tiny", EngineConfig(decoder="hf"))
+    first = fast.generate(PROMPTS, [3, 4], 31.0, GenerationParams())
+    again = fast.generate(PROMPTS, [3, 4], 31.0, GenerationParams())
+    reference = hf.generate(PROMPTS, [3, 4], 31.0, GenerationParams())
+    for clip, repeat, hf_clip in zip(first, again, reference, strict=True):
+        assert clip.shape == (31 * 32000,)
+        assert np.array_equal(clip, repeat) and np.array_equal(clip, hf_clip)
+
+
+def test_melody_models_stay_on_transformers():
+    melody, _ = build_tiny_model(melody=True)
+    assert FastLoop.supports(build_tiny_model()[0]) and not FastLoop.supports(melody)
