@@ -59,7 +59,6 @@ def sweep(name: str, prompts: list[str]) -> dict:
 
 def one_run(backend: str, folder: Path, prompts: int) -> tuple[dict, dict]:
     os.environ["XDG_CACHE_HOME"] = str(folder / "cache")
-    os.environ["MUSICSWEEP_CONFIG"] = str(folder / "musicsweep.yaml")
     os.environ["HF_HUB_OFFLINE"] = "1"
     servers: list[SSHServer] = []
     if backend == "ssh":
@@ -67,9 +66,12 @@ def one_run(backend: str, folder: Path, prompts: int) -> tuple[dict, dict]:
         servers = [SSHServer(address, folder / address, keys) for address in ("127.0.0.2", "127.0.0.3")]
         for server in servers:
             server.start()
+    project = folder / "project"  # apart from the hosts' folders, which the code sync must not copy
+    project.mkdir()
+    os.environ["MUSICSWEEP_CONFIG"] = str(project / "musicsweep.yaml")
     try:
-        write_config(folder, backend, servers)
-        os.chdir(folder)
+        write_config(project, backend, servers)
+        os.chdir(project)
         first = sweep("calibrate", PROMPTS_A[:prompts])
         second = sweep("new-prompts", PROMPTS_B[:prompts])
     finally:
