@@ -201,3 +201,21 @@ def test_a_team_shares_history_through_the_store(tmp_path: Path, monkeypatch: py
     assert shared.calibration.entries == mine.entries
     alone = Estimator.load(local_config(tmp_path), "local", boots=False, store=store)
     assert alone.calibration.entries == {}  # without `share`, the store's copy is not read
+
+
+def test_plan_lines_say_where_figures_came_from_and_show_the_range_while_history_is_thin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from musicsweep.cli.display import estimate_line, print_sources
+
+    guess = estimate(local_config(tmp_path))
+    assert "range" in estimate_line(guess) and "no history" in estimate_line(guess)
+    print_sources(guess)
+    assert capsys.readouterr().out == f"  setup, model load (tiny), upload, idle, generation (tiny, batch 4): {GUESS}\n"
+    calibration = calibrate(tmp_path, monkeypatch, "cal", worker_record(load_s=1.0, wall_per_work=1.0))
+    key = next(iter(calibration.entries))
+    for index in (2, 3):  # three sweeps behind every figure: history is no longer thin
+        calibration.add(key, calibration.entries[key][0] | {"id": f"cal/{index}", "time": float(index)})
+    settled = estimate(local_config(tmp_path), calibration)
+    assert not settled.thin and "range" not in estimate_line(settled)
+    assert settled.sources["model load (tiny)"].startswith("calibrated from 3 sweeps on localhost")
