@@ -37,6 +37,7 @@ SECRET = "s3cr3t-value-that-must-never-be-written-7f3a9"
 # file in an extra pull folder and the hash of the forwarded secret, then lives on with children
 # (an orphan); with FAKE_FAIL_FIRST it marks its jobs failed on a first launch instead.
 FAKE_WORKER = r"""
+[ "$1" = -c ] && exit 0  # the launch check's import probe: nothing is missing
 shift 2
 FAKE_PY={python}
 work="$MUSICSWEEP_JOB_DIR"

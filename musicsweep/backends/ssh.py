@@ -36,10 +36,19 @@ from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
 from musicsweep.layout import SweepDir
 from musicsweep.remote.codesync import DEFAULT_EXCLUDES, code_filters, sync_code
-from musicsweep.remote.ssh import HostUnreachable, SSHHost, env_exports, on_hosts, rsync, run_ssh
+from musicsweep.remote.ssh import (
+    HostUnreachable,
+    SSHHost,
+    combined_error,
+    env_exports,
+    on_hosts,
+    rsync,
+    run_ssh,
+)
 from musicsweep.scripts import WorkerScript, write_script
 from musicsweep.store import open_store
 from musicsweep.store.pull import PULLED_FOLDERS, pull_results
+from musicsweep.worker.deps import remote_check
 
 # Used when a host names no `python`: installs uv if missing, then syncs the project (with its
 # `worker` extra when it declares one), or installs musicsweep[worker] when the code has no pyproject.
@@ -101,7 +110,8 @@ def hosts_from_state(state: dict[str, dict]) -> dict[str, SSHHost]:
 
 
 def check_host(host: SSHHost, write: bool = True) -> None:
-    """Reachable, key accepted, `remote_dir` a writable folder: one round trip, one-line errors.
+    """Reachable, key accepted, `remote_dir` a writable folder, and a set `python` (with no
+    `setup` to install into it) able to import the worker's modules: one round trip, one-line errors.
 
     With `write=False` (a dry run) nothing is created: the nearest existing folder on the path
     must be a writable directory.
@@ -113,6 +123,8 @@ def check_host(host: SSHHost, write: bool = True) -> None:
     else:
         check = f'd={folder}; while [ ! -e "$d" ]; do d=$(dirname "$d"); done; [ -d "$d" ] && [ -w "$d" ]'
     command = f"{{ {check}; }} || {{ echo remote_dir {folder} is not a writable folder >&2; exit 1; }}"
+    if host.python is not None and host.setup is None:
+        command += f"; {remote_check(host.python)}"
     run_ssh(host, command, what="launch check")
 
 
@@ -238,11 +250,9 @@ class SSHBackend(Backend):
             missing = [name for name in host.env if name not in os.environ]
             if missing:
                 raise MusicsweepError(f"host {host.label}: env {missing[0]} is not set in this environment")
-        results = on_hosts(hosts, lambda host: check_host(host, write=not dry_run)).values()
-        errors = [result for result in results if isinstance(result, MusicsweepError)]
-        if errors:
-            more = f" (and {len(errors) - 1} more host(s))" if len(errors) > 1 else ""
-            raise MusicsweepError(f"{errors[0]}{more}")
+        error = combined_error(on_hosts(hosts, lambda host: check_host(host, write=not dry_run)))
+        if error is not None:
+            raise error
 
     def shard(self, jobs: list[Job]) -> list[Shard]:
         hosts = [host for host in self.settings.hosts if host.label not in self.unreachable]
@@ -307,13 +317,13 @@ class SSHBackend(Backend):
             console.print(f"host {host.label}: started {len(by_host[host.label])} worker(s)")
             return output
 
-        errors = [r for r in on_hosts(hosts, launch_on).values() if isinstance(r, MusicsweepError)]
+        error = combined_error(on_hosts(hosts, launch_on))
         previous = hosts_from_state(sweep.read_manifest().get("backend_state", {}).get(HOSTS_STATE, {}))
         others = [host for label, host in previous.items() if label not in by_host and label not in self.unreachable]
         self.report_errors(on_hosts(others, lambda host: forget_stale(host, sweep.name, stale)), "stale marker cleanup")
         state = {HOSTS_STATE: hosts_state([*previous.values(), *hosts])}
-        if errors:
-            raise errors[0]
+        if error is not None:
+            raise error
         return state
 
     def jobs_by_host(self, manifest: dict) -> dict[str, dict[str, int]]:
