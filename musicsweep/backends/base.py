@@ -103,7 +103,7 @@ class Executor:
 def job_states(
     executor_of: dict[str, Hashable], executors: dict[Hashable, Executor], markers: set[str]
 ) -> dict[str, str]:
-    """Every job's state by the contract in DESIGN.md, for any backend.
+    """Every job's state by the contract in docs/architecture.md (Contracts), for any backend.
 
     Markers decide first. A job whose `.done` is present while its executor is alive is `done` if
     the executor still has unfinished jobs, and `done_orphans` once every one of them is finished.
@@ -146,6 +146,8 @@ class Backend(ABC):
 
     name: ClassVar[str]
     spends_money: ClassVar[bool] = False
+    # auto_pull's waits between polls: (after a change, the longest while nothing changes)
+    poll_interval_s: ClassVar[tuple[float, float]] = (2.0, 10.0)
 
     def __init__(self, config: Config) -> None:
         self.config = config

@@ -58,6 +58,7 @@ def kill_process_group(pgid: int, grace_s: float = KILL_GRACE_S) -> None:
 
 class LocalBackend(Backend):
     name = "local"
+    poll_interval_s = (0.5, 2.0)  # a poll is one `ps` and a folder listing
 
     def __init__(self, config) -> None:
         super().__init__(config)

@@ -38,7 +38,7 @@ def run_launch(argv: list[str]) -> int:
 
 PULL_EXAMPLES = """
 examples:
-  musicsweep pull                          # the latest sweep, every 10 s until all jobs are finished
+  musicsweep pull                          # the latest sweep, until all jobs are finished
   musicsweep pull night-run --once         # one poll and pull; exit 3 while jobs are still running
   musicsweep pull night-run --relaunch-failed --give-up-after 600 --report"""
 
