@@ -35,6 +35,8 @@ from musicsweep.config import Config, typed_section
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
 from musicsweep.layout import SweepDir
+from musicsweep.remote.bundle import FOLDER as BUNDLE_FOLDER
+from musicsweep.remote.bundle import WorkerBundle, worker_bundle
 from musicsweep.remote.codesync import DEFAULT_EXCLUDES, code_filters, sync_code
 from musicsweep.remote.ssh import (
     HostUnreachable,
@@ -50,15 +52,27 @@ from musicsweep.store import open_store
 from musicsweep.store.pull import PULLED_FOLDERS, pull_results
 from musicsweep.worker.deps import remote_check
 
-# Used when a host names no `python`: installs uv if missing, then syncs the project (with its
-# `worker` extra when it declares one), or installs musicsweep[worker] when the code has no pyproject.
-DEFAULT_SETUP = (
-    'export PATH="$HOME/.local/bin:$HOME/.cargo/bin:$PATH"; '
-    "{ command -v uv >/dev/null 2>&1 || python3 -m pip install --user uv "
-    "|| python3 -m pip install --user --break-system-packages uv; } && "
-    "if [ ! -f pyproject.toml ]; then uv venv .venv && uv pip install --python .venv/bin/python 'musicsweep[worker]'; "
-    "elif grep -qE '^[[:space:]]*worker[[:space:]]*=' pyproject.toml; then uv sync --extra worker; else uv sync; fi"
-)
+# Used when a host names neither `python` nor `setup`, in `{remote_dir}/code`: installs uv if
+# missing, makes `.venv`, and installs the pinned runtime dependencies and this project's wheel
+# from the bundle that `deploy` pushed (never the dev group, never musicsweep from an index). Each
+# install tries the host's uv cache first (`--offline`), then the package index.
+DEFAULT_SETUP = """\
+export PATH="$HOME/.local/bin:$HOME/.cargo/bin:$PATH"
+command -v uv >/dev/null 2>&1 || python3 -m pip install --user uv \\
+  || python3 -m pip install --user --break-system-packages uv || exit 1
+[ -x .venv/bin/python ] || uv venv --quiet --python '>=3.11' .venv || exit 1
+install() {
+  uv pip install --python .venv/bin/python --offline "$@" && return
+  echo "[musicsweep] not all in the uv cache: trying the package index"
+  uv pip install --python .venv/bin/python "$@"
+}
+bundle=$MUSICSWEEP_SETUP_DIR
+if [ -f "$bundle/pylock.toml" ]; then
+  install -r "$bundle/pylock.toml" && install --no-deps --reinstall-package musicsweep "$bundle/$MUSICSWEEP_WHEEL"
+else
+  install --reinstall-package musicsweep "musicsweep[worker] @ file://$bundle/$MUSICSWEEP_WHEEL"
+fi
+"""
 HOSTS_STATE = "ssh_hosts"
 POLL_TIMEOUT_S = 60  # a host whose probe hangs this long counts as unreachable for this poll
 
@@ -132,26 +146,43 @@ def python_of(host: SSHHost) -> str:
     return host.python or f"{host.code_dir}/.venv/bin/python"
 
 
-def setup_stamp(host: SSHHost, base_dir: Path) -> str | None:
-    """Hash of what the environment depends on; None when the host needs no setup."""
+def uses_default_setup(host: SSHHost) -> bool:
+    return host.python is None and host.setup is None
+
+
+def setup_stamp(host: SSHHost, base_dir: Path, bundle: WorkerBundle | None) -> str | None:
+    """Hash of what the environment depends on; None when the host needs no setup.
+
+    The default setup depends on the bundle (wheel and pins); a custom `setup` on the project's
+    `pyproject.toml` and `uv.lock`.
+    """
     if host.python is not None and host.setup is None:
         return None
     digest = hashlib.sha256((host.setup or DEFAULT_SETUP).encode())
-    for name in ("pyproject.toml", "uv.lock"):
-        path = base_dir / name
-        digest.update(path.read_bytes() if path.is_file() else b"-")
+    if bundle is not None:
+        digest.update(bundle.digest.encode())
+    else:
+        for name in ("pyproject.toml", "uv.lock"):
+            path = base_dir / name
+            digest.update(path.read_bytes() if path.is_file() else b"-")
     return digest.hexdigest()[:16]
 
 
-def setup_block(host: SSHHost, stamp: str | None) -> str:
+def environment_setup(host: SSHHost, sweep: SweepDir, base_dir: Path) -> str:
     """Bash that runs the host's setup unless its stamp matches, i.e. a second sweep reuses the env."""
+    bundle = worker_bundle(sweep.root) if uses_default_setup(host) else None
+    stamp = setup_stamp(host, base_dir, bundle)
     if stamp is None:
         return ""
     stamp_file = shlex.quote(f"{host.remote_dir}/.musicsweep-env")
     log = shlex.quote(f"{host.remote_dir}/setup.log")
+    exports = ""
+    if bundle is not None:
+        folder = f"{host.work_dir(sweep.name)}/{BUNDLE_FOLDER}"
+        exports = f"export MUSICSWEEP_SETUP_DIR={shlex.quote(folder)} MUSICSWEEP_WHEEL={shlex.quote(bundle.wheel)}\n"
     return (
         f'if [ "$(cat {stamp_file} 2>/dev/null)" = {stamp} ]; then echo "#setup cached"; else\n'
-        f"  ( cd {shlex.quote(host.code_dir)} && {host.setup or DEFAULT_SETUP} ) >>{log} 2>&1 "
+        f"  ( cd {shlex.quote(host.code_dir)} || exit 1\n{exports}{host.setup or DEFAULT_SETUP}\n) >>{log} 2>&1 "
         f"|| {{ echo environment setup failed, see {log} >&2; exit 1; }}\n"
         f'  echo {stamp} >{stamp_file}; echo "#setup ran"\nfi\n'
     )
@@ -168,9 +199,13 @@ def prepare_block(host: SSHHost, commands: tuple[str, ...]) -> str:
 
 
 def deploy(host: SSHHost, base_dir: Path, filters: list[str], sweep: SweepDir) -> None:
-    """Push the code and the sweep's specs and scripts (never pid files) to the host."""
+    """Push the code and the sweep's specs and scripts (never pid files) to the host, and the
+    setup bundle when the host uses the default setup."""
     sync_code(host, base_dir, filters)
-    sweep_filters = ["--mkpath", "--exclude=*.pid", "--include=/jobs/***", "--include=/scripts/***", "--exclude=*"]
+    if uses_default_setup(host):
+        worker_bundle(sweep.root)
+    folders = [f"--include=/{folder}/***" for folder in ("jobs", "scripts", BUNDLE_FOLDER)]
+    sweep_filters = ["--mkpath", "--exclude=*.pid", *folders, "--exclude=*"]
     rsync(host, [f"{sweep.root}/"], f":{host.work_dir(sweep.name)}/", sweep_filters, what="sweep sync")
 
 
@@ -311,7 +346,7 @@ class SSHBackend(Backend):
 
         def launch_on(host: SSHHost) -> str:
             deploy(host, self.config.base_dir, filters, sweep)
-            setup = setup_block(host, setup_stamp(host, self.config.base_dir))
+            setup = environment_setup(host, sweep, self.config.base_dir)
             prepare = prepare_block(host, self.settings.prepare)
             output = start_workers(host, sweep.name, by_host[host.label], stale_block(stale) + setup + prepare)
             console.print(f"host {host.label}: started {len(by_host[host.label])} worker(s)")

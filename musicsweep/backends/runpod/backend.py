@@ -46,13 +46,12 @@ from musicsweep.backends.ssh import (
     SSHBackend,
     check_host,
     deploy,
+    environment_setup,
     hosts_from_state,
     prepare_block,
     probe_host,
     pull_host,
     python_of,
-    setup_block,
-    setup_stamp,
     start_workers,
 )
 from musicsweep.cli.display import console
@@ -398,7 +397,7 @@ class RunPodBackend(Backend):
         def launch_on(host: SSHHost) -> str:
             shard = by_label[host.label][1]
             deploy(host, self.config.base_dir, filters, sweep)
-            setup = setup_block(host, setup_stamp(host, self.config.base_dir))
+            setup = environment_setup(host, sweep, self.config.base_dir)
             prepare = prepare_block(host, self.ssh.settings.prepare)
             return start_workers(host, sweep.name, [shard], setup + prepare)
 
