@@ -19,6 +19,7 @@ commands:
   status   one poll of every job's state, per host; pulls nothing
   cancel   stop every worker of a sweep
   report   write the HTML listening report (= python -m musicsweep.report)
+  doctor   check everything a launch needs, report every problem in one table (--fix: the safe fixes)
 
 examples:
   musicsweep launch 'sweep.prompts=[lofi piano,dark techno]' 'sweep.durations=[30,180]' sweep.seeds=[1,2]
@@ -27,6 +28,7 @@ examples:
   musicsweep status night-run
   musicsweep cancel night-run
   musicsweep report night-run
+  musicsweep doctor --backend ssh --fix
 """
 
 
@@ -68,6 +70,12 @@ def run_report(argv: list[str]) -> int:
     from musicsweep.report.build import main
 
     return with_examples(argv, REPORT_EXAMPLES, main)
+
+
+def run_doctor(argv: list[str]) -> int:
+    from musicsweep.doctor.run import main
+
+    return main(argv)
 
 
 def sweep_parser(command: str, description: str) -> argparse.ArgumentParser:
@@ -121,6 +129,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "status": run_status,
     "cancel": run_cancel,
     "report": run_report,
+    "doctor": run_doctor,
 }
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from musicsweep.errors import MusicsweepError
 
 OK, FAIL, FIXED, SKIP = "ok", "FAIL", "fixed", "skip"
+NOTE = "note"  # worth knowing, never a failure (e.g. a setup that will need the package index)
 
 
 @dataclass(frozen=True)
