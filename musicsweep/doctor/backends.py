@@ -123,7 +123,9 @@ def runpod_checks(config: Config, fix: bool) -> list[Check]:
             rows.append(Check(f"runpod {key}", OK, str(path)))
         else:
             fix = f"ssh-keygen -t ed25519 -f {path.with_suffix('') if key == 'public_key_file' else path}"
-            rows.append(Check(f"runpod {key}", FAIL, f"no such file: {path} ({where}.{key})", fix))
+            rows.append(
+                Check(f"runpod {key}", FAIL, f"no such file: {path} ({config.where(f'backends.runpod.{key}')})", fix)
+            )
     aws = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
     missing = [name for name in aws if name not in os.environ]
     if missing:

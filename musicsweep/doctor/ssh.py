@@ -19,7 +19,7 @@ from musicsweep.doctor.env import describe_gpu, torch_probe
 from musicsweep.doctor.result import FAIL, FIXED, NOTE, OK, Check
 from musicsweep.errors import MusicsweepError
 from musicsweep.remote.bundle import PYLOCK, WorkerBundle, build_bundle
-from musicsweep.remote.ssh import SSHHost, on_hosts, run_ssh
+from musicsweep.remote.ssh import SSHHost, env_exports, on_hosts, run_ssh
 from musicsweep.worker.deps import FIX, probe_code
 
 PROBE = """\
@@ -47,7 +47,7 @@ fi
 def probe_script(host: SSHHost, bundle: WorkerBundle | None) -> str:
     from musicsweep.backends.ssh import uses_default_setup
 
-    script = PROBE.format(
+    script = env_exports(host.env) + PROBE.format(
         remote_dir=shlex.quote(host.remote_dir), stamp_file=shlex.quote(f"{host.remote_dir}/.musicsweep-env")
     )
     if host.python is not None:
@@ -165,7 +165,7 @@ def worker_bundle_for_doctor(hosts: list[SSHHost], folder: Path) -> WorkerBundle
 
 
 def ssh_host_checks(hosts: list[SSHHost], config: Config, fix: bool) -> list[Check]:
-    """Every check of every host, hosts probed in parallel."""
+    """Every check of every host, hosts probed in parallel with the env a launch forwards them."""
     with tempfile.TemporaryDirectory(prefix="musicsweep-doctor-") as scratch:
         bundle = worker_bundle_for_doctor(hosts, Path(scratch))
         checks = [bundle] if isinstance(bundle, Check) else []
