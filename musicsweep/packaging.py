@@ -26,8 +26,18 @@ def project_root() -> Path:
     """The source tree this package was imported from (it must have its pyproject.toml)."""
     root = Path(__file__).resolve().parents[1]
     if not (root / "pyproject.toml").is_file():
-        raise MusicsweepError(f"{root}: no pyproject.toml, so musicsweep cannot be packaged for remote hosts")
+        raise MusicsweepError(
+            f"{root}: no pyproject.toml, so musicsweep cannot be packaged for remote hosts: install it from a "
+            "checkout (`uv pip install -e /path/to/musicsweep`), or give the hosts `python:` or `setup:`"
+        )
     return root
+
+
+def require_packaging(why: str) -> None:
+    """Fail before any write when the wheel cannot be built: no source tree, or no uv."""
+    project_root()
+    if shutil.which("uv") is None:
+        raise MusicsweepError(f"uv is not on PATH: it is needed to build the wheel that {why}")
 
 
 def wheel_key(digest: str, wheel_name: str) -> str:
@@ -37,9 +47,8 @@ def wheel_key(digest: str, wheel_name: str) -> str:
 
 def build_wheel(out_dir: Path, root: Path | None = None) -> Path:
     """`uv build --wheel` of the project into `out_dir`; returns the wheel's path."""
-    uv = shutil.which("uv")
-    if uv is None:
-        raise MusicsweepError("uv is not on PATH: it is needed to build the wheel that cloud workers install")
+    require_packaging("remote workers install")
+    uv = shutil.which("uv") or "uv"
     root = root or project_root()
     result = subprocess.run(
         [uv, "build", "--wheel", "--out-dir", str(out_dir), str(root)], capture_output=True, text=True, check=False

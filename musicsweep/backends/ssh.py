@@ -35,6 +35,7 @@ from musicsweep.config import Config, typed_section
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
 from musicsweep.layout import SweepDir
+from musicsweep.packaging import require_packaging
 from musicsweep.remote.bundle import FOLDER as BUNDLE_FOLDER
 from musicsweep.remote.bundle import WorkerBundle, worker_bundle
 from musicsweep.remote.codesync import DEFAULT_EXCLUDES, code_filters, sync_code
@@ -285,6 +286,8 @@ class SSHBackend(Backend):
             missing = [name for name in host.env if name not in os.environ]
             if missing:
                 raise MusicsweepError(f"host {host.label}: env {missing[0]} is not set in this environment")
+        if any(uses_default_setup(host) for host in hosts):
+            require_packaging("the default setup installs on SSH hosts")
         error = combined_error(on_hosts(hosts, lambda host: check_host(host, write=not dry_run)))
         if error is not None:
             raise error
