@@ -18,27 +18,28 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from musicsweep.backends.base import DONE  # noqa: E402
 from musicsweep.backends.ssh import HOSTS_STATE, SSHBackend, hosts_state  # noqa: E402
 from musicsweep.config import parse_config  # noqa: E402
 from musicsweep.job import Job  # noqa: E402
 from musicsweep.layout import SweepDir  # noqa: E402
+from musicsweep.manifest import JobEntry, Manifest  # noqa: E402
 from musicsweep.remote.ssh import CONNECTIONS  # noqa: E402
+from musicsweep.states import JobState  # noqa: E402
 from tests.fixtures.sshd import SSHServer, make_keys  # noqa: E402
 
 DEAD_PID = 2**22 + 1  # above the default pid_max: never a live process
 
 
-def fake_finished_sweep(folder: Path, servers: list[SSHServer], count: int) -> tuple[SSHBackend, SweepDir, dict]:
+def fake_finished_sweep(folder: Path, servers: list[SSHServer], count: int) -> tuple[SSHBackend, SweepDir, Manifest]:
     hosts = [server.host() for server in servers]
     raw = {"backend": "ssh", "backends": {"ssh": {"hosts": [server.entry() for server in servers]}}}
     config = parse_config(raw, "benchmark", folder)
     sweep = SweepDir(config.sweeps_dir, "bench")
-    manifest = {"sweep": "bench", "backend": "ssh", "jobs": {}, "backend_state": {HOSTS_STATE: hosts_state(hosts)}}
+    manifest = Manifest(sweep="bench", backend="ssh", backend_state={HOSTS_STATE: hosts_state(hosts)})
     for index in range(count):
         job = Job("bench", f"prompt {index}", 2.0, "tiny", index, f"clip_{index}")
         host = hosts[index % len(hosts)]
-        manifest["jobs"][job.job_id] = {"worker": index % len(hosts), "host": host.label}
+        manifest.jobs[job.job_id] = JobEntry(worker=index % len(hosts), host=host.label)
         work = Path(host.work_dir(sweep.name))
         for sub in ("jobs", "markers"):
             (work / sub).mkdir(parents=True, exist_ok=True)
@@ -67,7 +68,7 @@ def main() -> None:
                 states = backend.poll(sweep, manifest)
                 times.append(time.perf_counter() - started)
                 trips.append(CONNECTIONS.total())
-                assert len(states) == args.jobs and set(states.values()) == {DONE}, states
+                assert len(states) == args.jobs and set(states.values()) == {JobState.DONE}, states
         finally:
             for server in servers:
                 server.stop()

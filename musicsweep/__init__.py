@@ -1,7 +1,7 @@
 """musicsweep: launch sweeps of MusicGen text-to-music generation."""
 
+from musicsweep.cli.run import run_sweep
 from musicsweep.errors import MusicsweepError
-from musicsweep.sweep.plan import run_sweep
 from musicsweep.sweep.variants import VariantGenerator
 
 __all__ = ["MusicsweepError", "VariantGenerator", "run_sweep"]

@@ -17,10 +17,10 @@ from typing import Any, TypeVar
 
 import yaml
 
+from musicsweep.backends.registry import BACKEND_NAMES, unknown_backend_message
 from musicsweep.errors import MusicsweepError
 
 CONFIG_NAME = "musicsweep.yaml"
-BACKEND_NAMES = ("local", "ssh", "slurm", "ec2", "runpod")
 T = TypeVar("T")
 
 
@@ -109,7 +109,7 @@ def parse_config(raw: Any, source: str, base_dir: Path) -> Config:
         raise MusicsweepError(f"{source}: unknown key {unknown[0]!r} (known: {sorted(known)})")
     backend = raw.get("backend", "local")
     if backend not in BACKEND_NAMES:
-        raise MusicsweepError(f"{source}: key 'backend': unknown backend {backend!r} (known: {list(BACKEND_NAMES)})")
+        raise MusicsweepError(unknown_backend_message(backend, f"{source}: key 'backend'"))
     store_raw = raw.get("store", {})
     store_raw = {"url": store_raw} if isinstance(store_raw, str) else store_raw
     store = typed_section(StoreConfig, store_raw, f"{source}: key 'store'")
@@ -120,7 +120,7 @@ def parse_config(raw: Any, source: str, base_dir: Path) -> Config:
         raise MusicsweepError(f"{source}: key 'backends' must be a mapping")
     for name, section in backends.items():
         if name not in BACKEND_NAMES:
-            raise MusicsweepError(f"{source}: key 'backends.{name}': unknown backend (known: {list(BACKEND_NAMES)})")
+            raise MusicsweepError(unknown_backend_message(name, f"{source}: key 'backends.{name}'"))
         if section is not None and not isinstance(section, dict):
             raise MusicsweepError(f"{source}: key 'backends.{name}' must be a mapping")
     engine = typed_section(EngineConfig, raw.get("engine") or {}, f"{source}: key 'engine'")

@@ -1,4 +1,4 @@
-"""A job is one clip: what to generate, its stable id, and where its files live."""
+"""A job is one clip: what to generate and its stable id (`layout` says where its files live)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from musicsweep.errors import MusicsweepError
@@ -99,79 +98,3 @@ class Job:
         base = slugify(str(variant.get("file_name") or variant.get("base_name") or prompt))
         extra = tuple(str(path) for path in variant.get("extra_pull_dirs", ()))
         return cls(sweep, prompt, duration, model, seed, base, params, dict(variant), extra)
-
-
-@dataclass(frozen=True)
-class JobPaths:
-    """The one place that knows where a job's files live, on a host and in the store.
-
-    Host side, under the sweep's work folder: the spec, the `.pid` of the worker that owns the
-    job, and the worker's script and log. Store side (keys relative to the store root): the WAV,
-    the cost row and the `.done`/`.failed` markers. On a local store both sides are one folder.
-    """
-
-    work_dir: Path
-    sweep: str
-    job_id: str
-    output_name: str
-
-    @classmethod
-    def of(cls, job: Job, work_dir: Path) -> JobPaths:
-        return cls(Path(work_dir), job.sweep, job.job_id, job.output_name)
-
-    @property
-    def spec(self) -> Path:
-        return self.work_dir / "jobs" / f"{self.job_id}.pkl"
-
-    @property
-    def pid(self) -> Path:
-        return self.work_dir / "jobs" / f"{self.job_id}.pid"
-
-    @property
-    def audio_key(self) -> str:
-        return f"{self.sweep}/audio/{self.output_name}"
-
-    @property
-    def cost_key(self) -> str:
-        return f"{self.sweep}/costs/{self.job_id}.json"
-
-    @property
-    def done_key(self) -> str:
-        return f"{self.sweep}/markers/{self.job_id}.done"
-
-    @property
-    def failed_key(self) -> str:
-        return f"{self.sweep}/markers/{self.job_id}.failed"
-
-
-@dataclass(frozen=True)
-class WorkerPaths:
-    """Files of one worker process: its generated script, log and lifetime record."""
-
-    work_dir: Path
-    sweep: str
-    worker_id: int
-
-    @property
-    def script(self) -> Path:
-        return self.work_dir / "scripts" / f"worker_{self.worker_id}.sh"
-
-    @property
-    def log(self) -> Path:
-        return self.work_dir / "logs" / f"worker_{self.worker_id}.log"
-
-    @property
-    def pid(self) -> Path:
-        return self.work_dir / "scripts" / f"worker_{self.worker_id}.pid"
-
-    @property
-    def log_key(self) -> str:
-        return f"{self.sweep}/logs/worker_{self.worker_id}.log"
-
-    def lifetime_key(self, launch_id: str) -> str:
-        """One record per launch, so a relaunched worker N never hides an earlier one's paid time."""
-        return f"{self.sweep}/workers/worker_{self.worker_id}.{launch_id}.json"
-
-    @property
-    def heartbeat_key(self) -> str:
-        return f"{self.sweep}/markers/worker_{self.worker_id}.heartbeat"

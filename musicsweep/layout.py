@@ -1,7 +1,13 @@
-"""The local sweep folder: manifest, specs, scripts, logs and pulled results.
+"""Every local path and store key of a sweep, built here and nowhere else.
 
-Its layout mirrors the store's key layout (`{sweep}/audio`, `costs`, `markers`, `logs`), so that
-with a local store the worker writes straight into it and nothing needs copying.
+A sweep has one layout on three sides:
+- the launcher's sweep folder (`SweepDir`): manifest, specs, scripts, logs and pulled results;
+- a host's work folder (`JobPaths`, `WorkerPaths` over any `work_dir`, local or remote): specs,
+  `.pid` files, scripts and logs;
+- the store (`StoreKeys`): `{sweep}/audio`, `costs`, `markers`, `claims`, `logs`, `workers`, ...
+
+The sweep folder mirrors the store's key layout, so with a local store the worker writes straight
+into it and nothing needs copying.
 """
 
 from __future__ import annotations
@@ -14,7 +20,166 @@ import cloudpickle
 
 from musicsweep.atomic import atomic_write_bytes, atomic_write_json
 from musicsweep.errors import MusicsweepError
-from musicsweep.job import Job, JobPaths, WorkerPaths
+from musicsweep.job import Job
+from musicsweep.manifest import Manifest
+
+JOBS_DIR, SCRIPTS_DIR, LOGS_DIR, MARKERS_DIR = "jobs", "scripts", "logs", "markers"
+AUDIO_DIR, COSTS_DIR, WORKERS_DIR = "audio", "costs", "workers"
+PULLED_FOLDERS = (AUDIO_DIR, COSTS_DIR, MARKERS_DIR, LOGS_DIR, WORKERS_DIR)
+DONE_SUFFIX, FAILED_SUFFIX, PID_SUFFIX = ".done", ".failed", ".pid"
+
+
+def done_marker(job_id: str) -> str:
+    """The file name of a job's `.done` marker, as listed under `markers/`."""
+    return f"{job_id}{DONE_SUFFIX}"
+
+
+def failed_marker(job_id: str) -> str:
+    return f"{job_id}{FAILED_SUFFIX}"
+
+
+def marker_job_id(name: str) -> str | None:
+    """The job id of a `.done` marker's file name, else None."""
+    return name.removesuffix(DONE_SUFFIX) if name.endswith(DONE_SUFFIX) else None
+
+
+@dataclass(frozen=True)
+class StoreKeys:
+    """Keys of one sweep in the store, relative to the store root."""
+
+    sweep: str
+
+    def folder(self, name: str) -> str:
+        return f"{self.sweep}/{name}/"
+
+    @property
+    def markers(self) -> str:
+        return self.folder(MARKERS_DIR)
+
+    def audio(self, output_name: str) -> str:
+        return f"{self.sweep}/{AUDIO_DIR}/{output_name}"
+
+    def cost(self, job_id: str) -> str:
+        return f"{self.sweep}/{COSTS_DIR}/{job_id}.json"
+
+    def done(self, job_id: str) -> str:
+        return self.markers + done_marker(job_id)
+
+    def failed(self, job_id: str) -> str:
+        return self.markers + failed_marker(job_id)
+
+    def claim(self, job_id: str, launch_id: str) -> str:
+        return f"{self.sweep}/claims/{job_id}.{launch_id}"
+
+    def spec(self, job_id: str) -> str:
+        """A job's spec in the store, for hosts that fetch their work from it (EC2)."""
+        return f"{self.sweep}/{JOBS_DIR}/{job_id}.pkl"
+
+    def shard(self, launch_id: str, worker_id: int) -> str:
+        """The job ids of one launch's worker, for hosts that fetch their work from the store."""
+        return f"{self.sweep}/launches/{launch_id}/worker_{worker_id}.json"
+
+    def instance_end(self, launch_id: str, worker_id: int) -> str:
+        """When a machine stopped working, written by the machine itself (EC2)."""
+        return f"{self.sweep}/instances/{launch_id}-worker_{worker_id}.json"
+
+    def log(self, worker_id: int) -> str:
+        return f"{self.sweep}/{LOGS_DIR}/worker_{worker_id}.log"
+
+    def heartbeat(self, worker_id: int) -> str:
+        return self.markers + f"worker_{worker_id}.heartbeat"
+
+    def lifetime(self, worker_id: int, launch_id: str) -> str:
+        """One record per launch, so a relaunched worker N never hides an earlier one's paid time."""
+        return f"{self.sweep}/{WORKERS_DIR}/worker_{worker_id}.{launch_id}.json"
+
+
+def list_markers(store, sweep: str) -> set[str]:
+    """The file names under `{sweep}/markers/` in `store` (one listing call)."""
+    return {key.rsplit("/", 1)[-1] for key in store.list(StoreKeys(sweep).markers)}
+
+
+@dataclass(frozen=True)
+class JobPaths:
+    """A job's files: on a host, under its sweep's work folder (spec and the `.pid` of the worker
+    that owns the job), and in the store (WAV, cost row, `.done`/`.failed`)."""
+
+    work_dir: Path
+    sweep: str
+    job_id: str
+    output_name: str
+
+    @classmethod
+    def of(cls, job: Job, work_dir: Path | str) -> JobPaths:
+        return cls(Path(work_dir), job.sweep, job.job_id, job.output_name)
+
+    @property
+    def spec(self) -> Path:
+        return self.work_dir / JOBS_DIR / f"{self.job_id}.pkl"
+
+    @property
+    def pid(self) -> Path:
+        return self.work_dir / JOBS_DIR / f"{self.job_id}{PID_SUFFIX}"
+
+    @property
+    def failed_on_host(self) -> Path:
+        """The `.failed` marker in the work folder, which is the store when results stay on host disk."""
+        return self.work_dir / MARKERS_DIR / failed_marker(self.job_id)
+
+    @property
+    def keys(self) -> StoreKeys:
+        return StoreKeys(self.sweep)
+
+    @property
+    def audio_key(self) -> str:
+        return self.keys.audio(self.output_name)
+
+    @property
+    def cost_key(self) -> str:
+        return self.keys.cost(self.job_id)
+
+    @property
+    def done_key(self) -> str:
+        return self.keys.done(self.job_id)
+
+    @property
+    def failed_key(self) -> str:
+        return self.keys.failed(self.job_id)
+
+    def claim_key(self, launch_id: str) -> str:
+        return self.keys.claim(self.job_id, launch_id)
+
+
+@dataclass(frozen=True)
+class WorkerPaths:
+    """Files of one worker process: its generated script, pid, log and lifetime record."""
+
+    work_dir: Path
+    sweep: str
+    worker_id: int
+
+    @property
+    def script(self) -> Path:
+        return self.work_dir / SCRIPTS_DIR / f"worker_{self.worker_id}.sh"
+
+    @property
+    def log(self) -> Path:
+        return self.work_dir / LOGS_DIR / f"worker_{self.worker_id}.log"
+
+    @property
+    def pid(self) -> Path:
+        return self.work_dir / SCRIPTS_DIR / f"worker_{self.worker_id}{PID_SUFFIX}"
+
+    @property
+    def log_key(self) -> str:
+        return StoreKeys(self.sweep).log(self.worker_id)
+
+    def lifetime_key(self, launch_id: str) -> str:
+        return StoreKeys(self.sweep).lifetime(self.worker_id, launch_id)
+
+    @property
+    def heartbeat_key(self) -> str:
+        return StoreKeys(self.sweep).heartbeat(self.worker_id)
 
 
 @dataclass(frozen=True)
@@ -29,12 +194,20 @@ class SweepDir:
         return self.sweeps_dir / self.name
 
     @property
+    def keys(self) -> StoreKeys:
+        return StoreKeys(self.name)
+
+    @property
     def manifest(self) -> Path:
         return self.root / "manifest.json"
 
     @property
     def audio(self) -> Path:
-        return self.root / "audio"
+        return self.root / AUDIO_DIR
+
+    def folder(self, name: str) -> Path:
+        """A pulled folder (`costs`, `markers`, `workers`, ...) of the sweep."""
+        return self.root / name
 
     @property
     def cost_report(self) -> Path:
@@ -51,6 +224,9 @@ class SweepDir:
     def job(self, job: Job) -> JobPaths:
         return JobPaths.of(job, self.root)
 
+    def job_by_id(self, job_id: str, output_name: str) -> JobPaths:
+        return JobPaths(self.root, self.name, job_id, output_name)
+
     def worker(self, worker_id: int) -> WorkerPaths:
         return WorkerPaths(self.root, self.name, worker_id)
 
@@ -64,17 +240,23 @@ class SweepDir:
         return path
 
     def read_spec(self, job_id: str) -> Job:
-        with open(self.root / "jobs" / f"{job_id}.pkl", "rb") as handle:
+        with open(self.root / JOBS_DIR / f"{job_id}.pkl", "rb") as handle:
             return cloudpickle.load(handle)
 
-    def read_manifest(self) -> dict:
+    def read_manifest(self) -> Manifest:
         try:
-            return json.loads(self.manifest.read_text())
+            payload = json.loads(self.manifest.read_text())
         except FileNotFoundError:
             raise MusicsweepError(f"{self.manifest}: no such sweep (run it first)") from None
+        except ValueError as error:
+            raise MusicsweepError(f"{self.manifest}: unreadable JSON: {error}") from None
+        try:
+            return Manifest.from_json(payload)
+        except MusicsweepError as error:
+            raise MusicsweepError(f"{self.manifest}: {error}") from None
 
-    def write_manifest(self, manifest: dict) -> None:
-        atomic_write_json(self.manifest, manifest)
+    def write_manifest(self, manifest: Manifest) -> None:
+        atomic_write_json(self.manifest, manifest.to_json())
 
 
 def latest_sweep(sweeps_dir: Path) -> str:

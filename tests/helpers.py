@@ -7,10 +7,10 @@ import wave
 from pathlib import Path
 
 from musicsweep.backends import get_backend
-from musicsweep.backends.base import FINISHED_STATES
 from musicsweep.cli.auto_pull import OrphanTracker, poll_once
 from musicsweep.config import load_config
 from musicsweep.layout import SweepDir
+from musicsweep.states import FINISHED_STATES
 
 
 def wait_for_sweep(name: str, timeout_s: float = 240, interval_s: float = 1.0) -> dict[str, str]:
@@ -18,7 +18,7 @@ def wait_for_sweep(name: str, timeout_s: float = 240, interval_s: float = 1.0) -
     config = load_config()
     sweep = SweepDir(config.sweeps_dir, name)
     manifest = sweep.read_manifest()
-    backend = get_backend(manifest["backend"], config)
+    backend = get_backend(manifest.backend, config)
     deadline = time.monotonic() + timeout_s
     orphans = OrphanTracker()
     while True:

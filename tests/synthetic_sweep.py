@@ -18,6 +18,7 @@ from musicsweep.atomic import atomic_write_json, atomic_write_text
 from musicsweep.costs.rows import CostRow
 from musicsweep.job import Job
 from musicsweep.layout import SweepDir
+from musicsweep.manifest import JobEntry, Manifest
 from musicsweep.store.pull import merge_cost_report
 
 RATE = 32000
@@ -49,19 +50,12 @@ def music_like(seconds: float, seed: int) -> np.ndarray:
 def write_synthetic_sweep(sweeps_dir: Path, name: str, clips: list[FakeClip], backend: str = "local") -> SweepDir:
     """Lay the clips down as auto_pull would have left them; returns the sweep folder."""
     sweep = SweepDir(Path(sweeps_dir), name)
-    manifest: dict[str, Any] = {"sweep": name, "created": time.time(), "backend": backend, "jobs": {}}
+    manifest = Manifest(sweep=name, created=time.time(), backend=backend)
     for index, clip in enumerate(clips):
         job = Job.from_variant(clip.variant, name, f"clip {index}")
-        manifest["jobs"][job.job_id] = {
-            "output_name": job.output_name,
-            "prompt": job.prompt,
-            "duration_s": job.duration_s,
-            "model": job.model,
-            "seed": job.seed,
-            "variant": dict(clip.variant),
-            "host": "localhost",
-            "worker": 0,
-        }
+        entry = JobEntry.of(job)
+        entry.variant, entry.host, entry.worker = dict(clip.variant), "localhost", 0
+        manifest.jobs[job.job_id] = entry
         paths = sweep.job(job)
         if clip.state == "failed":
             atomic_write_text(sweep.local_file(paths.failed_key), clip.error)

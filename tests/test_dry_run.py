@@ -14,10 +14,11 @@ import musicsweep.cli.display as display
 import musicsweep.sweep.plan as sweep_module
 from musicsweep import MusicsweepError, VariantGenerator, run_sweep
 from musicsweep.backends.local import LocalBackend
+from musicsweep.cli.run import confirm_spending
 from musicsweep.config import load_config
 from musicsweep.layout import SweepDir
 from musicsweep.store.local import LocalStore
-from musicsweep.sweep.plan import confirm_spending, jobs_from_variants, make_plan
+from musicsweep.sweep.plan import jobs_from_variants, make_plan
 
 
 def tree(folder: Path) -> dict[str, tuple[int, int]]:

@@ -8,10 +8,10 @@ import json
 import time
 
 from musicsweep import run_sweep
-from musicsweep.backends.base import DONE, FAILED
 from musicsweep.cli.auto_pull import main as auto_pull
 from musicsweep.config import load_config
 from musicsweep.layout import SweepDir
+from musicsweep.states import JobState
 from musicsweep.sweep.relaunch import relaunch_failed
 from tests.fixtures.ec2 import EC2Project, InstanceSandbox
 
@@ -80,8 +80,8 @@ def test_spot_notice_mid_run_stops_and_relaunch_finishes_the_rest(
     config = load_config()
     sweep = SweepDir(config.sweeps_dir, name)
     states = backend.poll(sweep, sweep.read_manifest())
-    done = {job_id for job_id, state in states.items() if state == DONE}
-    left = {job_id for job_id, state in states.items() if state == FAILED}
+    done = {job_id for job_id, state in states.items() if state == JobState.DONE}
+    left = {job_id for job_id, state in states.items() if state == JobState.FAILED}
     assert done and left and done | left == job_ids
     for job_id in left:
         reason = (
@@ -95,8 +95,8 @@ def test_spot_notice_mid_run_stops_and_relaunch_finishes_the_rest(
     assert set(relaunch_failed(config, sweep, backend, states)) == left
     second = live_instance(ec2_project, name)
     assert second != first
-    launches = sweep.read_manifest()["launches"]
-    assert [entry["jobs"] for entry in launches] == [6, len(left)]
+    launches = sweep.read_manifest().launches
+    assert [entry.jobs for entry in launches] == [6, len(left)]
     assert instance_sandbox.run(backend, second) == 0
     assert_each_clip_once(ec2_project, name, job_ids)
-    assert set(backend.poll(sweep, sweep.read_manifest()).values()) == {DONE}
+    assert set(backend.poll(sweep, sweep.read_manifest()).values()) == {JobState.DONE}

@@ -7,10 +7,10 @@ import shutil
 import pytest
 
 from musicsweep import run_sweep
-from musicsweep.backends.base import DONE, DONE_ORPHANS, FAILED, RUNNING
 from musicsweep.config import load_config
 from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir
+from musicsweep.states import JobState
 from tests.fixtures.ec2 import PROFILE, EC2Project
 from tests.fixtures.s3 import ACCESS_KEY, SECRET_KEY
 
@@ -52,9 +52,9 @@ def test_dry_run_then_launch_tags_describe_poll_cleanup(ec2_project: EC2Project,
     config = load_config()
     sweep = SweepDir(config.sweeps_dir, name)
     manifest = sweep.read_manifest()
-    assert len(manifest["backend_state"]["ec2_instances"]) == 3
+    assert len(manifest.backend_state["ec2_instances"]) == 3
     states = backend.poll(sweep, manifest)
-    assert set(states.values()) == {RUNNING}
+    assert set(states.values()) == {JobState.RUNNING}
     instance_of = {int(backend_tag(i, "musicsweep-worker")): i["InstanceId"] for i in instances}
     for worker_id, instance_id in instance_of.items():
         script = sweep.worker(worker_id).script  # a local copy of what each instance was given
@@ -72,8 +72,8 @@ def test_dry_run_then_launch_tags_describe_poll_cleanup(ec2_project: EC2Project,
     # Worker 0 finished one clip, then its instance died: the other clip counts as failed.
     # Worker 2 is still running; cleanup at the end terminates it.
     by_worker: dict[int, list[str]] = {}
-    for job_id, entry in sorted(manifest["jobs"].items()):
-        by_worker.setdefault(entry["worker"], []).append(job_id)
+    for job_id, entry in sorted(manifest.jobs.items()):
+        by_worker.setdefault(entry.worker, []).append(job_id)
     for job_id in (by_worker[1][0], by_worker[0][0]):
         ec2_project.bucket.server.client().put_object(
             Bucket=ec2_project.bucket.name, Key=f"musicsweep/{name}/markers/{job_id}.done", Body=b"1\n"
@@ -81,10 +81,10 @@ def test_dry_run_then_launch_tags_describe_poll_cleanup(ec2_project: EC2Project,
     backend.client.terminate_instances(InstanceIds=[instance_of[0]])
     states = backend.poll(sweep, manifest)
     assert states == {
-        by_worker[0][0]: DONE,
-        by_worker[0][1]: FAILED,
-        by_worker[1][0]: DONE_ORPHANS,
-        by_worker[2][0]: RUNNING,
+        by_worker[0][0]: JobState.DONE,
+        by_worker[0][1]: JobState.FAILED,
+        by_worker[1][0]: JobState.DONE_ORPHANS,
+        by_worker[2][0]: JobState.RUNNING,
     }
     backend.kill_orphans(sweep, manifest, [by_worker[1][0]])
     live = backend.instances(name, ("pending", "running"))

@@ -26,7 +26,7 @@ def launch(*overrides: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def manifest_ids(name: str) -> set[str]:
-    return set(SweepDir(load_config().sweeps_dir, name).read_manifest()["jobs"])
+    return set(SweepDir(load_config().sweeps_dir, name).read_manifest().jobs)
 
 
 def script_ids(**axes: list) -> set[str]:
@@ -77,7 +77,7 @@ def test_multirun_is_one_sweep_submitted_without_waiting(project: Path, cancel_a
     assert manifest_ids("multi") == script_ids(prompt=["ambient pad"], duration_s=[1, 2], model=["tiny"], seed=[5])
     # The launcher returned once the workers were started, long before the first clip is done.
     assert not list(sweep.root.glob("markers/*.done"))
-    assert {entry["worker"] for entry in sweep.read_manifest()["jobs"].values()} == {0}
+    assert {entry.worker for entry in sweep.read_manifest().jobs.values()} == {0}
     assert not (project / "multirun").exists() and not (project / "outputs").exists()
 
     pull = subprocess.run(

@@ -6,9 +6,11 @@ from pathlib import Path
 import pytest
 
 from musicsweep import MusicsweepError
-from musicsweep.backends.base import DONE, DONE_ORPHANS, FAILED, PENDING, RUNNING, HostProbe, classify, parse_probe
-from musicsweep.job import Job, JobPaths
+from musicsweep.backends.probe import HostProbe, classify, parse_probe
+from musicsweep.job import Job
+from musicsweep.layout import JobPaths
 from musicsweep.scripts import WorkerScript, write_script
+from musicsweep.states import JobState
 
 
 def make_job(**changes) -> Job:
@@ -94,4 +96,11 @@ def test_classify_states() -> None:
     jobs = {"a": 0, "b": 0, "c": 1, "d": 2, "e": 3, "f": 4}
     states = classify(jobs, probe)
     # a is done while its worker still works on b; c's worker has nothing left: an orphan.
-    assert states == {"a": DONE, "b": RUNNING, "c": DONE_ORPHANS, "d": FAILED, "e": PENDING, "f": FAILED}
+    assert states == {
+        "a": JobState.DONE,
+        "b": JobState.RUNNING,
+        "c": JobState.DONE_ORPHANS,
+        "d": JobState.FAILED,
+        "e": JobState.PENDING,
+        "f": JobState.FAILED,
+    }

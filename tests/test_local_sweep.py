@@ -109,7 +109,7 @@ def test_orphan_worker_tree_is_killed(project: Path) -> None:
     run_sweep(vg, name="orphans")
     wait_for_sweep("orphans")
     sweep = SweepDir(project / "runs", "orphans")
-    job_id = next(iter(sweep.read_manifest()["jobs"]))
+    job_id = next(iter(sweep.read_manifest().jobs))
     tree = subprocess.Popen(["bash", "-c", "sleep 300 & sleep 300; wait"], start_new_session=True)
     time.sleep(0.3)
     children = subprocess.run(["pgrep", "-g", str(tree.pid)], capture_output=True, text=True).stdout.split()

@@ -14,8 +14,9 @@ import pytest
 
 from musicsweep import VariantGenerator, run_sweep
 from musicsweep.cli.auto_pull import main as auto_pull_main
+from musicsweep.cli.report import main
 from musicsweep.layout import SweepDir
-from musicsweep.report.build import first_error_line, main, write_report
+from musicsweep.report.build import first_error_line, write_report
 from musicsweep.report.grid import build_grid
 from tests.synthetic_sweep import RATE, FakeClip, music_like, write_synthetic_sweep
 

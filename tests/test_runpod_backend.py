@@ -14,6 +14,7 @@ from musicsweep.backends.runpod.backend import BOOT_SCRIPT, PodLedger, RunPodBac
 from musicsweep.config import load_config
 from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir
+from musicsweep.manifest import JobEntry, Manifest
 from musicsweep.store import open_store
 from tests.fixtures.runpod_graphql import ACCOUNT_KEY, RunPodProject
 
@@ -50,7 +51,7 @@ def test_no_capacity_on_the_first_type_moves_to_the_next(runpod_project: RunPodP
     assert boot == BOOT_SCRIPT
     assert subprocess.run(["bash", "-n"], input=boot, text=True).returncode == 0
     assert record.ssh_host().port == runpod_project.server.port
-    backend.cancel(launch.sweep, {})
+    backend.cancel(launch.sweep, Manifest())
     assert standin.live_pods() == []
 
 
@@ -67,8 +68,8 @@ def test_a_pod_without_public_port_is_terminated_at_its_deadline(runpod_project:
     assert ready[0].gpu_type == "NVIDIA RTX A6000"
     assert [pod.id for pod in standin.live_pods()] == [ready[0].pod_id]
     assert first.pod_id in ledger.costs_path.read_text()
-    backend.cancel(launch.sweep, {})
-    (paid,) = backend.machine_times(launch.sweep, {}).values()  # the discarded pod was paid for too
+    backend.cancel(launch.sweep, Manifest())
+    (paid,) = backend.machine_times(launch.sweep, Manifest()).values()  # the discarded pod was paid for too
     pods = PodLedger(launch.sweep).pods.values()
     assert paid.cost_usd == pytest.approx(sum((r.ended - r.created) * r.cost_per_hr / 3600 for r in pods))
     assert paid.start == first.created
@@ -79,7 +80,7 @@ def test_a_502_while_provisioning_is_retried(runpod_project: RunPodProject) -> N
     backend, launch, shards = provisioning(2)
     ready = backend.provision(PodLedger(launch.sweep), launch, shards)
     assert sorted(ready) == [0, 1]
-    backend.cancel(launch.sweep, {})
+    backend.cancel(launch.sweep, Manifest())
     assert runpod_project.standin.live_pods() == []
 
 
@@ -131,7 +132,7 @@ def test_cleanup_terminates_every_pod_named_after_the_sweep(runpod_project: RunP
     ids = {name: api.create_pod(name, "NVIDIA L40S", **options) for name in names}
     backend, _, _ = provisioning()
     sweep = SweepDir(load_config().sweeps_dir, "s1")
-    backend.cleanup(sweep, {})
+    backend.cleanup(sweep, Manifest())
     assert sorted(pod.name for pod in runpod_project.standin.live_pods()) == ["musicsweep s10 L1 w0", "my own pod"]
     ledger = PodLedger(sweep)
     assert {r.pod_id for r in ledger.pods.values() if r.terminated_by == "cleanup"} == {
@@ -146,9 +147,9 @@ def test_auto_pull_terminates_a_pod_once_its_jobs_are_done_and_an_unreachable_po
 ) -> None:
     backend, launch, shards = provisioning()
     (record,) = backend.provision(PodLedger(launch.sweep), launch, shards).values()
-    manifest = {"jobs": {job_id: {"worker": 0, "launch": "L1"} for job_id in ("aaaa0001", "aaaa0002")}}
+    manifest = Manifest(jobs={job_id: JobEntry(worker=0, launch="L1") for job_id in ("aaaa0001", "aaaa0002")})
     runpod_project.server.stop()
-    assert backend.poll(launch.sweep, manifest) == dict.fromkeys(manifest["jobs"], "lost")
+    assert backend.poll(launch.sweep, manifest) == dict.fromkeys(manifest.jobs, "lost")
     runpod_project.server.start()
     store = open_store(load_config().store)
     store.put_bytes("pods/markers/aaaa0001.done", b"1\n")
@@ -166,8 +167,8 @@ def test_auto_pull_terminates_a_pod_once_its_jobs_are_done_and_an_unreachable_po
 def test_a_pod_whose_jobs_were_all_relaunched_elsewhere_is_terminated(runpod_project: RunPodProject) -> None:
     backend, launch, shards = provisioning()
     (record,) = backend.provision(PodLedger(launch.sweep), launch, shards).values()
-    launch.sweep.write_manifest({"jobs": {"aaaa0001": {"worker": 0, "launch": "L2"}}})
-    stale_copy = {"jobs": {"aaaa0001": {"worker": 0, "launch": "L1"}}}  # auto_pull's copy from before
+    launch.sweep.write_manifest(Manifest(jobs={"aaaa0001": JobEntry(worker=0, launch="L2")}))
+    stale_copy = Manifest(jobs={"aaaa0001": JobEntry(worker=0, launch="L1")})  # auto_pull's copy from before
     assert backend.poll(launch.sweep, stale_copy) == {"aaaa0001": "lost"}
     assert PodLedger(launch.sweep).pods[record.pod_id].terminated_by == "its jobs were relaunched elsewhere"
     assert runpod_project.standin.live_pods() == []

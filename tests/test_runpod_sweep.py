@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from musicsweep.backends import get_backend
-from musicsweep.backends.base import LOST
 from musicsweep.backends.runpod.backend import PodLedger
 from musicsweep.cli.auto_pull import pull
+from musicsweep.cli.run import run_sweep
 from musicsweep.config import load_config
 from musicsweep.costs.rows import read_cost_report
 from musicsweep.layout import SweepDir
-from musicsweep.sweep.plan import run_sweep
+from musicsweep.states import JobState
 from tests.fixtures.runpod_graphql import ACCOUNT_KEY, RunPodProject
 from tests.fixtures.s3 import SECRET_KEY
 from tests.fixtures.servers import wait_until
@@ -80,7 +80,7 @@ def test_a_pod_that_dies_mid_sweep_loses_its_jobs_until_they_are_relaunched(runp
 
     manifest = sweep.read_manifest()
     backend = get_backend("runpod", config)
-    assert set(backend.poll(sweep, manifest).values()) == {LOST}
+    assert set(backend.poll(sweep, manifest).values()) == {JobState.LOST}
     assert standin.live_pods() == []  # the exited pod still billed for its disk: terminated
     assert pull("dying", interval_s=1, relaunch_failed=True) == 0
 

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from musicsweep.backends.base import DONE, FAILED
+from musicsweep.cli.run import run_sweep
 from musicsweep.config import StoreConfig, load_config
 from musicsweep.layout import SweepDir
+from musicsweep.states import JobState
 from musicsweep.store import store_config_to_env
 from musicsweep.store.s3 import S3Store
-from musicsweep.sweep.plan import jobs_from_variants, run_sweep
+from musicsweep.sweep.plan import jobs_from_variants
 from musicsweep.worker.loop import KILL_AFTER_UPLOAD_ENV
 from tests.fixtures.s3 import S3Bucket
 from tests.fixtures.servers import free_port
@@ -81,7 +82,7 @@ def check_wav(data: bytes, duration_s: float) -> None:
 
 def test_quickstart_sweep_on_s3(project: Path, s3_bucket: S3Bucket, capsys: pytest.CaptureFixture[str]) -> None:
     write_config(project, s3_bucket.url, s3_bucket.server.endpoint_url)
-    assert set(run_and_wait("s3-sweep").values()) == {DONE}
+    assert set(run_and_wait("s3-sweep").values()) == {JobState.DONE}
 
     pulled = subprocess.run(
         [sys.executable, "-m", "musicsweep.auto_pull", "s3-sweep", "--once"],
@@ -133,14 +134,14 @@ def test_killed_after_upload_then_rerun_generates_nothing_twice(
     store = open_bucket_store(moto_bucket)
 
     monkeypatch.setenv(KILL_AFTER_UPLOAD_ENV, "1")
-    assert set(run_and_wait("killed").values()) == {FAILED}
+    assert set(run_and_wait("killed").values()) == {JobState.FAILED}
     keys = set(store.list("killed/"))
     first = next(job for job in jobs if f"killed/audio/{job.output_name}" in keys)
     assert sum(key.startswith("killed/audio/") for key in keys) == 1
     assert not any(key.startswith("killed/markers/") and key.endswith(".done") for key in keys)
 
     monkeypatch.delenv(KILL_AFTER_UPLOAD_ENV)
-    assert set(run_and_wait("killed").values()) == {DONE}
+    assert set(run_and_wait("killed").values()) == {JobState.DONE}
     log_text = sweep.worker(0).log.read_text()
     assert f"skip {first.output_name}: already in the store" in log_text
     assert [uploads(log_text, job.output_name) for job in jobs] == [1, 1, 1]

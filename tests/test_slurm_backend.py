@@ -16,12 +16,12 @@ import yaml
 
 from musicsweep import MusicsweepError, run_sweep
 from musicsweep.backends import get_backend
-from musicsweep.backends.base import DONE, FAILED, PENDING
 from musicsweep.backends.slurm.backend import STATE_KEY, time_limit_s
 from musicsweep.config import load_config
 from musicsweep.layout import SweepDir
 from musicsweep.remote.ssh import CONNECTIONS
-from musicsweep.worker.loop import EXIT_STOPPED
+from musicsweep.states import JobState
+from musicsweep.worker.context import EXIT_STOPPED
 from tests.fixtures.servers import wait_until
 from tests.fixtures.slurm import SlurmCluster
 from tests.fixtures.sshd import SSHServer
@@ -60,7 +60,7 @@ def variants(prompts: list[str], durations: list[float]) -> list[dict]:
 
 
 def array_task(sweep: SweepDir, task: int = 0) -> str:
-    arrays = sweep.read_manifest()["backend_state"][STATE_KEY]
+    arrays = sweep.read_manifest().backend_state[STATE_KEY]
     (array,) = arrays.values()
     return f"{array['array_job_id']}_{task}"
 
@@ -132,7 +132,7 @@ def test_sweep_runs_as_one_throttled_array(project: Path, slurm_cluster: SlurmCl
     assert sorted(backend.task_states(sweep.read_manifest())) == [f"{array_id}_{task}" for task in range(3)]
 
     states = wait_for_sweep("arr", timeout_s=400)
-    assert set(states.values()) == {DONE} and len(states) == 6
+    assert set(states.values()) == {JobState.DONE} and len(states) == 6
     wavs = sorted((sweep.root / "audio").glob("*.wav"))
     assert len(wavs) == 6
     assert sorted(round(wav_info(path)[2] / wav_info(path)[0]) for path in wavs) == [2, 2, 2, 2, 3, 3]
@@ -165,10 +165,10 @@ def test_preempted_task_is_requeued_and_completes_without_duplicates(
     wait_until(requeued, 300, "the requeue")
     backend = get_backend("slurm", load_config())
     states = backend.poll(sweep, sweep.read_manifest())
-    assert PENDING in states.values(), states  # the clips left wait in the queue with the task
+    assert JobState.PENDING in states.values(), states  # the clips left wait in the queue with the task
 
     states = wait_for_sweep("pre", timeout_s=400)
-    assert set(states.values()) == {DONE} and len(states) == 4
+    assert set(states.values()) == {JobState.DONE} and len(states) == 4
     log = (sweep.root / "logs" / "worker_0.log").read_text()
     assert "requeueing" in log and "restart 1" in log
     # Nothing generated twice: one batch per clip in all, and the early WAVs were not rewritten.
@@ -224,7 +224,7 @@ def test_task_that_dies_without_markers_fails_its_jobs(project: Path, slurm_clus
     write_config(project, shards=1, prepare=["test -d /nonexistent-musicsweep-module"])
     plan = run_sweep(variants(["never generated", "also never"], [2]), "dies")
     states = wait_for_sweep("dies", timeout_s=120)
-    assert set(states.values()) == {FAILED} and len(states) == 2
+    assert set(states.values()) == {JobState.FAILED} and len(states) == 2
     log = (plan.sweep.root / "logs" / "worker_0.log").read_text()
     assert "prepare failed: test -d /nonexistent-musicsweep-module" in log
     assert not list((plan.sweep.root / "audio").glob("*.wav"))
@@ -292,7 +292,7 @@ def test_sweep_submitted_through_an_ssh_login_node(
     assert CONNECTIONS.total() - before == 1  # squeue and the marker listing share one round trip
 
     states = wait_for_sweep("via-login", timeout_s=400)
-    assert set(states.values()) == {DONE} and len(states) == 2
+    assert set(states.values()) == {JobState.DONE} and len(states) == 2
     assert len(list((remote_sweep / "audio").glob("*.wav"))) == 2
     assert len(list((sweep.root / "audio").glob("*.wav"))) == 2  # pulled back to the laptop
     (script,) = (sweep.root / "scripts").glob("slurm-*/worker_0.sh")

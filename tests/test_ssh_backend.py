@@ -19,13 +19,15 @@ import pytest
 import yaml
 
 from musicsweep.backends import get_backend
-from musicsweep.backends.base import DONE, FAILED, LOST, RUNNING, Launch
+from musicsweep.backends.base import Launch
 from musicsweep.cli.auto_pull import OrphanTracker, poll_once, pull
+from musicsweep.cli.run import run_sweep
 from musicsweep.config import load_config
 from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir
 from musicsweep.remote.ssh import CONNECTIONS
-from musicsweep.sweep.plan import jobs_from_variants, run_sweep
+from musicsweep.states import JobState
+from musicsweep.sweep.plan import jobs_from_variants
 from tests.fixtures.s3 import S3Bucket
 from tests.fixtures.servers import free_port
 from tests.fixtures.sshd import SSHServer
@@ -125,25 +127,25 @@ def test_sweep_over_two_hosts_survives_a_lost_host(project: Path, hosts: list[SS
     states = backend.poll(sweep, manifest)
     assert CONNECTIONS.total() == 2
     assert [server.accepted() - before for server, before in zip(hosts, accepted, strict=True)] == [1, 1]
-    assert set(states.values()) <= {RUNNING, DONE}
+    assert set(states.values()) <= {JobState.RUNNING, JobState.DONE}
 
     lost_host = hosts[1]
     lost_host.stop()
     states = backend.poll(sweep, manifest)
-    on_lost = {job_id for job_id, entry in manifest["jobs"].items() if entry["host"] == lost_host.host().label}
-    assert {states[job_id] for job_id in on_lost} == {LOST}
-    assert FAILED not in states.values()
+    on_lost = {job_id for job_id, entry in manifest.jobs.items() if entry.host == lost_host.host().label}
+    assert {states[job_id] for job_id in on_lost} == {JobState.LOST}
+    assert JobState.FAILED not in states.values()
     lost_host.start()
 
     states = wait_for_sweep("ssh-sweep", timeout_s=400)
-    assert set(states.values()) == {DONE}
+    assert set(states.values()) == {JobState.DONE}
     wavs = sorted(sweep.audio.glob("*.wav"))
-    assert sorted(w.name for w in wavs) == sorted(entry["output_name"] for entry in manifest["jobs"].values())
+    assert sorted(w.name for w in wavs) == sorted(entry.output_name for entry in manifest.jobs.values())
     for wav in wavs:
         rate, channels, frames = wav_info(wav)
         assert (rate, channels) == (32000, 1) and frames == 64000
     claims = [p.name.split(".")[0] for s in hosts for p in (s.root / "remote/runs/ssh-sweep/claims").glob("*")]
-    assert sorted(claims) == sorted(manifest["jobs"]), "every clip generated exactly once"
+    assert sorted(claims) == sorted(manifest.jobs), "every clip generated exactly once"
     assert len(sweep.cost_report.read_text().splitlines()) == 9
 
 
@@ -155,7 +157,7 @@ def test_s3_store_with_forwarded_credentials(project: Path, hosts: list[SSHServe
     config["store"] = {"url": moto_bucket.url, "endpoint_url": moto_bucket.server.endpoint_url, "region": "us-east-1"}
     (project / "musicsweep.yaml").write_text(yaml.safe_dump(config))
     run_sweep(variants(2), name="s3-ssh")
-    assert set(wait_for_sweep("s3-ssh", timeout_s=400).values()) == {DONE}
+    assert set(wait_for_sweep("s3-ssh", timeout_s=400).values()) == {JobState.DONE}
     sweep = SweepDir(load_config().sweeps_dir, "s3-ssh")
     assert len(list(sweep.audio.glob("*.wav"))) == 2
     assert not (hosts[0].root / "remote/runs/s3-ssh/audio").exists(), "results went to S3, not the host's disk"
@@ -178,7 +180,7 @@ def test_orphan_tree_killed_secret_never_written(project: Path, hosts: list[SSHS
 
     backend = get_backend("ssh", config)
     states = poll_once(sweep, sweep.read_manifest(), backend, OrphanTracker(0))
-    assert set(states.values()) == {DONE}
+    assert set(states.values()) == {JobState.DONE}
     assert not [pid for pid in pids if alive(pid)], "the orphan worker and all its children are gone"
     assert sorted(p.name for p in (project / "extra").glob("*.txt")) == sorted(f"{j}.txt" for j in states)
     assert len(list(sweep.audio.glob("*.wav"))) == 4
@@ -236,10 +238,10 @@ def test_default_setup_installs_the_wheel_offline_once(project: Path, hosts: lis
     installed = {path.name.split("-")[0].lower() for path in site.glob("*.dist-info")}
     assert {"musicsweep", "torch", "transformers", "soundfile"} <= installed
     assert not installed & {"pytest", "ruff", "moto", "selenium"}, "the dev group stays off the host"
-    assert set(wait_for_sweep("uv-first", timeout_s=300).values()) == {DONE}
+    assert set(wait_for_sweep("uv-first", timeout_s=300).values()) == {JobState.DONE}
     run_sweep(variants(1, seed=5), name="uv-second")
     assert (server.root / "remote/setup.log").read_text() == setup_log, "the second sweep reused the env"
-    assert set(wait_for_sweep("uv-second", timeout_s=300).values()) == {DONE}
+    assert set(wait_for_sweep("uv-second", timeout_s=300).values()) == {JobState.DONE}
 
 
 def test_every_failing_host_is_named_in_one_error(project: Path, hosts: list[SSHServer]) -> None:
@@ -264,10 +266,8 @@ def test_relaunch_failed_over_ssh(project: Path, hosts: list[SSHServer], monkeyp
     status = pull("relaunch", interval_s=0.5, relaunch_failed=True, orphan_grace_s=0)
     assert status == 0
     manifest = sweep.read_manifest()
-    assert len(manifest["launches"]) == 2
-    assert sorted(p.name for p in sweep.audio.glob("*.wav")) == sorted(
-        e["output_name"] for e in manifest["jobs"].values()
-    )
+    assert len(manifest.launches) == 2
+    assert sorted(p.name for p in sweep.audio.glob("*.wav")) == sorted(e.output_name for e in manifest.jobs.values())
     remote_failed = [p for s in hosts for p in (s.root / "remote/runs/relaunch/markers").glob("*.failed")]
     assert remote_failed == []
 

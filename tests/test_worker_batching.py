@@ -10,9 +10,11 @@ import pytest
 import musicsweep.engine
 from musicsweep.config import EngineConfig, StoreConfig
 from musicsweep.engine.batching import CPU_BATCH, INJECT_ENV
-from musicsweep.job import Job, JobPaths
+from musicsweep.job import Job
+from musicsweep.layout import JobPaths
 from musicsweep.store import open_store
-from musicsweep.worker.loop import StopFlag, Worker, WorkerContext
+from musicsweep.worker.context import StopFlag, WorkerContext
+from musicsweep.worker.loop import Worker
 from tests.helpers import wav_info
 
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from musicsweep.errors import MusicsweepError
-from musicsweep.sweep.plan import run_sweep
+from musicsweep.cli.run import run_sweep
 from musicsweep.worker.deps import FIX, missing_modules
 from tests.fixtures.sshd import SSHServer
 

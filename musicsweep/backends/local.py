@@ -11,20 +11,15 @@ import time
 from dataclasses import dataclass
 
 from musicsweep.atomic import atomic_write_text
-from musicsweep.backends.base import (
-    Backend,
-    HostProbe,
-    Launch,
-    Shard,
-    balanced_shards,
-    classify,
-    parse_probe,
-    probe_command,
-)
+from musicsweep.backends.base import Backend, Launch, Shard, balanced_shards
+from musicsweep.backends.probe import HostProbe, classify, parse_probe, probe_command
 from musicsweep.config import typed_section
+from musicsweep.contract import worker_environment
 from musicsweep.job import Job
-from musicsweep.layout import SweepDir
+from musicsweep.layout import MARKERS_DIR, SweepDir, list_markers
+from musicsweep.manifest import Manifest
 from musicsweep.scripts import WorkerScript, write_script
+from musicsweep.states import JobState
 from musicsweep.store import open_store
 from musicsweep.store.pull import pull_results
 from musicsweep.worker.deps import require_worker_deps
@@ -78,13 +73,7 @@ class LocalBackend(Backend):
         python = self.settings.python or sys.executable
         for shard in shards:
             paths = sweep.worker(shard.worker_id)
-            env = dict(launch.env)
-            env |= {
-                "MUSICSWEEP_JOB_DIR": str(sweep.root),
-                "MUSICSWEEP_WORKER_ID": str(shard.worker_id),
-                "MUSICSWEEP_NUM_WORKERS": str(len(shards)),
-                "MUSICSWEEP_HOURLY_COST_USD": str(shard.hourly_cost_usd),
-            }
+            env = worker_environment(launch.env, str(sweep.root), shard.worker_id, len(shards), shard.hourly_cost_usd)
             script = WorkerScript(
                 sweep=sweep.name,
                 worker_id=shard.worker_id,
@@ -108,30 +97,28 @@ class LocalBackend(Backend):
         return {}
 
     def _probe(self, sweep: SweepDir) -> HostProbe:
-        markers_dir = sweep.root / "markers"
+        markers_dir = sweep.folder(MARKERS_DIR)
         command = probe_command(str(sweep.root), str(markers_dir))
         output = subprocess.run(["bash", "-c", command], capture_output=True, text=True, check=False).stdout
         probe = parse_probe(output)
         store = open_store(self.config.store)
-        if store.local_path(f"{sweep.name}/markers") != markers_dir:
-            probe.markers = {key.rsplit("/", 1)[-1] for key in store.list(f"{sweep.name}/markers/")}
+        if store.local_path(sweep.keys.markers.rstrip("/")) != markers_dir:
+            probe.markers = list_markers(store, sweep.name)
         return probe
 
-    def poll(self, sweep: SweepDir, manifest: dict) -> dict[str, str]:
-        jobs = {
-            job_id: entry["worker"] for job_id, entry in manifest["jobs"].items() if entry.get("worker") is not None
-        }
+    def poll(self, sweep: SweepDir, manifest: Manifest) -> dict[str, JobState]:
+        jobs = {job_id: entry.worker for job_id, entry in manifest.jobs.items() if entry.assigned}
         return classify(jobs, self._probe(sweep))
 
-    def kill_orphans(self, sweep: SweepDir, manifest: dict, job_ids: list[str]) -> None:
+    def kill_orphans(self, sweep: SweepDir, manifest: Manifest, job_ids: list[str]) -> None:
         probe = self._probe(sweep)
         for pgid in {probe.job_pids[job_id][1] for job_id in job_ids if job_id in probe.job_pids}:
             kill_process_group(pgid)
 
-    def fetch(self, sweep: SweepDir, manifest: dict) -> None:
+    def fetch(self, sweep: SweepDir, manifest: Manifest) -> None:
         pull_results(open_store(self.config.store), sweep)
 
-    def cancel(self, sweep: SweepDir, manifest: dict) -> None:
+    def cancel(self, sweep: SweepDir, manifest: Manifest) -> None:
         probe = self._probe(sweep)
         groups = {pgid for _, pgid in probe.job_pids.values()} | set(probe.worker_pids.values())
         for pgid in groups:

@@ -13,28 +13,21 @@ sweep folder (`jobs`, `scripts`, `logs`, and, when the store is the host's disk,
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shlex
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from musicsweep.backends.base import (
-    LOST,
-    Backend,
-    HostProbe,
-    Launch,
-    Shard,
-    balanced_shards,
-    classify,
-    parse_probe,
-    probe_command,
-)
-from musicsweep.cli.display import console
+from musicsweep.backends.base import Backend, Launch, Shard, balanced_shards
+from musicsweep.backends.probe import HostProbe, classify, parse_probe, probe_command
 from musicsweep.config import Config, typed_section
+from musicsweep.contract import worker_environment
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
-from musicsweep.layout import SweepDir
+from musicsweep.layout import JOBS_DIR, LOGS_DIR, PID_SUFFIX, SCRIPTS_DIR, JobPaths, SweepDir, WorkerPaths, list_markers
+from musicsweep.manifest import Manifest
 from musicsweep.packaging import require_packaging
 from musicsweep.remote.bundle import FOLDER as BUNDLE_FOLDER
 from musicsweep.remote.bundle import WorkerBundle, worker_bundle
@@ -49,9 +42,12 @@ from musicsweep.remote.ssh import (
     run_ssh,
 )
 from musicsweep.scripts import WorkerScript, write_script
+from musicsweep.states import JobState
 from musicsweep.store import open_store
 from musicsweep.store.pull import PULLED_FOLDERS, pull_results
 from musicsweep.worker.deps import remote_check
+
+logger = logging.getLogger(__name__)
 
 # Used when a host names neither `python` nor `setup`, in `{remote_dir}/code`: installs uv if
 # missing, makes `.venv`, and installs the pinned runtime dependencies and this project's wheel
@@ -191,7 +187,7 @@ def environment_setup(host: SSHHost, sweep: SweepDir, base_dir: Path) -> str:
 
 def prepare_block(host: SSHHost, commands: tuple[str, ...]) -> str:
     """Bash running the `prepare` commands in the code folder at every launch; the first failure stops it."""
-    log = "logs/prepare.log"
+    log = f"{LOGS_DIR}/prepare.log"
     return "".join(
         f"( cd {shlex.quote(host.code_dir)} && {command} ) >>{log} 2>&1 "
         f"|| {{ echo prepare command failed: {shlex.quote(command)} >&2; exit 1; }}\n"
@@ -205,8 +201,8 @@ def deploy(host: SSHHost, base_dir: Path, filters: list[str], sweep: SweepDir) -
     sync_code(host, base_dir, filters)
     if uses_default_setup(host):
         worker_bundle(sweep.root)
-    folders = [f"--include=/{folder}/***" for folder in ("jobs", "scripts", BUNDLE_FOLDER)]
-    sweep_filters = ["--mkpath", "--exclude=*.pid", *folders, "--exclude=*"]
+    folders = [f"--include=/{folder}/***" for folder in (JOBS_DIR, SCRIPTS_DIR, BUNDLE_FOLDER)]
+    sweep_filters = ["--mkpath", f"--exclude=*{PID_SUFFIX}", *folders, "--exclude=*"]
     rsync(host, [f"{sweep.root}/"], f":{host.work_dir(sweep.name)}/", sweep_filters, what="sweep sync")
 
 
@@ -224,12 +220,10 @@ def forget_stale(host: SSHHost, sweep: str, paths: list[str]) -> None:
 def start_workers(host: SSHHost, sweep: str, shards: list[Shard], before: str = "") -> str:
     """One round trip: forwarded env from stdin, the `before` bash (cleanup, setup, prepare), then
     `setsid nohup` every worker, recording its PID. Returns the remote output (`#setup ...`)."""
-    lines = [env_exports(host.env), f"cd {shlex.quote(host.work_dir(sweep))} || exit 1", "mkdir -p logs", before]
+    lines = [env_exports(host.env), f"cd {shlex.quote(host.work_dir(sweep))} || exit 1", f"mkdir -p {LOGS_DIR}", before]
     for shard in shards:
-        name = f"worker_{shard.worker_id}"
-        lines.append(
-            f"setsid nohup bash scripts/{name}.sh >>logs/{name}.log 2>&1 </dev/null & echo $! >scripts/{name}.pid"
-        )
+        paths = WorkerPaths(Path(), sweep, shard.worker_id)
+        lines.append(f"setsid nohup bash {paths.script} >>{paths.log} 2>&1 </dev/null & echo $! >{paths.pid}")
     return run_ssh(host, "bash -s", stdin="\n".join(lines) + "\n", what="start")
 
 
@@ -274,9 +268,9 @@ class SSHBackend(Backend):
     def configured(self) -> dict[str, SSHHost]:
         return {host.label: host for host in self.settings.hosts}
 
-    def hosts_of(self, manifest: dict) -> dict[str, SSHHost]:
+    def hosts_of(self, manifest: Manifest) -> dict[str, SSHHost]:
         """Hosts by label: the configured ones, overridden by those the sweep was launched on."""
-        return self.configured() | hosts_from_state(manifest.get("backend_state", {}).get(HOSTS_STATE, {}))
+        return self.configured() | hosts_from_state(manifest.state_of(HOSTS_STATE))
 
     def validate(self, dry_run: bool = False) -> None:
         hosts = list(self.settings.hosts)
@@ -302,16 +296,8 @@ class SSHBackend(Backend):
 
     def worker_script(self, launch: Launch, shard: Shard, host: SSHHost, slot: int, workers: int) -> WorkerScript:
         work = host.work_dir(launch.sweep.name)
-        env = dict(launch.env)
-        if self.store_is_host_disk:
-            env |= {"MUSICSWEEP_STORE": host.runs_dir, "MUSICSWEEP_STORE_OPTIONS": "{}"}
-        env |= {
-            "MUSICSWEEP_JOB_DIR": work,
-            "MUSICSWEEP_WORKER_ID": str(shard.worker_id),
-            "MUSICSWEEP_NUM_WORKERS": str(workers),
-            "MUSICSWEEP_HOURLY_COST_USD": str(shard.hourly_cost_usd),
-            "PYTHONUNBUFFERED": "1",
-        }
+        host_disk = host.runs_dir if self.store_is_host_disk else None
+        env = worker_environment(launch.env, work, shard.worker_id, workers, shard.hourly_cost_usd, host_disk)
         if host.gpus is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(slot)
         return WorkerScript(
@@ -319,8 +305,8 @@ class SSHBackend(Backend):
             worker_id=shard.worker_id,
             num_workers=workers,
             cwd=host.code_dir,
-            log=f"{work}/logs/worker_{shard.worker_id}.log",
-            specs=[f"{work}/jobs/{job.job_id}.pkl" for job in shard.jobs],
+            log=str(WorkerPaths(Path(work), launch.sweep.name, shard.worker_id).log),
+            specs=[str(JobPaths.of(job, work).spec) for job in shard.jobs],
             python=python_of(host),
             env=env,
         )
@@ -342,21 +328,21 @@ class SSHBackend(Backend):
             self.config.base_dir, list(self.settings.rsync_include), list(self.settings.rsync_exclude), outputs
         )
 
-        started = [job.job_id for shard in shards for job in shard.jobs]
-        stale = [f"jobs/{job_id}.pid" for job_id in started]
+        relative = [JobPaths.of(job, "") for shard in shards for job in shard.jobs]
+        stale = [str(paths.pid) for paths in relative]
         if self.store_is_host_disk:
-            stale += [f"markers/{job_id}.failed" for job_id in started]
+            stale += [str(paths.failed_on_host) for paths in relative]
 
         def launch_on(host: SSHHost) -> str:
             deploy(host, self.config.base_dir, filters, sweep)
             setup = environment_setup(host, sweep, self.config.base_dir)
             prepare = prepare_block(host, self.settings.prepare)
             output = start_workers(host, sweep.name, by_host[host.label], stale_block(stale) + setup + prepare)
-            console.print(f"host {host.label}: started {len(by_host[host.label])} worker(s)")
+            logger.info(f"host {host.label}: started {len(by_host[host.label])} worker(s)")
             return output
 
         error = combined_error(on_hosts(hosts, launch_on))
-        previous = hosts_from_state(sweep.read_manifest().get("backend_state", {}).get(HOSTS_STATE, {}))
+        previous = hosts_from_state(sweep.read_manifest().state_of(HOSTS_STATE))
         others = [host for label, host in previous.items() if label not in by_host and label not in self.unreachable]
         self.report_errors(on_hosts(others, lambda host: forget_stale(host, sweep.name, stale)), "stale marker cleanup")
         state = {HOSTS_STATE: hosts_state([*previous.values(), *hosts])}
@@ -364,14 +350,14 @@ class SSHBackend(Backend):
             raise error
         return state
 
-    def jobs_by_host(self, manifest: dict) -> dict[str, dict[str, int]]:
+    def jobs_by_host(self, manifest: Manifest) -> dict[str, dict[str, int]]:
         grouped: dict[str, dict[str, int]] = defaultdict(dict)
-        for job_id, entry in manifest["jobs"].items():
-            if entry.get("worker") is not None and entry.get("host"):
-                grouped[entry["host"]][job_id] = entry["worker"]
+        for job_id, entry in manifest.jobs.items():
+            if entry.assigned and entry.host:
+                grouped[entry.host][job_id] = entry.worker
         return grouped
 
-    def poll(self, sweep: SweepDir, manifest: dict) -> dict[str, str]:
+    def poll(self, sweep: SweepDir, manifest: Manifest) -> dict[str, JobState]:
         """One ssh round trip per host (run in parallel); hosts that do not answer make their jobs `lost`."""
         grouped = self.jobs_by_host(manifest)
         hosts = self.hosts_of(manifest)
@@ -382,14 +368,14 @@ class SSHBackend(Backend):
         markers = None
         if not self.store_is_host_disk:
             store = open_store(self.config.store)
-            markers = {key.rsplit("/", 1)[-1] for key in store.list(f"{sweep.name}/markers/")}
+            markers = list_markers(store, sweep.name)
         states: dict[str, str] = {}
         self.unreachable, self.probes = set(), {}
         for label, jobs in grouped.items():
             probe = probes[label]
             if isinstance(probe, HostUnreachable):
                 self.unreachable.add(label)
-                states |= dict.fromkeys(jobs, LOST)
+                states |= dict.fromkeys(jobs, JobState.LOST)
                 continue
             if isinstance(probe, MusicsweepError):
                 raise probe
@@ -399,11 +385,11 @@ class SSHBackend(Backend):
             states |= classify(jobs, probe)
         return states
 
-    def kill_orphans(self, sweep: SweepDir, manifest: dict, job_ids: list[str]) -> None:
+    def kill_orphans(self, sweep: SweepDir, manifest: Manifest, job_ids: list[str]) -> None:
         hosts = self.hosts_of(manifest)
         wanted: dict[str, set[str]] = defaultdict(set)
         for job_id in job_ids:
-            wanted[manifest["jobs"][job_id]["host"]].add(job_id)
+            wanted[manifest.jobs[job_id].host].add(job_id)
 
         def kill(host: SSHHost) -> None:
             probe = self.probes.get(host.label) or probe_host(host, sweep.name)
@@ -415,7 +401,7 @@ class SSHBackend(Backend):
 
         self.report_errors(on_hosts([hosts[label] for label in wanted], kill), "orphan kill")
 
-    def fetch(self, sweep: SweepDir, manifest: dict) -> None:
+    def fetch(self, sweep: SweepDir, manifest: Manifest) -> None:
         """rsync results (host-disk store) or logs (S3 store) from every reachable host, then pull the store."""
         hosts = self.hosts_of(manifest)
         labels = [label for label in self.jobs_by_host(manifest) if label not in self.unreachable]
@@ -423,7 +409,7 @@ class SSHBackend(Backend):
         if self.store_is_host_disk:
             target, folders = store.local_path(sweep.name), PULLED_FOLDERS
         else:
-            target, folders = sweep.root, ("logs",)
+            target, folders = sweep.root, (LOGS_DIR,)
         extra = self.extra_pull_dirs(sweep, manifest)
 
         def pull(host: SSHHost) -> None:
@@ -434,7 +420,7 @@ class SSHBackend(Backend):
         self.report_errors(on_hosts([hosts[label] for label in labels], pull), "pull")
         pull_results(store, sweep)
 
-    def extra_pull_dirs(self, sweep: SweepDir, manifest: dict) -> dict[str, set[str]]:
+    def extra_pull_dirs(self, sweep: SweepDir, manifest: Manifest) -> dict[str, set[str]]:
         """Host label -> extra folders its jobs name (read from the specs once per sweep)."""
         if sweep.name not in self.extra_dirs:
             found: dict[str, set[str]] = defaultdict(set)
@@ -444,7 +430,7 @@ class SSHBackend(Backend):
             self.extra_dirs[sweep.name] = found
         return self.extra_dirs[sweep.name]
 
-    def cancel(self, sweep: SweepDir, manifest: dict) -> None:
+    def cancel(self, sweep: SweepDir, manifest: Manifest) -> None:
         hosts = self.hosts_of(manifest)
 
         def stop(host: SSHHost) -> None:
@@ -459,4 +445,4 @@ class SSHBackend(Backend):
         """A host that fails a pull or kill is retried on the next poll, so warn and go on."""
         for label, result in results.items():
             if isinstance(result, MusicsweepError):
-                console.print(f"warning: {what} on host {label}: {result}")
+                logger.warning(f"{what} on host {label}: {result}")

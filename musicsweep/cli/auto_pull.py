@@ -11,13 +11,16 @@ import sys
 import time
 
 from musicsweep.backends import get_backend
-from musicsweep.backends.base import DONE, DONE_ORPHANS, FAILED, FINISHED_STATES, LOST, Backend
+from musicsweep.backends.base import Backend
 from musicsweep.cli.display import SweepProgress, console, print_summary, summarize
+from musicsweep.cli.logs import show_library_logs
 from musicsweep.cli.polling import schedule_for
 from musicsweep.config import load_config
 from musicsweep.costs.summary import write_cost_summary
 from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir, latest_sweep
+from musicsweep.manifest import Manifest
+from musicsweep.states import FINISHED_STATES, JobState
 from musicsweep.store.pull import merge_cost_report
 
 
@@ -38,14 +41,14 @@ class OrphanTracker:
         return [job_id for job_id, since in self.first_seen.items() if now - since >= self.grace_s]
 
 
-def poll_once(sweep: SweepDir, manifest: dict, backend: Backend, orphans: OrphanTracker) -> dict[str, str]:
+def poll_once(sweep: SweepDir, manifest: Manifest, backend: Backend, orphans: OrphanTracker) -> dict[str, JobState]:
     """One poll: states, then orphan kills, then a pull and a fresh cost report."""
     states = backend.poll(sweep, manifest)
-    due = orphans.due([job_id for job_id, state in states.items() if state == DONE_ORPHANS])
+    due = orphans.due([job_id for job_id, state in states.items() if state == JobState.DONE_ORPHANS])
     if due:
         console.print(f"killing the orphan worker(s) of {len(due)} finished job(s)")
         backend.kill_orphans(sweep, manifest, due)
-    states = {job_id: DONE if state == DONE_ORPHANS else state for job_id, state in states.items()}
+    states = {job_id: JobState.DONE if state == JobState.DONE_ORPHANS else state for job_id, state in states.items()}
     backend.fetch(sweep, manifest)
     merge_cost_report(sweep)
     return states
@@ -58,15 +61,15 @@ class LostTracker:
         self.give_up_after_s = give_up_after_s
         self.first_lost: dict[str, float] = {}
 
-    def apply(self, states: dict[str, str]) -> dict[str, str]:
+    def apply(self, states: dict[str, JobState]) -> dict[str, JobState]:
         now = time.monotonic()
         for job_id, state in states.items():
-            if state != LOST:
+            if state != JobState.LOST:
                 self.first_lost.pop(job_id, None)
                 continue
             since = self.first_lost.setdefault(job_id, now)
             if self.give_up_after_s is not None and now - since >= self.give_up_after_s:
-                states[job_id] = FAILED
+                states[job_id] = JobState.FAILED
         return states
 
 
@@ -83,7 +86,7 @@ def pull(
     config = load_config()
     sweep = SweepDir(config.sweeps_dir, name or latest_sweep(config.sweeps_dir))
     manifest = sweep.read_manifest()
-    backend = get_backend(manifest["backend"], config)
+    backend = get_backend(manifest.backend, config)
     if cleanup:
         backend.cleanup(sweep, manifest)
     lost = LostTracker(give_up_after_s)
@@ -100,14 +103,14 @@ def pull(
                     console.print(f"relaunched {len(relaunched)} job(s): {', '.join(relaunched)}")
                     manifest = sweep.read_manifest()
                     continue
-            progress.update(states, {job_id: entry.get("host") for job_id, entry in manifest["jobs"].items()})
+            progress.update(states, {job_id: entry.host for job_id, entry in manifest.jobs.items()})
             if all(state in FINISHED_STATES for state in states.values()):
                 break
             if once:
                 return 3
             time.sleep(schedule.next_wait(states))
     backend.cleanup(sweep, manifest)
-    failed = sorted(job_id for job_id, state in states.items() if state == FAILED)
+    failed = sorted(job_id for job_id, state in states.items() if state == JobState.FAILED)
     cost = write_cost_summary(sweep, backend.machine_times(sweep, manifest))
     if report:  # after the cost summary, whose paid total the report shows
         from musicsweep.report.build import write_report
@@ -120,10 +123,11 @@ def pull(
     if failed:
         console.print(f"{len(failed)} job(s) failed: {', '.join(failed)}")
         return 1
-    return 0 if all(state == DONE for state in states.values()) else 1
+    return 0 if all(state == JobState.DONE for state in states.values()) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
+    show_library_logs()
     parser = argparse.ArgumentParser(prog="python -m musicsweep.auto_pull", description=__doc__)
     parser.add_argument("sweep", nargs="?", help="sweep name (default: the latest)")
     parser.add_argument("--once", action="store_true", help="poll once and exit")

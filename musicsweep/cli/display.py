@@ -19,15 +19,17 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from musicsweep.backends.base import DONE, DONE_ORPHANS, FAILED, LOST, PENDING, RUNNING
+from musicsweep.layout import COSTS_DIR, WORKERS_DIR
+from musicsweep.states import JobState
 
 if TYPE_CHECKING:
     from musicsweep.costs.summary import CostSummary
     from musicsweep.layout import SweepDir
+    from musicsweep.manifest import Manifest
     from musicsweep.sweep.plan import Plan
 
 console = Console(highlight=False, markup=False, soft_wrap=not sys.stdout.isatty())
-STATE_COLUMNS = (PENDING, RUNNING, DONE, FAILED, LOST)
+STATE_COLUMNS = (JobState.PENDING, JobState.RUNNING, JobState.DONE, JobState.FAILED, JobState.LOST)
 
 
 def render_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]], bold_last: bool = False):
@@ -119,7 +121,9 @@ def count_by_host(states: dict[str, str], hosts: dict[str, str | None]) -> dict[
     """State counts per host (an orphaned `done` counts as done), plus an `all` row."""
     by_host: dict[str, Counter] = {}
     for job_id, state in states.items():
-        by_host.setdefault(hosts.get(job_id) or "-", Counter())[DONE if state == DONE_ORPHANS else state] += 1
+        by_host.setdefault(hosts.get(job_id) or "-", Counter())[
+            JobState.DONE if state == JobState.DONE_ORPHANS else state
+        ] += 1
     counts = dict(sorted(by_host.items()))
     counts["all"] = sum(by_host.values(), Counter())
     return counts
@@ -139,7 +143,7 @@ def status_line(sweep_name: str, states: dict[str, str], hosts: dict[str, str | 
     """One plain line per change for logs: overall progress, then each host's non-zero counts."""
     counts = count_by_host(states, hosts)
     total = counts.pop("all")
-    finished = total[DONE] + total[FAILED]
+    finished = total[JobState.DONE] + total[JobState.FAILED]
     parts = [f"{host}: " + ", ".join(f"{c} {n[c]}" for c in STATE_COLUMNS if n[c]) for host, n in counts.items()]
     overall = ", ".join(f"{c} {total[c]}" for c in STATE_COLUMNS)
     return f"sweep {sweep_name}: {finished}/{len(states)} finished ({overall}) | " + "; ".join(parts)
@@ -213,8 +217,9 @@ class SweepProgress:
                 console.print(f"[{time.strftime('%H:%M:%S')}] {line}")
                 self.last_line = line
             return
-        finished = sum(state in (DONE, DONE_ORPHANS, FAILED) for state in states.values())
-        self.bar.update(len(states), finished, sum(state == RUNNING for state in states.values()))
+        finished = sum(state in (JobState.DONE, JobState.DONE_ORPHANS, JobState.FAILED) for state in states.values())
+        running = sum(state == JobState.RUNNING for state in states.values())
+        self.bar.update(len(states), finished, running)
         self.live.update(Group(states_table(self.sweep_name, states, hosts), self.bar))
 
 
@@ -231,7 +236,7 @@ class RunSummary:
         return self.paid_usd / (self.audio_s / 60) if self.audio_s else None
 
 
-def summarize(sweep: SweepDir, manifest: dict, cost: CostSummary) -> RunSummary:
+def summarize(sweep: SweepDir, manifest: Manifest, cost: CostSummary) -> RunSummary:
     """Clips and audio from the pulled cost rows, paid cost from `cost` (machine time x rate).
 
     Wall time runs from the sweep's first launch to the end of its last worker's recorded life,
@@ -240,13 +245,13 @@ def summarize(sweep: SweepDir, manifest: dict, cost: CostSummary) -> RunSummary:
     from musicsweep.costs.rows import read_cost_rows
     from musicsweep.costs.summary import read_lifetimes
 
-    rows = read_cost_rows(sweep.root / "costs")
-    launches = manifest.get("launches") or [{"time": manifest.get("created", time.time())}]
-    end = max((worker.machine.end for worker in read_lifetimes(sweep.root / "workers")), default=time.time())
+    rows = read_cost_rows(sweep.folder(COSTS_DIR))
+    started = manifest.launches[0].time if manifest.launches else manifest.created
+    end = max((worker.machine.end for worker in read_lifetimes(sweep.folder(WORKERS_DIR))), default=time.time())
     return RunSummary(
         clips=len(rows),
         audio_s=sum(row.audio_seconds for row in rows),
-        wall_s=max(0.0, end - launches[0]["time"]),
+        wall_s=max(0.0, end - started),
         paid_usd=cost.paid_usd,
         cost_report=sweep.cost_report,
     )

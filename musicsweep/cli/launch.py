@@ -23,16 +23,19 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from musicsweep.config import BACKEND_NAMES, Config, StoreConfig, load_config, typed_section
+from musicsweep.backends import BACKEND_NAMES, unknown_backend
+from musicsweep.cli.run import run_sweep
+from musicsweep.config import Config, StoreConfig, load_config, typed_section
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import GenerationParams
-from musicsweep.sweep.plan import Plan, jobs_from_variants, run_sweep
+from musicsweep.sweep.plan import Plan, jobs_from_variants
 from musicsweep.sweep.variants import NAME_KEY, VariantGenerator
 
 # From a source checkout the tree is `configs/` at the repo root; an installed wheel carries it
 # inside the package (pyproject's force-include).
-_PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
-CONFIG_DIR = str(_PACKAGED_CONFIGS if _PACKAGED_CONFIGS.is_dir() else Path(__file__).resolve().parents[1] / "configs")
+_PACKAGE = Path(__file__).resolve().parents[1]
+_PACKAGED_CONFIGS = _PACKAGE / "configs"
+CONFIG_DIR = str(_PACKAGED_CONFIGS if _PACKAGED_CONFIGS.is_dir() else _PACKAGE.parent / "configs")
 FLAGS = {"--dry-run": "launch.dry_run=true", "--yes": "launch.yes=true", "-y": "launch.yes=true"}
 
 
@@ -112,7 +115,7 @@ def infrastructure(section: dict[str, Any]) -> Config:
     config = load_config()
     backend = section["backend"].get("name") or config.backend
     if backend not in BACKEND_NAMES:
-        raise MusicsweepError(f"backend.name: unknown backend {backend!r} (known: {list(BACKEND_NAMES)})")
+        raise unknown_backend(backend, "backend.name")
     backends = dict(config.backends)
     if section["backend"].get("settings"):
         backends[backend] = {**config.backend_section(backend), **section["backend"]["settings"]}

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from musicsweep.cli.logs import show_library_logs
 from musicsweep.errors import MusicsweepError
 
 EXAMPLES = """\
@@ -67,7 +68,7 @@ def run_pull(argv: list[str]) -> int:
 
 
 def run_report(argv: list[str]) -> int:
-    from musicsweep.report.build import main
+    from musicsweep.cli.report import main
 
     return with_examples(argv, REPORT_EXAMPLES, main)
 
@@ -98,20 +99,20 @@ def open_sweep(name: str | None):
     config = load_config()
     sweep = SweepDir(config.sweeps_dir, name or latest_sweep(config.sweeps_dir))
     manifest = sweep.read_manifest()
-    return sweep, manifest, get_backend(manifest["backend"], config)
+    return sweep, manifest, get_backend(manifest.backend, config)
 
 
 def run_status(argv: list[str]) -> int:
     """Exit 0 when every job is finished, 3 while some are not."""
-    from musicsweep.backends.base import FINISHED_STATES
     from musicsweep.cli.display import print_states
+    from musicsweep.states import FINISHED_STATES
 
     args = sweep_parser("status", "One poll of every job's state, per host. Pulls nothing, kills nothing.").parse_args(
         argv
     )
     sweep, manifest, backend = open_sweep(args.sweep)
     states = backend.poll(sweep, manifest)
-    print_states(sweep.name, states, {job_id: entry.get("host") for job_id, entry in manifest["jobs"].items()})
+    print_states(sweep.name, states, {job_id: entry.host for job_id, entry in manifest.jobs.items()})
     return 0 if all(state in FINISHED_STATES for state in states.values()) else 3
 
 
@@ -119,7 +120,7 @@ def run_cancel(argv: list[str]) -> int:
     args = sweep_parser("cancel", "Stop every worker of a sweep. Finished clips stay in the store.").parse_args(argv)
     sweep, manifest, backend = open_sweep(args.sweep)
     backend.cancel(sweep, manifest)
-    print(f"cancelled sweep {sweep.name} on {manifest['backend']}")
+    print(f"cancelled sweep {sweep.name} on {manifest.backend}")
     return 0
 
 
@@ -135,6 +136,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    show_library_logs()
     if not argv or argv[0] not in COMMANDS:
         parser = argparse.ArgumentParser(
             prog="musicsweep",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from musicsweep.atomic import atomic_write_json
 from musicsweep.costs.rows import CostRow, read_cost_rows
-from musicsweep.layout import SweepDir
+from musicsweep.layout import COSTS_DIR, WORKERS_DIR, SweepDir
 
 WorkerKey = tuple[str, int]
 
@@ -129,6 +129,6 @@ def read_lifetimes(folder: Path) -> list[WorkerLifetime]:
 
 def write_cost_summary(sweep: SweepDir, overrides: Mapping[WorkerKey, MachineTime] | None = None) -> CostSummary:
     """Summarize the pulled `workers/` and `costs/` folders into `cost_summary.json`."""
-    summary = summarize(read_lifetimes(sweep.root / "workers"), read_cost_rows(sweep.root / "costs"), overrides)
+    summary = summarize(read_lifetimes(sweep.folder(WORKERS_DIR)), read_cost_rows(sweep.folder(COSTS_DIR)), overrides)
     atomic_write_json(sweep.cost_summary, summary.to_dict())
     return summary

@@ -1,5 +1,5 @@
 """`python -m musicsweep.report SWEEP`."""
 
-from musicsweep.report.build import main
+from musicsweep.cli.report import main
 
 raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""`python -m musicsweep.report SWEEP`: the listening report, `report/index.html` in the sweep folder.
+"""The listening report, `report/index.html` in the sweep folder (`python -m musicsweep.report SWEEP`).
 
 It reads only the local sweep folder (manifest, pulled WAVs, cost rows, markers, worker
 lifetimes), measures every WAV, draws one waveform + log-mel PNG per clip in a process pool,
@@ -7,12 +7,11 @@ and writes a static page whose links are all relative, so the folder can be copi
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
+import logging
 import os
 import re
-import sys
 import time
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -20,17 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from musicsweep.atomic import atomic_write_text
-from musicsweep.cli.display import console
-from musicsweep.config import load_config
 from musicsweep.costs.rows import CostRow
 from musicsweep.costs.summary import read_lifetimes
 from musicsweep.costs.summary import summarize as cost_summary
 from musicsweep.errors import MusicsweepError
-from musicsweep.layout import SweepDir, latest_sweep
+from musicsweep.layout import WORKERS_DIR, SweepDir
+from musicsweep.manifest import Manifest
 from musicsweep.report.audio_checks import AudioCheck, check_samples, read_wav
 from musicsweep.report.grid import BOOKKEEPING_KEYS, build_grid
 from musicsweep.report.html import render_page
 from musicsweep.report.model import DONE, FAILED, NO_AUDIO, UNFINISHED, Clip, Summary
+
+logger = logging.getLogger(__name__)
 
 SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|PRIVATE", re.IGNORECASE)
 
@@ -61,33 +61,30 @@ def read_json(path: Path) -> Any:
         raise MusicsweepError(f"{path}: unreadable JSON: {error}") from None
 
 
-def collect_clips(sweep: SweepDir, manifest: dict) -> list[Clip]:
+def collect_clips(sweep: SweepDir, manifest: Manifest) -> list[Clip]:
     """Every job of the manifest with its state, error line and cost row, from the local folder."""
     clips = []
-    for job_id, entry in manifest.get("jobs", {}).items():
-        missing = [key for key in ("prompt", "duration_s", "output_name") if key not in entry]
-        if missing:
-            raise MusicsweepError(f"{sweep.manifest}: key 'jobs.{job_id}.{missing[0]}': missing")
-        markers = sweep.root / "markers"
-        wav = sweep.audio / entry["output_name"]
-        failed = markers / f"{job_id}.failed"
-        if (markers / f"{job_id}.done").exists():
+    for job_id, entry in manifest.jobs.items():
+        paths = sweep.job_by_id(job_id, entry.output_name)
+        wav = sweep.local_file(paths.audio_key)
+        failed = sweep.local_file(paths.failed_key)
+        if sweep.local_file(paths.done_key).exists():
             state = DONE if wav.exists() else NO_AUDIO
         else:
             state = FAILED if failed.exists() else UNFINISHED
-        variant = entry.get("variant") or {}
+        variant = entry.variant or {}
         axes = {key: value for key, value in variant.items() if key not in BOOKKEEPING_KEYS}
-        axes |= {key: entry[key] for key in ("duration_s", "model", "seed") if key in entry}
-        cost_path = sweep.root / "costs" / f"{job_id}.json"
+        axes |= {"duration_s": entry.duration_s, "model": entry.model, "seed": entry.seed}
+        cost_path = sweep.local_file(paths.cost_key)
         error = redact(first_error_line(failed.read_text(errors="replace")), os.environ) if state == FAILED else None
         clips.append(
             Clip(
                 job_id=job_id,
-                prompt=str(entry["prompt"]),
-                model=str(entry.get("model", "")),
-                requested_s=float(entry["duration_s"]),
-                output_name=str(entry["output_name"]),
-                host=entry.get("host"),
+                prompt=str(entry.prompt),
+                model=entry.model,
+                requested_s=float(entry.duration_s),
+                output_name=str(entry.output_name),
+                host=entry.host,
                 axes=axes,
                 state=state,
                 error=error,
@@ -133,14 +130,14 @@ def paid_cost(sweep: SweepDir, clips: list[Clip]) -> tuple[float | None, str]:
         paid = read_json(sweep.cost_summary).get("paid_usd")
         if isinstance(paid, int | float):
             return float(paid), "cost_summary.json"
-    lifetimes = read_lifetimes(sweep.root / "workers")
+    lifetimes = read_lifetimes(sweep.folder(WORKERS_DIR))
     if lifetimes:
         return cost_summary(lifetimes, []).paid_usd, "worker lifetimes x hourly rate"
     costs = [clip.cost.estimated_cost_usd for clip in clips if clip.cost and clip.cost.estimated_cost_usd is not None]
     return (sum(costs), "sum of clip costs: no worker lifetimes pulled") if costs else (None, "no cost data")
 
 
-def summarize(sweep: SweepDir, manifest: dict, clips: list[Clip]) -> Summary:
+def summarize(sweep: SweepDir, manifest: Manifest, clips: list[Clip]) -> Summary:
     states: dict[str, int] = {}
     flags: dict[str, list[str]] = {}
     for clip in clips:
@@ -151,10 +148,10 @@ def summarize(sweep: SweepDir, manifest: dict, clips: list[Clip]) -> Summary:
             flags.setdefault("unreadable", []).append(clip.job_id)
     paid, basis = paid_cost(sweep, clips)
     marginal = sum(c.cost.estimated_cost_usd or 0.0 for c in clips if c.cost)
-    backends = [manifest["backend"]] if manifest.get("backend") else []
+    backends = [manifest.backend] if manifest.backend else []
     return Summary(
         name=sweep.name,
-        created=manifest.get("created"),
+        created=manifest.created,
         generated=time.time(),
         models=sorted({clip.model for clip in clips}),
         backends=backends,
@@ -181,26 +178,5 @@ def write_report(sweep: SweepDir, workers: int | None = None) -> Path:
     summary = summarize(sweep, manifest, clips)
     page = sweep.report_dir / "index.html"
     atomic_write_text(page, render_page(summary, grid, clips))
-    console.print(summary.checks_line)
+    logger.info(summary.checks_line)
     return page
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m musicsweep.report", description=__doc__)
-    parser.add_argument("sweep", nargs="?", help="sweep name or path to a sweep folder (default: the latest)")
-    parser.add_argument("--workers", type=int, default=None, help="processes drawing images (default: all cores)")
-    args = parser.parse_args(argv)
-    try:
-        if args.workers is not None and args.workers < 1:
-            raise MusicsweepError(f"--workers: must be at least 1, got {args.workers}")
-        path = Path(args.sweep or "")
-        if args.sweep and (path / "manifest.json").exists():
-            sweep = SweepDir(path.resolve().parent, path.resolve().name)
-        else:
-            sweeps_dir = load_config().sweeps_dir
-            sweep = SweepDir(sweeps_dir, args.sweep or latest_sweep(sweeps_dir))
-        print(f"report: {write_report(sweep, args.workers)}")
-        return 0
-    except MusicsweepError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2

@@ -16,10 +16,9 @@ from pathlib import Path
 
 from musicsweep.atomic import atomic_write_json
 from musicsweep.costs.rows import read_cost_rows, write_cost_report
-from musicsweep.layout import SweepDir
+from musicsweep.layout import COSTS_DIR, LOGS_DIR, PULLED_FOLDERS, SweepDir
 from musicsweep.store.base import ObjectInfo, Store
 
-PULLED_FOLDERS = ("audio", "costs", "markers", "logs", "workers")
 DOWNLOAD_THREADS = 8  # boto3 clients are thread-safe; per-request latency, not bandwidth, bounds a pull
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
 
@@ -62,7 +61,7 @@ def pull_results(store: Store, sweep: SweepDir) -> int:
             ours = record is not None and record["local"] == local_stamp(target)
             if ours and record["remote"] == [info.size, info.etag]:
                 continue
-            if not ours and folder == "logs":
+            if not ours and folder == LOGS_DIR:
                 continue
             if not ours and same_content(target, info):
                 index[key] = index_entry(info, target)
@@ -79,5 +78,5 @@ def pull_results(store: Store, sweep: SweepDir) -> int:
 
 def merge_cost_report(sweep: SweepDir) -> Path:
     """Rewrite `cost_report.csv` from every pulled cost row."""
-    write_cost_report(read_cost_rows(sweep.root / "costs"), sweep.cost_report)
+    write_cost_report(read_cost_rows(sweep.folder(COSTS_DIR)), sweep.cost_report)
     return sweep.cost_report

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from musicsweep.backends import get_backend
-from musicsweep.backends.base import PENDING, RUNNING, Backend, Launch, Shard
+from musicsweep.backends import BACKEND_NAMES, get_backend, unknown_backend
+from musicsweep.backends.base import Backend, Launch, Shard
 from musicsweep.config import Config, StoreConfig, load_config
+from musicsweep.contract import sweep_environment
 from musicsweep.costs.rows import estimate_generation_s
 from musicsweep.errors import MusicsweepError
-from musicsweep.job import Job, JobPaths
-from musicsweep.layout import SweepDir
-from musicsweep.store import open_store, store_config_to_env
+from musicsweep.job import Job
+from musicsweep.layout import JobPaths, SweepDir
+from musicsweep.manifest import JobEntry, LaunchRecord, Manifest
+from musicsweep.states import JobState
+from musicsweep.store import open_store
 from musicsweep.store.base import Store
-from musicsweep.sweep.variants import NAME_KEY, VariantGenerator
+from musicsweep.sweep.variants import NAME_KEY
 
 _SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -83,7 +84,7 @@ def running_jobs(backend: Backend, sweep: SweepDir) -> set[str]:
     if not sweep.manifest.exists():
         return set()
     states = backend.poll(sweep, sweep.read_manifest())
-    return {job_id for job_id, state in states.items() if state in (RUNNING, PENDING)}
+    return {job_id for job_id, state in states.items() if state in (JobState.RUNNING, JobState.PENDING)}
 
 
 def make_plan(jobs: list[Job], config: Config, sweep_name: str, dry_run: bool = False) -> Plan:
@@ -113,38 +114,27 @@ def launch(plan: Plan, config: Config) -> None:
     sweep = plan.sweep
     previous = sweep.read_manifest() if sweep.manifest.exists() else None
     launch_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
-    manifest = previous or {"sweep": sweep.name, "created": time.time(), "jobs": {}, "launches": []}
-    manifest |= {"backend": config.backend, "store": asdict(config.store), "config_source": config.source}
+    manifest = previous or Manifest(sweep=sweep.name, created=time.time())
+    manifest.backend, manifest.store, manifest.config_source = config.backend, asdict(config.store), config.source
     for job in plan.jobs:
         sweep.write_spec(job)
-        entry = manifest["jobs"].setdefault(job.job_id, {})
-        entry |= {
-            "output_name": job.output_name,
-            "prompt": job.prompt,
-            "duration_s": job.duration_s,
-            "model": job.model,
-            "seed": job.seed,
-            "variant": json.loads(json.dumps(job.variant, default=str)),
-        }
-        entry.setdefault("worker", None)
-        entry.setdefault("host", None)
+        known = manifest.jobs.get(job.job_id)
+        entry = JobEntry.of(job)
+        if known is not None:
+            entry.worker, entry.host, entry.launch = known.worker, known.host, known.launch
+        manifest.jobs[job.job_id] = entry
     for shard in plan.shards:
         for job in shard.jobs:
-            manifest["jobs"][job.job_id] |= {
-                "worker": shard.worker_id,
-                "host": shard.host,
-                "launch": launch_id,
-            }
+            entry = manifest.jobs[job.job_id]
+            entry.worker, entry.host, entry.launch = shard.worker_id, shard.host, launch_id
             sweep.job(job).pid.unlink(missing_ok=True)
-    manifest["launches"].append({"id": launch_id, "time": time.time(), "jobs": len(plan.to_run)})
+    manifest.launches.append(LaunchRecord(launch_id, time.time(), len(plan.to_run)))
     sweep.write_manifest(manifest)
     if not plan.shards:
         return
-    env = store_config_to_env(config.store)
-    env |= {"MUSICSWEEP_IS_RESTART": "1" if previous else "0", "MUSICSWEEP_LAUNCH_ID": launch_id}
-    env["MUSICSWEEP_ENGINE"] = json.dumps(asdict(config.engine), sort_keys=True)
+    env = sweep_environment(config, launch_id, is_restart=previous is not None)
     state = plan.backend.submit(Launch(sweep, launch_id, previous is not None, env), plan.shards)
-    manifest["backend_state"] = {**manifest.get("backend_state", {}), **state}
+    manifest.backend_state |= state
     sweep.write_manifest(manifest)
 
 
@@ -152,52 +142,11 @@ def resolve_config(config: Config | None, backend: str | None, store: str | None
     config = config or load_config()
     if backend is not None:
         config = config.with_overrides(backend=backend)
-        from musicsweep.config import BACKEND_NAMES
-
         if backend not in BACKEND_NAMES:
-            raise MusicsweepError(f"backend {backend!r}: unknown backend (known: {list(BACKEND_NAMES)})")
+            raise unknown_backend(backend, f"backend {backend!r}")
     if store is not None:
         url = store if store.startswith("s3://") else str(Path(store).resolve())
         config = config.with_overrides(
             store=StoreConfig(url, config.store.endpoint_url, config.store.region, config.store.profile)
         )
     return config
-
-
-def run_sweep(
-    variants: VariantGenerator | list[dict[str, Any]],
-    name: str,
-    config: Config | None = None,
-    backend: str | None = None,
-    store: str | None = None,
-    dry_run: bool = False,
-    yes: bool = False,
-) -> Plan:
-    """Validate, plan and launch a sweep; returns the plan. Nothing is written when it would fail.
-
-    `dry_run` prints the full plan and stops; `yes` launches on a backend that spends money without asking.
-    """
-    config = resolve_config(config, backend, store)
-    variant_list = variants.variants() if isinstance(variants, VariantGenerator) else list(variants)
-    jobs = jobs_from_variants(variant_list, name)
-    plan = make_plan(jobs, config, name, dry_run=dry_run)
-    from musicsweep.cli.display import print_plan
-
-    print_plan(plan, short=not dry_run)
-    if not dry_run:
-        confirm_spending(plan, yes)
-        launch(plan, config)
-        print(f"launched {len(plan.to_run)} job(s); follow with: python -m musicsweep.auto_pull {name}")
-    return plan
-
-
-def confirm_spending(plan: Plan, yes: bool) -> None:
-    """A backend that spends money starts only after a yes: `yes=True`, or an answer typed on the terminal."""
-    if yes or not plan.backend.spends_money or not plan.to_run:
-        return
-    name = plan.backend.name
-    if not sys.stdin.isatty():
-        raise MusicsweepError(f"backend {name!r} spends money and stdin is not a terminal: pass --yes to launch")
-    answer = input(f"launch {len(plan.to_run)} job(s) on {name} for about ${plan.estimate_usd:.2f}? [y/N] ")
-    if answer.strip().lower() not in ("y", "yes"):
-        raise MusicsweepError(f"launch on {name!r} not confirmed: nothing was started")

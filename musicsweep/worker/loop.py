@@ -10,108 +10,31 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import signal
-import socket
-import threading
 import time
 import traceback
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import cloudpickle
 import numpy as np
 
 from musicsweep.atomic import atomic_write_text
-from musicsweep.config import EngineConfig
 from musicsweep.costs.rows import CostRow, marginal_cost_usd
 from musicsweep.engine.batching import with_backoff
 from musicsweep.engine.generate import MusicEngine
 from musicsweep.engine.progress import Progress
-from musicsweep.job import Job, JobPaths, WorkerPaths
-from musicsweep.store import open_store, store_config_from_env
+from musicsweep.job import Job
+from musicsweep.layout import JobPaths, WorkerPaths
 from musicsweep.store.base import Store, json_bytes
+from musicsweep.worker.context import EXIT_STOPPED, StopFlag, WorkerContext, log
+from musicsweep.worker.heartbeat import Heartbeat
 
-EXIT_STOPPED = 75
-HEARTBEAT_INTERVAL_S = float(os.environ.get("MUSICSWEEP_HEARTBEAT_S", "60"))
 # Test hook for the kill test only: "1" makes the worker SIGKILL itself right after its first WAV
 # upload, before the cost row and `.done`, so the test can prove a rerun neither loses nor
 # regenerates that clip. Never set it outside tests.
 KILL_AFTER_UPLOAD_ENV = "MUSICSWEEP_TEST_KILL_AFTER_UPLOAD"
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-@dataclass
-class WorkerContext:
-    """The environment contract, read once."""
-
-    work_dir: Path
-    store: Store
-    worker_id: int
-    num_workers: int
-    hourly_cost_usd: float
-    is_restart: bool
-    launch_id: str
-    engine_config: EngineConfig
-    host: str = field(default_factory=socket.gethostname)
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str]) -> WorkerContext:
-        engine_config = EngineConfig(**json.loads(environ.get("MUSICSWEEP_ENGINE") or "{}"))
-        return cls(
-            work_dir=Path(environ["MUSICSWEEP_JOB_DIR"]),
-            store=open_store(store_config_from_env(environ)),
-            worker_id=int(environ.get("MUSICSWEEP_WORKER_ID", "0")),
-            num_workers=int(environ.get("MUSICSWEEP_NUM_WORKERS", "1")),
-            hourly_cost_usd=float(environ.get("MUSICSWEEP_HOURLY_COST_USD", "0")),
-            is_restart=environ.get("MUSICSWEEP_IS_RESTART", "0") == "1",
-            launch_id=environ.get("MUSICSWEEP_LAUNCH_ID", "manual"),
-            engine_config=engine_config,
-        )
-
-
-class StopFlag:
-    """Set by SIGUSR2/SIGTERM; checked between batches so a batch is never cut in half."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-
-    def install(self) -> None:
-        for signum in (signal.SIGUSR2, signal.SIGTERM):
-            signal.signal(signum, self._handle)
-
-    def _handle(self, signum: int, _frame) -> None:
-        log(f"received {signal.Signals(signum).name}: stopping after the current batch")
-        self.event.set()
-
-    @property
-    def requested(self) -> bool:
-        return self.event.is_set()
-
-
-class Heartbeat(threading.Thread):
-    """Writes the heartbeat and the lifetime so far every interval: a silent host is noticed, and a
-    killed worker's paid time still reaches the cost summary."""
-
-    def __init__(self, context: WorkerContext, paths: WorkerPaths, lifetime: Callable[[], dict]) -> None:
-        super().__init__(daemon=True)
-        self.context, self.paths, self.lifetime = context, paths, lifetime
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                self.context.store.put_json(self.paths.heartbeat_key, {"time": time.time(), "pid": os.getpid()})
-                self.context.store.put_json(self.paths.lifetime_key(self.context.launch_id), self.lifetime())
-            except Exception as error:  # a missed heartbeat must never kill generation
-                log(f"heartbeat failed: {error}")
-            self.stopped.wait(HEARTBEAT_INTERVAL_S)
 
 
 def load_jobs(spec_paths: list[Path]) -> list[Job]:
@@ -197,9 +120,9 @@ class Worker:
 
     def claim(self, job: Job) -> bool:
         """Claim a clip for this launch, so two workers of one launch never generate it twice."""
-        key = f"{job.sweep}/claims/{job.job_id}.{self.context.launch_id}"
+        paths = JobPaths.of(job, self.context.work_dir)
         owner = f"{self.context.host} {os.getpid()} worker {self.context.worker_id}\n".encode()
-        if self.context.store.put_new(key, owner):
+        if self.context.store.put_new(paths.claim_key(self.context.launch_id), owner):
             return True
         log(f"skip {job.output_name}: claimed by another worker")
         self.skipped += 1

@@ -3,7 +3,7 @@
 `fetch` downloads the specs of this instance's shard from the store. `finish STATUS` marks every
 clip of the shard that has neither `.done` nor `.failed` as failed (so `--relaunch-failed` picks
 up exactly those), uploads the log, and records when the instance stopped working, for the cost.
-The launcher side uses the same key helpers to upload specs and shard lists.
+Its keys are `layout.StoreKeys`', the same the launcher uploads specs and shard lists to.
 """
 
 from __future__ import annotations
@@ -14,31 +14,19 @@ import sys
 import time
 from pathlib import Path
 
-from musicsweep.job import Job, JobPaths, WorkerPaths
-from musicsweep.layout import SweepDir
+from musicsweep.job import Job
+from musicsweep.layout import JobPaths, SweepDir, WorkerPaths
 from musicsweep.store import open_store, store_config_from_env
 from musicsweep.store.base import Store
 
 NOTICE_FILE = "spot-notice.json"
 
 
-def spec_key(sweep: str, job_id: str) -> str:
-    return f"{sweep}/jobs/{job_id}.pkl"
-
-
-def shard_key(sweep: str, launch_id: str, worker_id: int) -> str:
-    return f"{sweep}/launches/{launch_id}/worker_{worker_id}.json"
-
-
-def end_key(sweep: str, launch_id: str, worker_id: int) -> str:
-    return f"{sweep}/instances/{launch_id}-worker_{worker_id}.json"
-
-
 def fetch(store: Store, sweep: SweepDir, launch_id: str, worker_id: int) -> list[Job]:
     """Download this shard's specs into the sweep folder; returns its jobs."""
-    job_ids = store.get_json(shard_key(sweep.name, launch_id, worker_id))["jobs"]
+    job_ids = store.get_json(sweep.keys.shard(launch_id, worker_id))["jobs"]
     for job_id in job_ids:
-        store.get_file(spec_key(sweep.name, job_id), sweep.root / "jobs" / f"{job_id}.pkl")
+        store.get_file(sweep.keys.spec(job_id), JobPaths(sweep.root, sweep.name, job_id, "").spec)
     return [sweep.read_spec(job_id) for job_id in job_ids]
 
 
@@ -49,8 +37,8 @@ def finish(store: Store, sweep: SweepDir, launch_id: str, worker_id: int, status
         reason = f"spot interruption notice: {notice.read_text().strip()}"
     else:
         reason = f"worker exited with status {status} before this clip"
-    markers = set(store.list(f"{sweep.name}/markers/"))
-    job_ids = store.get_json(shard_key(sweep.name, launch_id, worker_id))["jobs"]
+    markers = set(store.list(sweep.keys.markers))
+    job_ids = store.get_json(sweep.keys.shard(launch_id, worker_id))["jobs"]
     marked = []
     for job_id in job_ids:
         paths = JobPaths.of(sweep.read_spec(job_id), sweep.root)
@@ -61,7 +49,7 @@ def finish(store: Store, sweep: SweepDir, launch_id: str, worker_id: int, status
     if worker.log.exists():
         store.put_file(worker.log_key, worker.log)
     record = {"end": time.time(), "status": status, "interrupted": notice.exists(), "unfinished": marked}
-    store.put_json(end_key(sweep.name, launch_id, worker_id), record)
+    store.put_json(sweep.keys.instance_end(launch_id, worker_id), record)
     return marked
 
 

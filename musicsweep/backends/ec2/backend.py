@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import json
+import logging
 import math
 import re
 from datetime import UTC, datetime
@@ -25,19 +25,7 @@ from importlib.metadata import version
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from musicsweep.backends.base import (
-    FAILED,
-    LOST,
-    PENDING,
-    RUNNING,
-    Backend,
-    Executor,
-    Launch,
-    Shard,
-    balanced_shards,
-    job_states,
-)
-from musicsweep.backends.ec2.agent import end_key, shard_key, spec_key
+from musicsweep.backends.base import Backend, Launch, Shard, balanced_shards
 from musicsweep.backends.ec2.config import EC2Config, load_ec2_config
 from musicsweep.backends.ec2.launch import (
     LAUNCH_TAG,
@@ -58,17 +46,21 @@ from musicsweep.backends.ec2.pricing import (
     price_table,
 )
 from musicsweep.backends.ec2.userdata import InstanceWork, render_user_data
-from musicsweep.cli.display import console
+from musicsweep.contract import sweep_environment
 from musicsweep.costs.rows import estimate_generation_s
 from musicsweep.costs.summary import MachineTime, WorkerKey
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
-from musicsweep.layout import SweepDir
+from musicsweep.layout import StoreKeys, SweepDir, list_markers, marker_job_id
+from musicsweep.manifest import Manifest
 from musicsweep.packaging import upload_wheel, wheel_key
 from musicsweep.scripts import write_script
+from musicsweep.states import Executor, JobState, job_states
 from musicsweep.store import open_store, store_config_to_env
 from musicsweep.store.base import Store
 from musicsweep.store.pull import pull_results
+
+logger = logging.getLogger(__name__)
 
 PLACEHOLDER_LAUNCH_ID = "00000000T000000-000000"  # same length as a real launch id, for the size check
 _TERMINATED_AT = re.compile(r"\((\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (?:GMT|UTC)\)")
@@ -85,9 +77,12 @@ def _worker_key(instance: dict) -> WorkerKey:
 def instance_executor(instance: dict | None) -> Executor:
     """An instance as describe saw it: none found makes its jobs lost, a stopped or gone one failed."""
     if instance is None:
-        return Executor(LOST, False)
+        return Executor(JobState.LOST, False)
     state = instance["State"]["Name"]
-    return Executor(PENDING if state == "pending" else RUNNING if state == "running" else FAILED, state in LIVE_STATES)
+    return Executor(
+        JobState.PENDING if state == "pending" else JobState.RUNNING if state == "running" else JobState.FAILED,
+        state in LIVE_STATES,
+    )
 
 
 class EC2Backend(Backend):
@@ -153,12 +148,12 @@ class EC2Backend(Backend):
         live = self.instances(states=LIVE_STATES)
         ours = [i for i in live if _tag(i, SWEEP_TAG) == sweep]
         wanted = {job.job_id for job in jobs}
-        done = {key.rsplit("/", 1)[-1].removesuffix(".done") for key in self.store.list(f"{sweep}/markers/")}
+        done = {marker_job_id(name) for name in list_markers(self.store, sweep)} - {None}
         for instance in ours:
             launch_id, worker_id = _worker_key(instance)
-            if self.store.exists(end_key(sweep, launch_id, worker_id)):
+            if self.store.exists(StoreKeys(sweep).instance_end(launch_id, worker_id)):
                 continue  # its script has finished and marked what it left: it is only shutting down
-            listed = shard_key(sweep, launch_id, worker_id)
+            listed = StoreKeys(sweep).shard(launch_id, worker_id)
             # No shard list: assume the worst, that it runs these clips.
             running = set(self.store.get_json(listed)["jobs"]) - done if self.store.exists(listed) else wanted
             if running & wanted:
@@ -185,8 +180,7 @@ class EC2Backend(Backend):
     def _check_user_data(self, shards: list[Shard]) -> None:
         """Render every shard's script with placeholders of the real lengths: over 16 KB fails here."""
         placeholder = wheel_key("0" * 64, f"musicsweep-{version('musicsweep')}-py3-none-any.whl")
-        engine = json.dumps(dataclasses.asdict(self.config.engine), sort_keys=True)
-        env = self._store_env() | {"MUSICSWEEP_IS_RESTART": "0", "MUSICSWEEP_ENGINE": engine}
+        env = sweep_environment(self.config, PLACEHOLDER_LAUNCH_ID, is_restart=False) | self._store_env()
         for shard in shards:
             work = InstanceWork(
                 shard.jobs[0].sweep,
@@ -233,7 +227,7 @@ class EC2Backend(Backend):
             f"{settings.startup_minutes:g} min startup), ${cost:.2f} in all (limit ${settings.max_total_usd:.2f})"
         )
         for line in notes:
-            console.print(f"ec2 {line}")
+            logger.info(f"ec2 {line}")
         if cost > settings.max_total_usd:
             raise MusicsweepError(
                 f"{self._where('max_total_usd')}: estimated cost ${cost:.2f} is above the limit "
@@ -264,9 +258,9 @@ class EC2Backend(Backend):
             render_user_data(self.settings, work, env, self._where("instances"))
         for shard in shards:
             for job in shard.jobs:
-                self.store.put_file(spec_key(sweep.name, job.job_id), sweep.job(job).spec)
+                self.store.put_file(sweep.keys.spec(job.job_id), sweep.job(job).spec)
             jobs = [job.job_id for job in shard.jobs]
-            self.store.put_json(shard_key(sweep.name, launch.launch_id, shard.worker_id), {"jobs": jobs})
+            self.store.put_json(sweep.keys.shard(launch.launch_id, shard.worker_id), {"jobs": jobs})
         blocked = Blocked()
         started: dict[str, dict] = {}
         try:
@@ -286,16 +280,16 @@ class EC2Backend(Backend):
                     "market": option.market,
                     "hourly_usd": self._rate(option),
                 }
-                console.print(
+                logger.info(
                     f"ec2: started {instance['InstanceId']} ({option.describe()}) for worker {work.worker_id} "
                     f"({len(work.jobs)} clip(s))"
                 )
         except BaseException:
             if started:
-                console.print(f"ec2: launch failed; terminating the {len(started)} instance(s) it started")
+                logger.info(f"ec2: launch failed; terminating the {len(started)} instance(s) it started")
                 self.client.terminate_instances(InstanceIds=list(started))
             raise
-        previous = sweep.read_manifest().get("backend_state", {}).get("ec2_instances", {})
+        previous = sweep.read_manifest().state_of("ec2_instances")
         return {"ec2_instances": previous | started}
 
     def _user_data(self, work: InstanceWork, option: LaunchOption, env: dict[str, str]) -> str:
@@ -327,7 +321,7 @@ class EC2Backend(Backend):
                 found[key] = instance
         return found
 
-    def poll(self, sweep: SweepDir, manifest: dict) -> dict[str, str]:
+    def poll(self, sweep: SweepDir, manifest: Manifest) -> dict[str, JobState]:
         """Markers first decide; then the instance: pending/running, or gone without `.done` = failed.
 
         Instances are described before markers are listed, so a clip finished in between is never
@@ -335,11 +329,11 @@ class EC2Backend(Backend):
         clip of its shard is finished makes those clips `done_orphans`, so auto_pull terminates it.
         """
         instances = self._by_worker(sweep.name)
-        markers = {key.rsplit("/", 1)[-1] for key in self.store.list(f"{sweep.name}/markers/")}
+        markers = list_markers(self.store, sweep.name)
         shards: dict[WorkerKey, list[str]] = {}
-        for job_id, entry in manifest["jobs"].items():
-            if entry.get("worker") is not None:
-                shards.setdefault((entry.get("launch") or "", int(entry["worker"])), []).append(job_id)
+        for job_id, entry in manifest.jobs.items():
+            if entry.assigned:
+                shards.setdefault((entry.launch or "", int(entry.worker)), []).append(job_id)
         executors = {key: instance_executor(instances.get(key)) for key in shards}
         return job_states({job_id: key for key, ids in shards.items() for job_id in ids}, executors, markers)
 
@@ -347,46 +341,46 @@ class EC2Backend(Backend):
         if instance_ids:
             self._call("terminate_instances", self.client.terminate_instances, InstanceIds=instance_ids)
 
-    def kill_orphans(self, sweep: SweepDir, manifest: dict, job_ids: list[str]) -> None:
+    def kill_orphans(self, sweep: SweepDir, manifest: Manifest, job_ids: list[str]) -> None:
         """Terminate the live instances whose every clip is finished."""
-        keys = {(manifest["jobs"][j].get("launch") or "", int(manifest["jobs"][j]["worker"])) for j in job_ids}
+        keys = {(manifest.jobs[j].launch or "", int(manifest.jobs[j].worker)) for j in job_ids}
         live = [
             i for key, i in self._by_worker(sweep.name).items() if key in keys and i["State"]["Name"] in LIVE_STATES
         ]
         self._terminate([i["InstanceId"] for i in live])
 
-    def fetch(self, sweep: SweepDir, manifest: dict) -> None:
+    def fetch(self, sweep: SweepDir, manifest: Manifest) -> None:
         pull_results(self.store, sweep)
 
-    def cancel(self, sweep: SweepDir, manifest: dict) -> None:
+    def cancel(self, sweep: SweepDir, manifest: Manifest) -> None:
         self._terminate(
             [i["InstanceId"] for i in self.instances(sweep.name, ("pending", "running", "stopping", "stopped"))]
         )
 
-    def cleanup(self, sweep: SweepDir, manifest: dict) -> None:
+    def cleanup(self, sweep: SweepDir, manifest: Manifest) -> None:
         """Check that every instance of the sweep is terminated; terminate any that is not."""
         everything = self.instances(sweep.name)
         left = [i for i in everything if i["State"]["Name"] not in ("terminated", "shutting-down")]
         if left:
             ids = [i["InstanceId"] for i in left]
-            console.print(f"ec2: terminating {len(left)} instance(s) still up: {', '.join(ids)}")
+            logger.info(f"ec2: terminating {len(left)} instance(s) still up: {', '.join(ids)}")
             self._terminate(ids)
         else:
-            console.print(f"ec2: all {len(everything)} instance(s) of sweep {sweep.name} are terminated or ending")
+            logger.info(f"ec2: all {len(everything)} instance(s) of sweep {sweep.name} are terminated or ending")
 
     def _ended(self, sweep: SweepDir, instance: dict) -> datetime:
         """When the instance stopped costing: EC2's termination time, else the script's own record, else now."""
         match = _TERMINATED_AT.search(instance.get("StateTransitionReason") or "")
         if instance["State"]["Name"] in ("terminated", "shutting-down") and match:
             return datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
-        record = end_key(sweep.name, *_worker_key(instance))
+        record = sweep.keys.instance_end(*_worker_key(instance))
         if instance["State"]["Name"] not in LIVE_STATES and self.store.exists(record):
             return datetime.fromtimestamp(self.store.get_json(record)["end"], UTC)
         return datetime.now(UTC)
 
-    def machine_times(self, sweep: SweepDir, manifest: dict) -> dict[WorkerKey, MachineTime]:
+    def machine_times(self, sweep: SweepDir, manifest: Manifest) -> dict[WorkerKey, MachineTime]:
         """Each instance's paid span, launch to termination, at its real spot price history (or on-demand rate)."""
-        known = manifest.get("backend_state", {}).get("ec2_instances", {})
+        known = manifest.state_of("ec2_instances")
         times: dict[WorkerKey, MachineTime] = {}
         for key, instance in self._by_worker(sweep.name).items():
             start = instance["LaunchTime"].astimezone(UTC)

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from musicsweep.backends.ec2.config import EC2Config
+from musicsweep.contract import LAUNCH_ID, worker_environment
 from musicsweep.errors import MusicsweepError
-from musicsweep.job import Job, JobPaths, WorkerPaths
+from musicsweep.job import Job
+from musicsweep.layout import JOBS_DIR, PID_SUFFIX, JobPaths, WorkerPaths
 from musicsweep.scripts import WorkerScript
 
 USER_DATA_LIMIT = 16 * 1024
@@ -62,7 +64,7 @@ musicsweep_watch() {
     printf '%s\n' "$notice" > spot-notice.json
     # One USR2, once the worker has written its pid files (its handlers are installed by then): a signal
     # repeated while Python shuts down would kill it, since Python restores default handlers on exit.
-    until compgen -G 'jobs/*.pid' >/dev/null; do sleep 1; done
+    until compgen -G '{jobs}/*{pid}' >/dev/null; do sleep 1; done
     kill -USR2 $$
     return
   done
@@ -92,20 +94,16 @@ class InstanceWork:
 def render_user_data(settings: EC2Config, work: InstanceWork, launch_env: dict[str, str], where: str = "ec2") -> str:
     """The user-data script of one instance; raises MusicsweepError (naming `where`) above EC2's 16 KB limit."""
     work_dir = Path(settings.root) / work.sweep
-    env = dict(launch_env) | {
+    env = worker_environment(launch_env, str(work_dir), work.worker_id, work.num_workers, work.hourly_usd)
+    env |= {
         "AWS_DEFAULT_REGION": settings.region,
-        "MUSICSWEEP_JOB_DIR": str(work_dir),
         "MUSICSWEEP_SWEEP": work.sweep,
-        "MUSICSWEEP_LAUNCH_ID": work.launch_id,
-        "MUSICSWEEP_WORKER_ID": str(work.worker_id),
-        "MUSICSWEEP_NUM_WORKERS": str(work.num_workers),
-        "MUSICSWEEP_HOURLY_COST_USD": f"{work.hourly_usd:.6f}",
+        LAUNCH_ID: work.launch_id,
         "MUSICSWEEP_EC2_WHEEL": work.wheel_key,
         "MUSICSWEEP_EC2_IMDS": settings.imds_url.rstrip("/"),
         "MUSICSWEEP_EC2_POLL_S": f"{settings.imds_poll_s:g}",
         "MUSICSWEEP_EC2_MAX_RUNTIME_MIN": str(settings.max_runtime_minutes),
         "MUSICSWEEP_EC2_PYTHON_VERSION": settings.python_version,
-        "PYTHONUNBUFFERED": "1",
     }
     script = WorkerScript(
         sweep=work.sweep,
@@ -116,7 +114,7 @@ def render_user_data(settings: EC2Config, work: InstanceWork, launch_env: dict[s
         specs=[str(JobPaths.of(job, Path()).spec) for job in work.jobs],
         python='"$MUSICSWEEP_EC2_PYTHON"',
         env=env,
-        prologue=PROLOGUE,
+        prologue=PROLOGUE.replace("{jobs}", JOBS_DIR).replace("{pid}", PID_SUFFIX),
         epilogue=EPILOGUE,
     ).render()
     size = len(script.encode())

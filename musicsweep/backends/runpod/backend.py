@@ -21,6 +21,7 @@ import csv
 import dataclasses
 import io
 import json
+import logging
 import os
 import re
 import shlex
@@ -30,17 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from musicsweep.atomic import atomic_write_json, atomic_write_text
-from musicsweep.backends.base import (
-    DONE,
-    FAILED,
-    FINISHED_STATES,
-    LOST,
-    Backend,
-    Launch,
-    Shard,
-    balanced_shards,
-    classify,
-)
+from musicsweep.backends.base import Backend, Launch, Shard, balanced_shards
+from musicsweep.backends.probe import classify
 from musicsweep.backends.runpod.api import NoCapacity, Pod, Retry, RunPodAPI, api_key_from, b64
 from musicsweep.backends.ssh import (
     SSHBackend,
@@ -54,17 +46,20 @@ from musicsweep.backends.ssh import (
     python_of,
     start_workers,
 )
-from musicsweep.cli.display import console
 from musicsweep.config import Config, typed_section
 from musicsweep.costs.summary import MachineTime, WorkerKey
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
-from musicsweep.layout import SweepDir
+from musicsweep.layout import LOGS_DIR, SweepDir, done_marker, failed_marker, list_markers
+from musicsweep.manifest import Manifest
 from musicsweep.remote.codesync import code_filters
 from musicsweep.remote.ssh import HostUnreachable, SSHHost, on_hosts
 from musicsweep.scripts import write_script
+from musicsweep.states import FINISHED_STATES, JobState
 from musicsweep.store import open_store
 from musicsweep.store.pull import pull_results
+
+logger = logging.getLogger(__name__)
 
 CLOUD_TYPES = ("ALL", "SECURE", "COMMUNITY")
 # Credentials a pod's worker needs for the S3 store: forwarded through ssh's stdin when set here.
@@ -206,14 +201,14 @@ def named_after(name: str, sweep: str) -> bool:
     return len(parts) == 4 and parts[:2] == ["musicsweep", sweep] and re.fullmatch(r"w\d+", parts[3]) is not None
 
 
-def marker_states(job_ids: list[str], markers: set[str], missing: str) -> dict[str, str]:
+def marker_states(job_ids: list[str], markers: set[str], missing: JobState) -> dict[str, JobState]:
     """States from the store's markers alone, for jobs whose pod is gone."""
     states = {}
     for job_id in job_ids:
-        if f"{job_id}.done" in markers:
-            states[job_id] = DONE
-        elif f"{job_id}.failed" in markers:
-            states[job_id] = FAILED
+        if done_marker(job_id) in markers:
+            states[job_id] = JobState.DONE
+        elif failed_marker(job_id) in markers:
+            states[job_id] = JobState.FAILED
         else:
             states[job_id] = missing
     return states
@@ -283,7 +278,7 @@ class RunPodBackend(Backend):
                 try:
                     self.terminate(ledger, record, "failed launch")
                 except MusicsweepError as error:
-                    console.print(f"warning: {error}; run `python -m musicsweep.auto_pull --cleanup`")
+                    logger.warning(f"{error}; run `python -m musicsweep.auto_pull --cleanup`")
             raise
         return {}
 
@@ -307,7 +302,7 @@ class RunPodBackend(Backend):
                 if pod is not None and pod.ready and self.answers_ssh(record, pod):
                     ready[worker] = waiting.pop(worker)
                     ledger.save()
-                    console.print(f"pod {record.pod_id} ({record.gpu_type}) is ready for worker {worker}")
+                    logger.info(f"pod {record.pod_id} ({record.gpu_type}) is ready for worker {worker}")
                 elif pod is None or pod.gone or time.time() > record.created + self.settings.ready_timeout_s:
                     self.terminate(ledger, record, f"not ready within {self.settings.ready_timeout_s:g}s")
                     del waiting[worker]
@@ -341,11 +336,11 @@ class RunPodBackend(Backend):
                     docker_args=f"bash -c 'echo {b64(BOOT_SCRIPT)} | base64 -d | bash'",
                 )
             except NoCapacity:
-                console.print(f"no {gpu_type} capacity: trying the next GPU type")
+                logger.info(f"no {gpu_type} capacity: trying the next GPU type")
                 continue
             record = PodRecord(pod_id, name, gpu_type, launch.launch_id, worker, time.time())
             ledger.add(record)
-            console.print(f"created pod {pod_id} ({gpu_type}) for worker {worker}")
+            logger.info(f"created pod {pod_id} ({gpu_type}) for worker {worker}")
             return record
         raise MusicsweepError(f"{self.where}.gpu_types: no capacity on any of {list(self.settings.gpu_types)}")
 
@@ -405,17 +400,17 @@ class RunPodBackend(Backend):
         errors = [result for result in results.values() if isinstance(result, MusicsweepError)]
         if errors:
             raise errors[0]
-        console.print(f"started {len(shards)} worker(s) on {len(shards)} pod(s)")
+        logger.info(f"started {len(shards)} worker(s) on {len(shards)} pod(s)")
 
     # ---- auto_pull
-    def owners(self, manifest: dict) -> dict[tuple[str, int], list[str]]:
+    def owners(self, manifest: Manifest) -> dict[tuple[str, int], list[str]]:
         grouped: dict[tuple[str, int], list[str]] = defaultdict(list)
-        for job_id, entry in manifest.get("jobs", {}).items():
-            if entry.get("worker") is not None and entry.get("launch"):
-                grouped[(entry["launch"], entry["worker"])].append(job_id)
+        for job_id, entry in manifest.jobs.items():
+            if entry.assigned and entry.launch:
+                grouped[(entry.launch, entry.worker)].append(job_id)
         return grouped
 
-    def poll(self, sweep: SweepDir, manifest: dict) -> dict[str, str]:
+    def poll(self, sweep: SweepDir, manifest: Manifest) -> dict[str, JobState]:
         """Pod state from the API, process state over SSH (one round trip per live pod), markers from S3.
 
         Jobs of a pod that is gone (exited, terminated by itself, or lost) and have no marker are
@@ -433,9 +428,9 @@ class RunPodBackend(Backend):
         for (launch_id, worker), job_ids in owners.items():
             record = ledger.running(launch_id, worker)
             if record is None:
-                states |= marker_states(job_ids, markers, FAILED)  # its launch failed before a pod was ready
+                states |= marker_states(job_ids, markers, JobState.FAILED)  # its launch failed before a pod was ready
             elif not record.live:
-                states |= marker_states(job_ids, markers, LOST)
+                states |= marker_states(job_ids, markers, JobState.LOST)
                 states |= {job_id: record.final_states[job_id] for job_id in job_ids if job_id in record.final_states}
             else:
                 states |= self.poll_pod(ledger, record, sweep.name, job_ids, markers)
@@ -447,12 +442,12 @@ class RunPodBackend(Backend):
         pod = self.api.get_pod(record.pod_id)
         if pod is None or pod.gone:
             self.terminate(ledger, record, "gone" if pod is None else f"{pod.desired_status.lower()}")
-            return marker_states(job_ids, markers, LOST)
+            return marker_states(job_ids, markers, JobState.LOST)
         host = record.ssh_host()
         try:
             probe = probe_host(host, sweep)
         except HostUnreachable:
-            return marker_states(job_ids, markers, LOST)
+            return marker_states(job_ids, markers, JobState.LOST)
         probe.markers = markers
         states = classify(dict.fromkeys(job_ids, record.worker_id), probe)
         if all(state in FINISHED_STATES for state in states.values()):
@@ -460,7 +455,7 @@ class RunPodBackend(Backend):
             self.terminate(ledger, record, "all its jobs finished")
         return states
 
-    def kill_orphans(self, sweep: SweepDir, manifest: dict, job_ids: list[str]) -> None:
+    def kill_orphans(self, sweep: SweepDir, manifest: Manifest, job_ids: list[str]) -> None:
         """A pod runs one worker, so its orphan is killed for good by terminating the pod."""
         ledger = PodLedger(sweep)
         for key, owned in self.owners(manifest).items():
@@ -468,24 +463,23 @@ class RunPodBackend(Backend):
             if record is not None and record.live and set(owned) & set(job_ids):
                 self.terminate(ledger, record, "orphan worker")
 
-    def fetch(self, sweep: SweepDir, manifest: dict) -> None:
+    def fetch(self, sweep: SweepDir, manifest: Manifest) -> None:
         """Script logs from live pods (rsync), then everything else from the S3 store."""
         ledger = PodLedger(sweep)
         hosts = [record.ssh_host() for record in ledger.pods.values() if record.live and record.host]
-        results = on_hosts(hosts, lambda host: pull_host(host, sweep.name, sweep.root, ("logs",)))
+        results = on_hosts(hosts, lambda host: pull_host(host, sweep.name, sweep.root, (LOGS_DIR,)))
         SSHBackend.report_errors(results, "log pull")
         pull_results(open_store(self.config.store), sweep)
 
-    def cancel(self, sweep: SweepDir, manifest: dict) -> None:
+    def cancel(self, sweep: SweepDir, manifest: Manifest) -> None:
         ledger = PodLedger(sweep)
         for record in [r for r in ledger.pods.values() if r.live]:
             self.terminate(ledger, record, "cancelled")
 
     def markers(self, sweep: SweepDir) -> set[str]:
-        store = open_store(self.config.store)
-        return {key.rsplit("/", 1)[-1] for key in store.list(f"{sweep.name}/markers/")}
+        return list_markers(open_store(self.config.store), sweep.name)
 
-    def cleanup(self, sweep: SweepDir, manifest: dict) -> None:
+    def cleanup(self, sweep: SweepDir, manifest: Manifest) -> None:
         """Terminate every pod of the sweep: those in the ledger and any pod named after the sweep,
         whether or not this machine created it. Pods whose jobs are all finished first get
         `exit_grace_s` to upload their last log and terminate themselves."""
@@ -503,7 +497,7 @@ class RunPodBackend(Backend):
             ledger.pods.setdefault(record.pod_id, record)
             self.terminate(ledger, record, "cleanup")
 
-    def await_self_termination(self, ledger: PodLedger, sweep: SweepDir, manifest: dict) -> bool:
+    def await_self_termination(self, ledger: PodLedger, sweep: SweepDir, manifest: Manifest) -> bool:
         """Wait up to `exit_grace_s` for live pods whose jobs all have markers to end; True if any did wait."""
         markers = self.markers(sweep)
         finishing = []
@@ -512,7 +506,7 @@ class RunPodBackend(Backend):
             if (
                 record is not None
                 and record.live
-                and all(s in FINISHED_STATES for s in marker_states(job_ids, markers, LOST).values())
+                and all(s in FINISHED_STATES for s in marker_states(job_ids, markers, JobState.LOST).values())
             ):
                 finishing.append(record)
         deadline = time.monotonic() + self.settings.exit_grace_s
@@ -529,9 +523,9 @@ class RunPodBackend(Backend):
             record.ended = time.time()
             record.terminated_by = why
         ledger.save()
-        console.print(f"{'terminated' if sent else 'already gone:'} pod {record.pod_id} ({why})")
+        logger.info(f"{'terminated' if sent else 'already gone:'} pod {record.pod_id} ({why})")
 
-    def machine_times(self, sweep: SweepDir, manifest: dict) -> dict[WorkerKey, MachineTime]:
+    def machine_times(self, sweep: SweepDir, manifest: Manifest) -> dict[WorkerKey, MachineTime]:
         """Each worker's pods, creation to termination, at their costPerHr.
 
         Pods discarded on the way (not ready in time) were paid too: they count towards the worker

@@ -24,35 +24,35 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from musicsweep.backends.base import (
-    FAILED,
-    LOST,
-    PENDING,
-    RUNNING,
-    Backend,
-    Executor,
-    Launch,
-    Shard,
-    balanced_shards,
-    job_states,
-)
+from musicsweep.backends.base import Backend, Launch, Shard, balanced_shards
 from musicsweep.backends.slurm.login import run_here, run_on_login
 from musicsweep.backends.ssh import check_host, deploy, environment_setup, pull_host, python_of
 from musicsweep.config import Config, typed_section
+from musicsweep.contract import worker_environment
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
-from musicsweep.layout import SweepDir
+from musicsweep.layout import LOGS_DIR, SCRIPTS_DIR, JobPaths, SweepDir, WorkerPaths, list_markers
+from musicsweep.manifest import Manifest
 from musicsweep.remote.codesync import DEFAULT_EXCLUDES, code_filters
 from musicsweep.remote.ssh import HostUnreachable, SSHHost, run_ssh
 from musicsweep.scripts import WorkerScript, write_script
+from musicsweep.states import Executor, JobState, job_states
 from musicsweep.store import open_store
 from musicsweep.store.pull import PULLED_FOLDERS, pull_results
-from musicsweep.worker.loop import EXIT_STOPPED
+from musicsweep.worker.context import EXIT_STOPPED
 
 STATE_KEY = "slurm_arrays"
 CANCEL_WAIT_S = 60.0
 # squeue states (`%T`) that mean a task is waiting, or holds (or is releasing) its allocation.
-QUEUED_STATES = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "PREEMPTED", "RESV_DEL_HOLD"}
+QUEUED_STATES = {
+    "PENDING",
+    "REQUEUED",
+    "REQUEUE_HOLD",
+    "REQUEUE_FED",
+    "CONFIGURING",
+    "PREEMPTED",
+    "RESV_DEL_HOLD",
+}
 ACTIVE_STATES = {"RUNNING", "COMPLETING", "SUSPENDED", "STAGE_OUT", "SIGNALING", "RESIZING", "STOPPED"}
 # sbatch's time formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S.
 _TIME = re.compile(r"^(?:(\d+)-(\d+)(?::(\d+)(?::(\d+))?)?|(\d+)(?::(\d+)(?::(\d+))?)?)$")
@@ -130,13 +130,13 @@ def time_limit_s(text: str) -> float | None:
 def task_executor(queue: dict[str, str] | None, task: str) -> Executor:
     """An array task as squeue saw it; no answer from squeue makes its jobs lost."""
     if queue is None:
-        return Executor(LOST, False)
+        return Executor(JobState.LOST, False)
     state = queue.get(task)
     if state in QUEUED_STATES:
-        return Executor(PENDING, False)
+        return Executor(JobState.PENDING, False)
     if state in ACTIVE_STATES:
-        return Executor(RUNNING, True)
-    return Executor(FAILED, False)
+        return Executor(JobState.RUNNING, True)
+    return Executor(JobState.FAILED, False)
 
 
 def one_line(text: str) -> str:
@@ -257,16 +257,8 @@ class SlurmBackend(Backend):
 
     def worker_script(self, launch: Launch, shard: Shard, num_workers: int) -> WorkerScript:
         job_dir = self.job_dir(launch.sweep)
-        env = dict(launch.env)
-        if self.store_on_cluster_disk:
-            env |= {"MUSICSWEEP_STORE": self.login.runs_dir, "MUSICSWEEP_STORE_OPTIONS": "{}"}
-        env |= {
-            "MUSICSWEEP_JOB_DIR": job_dir,
-            "MUSICSWEEP_WORKER_ID": str(shard.worker_id),
-            "MUSICSWEEP_NUM_WORKERS": str(num_workers),
-            "MUSICSWEEP_HOURLY_COST_USD": str(shard.hourly_cost_usd),
-            "PYTHONUNBUFFERED": "1",
-        }
+        cluster_disk = self.login.runs_dir if self.store_on_cluster_disk else None
+        env = worker_environment(launch.env, job_dir, shard.worker_id, num_workers, shard.hourly_cost_usd, cluster_disk)
         prepare = "".join(
             f"{command} || {{ echo {shlex.quote(f'[musicsweep] prepare failed: {command}')}; exit 1; }}\n"
             for command in self.settings.prepare
@@ -276,8 +268,8 @@ class SlurmBackend(Backend):
             worker_id=shard.worker_id,
             num_workers=num_workers,
             cwd=self.login.code_dir if self.login is not None else str(self.config.base_dir),
-            log=f"{job_dir}/logs/worker_{shard.worker_id}.log",
-            specs=[f"{job_dir}/jobs/{job.job_id}.pkl" for job in shard.jobs],
+            log=str(WorkerPaths(Path(job_dir), launch.sweep.name, shard.worker_id).log),
+            specs=[str(JobPaths.of(job, job_dir).spec) for job in shard.jobs],
             python=self.python(),
             env=env,
             prologue=PROLOGUE.format(prepare=prepare),
@@ -288,7 +280,7 @@ class SlurmBackend(Backend):
         """Write one worker script per task (in a per-launch folder, so a relaunch never rewrites a
         queued task's script) and the array script, then submit the whole launch with one sbatch."""
         sweep = launch.sweep
-        scripts = f"scripts/slurm-{launch.launch_id}"
+        scripts = f"{SCRIPTS_DIR}/slurm-{launch.launch_id}"
         for shard in shards:
             script = self.worker_script(launch, shard, len(shards))
             write_script(sweep.root / scripts / f"worker_{shard.worker_id}.sh", script.render())
@@ -303,7 +295,7 @@ class SlurmBackend(Backend):
         if self.login is not None:
             self.deploy(sweep)
         else:
-            (sweep.root / "logs").mkdir(parents=True, exist_ok=True)  # sbatch does not create --output's folder
+            sweep.folder(LOGS_DIR).mkdir(parents=True, exist_ok=True)  # sbatch does not create --output's folder
         command = [
             "sbatch",
             "--parsable",
@@ -311,7 +303,7 @@ class SlurmBackend(Backend):
             f"--signal=B:USR2@{self.settings.signal_lead_s}",
             "--requeue",
             f"--job-name={self.settings.job_name or f'musicsweep-{sweep.name}'}",
-            f"--output={job_dir}/logs/slurm_%A_%a.out",
+            f"--output={job_dir}/{LOGS_DIR}/slurm_%A_%a.out",
             *self.sbatch_options(),
             f"{job_dir}/{scripts}/array.sh",
         ]
@@ -338,15 +330,15 @@ class SlurmBackend(Backend):
         run_ssh(host, "bash -s", stdin=f"mkdir -p {shlex.quote(self.job_dir(sweep))}/logs\n{setup}", what="setup")
 
     @staticmethod
-    def _arrays(manifest: dict) -> dict[str, dict]:
-        return manifest.get("backend_state", {}).get(STATE_KEY, {})
+    def _arrays(manifest: Manifest) -> dict[str, dict]:
+        return manifest.state_of(STATE_KEY)
 
-    def _task_of_jobs(self, manifest: dict) -> dict[str, str]:
+    def _task_of_jobs(self, manifest: Manifest) -> dict[str, str]:
         """job_id -> `ARRAY_TASK` of the launch that last submitted it."""
         arrays = self._arrays(manifest)
         tasks: dict[str, str] = {}
-        for job_id, entry in manifest["jobs"].items():
-            array = arrays.get(entry.get("launch") or "")
+        for job_id, entry in manifest.jobs.items():
+            array = arrays.get(entry.launch or "")
             if array is None:
                 continue
             for task_id, job_ids in array["tasks"].items():
@@ -354,7 +346,7 @@ class SlurmBackend(Backend):
                     tasks[job_id] = f"{array['array_job_id']}_{task_id}"
         return tasks
 
-    def squeue_command(self, manifest: dict) -> list[str]:
+    def squeue_command(self, manifest: Manifest) -> list[str]:
         array_ids = sorted({array["array_job_id"] for array in self._arrays(manifest).values()})
         return ["squeue", "--noheader", "--array", "--states=all", "--jobs", ",".join(array_ids), "--format=%i %T"]
 
@@ -365,7 +357,7 @@ class SlurmBackend(Backend):
             return {} if "Invalid job id" in result.stderr else None
         return dict(line.split()[:2] for line in result.stdout.splitlines() if len(line.split()) >= 2)
 
-    def task_states(self, manifest: dict) -> dict[str, str] | None:
+    def task_states(self, manifest: Manifest) -> dict[str, str] | None:
         """Every task of every array of the sweep, in one squeue call; None if SLURM does not answer."""
         if not self._arrays(manifest):
             return {}
@@ -374,13 +366,13 @@ class SlurmBackend(Backend):
         except HostUnreachable:
             return None
 
-    def queue_and_markers(self, sweep: SweepDir, manifest: dict) -> tuple[dict[str, str] | None, set[str] | None]:
+    def queue_and_markers(self, sweep: SweepDir, manifest: Manifest) -> tuple[dict[str, str] | None, set[str] | None]:
         """squeue first, then the marker names, so a task that ends in between has already written
         its markers; through a login node with the store on its disk, both in one round trip."""
         if not self.store_on_cluster_disk:
             queue = self.task_states(manifest)
             store = open_store(self.config.store)
-            return queue, {key.rsplit("/", 1)[-1] for key in store.list(f"{sweep.name}/markers/")}
+            return queue, list_markers(store, sweep.name)
         listing = ["ls", "-1", f"{self.job_dir(sweep)}/markers"]
         try:
             squeue, markers = self.run_all([self.squeue_command(manifest), listing])
@@ -388,33 +380,33 @@ class SlurmBackend(Backend):
             return None, None
         return self.parse_squeue(squeue), set(markers.stdout.split())
 
-    def poll(self, sweep: SweepDir, manifest: dict) -> dict[str, str]:
+    def poll(self, sweep: SweepDir, manifest: Manifest) -> dict[str, JobState]:
         """States from the markers and one squeue call for the whole sweep."""
         tasks = self._task_of_jobs(manifest)
         queue, markers = self.queue_and_markers(sweep, manifest)
         if markers is None:
-            return dict.fromkeys(tasks, LOST)
+            return dict.fromkeys(tasks, JobState.LOST)
         return job_states(tasks, {task: task_executor(queue, task) for task in set(tasks.values())}, markers)
 
-    def kill_orphans(self, sweep: SweepDir, manifest: dict, job_ids: list[str]) -> None:
+    def kill_orphans(self, sweep: SweepDir, manifest: Manifest, job_ids: list[str]) -> None:
         """Cancel the tasks whose clips are all finished but which are still running."""
         tasks = self._task_of_jobs(manifest)
         orphan_tasks = sorted({tasks[job_id] for job_id in job_ids if job_id in tasks})
         if orphan_tasks:
             self.run(["scancel", *orphan_tasks])
 
-    def fetch(self, sweep: SweepDir, manifest: dict) -> None:
+    def fetch(self, sweep: SweepDir, manifest: Manifest) -> None:
         """Pull the store into the sweep folder; through a login node, rsync the cluster-side results
         (or, with an S3 store, the logs) first."""
         store = open_store(self.config.store)
         if self.login is not None:
             target, folders = (store.local_path(sweep.name), PULLED_FOLDERS)
             if not self.store_on_cluster_disk:
-                target, folders = sweep.root, ("logs",)
+                target, folders = sweep.root, (LOGS_DIR,)
             pull_host(self.login, sweep.name, target, folders)
         pull_results(store, sweep)
 
-    def cancel(self, sweep: SweepDir, manifest: dict) -> None:
+    def cancel(self, sweep: SweepDir, manifest: Manifest) -> None:
         """`scancel` every array of the sweep, then wait until no task holds a node any more."""
         array_ids = sorted({array["array_job_id"] for array in self._arrays(manifest).values()})
         if not array_ids:

@@ -1,0 +1,75 @@
+"""One round trip's view of a host's work folder: live pids, `.pid` files and markers.
+
+Local, SSH, SLURM-login and RunPod hosts are all probed with the same bash, run locally or over ssh.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+
+from musicsweep.layout import JOBS_DIR, MARKERS_DIR, PID_SUFFIX, SCRIPTS_DIR
+from musicsweep.states import JobState, job_states, pid_executor
+
+
+@dataclass
+class HostProbe:
+    alive_pids: set[int] = field(default_factory=set)
+    job_pids: dict[str, tuple[int, int]] = field(default_factory=dict)  # job_id -> (pid, pgid)
+    worker_pids: dict[int, int] = field(default_factory=dict)  # worker_id -> launcher-recorded pid
+    markers: set[str] = field(default_factory=set)  # "{job_id}.done" / "{job_id}.failed"
+
+
+PROBE_SCRIPT = r"""
+cd {work_dir} 2>/dev/null || {{ echo '#missing'; exit 0; }}
+echo '#ps'; ps -e -o pid=,stat=
+echo '#jobs'; for f in {jobs}/*{pid}; do [ -e "$f" ] && echo "$f $(cat "$f")"; done
+echo '#workers'; for f in {scripts}/*{pid}; do [ -e "$f" ] && echo "$f $(cat "$f")"; done
+echo '#markers'; [ -d {markers} ] && ls {markers}
+true
+"""
+
+
+def probe_command(work_dir: str, markers_dir: str = MARKERS_DIR) -> str:
+    """A bash command reporting everything `parse_probe` needs, in one round trip."""
+    return PROBE_SCRIPT.format(
+        work_dir=shlex.quote(work_dir),
+        markers=shlex.quote(markers_dir),
+        jobs=JOBS_DIR,
+        scripts=SCRIPTS_DIR,
+        pid=PID_SUFFIX,
+    )
+
+
+def parse_probe(output: str) -> HostProbe:
+    probe = HostProbe()
+    section = ""
+    for line in output.splitlines():
+        if line.startswith("#"):
+            section = line[1:].strip()
+            continue
+        parts = line.split()
+        if not parts:
+            continue
+        if section == "ps" and len(parts) >= 2 and not parts[1].startswith("Z"):
+            probe.alive_pids.add(int(parts[0]))
+        elif section == "jobs" and len(parts) >= 3:
+            job_id = parts[0].rsplit("/", 1)[-1].removesuffix(PID_SUFFIX)
+            probe.job_pids[job_id] = (int(parts[1]), int(parts[2]))
+        elif section == "workers" and len(parts) >= 2:
+            worker_id = int(parts[0].rsplit("_", 1)[-1].removesuffix(PID_SUFFIX))
+            probe.worker_pids[worker_id] = int(parts[1])
+        elif section == "markers":
+            probe.markers.update(parts)
+    return probe
+
+
+def classify(jobs: dict[str, int], probe: HostProbe) -> dict[str, JobState]:
+    """States of one host's jobs (job_id -> worker_id): the executor is the pid of the job's
+    worker (its own pid file, else the launcher's record of the worker), or none yet: pending."""
+    pid_of = {
+        job_id: probe.job_pids[job_id][0] if job_id in probe.job_pids else probe.worker_pids.get(worker_id)
+        for job_id, worker_id in jobs.items()
+    }
+    executors = {pid: pid_executor(pid, probe.alive_pids) for pid in set(pid_of.values())}
+    return job_states(pid_of, executors, probe.markers)

@@ -1,0 +1,87 @@
+"""The manifest: what a sweep holds and where each job was sent, as typed records.
+
+`{sweep}/manifest.json` is written atomically by the launcher only, at each launch. Backends read
+it to poll, fetch and cancel; they keep their own per-sweep state (instances, arrays, hosts) in
+`backend_state`, under a key of their own.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from musicsweep.errors import MusicsweepError
+from musicsweep.job import Job
+
+REQUIRED_JOB_KEYS = ("prompt", "duration_s", "output_name")
+
+
+@dataclass
+class JobEntry:
+    """One clip of the sweep: what it is, and the worker of the latest launch that ran it."""
+
+    output_name: str = ""
+    prompt: str = ""
+    duration_s: float = 0.0
+    model: str = ""
+    seed: int = 0
+    variant: dict[str, Any] = field(default_factory=dict)
+    worker: int | None = None
+    host: str | None = None
+    launch: str | None = None
+
+    @classmethod
+    def of(cls, job: Job) -> JobEntry:
+        variant = json.loads(json.dumps(job.variant, default=str))
+        return cls(job.output_name, job.prompt, job.duration_s, job.model, job.seed, variant)
+
+    @property
+    def assigned(self) -> bool:
+        return self.worker is not None
+
+
+@dataclass
+class LaunchRecord:
+    id: str
+    time: float
+    jobs: int
+
+
+@dataclass
+class Manifest:
+    sweep: str = ""
+    created: float = 0.0
+    jobs: dict[str, JobEntry] = field(default_factory=dict)
+    launches: list[LaunchRecord] = field(default_factory=list)
+    backend: str = ""
+    store: dict[str, Any] = field(default_factory=dict)
+    config_source: str = ""
+    backend_state: dict[str, Any] = field(default_factory=dict)
+
+    def assigned(self) -> dict[str, JobEntry]:
+        """The jobs some launch has sent to a worker."""
+        return {job_id: entry for job_id, entry in self.jobs.items() if entry.assigned}
+
+    def hosts(self) -> dict[str, str | None]:
+        return {job_id: entry.host for job_id, entry in self.jobs.items()}
+
+    def state_of(self, key: str) -> Any:
+        """A backend's own state, `{}` until its first launch."""
+        return self.backend_state.get(key, {})
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> Manifest:
+        """Raises MusicsweepError naming the first missing or unknown key."""
+        jobs = {}
+        for job_id, entry in payload.get("jobs", {}).items():
+            missing = [key for key in REQUIRED_JOB_KEYS if key not in entry]
+            if missing:
+                raise MusicsweepError(f"key 'jobs.{job_id}.{missing[0]}': missing")
+            jobs[job_id] = JobEntry(**entry)
+        launches = [LaunchRecord(**record) for record in payload.get("launches", [])]
+        rest = {key: payload[key] for key in ("backend", "store", "config_source", "backend_state") if key in payload}
+        return cls(payload.get("sweep", ""), payload.get("created", 0.0), jobs, launches, **rest)

@@ -1,0 +1,70 @@
+"""What a worker knows about itself: the environment contract, read once, and its stop flag."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from musicsweep import contract
+from musicsweep.config import EngineConfig
+from musicsweep.store import open_store, store_config_from_env
+from musicsweep.store.base import Store
+
+EXIT_STOPPED = 75
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+@dataclass
+class WorkerContext:
+    """The environment contract, read once."""
+
+    work_dir: Path
+    store: Store
+    worker_id: int
+    num_workers: int
+    hourly_cost_usd: float
+    is_restart: bool
+    launch_id: str
+    engine_config: EngineConfig
+    host: str = field(default_factory=socket.gethostname)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str]) -> WorkerContext:
+        engine_config = EngineConfig(**json.loads(environ.get(contract.ENGINE) or "{}"))
+        return cls(
+            work_dir=Path(environ[contract.JOB_DIR]),
+            store=open_store(store_config_from_env(environ)),
+            worker_id=int(environ.get(contract.WORKER_ID, "0")),
+            num_workers=int(environ.get(contract.NUM_WORKERS, "1")),
+            hourly_cost_usd=float(environ.get(contract.HOURLY_COST_USD, "0")),
+            is_restart=environ.get(contract.IS_RESTART, "0") == "1",
+            launch_id=environ.get(contract.LAUNCH_ID, "manual"),
+            engine_config=engine_config,
+        )
+
+
+class StopFlag:
+    """Set by SIGUSR2/SIGTERM; checked between batches so a batch is never cut in half."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def install(self) -> None:
+        for signum in (signal.SIGUSR2, signal.SIGTERM):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, _frame) -> None:
+        log(f"received {signal.Signals(signum).name}: stopping after the current batch")
+        self.event.set()
+
+    @property
+    def requested(self) -> bool:
+        return self.event.is_set()
