@@ -22,6 +22,7 @@ from musicsweep.scripts import WorkerScript, write_script
 from musicsweep.states import JobState
 from musicsweep.store import open_store
 from musicsweep.store.pull import pull_results
+from musicsweep.worker.deps import require_worker_deps
 
 KILL_GRACE_S = 5.0
 
@@ -52,10 +53,16 @@ def kill_process_group(pgid: int, grace_s: float = KILL_GRACE_S) -> None:
 
 class LocalBackend(Backend):
     name = "local"
+    poll_interval_s = (0.5, 2.0)  # a poll is one `ps` and a folder listing
 
     def __init__(self, config) -> None:
         super().__init__(config)
         self.settings = typed_section(LocalConfig, config.backend_section("local"), config.where("backends.local"))
+
+    def validate(self, dry_run: bool = False) -> None:
+        """The interpreter the workers will run must find torch, transformers and soundfile."""
+        where = self.config.where("backends.local.python") if self.settings.python else "local backend"
+        require_worker_deps(self.settings.python, where)
 
     def shard(self, jobs: list[Job]) -> list[Shard]:
         slots = [("localhost", self.settings.hourly_cost_usd)] * max(1, self.settings.workers)

@@ -14,6 +14,7 @@ from musicsweep.backends import get_backend
 from musicsweep.backends.base import Backend
 from musicsweep.cli.display import SweepProgress, console, print_summary, summarize
 from musicsweep.cli.logs import show_library_logs
+from musicsweep.cli.polling import schedule_for
 from musicsweep.config import load_config
 from musicsweep.costs.summary import write_cost_summary
 from musicsweep.errors import MusicsweepError
@@ -75,7 +76,7 @@ class LostTracker:
 def pull(
     name: str | None,
     once: bool = False,
-    interval_s: float = 10.0,
+    interval_s: float | None = None,
     relaunch_failed: bool = False,
     give_up_after_s: float | None = None,
     cleanup: bool = False,
@@ -90,6 +91,7 @@ def pull(
         backend.cleanup(sweep, manifest)
     lost = LostTracker(give_up_after_s)
     orphans = OrphanTracker(orphan_grace_s)
+    schedule = schedule_for(backend.poll_interval_s, interval_s)
     with SweepProgress(sweep.name) as progress:
         while True:
             states = lost.apply(poll_once(sweep, manifest, backend, orphans))
@@ -106,7 +108,7 @@ def pull(
                 break
             if once:
                 return 3
-            time.sleep(interval_s)
+            time.sleep(schedule.next_wait(states))
     backend.cleanup(sweep, manifest)
     failed = sorted(job_id for job_id, state in states.items() if state == JobState.FAILED)
     cost = write_cost_summary(sweep, backend.machine_times(sweep, manifest))
@@ -129,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m musicsweep.auto_pull", description=__doc__)
     parser.add_argument("sweep", nargs="?", help="sweep name (default: the latest)")
     parser.add_argument("--once", action="store_true", help="poll once and exit")
-    parser.add_argument("--interval", type=float, default=10.0, help="seconds between polls")
+    parser.add_argument(
+        "--interval", type=float, default=None, help="longest wait between polls (default: 2 s local, 10 s remote)"
+    )
     parser.add_argument("--relaunch-failed", action="store_true", help="resubmit failed/lost jobs with no output")
     parser.add_argument("--give-up-after", type=float, default=None, help="seconds before a lost job counts as failed")
     parser.add_argument("--cleanup", action="store_true", help="terminate every paid instance/pod of the sweep")

@@ -199,6 +199,14 @@ def on_hosts(hosts: list[SSHHost], action: Callable[[SSHHost], T]) -> dict[str, 
         return dict(zip((h.label for h in hosts), pool.map(guarded, hosts), strict=True))
 
 
+def combined_error(results: dict[str, object]) -> MusicsweepError | None:
+    """One error naming every host that failed (each message names its host), or None."""
+    errors = [result for result in results.values() if isinstance(result, MusicsweepError)]
+    if len(errors) <= 1:
+        return errors[0] if errors else None
+    return MusicsweepError(f"{len(errors)} hosts failed: " + "; ".join(str(error) for error in errors))
+
+
 def last_line(text: str) -> str:
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     return lines[-1] if lines else "no error output"
