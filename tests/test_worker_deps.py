@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from musicsweep.errors import MusicsweepError
 from musicsweep.cli.run import run_sweep
+from musicsweep.errors import MusicsweepError
 from musicsweep.worker.deps import FIX, missing_modules
 from tests.fixtures.sshd import SSHServer
 
