@@ -21,7 +21,7 @@ from musicsweep.backends.base import (
     parse_probe,
     probe_command,
 )
-from musicsweep.config import typed_section
+from musicsweep.config import at_least, typed_section
 from musicsweep.job import Job
 from musicsweep.layout import SweepDir
 from musicsweep.scripts import WorkerScript, write_script
@@ -33,8 +33,8 @@ KILL_GRACE_S = 5.0
 
 @dataclass(frozen=True)
 class LocalConfig:
-    workers: int = 1
-    hourly_cost_usd: float = 0.0
+    workers: int = at_least(1, 1)
+    hourly_cost_usd: float = at_least(0, 0.0)
     python: str | None = None
 
 
@@ -63,7 +63,7 @@ class LocalBackend(Backend):
         self.settings = typed_section(LocalConfig, config.backend_section("local"), config.where("backends.local"))
 
     def shard(self, jobs: list[Job]) -> list[Shard]:
-        slots = [("localhost", self.settings.hourly_cost_usd)] * max(1, self.settings.workers)
+        slots = [("localhost", self.settings.hourly_cost_usd)] * self.settings.workers
         return balanced_shards(jobs, slots)
 
     def submit(self, launch: Launch, shards: list[Shard]) -> dict:

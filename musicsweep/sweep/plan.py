@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import secrets
@@ -13,27 +14,32 @@ from typing import Any
 
 from musicsweep.backends import get_backend
 from musicsweep.backends.base import PENDING, RUNNING, Backend, Launch, Shard
-from musicsweep.config import Config, StoreConfig, load_config
+from musicsweep.config import Config, check_store_url, load_config
 from musicsweep.costs.rows import estimate_generation_s
 from musicsweep.errors import MusicsweepError
-from musicsweep.job import Job, JobPaths
+from musicsweep.job import MAX_DURATION_S, Job, JobPaths
 from musicsweep.layout import SweepDir
 from musicsweep.store import open_store, store_config_to_env
 from musicsweep.store.base import Store
-from musicsweep.sweep.variants import NAME_KEY, VariantGenerator
+from musicsweep.sweep.variants import NAME_KEY, VariantGenerator, canonical_json
 
 _SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
-def jobs_from_variants(variants: list[dict[str, Any]], sweep: str) -> list[Job]:
-    """Validate every variant and build its job; two jobs with one output name are an error."""
+def jobs_from_variants(variants: list[dict[str, Any]], sweep: str, max_duration_s: float = MAX_DURATION_S) -> list[Job]:
+    """Validate every variant and build its job; two jobs with one output name are an error.
+
+    Keys a VariantGenerator added with hide=True (`Variant.metadata_keys`) may be anything.
+    """
     if not _SWEEP_NAME.match(sweep):
         raise MusicsweepError(f"sweep name {sweep!r}: use letters, digits, '_', '.' and '-' only")
     jobs: list[Job] = []
     seen: dict[str, str] = {}
     for index, variant in enumerate(variants):
         where = f"variant {index} ({variant.get(NAME_KEY, '')})".replace(" ()", "")
-        job = Job.from_variant({k: v for k, v in variant.items() if k != NAME_KEY}, sweep, where)
+        values = {k: v for k, v in variant.items() if k != NAME_KEY}
+        canonical_json(values, where)  # the manifest stores it as JSON: a key JSON cannot write fails here
+        job = Job.from_variant(values, sweep, where, max_duration_s, getattr(variant, "metadata_keys", frozenset()))
         if job.output_name in seen:
             raise MusicsweepError(
                 f"{where}: duplicate output name {job.output_name!r} (same as {seen[job.output_name]})"
@@ -124,7 +130,7 @@ def launch(plan: Plan, config: Config) -> None:
             "duration_s": job.duration_s,
             "model": job.model,
             "seed": job.seed,
-            "variant": json.loads(json.dumps(job.variant, default=str)),
+            "variant": json.loads(canonical_json(job.variant)),
         }
         entry.setdefault("worker", None)
         entry.setdefault("host", None)
@@ -157,10 +163,9 @@ def resolve_config(config: Config | None, backend: str | None, store: str | None
         if backend not in BACKEND_NAMES:
             raise MusicsweepError(f"backend {backend!r}: unknown backend (known: {list(BACKEND_NAMES)})")
     if store is not None:
+        check_store_url(store, "store")
         url = store if store.startswith("s3://") else str(Path(store).resolve())
-        config = config.with_overrides(
-            store=StoreConfig(url, config.store.endpoint_url, config.store.region, config.store.profile)
-        )
+        config = config.with_overrides(store=dataclasses.replace(config.store, url=url))
     return config
 
 
@@ -179,7 +184,7 @@ def run_sweep(
     """
     config = resolve_config(config, backend, store)
     variant_list = variants.variants() if isinstance(variants, VariantGenerator) else list(variants)
-    jobs = jobs_from_variants(variant_list, name)
+    jobs = jobs_from_variants(variant_list, name, config.max_duration_s)
     plan = make_plan(jobs, config, name, dry_run=dry_run)
     from musicsweep.cli.display import print_plan
 
