@@ -25,12 +25,12 @@ def number(value: Any, where: str, integer: bool = False) -> float | int:
     """A finite real (an integral one when `integer`); a bool, a string or NaN is an error naming the key."""
     kind = "an integer" if integer else "a number"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise MusicsweepError(f"{where}: must be {kind}, got {value!r}")
+        raise MusicsweepError(f"{where} is not {kind}: {value!r}")
     if not math.isfinite(value):
-        raise MusicsweepError(f"{where}: must be a finite number, got {value!r}")
+        raise MusicsweepError(f"{where} is not finite: {value!r}")
     if integer:
         if value != int(value):
-            raise MusicsweepError(f"{where}: must be an integer, got {value!r}")
+            raise MusicsweepError(f"{where} is not an integer: {value!r}")
         return int(value)
     return float(value)
 
@@ -41,7 +41,7 @@ def check_range(
     """`low <= value <= high`, with either end open; the message states the range."""
     if (value <= low if low_open else value < low) or (value >= high if high_open else value > high):
         left, right = "(" if low_open else "[", ")" if high_open else "]"
-        raise MusicsweepError(f"{where}: must be in {left}{low:g}, {high:g}{right}, got {value:g}")
+        raise MusicsweepError(f"{where} must be in {left}{low:g}, {high:g}{right}, got {value:g}")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from musicsweep.costs.summary import write_cost_summary
 from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir, latest_sweep
 from musicsweep.store.pull import merge_cost_report
+from musicsweep.store.retry import is_transient, one_line
 
 
 class OrphanTracker:
@@ -69,6 +70,27 @@ class LostTracker:
         return states
 
 
+class OutageReport:
+    """Tell the user the store is unreachable, once per outage and then every minute, not every poll."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        self.every_s = every_s
+        self.since: float | None = None
+        self.last_said = 0.0
+
+    def failed(self, error: BaseException) -> None:
+        now = time.monotonic()
+        self.since = now if self.since is None else self.since
+        if now - self.last_said >= self.every_s or self.last_said < self.since:
+            console.print(f"store unreachable ({now - self.since:.0f} s so far): {one_line(error)}; still polling")
+            self.last_said = now
+
+    def recovered(self) -> None:
+        if self.since is not None:
+            console.print(f"store reachable again after {time.monotonic() - self.since:.0f} s")
+            self.since = None
+
+
 def pull(
     name: str | None,
     once: bool = False,
@@ -87,9 +109,20 @@ def pull(
         backend.cleanup(sweep, manifest)
     lost = LostTracker(give_up_after_s)
     orphans = OrphanTracker(orphan_grace_s)
+    outage = OutageReport()
     with SweepProgress(sweep.name) as progress:
         while True:
-            states = lost.apply(poll_once(sweep, manifest, backend, orphans))
+            try:
+                states = lost.apply(poll_once(sweep, manifest, backend, orphans))
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                outage.failed(error)
+                if once:
+                    return 3
+                time.sleep(interval_s)
+                continue
+            outage.recovered()
             if relaunch_failed:
                 from musicsweep.sweep.relaunch import relaunch_failed as relaunch
 

@@ -30,8 +30,9 @@ from musicsweep.sweep.variants import NAME_KEY, VariantGenerator, canonical_json
 
 # From a source checkout the tree is `configs/` at the repo root; an installed wheel carries it
 # inside the package (pyproject's force-include).
-_PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
-CONFIG_DIR = str(_PACKAGED_CONFIGS if _PACKAGED_CONFIGS.is_dir() else Path(__file__).resolve().parents[1] / "configs")
+_PACKAGE = Path(__file__).resolve().parents[1]
+_PACKAGED_CONFIGS = _PACKAGE / "configs"
+CONFIG_DIR = str(_PACKAGED_CONFIGS if _PACKAGED_CONFIGS.is_dir() else _PACKAGE.parent / "configs")
 FLAGS = {"--dry-run": "launch.dry_run=true", "--yes": "launch.yes=true", "-y": "launch.yes=true"}
 
 

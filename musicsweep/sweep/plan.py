@@ -21,6 +21,7 @@ from musicsweep.job import MAX_DURATION_S, Job, JobPaths
 from musicsweep.layout import SweepDir
 from musicsweep.store import open_store, store_config_to_env
 from musicsweep.store.base import Store
+from musicsweep.store.verify import expected_wav_size
 from musicsweep.sweep.variants import NAME_KEY, VariantGenerator, canonical_json
 
 _SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -73,12 +74,16 @@ class Plan:
 
 
 def finished_in_store(store: Store, jobs: list[Job], sweep: SweepDir) -> set[str]:
-    """Job ids whose WAV and `.done` are both in the store: one listing call for the whole sweep."""
-    keys = set(store.list(f"{sweep.name}/"))
+    """Job ids whose whole WAV (by its size) and `.done` are in the store: one listing for the whole sweep.
+
+    A WAV of another size is partial (or from elsewhere): its job runs, and the worker replaces it.
+    """
+    keys = store.list(f"{sweep.name}/")
     finished = set()
     for job in jobs:
         paths = JobPaths.of(job, sweep.root)
-        if paths.audio_key in keys and paths.done_key in keys:
+        audio = keys.get(paths.audio_key)
+        if audio is not None and audio.size == expected_wav_size(job.duration_s) and paths.done_key in keys:
             finished.add(job.job_id)
     return finished
 
