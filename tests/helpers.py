@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import time
 import wave
 from pathlib import Path
@@ -34,3 +35,15 @@ def wav_info(path: Path) -> tuple[int, int, int]:
     """(sampling rate, channels, frames) of a WAV file."""
     with wave.open(str(path)) as handle:
         return handle.getframerate(), handle.getnchannels(), handle.getnframes()
+
+
+def wav_bytes(fill: bytes = b"\0", frames: int = 28, sampling_rate: int = 32000) -> bytes:
+    """A 16-bit mono WAV whose samples are `fill` bytes (100 bytes by default): whole by its header."""
+    data = fill * (2 * frames)
+    header = (
+        b"RIFF"
+        + struct.pack("<I", 36 + len(data))
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, sampling_rate, 2 * sampling_rate, 2, 16)
+    )
+    return header + b"data" + struct.pack("<I", len(data)) + data
