@@ -194,12 +194,14 @@ class Worker:
         if problem is not None:
             log(f"replacing {job.output_name}: the stored object is incomplete ({problem})")
             return False
+        spooled = self.spool.get(job)  # killed after its upload: the spool still knows its real cost
         if not store.exists(paths.cost_key):
             # Create-only: the real row of a worker that is just finishing this clip must win.
-            row = self.cost_row(job, generation_time_s=None, batch_size=1)
-            store.put_new(paths.cost_key, json_bytes(row.to_dict()))
+            timing = (spooled.generation_time_s, spooled.batch_size) if spooled else (None, 1)
+            store.put_new(paths.cost_key, json_bytes(self.cost_row(job, *timing).to_dict()))
         if not store.exists(paths.done_key):
             store.put_bytes(paths.done_key, b"recovered\n")
+        self.spool.remove(job)
         log(f"skip {job.output_name}: already in the store")
         self.skipped += 1
         return True
