@@ -283,6 +283,7 @@ class Worker:
         first = batch[0]
         engine = self.engine(first.model)
         self.progress.begin()
+        log(f"generating a batch of {len(batch)} x {first.duration_s:g}s")
 
         def attempt(part: list[Job]) -> tuple[list[np.ndarray], float]:
             started = time.monotonic()
@@ -410,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         fail_broken_specs(worker, specs)
         status = worker.run(jobs) if jobs else 1
     except StoreUnreachable as error:
-        log(f"giving up: {error}; generated clips stay in {worker.spool.folder} for the next worker")
+        log(f"giving up: {error}; spooled clips stay in {worker.spool.folder} for the next worker")
         status = EXIT_STORE_UNREACHABLE
     finally:
         heartbeat.stopped.set()
