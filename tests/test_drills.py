@@ -34,7 +34,7 @@ from musicsweep.worker.faults import KILL_AT_ENV
 from musicsweep.worker.loop import EXIT_STORE_UNREACHABLE
 from tests.fixtures.s3 import RestartableS3rver, S3Bucket
 from tests.fixtures.servers import wait_until
-from tests.helpers import wait_for_exit, wait_for_sweep
+from tests.helpers import wait_for_exit, wait_for_sweep, wav_bytes
 
 OUTAGE_S = 15
 
@@ -297,3 +297,27 @@ def test_drill_killed_pull_leaves_nothing_behind(
     for job in jobs:
         assert (local.audio / job.output_name).read_bytes() == store.get_bytes(f"{name}/audio/{job.output_name}")
     assert len(read_cost_report(local.cost_report)) == len(jobs)
+
+
+def test_drill_partial_object_in_the_store_is_replaced(project: Path, s3_bucket: S3Bucket) -> None:
+    """What s3rver on a full disk kept: the first 32 KB of a clip under its full key, with and without `.done`."""
+    write_config(project, s3_bucket.url, batch_size=3, store_extra=s3_extra(s3_bucket.server.endpoint_url))
+    vg, name = clips(2, 2), "partial"
+    jobs = jobs_from_variants(vg.variants(), name)
+    store = open_store(load_config().store)
+    torn = wav_bytes(frames=64000)[:32768]
+    for job in jobs:
+        store.put_bytes(f"{name}/audio/{job.output_name}", torn)
+    store.put_bytes(f"{name}/markers/{jobs[0].job_id}.done", b"an older musicsweep took it for done\n")
+    plan = run_sweep(vg, name=name)
+    assert len(plan.to_run) == 2 and plan.skipped == []
+    wait_for_exit(int(sweep_dir(name).worker(0).pid.read_text()), 240)
+    text = worker_log(name)
+    assert text.count("the stored object is incomplete (32768 bytes, but its header declares 128044)") == 2
+    assert_intact(store, jobs, text)
+    result = subprocess.run(
+        [sys.executable, "-m", "musicsweep.auto_pull", name, "--once"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for job in jobs:
+        assert (sweep_dir(name).audio / job.output_name).stat().st_size == 128044

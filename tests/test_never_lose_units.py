@@ -151,3 +151,25 @@ def test_a_killed_pulls_temporaries_are_removed_and_live_ones_kept(tmp_path: Pat
         other.kill()
         other.wait()
     assert os.path.exists(running)
+
+
+def test_pull_keeps_no_torn_wav_and_auto_pull_counts_it_failed(
+    moto_bucket, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from musicsweep.cli.auto_pull import unwhole_clips
+    from musicsweep.config import StoreConfig
+    from musicsweep.layout import SweepDir
+    from musicsweep.store.pull import pull_results
+    from musicsweep.store.s3 import S3Store
+
+    store = S3Store(StoreConfig(moto_bucket.url, endpoint_url=moto_bucket.server.endpoint_url, region="us-east-1"))
+    sweep = SweepDir(tmp_path / "runs", "sw")
+    store.put_bytes("sw/audio/torn_1.wav", wav_bytes(frames=16000)[:20000])
+    store.put_bytes("sw/audio/whole_2.wav", wav_bytes(frames=16000))
+    store.put_bytes("sw/markers/1.done", b"")
+    assert pull_results(store, sweep) == 2  # the whole WAV and the marker
+    assert sorted(p.name for p in sweep.audio.iterdir()) == ["whole_2.wav"]
+    assert "sw/audio/torn_1.wav: incomplete in the store: 20000 bytes, its header declares 32044" in caplog.text
+    manifest = {"jobs": {"1": {"output_name": "torn_1.wav"}, "2": {"output_name": "whole_2.wav"}}}
+    assert unwhole_clips(sweep, manifest, {"1": "done", "2": "done"}) == {"1": "not pulled"}
+    assert pull_results(store, sweep) == 0  # tried again, still not kept

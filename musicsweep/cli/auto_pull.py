@@ -19,6 +19,7 @@ from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir, latest_sweep
 from musicsweep.store.pull import merge_cost_report
 from musicsweep.store.retry import is_transient, one_line
+from musicsweep.store.verify import local_wav_problem
 
 
 class OrphanTracker:
@@ -68,6 +69,17 @@ class LostTracker:
             if self.give_up_after_s is not None and now - since >= self.give_up_after_s:
                 states[job_id] = FAILED
         return states
+
+
+def unwhole_clips(sweep: SweepDir, manifest: dict, states: dict[str, str]) -> dict[str, str]:
+    """Done jobs whose local WAV is missing or torn: a `.done` alone never makes a clip."""
+    problems = {}
+    for job_id, state in states.items():
+        if state == DONE:
+            problem = local_wav_problem(sweep.audio / manifest["jobs"][job_id]["output_name"])
+            if problem is not None:
+                problems[job_id] = problem
+    return problems
 
 
 class OutageReport:
@@ -137,6 +149,9 @@ def pull(
             if once:
                 return 3
             time.sleep(interval_s)
+    for job_id, problem in unwhole_clips(sweep, manifest, states).items():
+        console.print(f"{manifest['jobs'][job_id]['output_name']}: {problem}; counted as failed")
+        states[job_id] = FAILED
     backend.cleanup(sweep, manifest)
     failed = sorted(job_id for job_id, state in states.items() if state == FAILED)
     cost = write_cost_summary(sweep, backend.machine_times(sweep, manifest))

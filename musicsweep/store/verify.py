@@ -71,6 +71,19 @@ def wav_problem(header_bytes: bytes, size: int, duration_s: float) -> str | None
     return None
 
 
+def local_wav_problem(path: Path) -> str | None:
+    """Why a pulled WAV is not whole by its own header ("not pulled" when absent), or None."""
+    try:
+        with open(path, "rb") as handle:
+            header = parse_wav_header(handle.read(HEADER_BYTES))
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "not pulled"
+    if header is None:
+        return "no WAV header"
+    return None if header.declared_size == size else f"{size} bytes, but its header declares {header.declared_size}"
+
+
 def stored_wav_problem(store: Store, key: str, duration_s: float) -> str | None:
     """`wav_problem` of an object in the store; "missing" when there is none."""
     info = store.info(key)
