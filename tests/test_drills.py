@@ -176,7 +176,7 @@ def test_drill_outage_past_the_budget_then_restart_uploads_the_spool(
     jobs = jobs_from_variants(vg.variants(), name)
     run_sweep(vg, name=name)
     log = sweep_dir(name).worker(0).log
-    wait_until(lambda: "generating a batch of 3 x 6s" in log.read_text(), 180, "the second batch")
+    wait_until(lambda: "generating 3 clip(s) of 6s" in log.read_text(), 180, "the second batch")
     server.stop()  # while 18 s of audio are being generated: they can only go to the spool
     wait_for_exit(int(sweep_dir(name).worker(0).pid.read_text()), 120)
     first = worker_log(name)

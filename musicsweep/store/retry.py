@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, IncompleteReadError
 
 from musicsweep.store.base import ObjectInfo, Store
@@ -41,7 +42,7 @@ def is_transient(error: BaseException) -> bool:
         code = str(error.response.get("Error", {}).get("Code", ""))
         return status.startswith("5") or code in TRANSIENT_CODES
     cause = error.__cause__ or error.__context__  # boto3's S3UploadFailedError wraps the real error
-    return type(error).__name__ == "S3UploadFailedError" and cause is not None and is_transient(cause)
+    return isinstance(error, S3UploadFailedError) and cause is not None and is_transient(cause)
 
 
 def one_line(error: BaseException) -> str:

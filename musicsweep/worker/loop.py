@@ -267,23 +267,36 @@ class Worker:
         self.deliver(job, spooled)
         return True
 
-    def mark_failed(self, job: Job, error_text: str) -> None:
-        self.failed.append(job.job_id)
-        log(f"FAILED {job.output_name}: {error_text.strip().splitlines()[-1]}")
-        paths = JobPaths.of(job, self.context.work_dir)
+    def needs_generation(self, job: Job) -> bool:
+        """False when the store or the spool already has the clip or another worker claimed it; a job
+        whose check itself fails (a full disk) is marked failed, and the worker goes on."""
         try:
-            self.context.store.put_bytes(paths.failed_key, error_text.encode())
+            return not self.finish_if_present(job) and self.claim(job) and not self.deliver_if_spooled(job)
+        except StoreUnreachable:
+            raise
+        except Exception:
+            self.mark_failed(job, traceback.format_exc())
+            return False
+
+    def mark_failed(self, job: Job, error_text: str) -> None:
+        log(f"FAILED {job.output_name}: {error_text.strip().splitlines()[-1]}")
+        self.write_failed(JobPaths.of(job, self.context.work_dir).failed_key, job.job_id, error_text)
+
+    def write_failed(self, failed_key: str, job_id: str, error_text: str) -> None:
+        self.failed.append(job_id)
+        try:
+            self.context.store.put_bytes(failed_key, error_text.encode())
         except StoreUnreachable:
             raise
         except Exception as error:  # e.g. a full disk: the log and the exit status still tell
-            log(f"could not write {paths.failed_key}: {error}")
+            log(f"could not write {failed_key}: {error}")
 
     def run_batch(self, batch: list[Job]) -> None:
         """Generate and save one batch; a failed batch is retried in halves down to single clips."""
         first = batch[0]
         engine = self.engine(first.model)
         self.progress.begin()
-        log(f"generating a batch of {len(batch)} x {first.duration_s:g}s")
+        log(f"generating {len(batch)} clip(s) of {first.duration_s:g}s")
 
         def attempt(part: list[Job]) -> tuple[list[np.ndarray], float]:
             started = time.monotonic()
@@ -328,11 +341,7 @@ class Worker:
                     self.fail_all(pending, traceback.format_exc())
                     break
                 taken, pending = pending[:size], pending[size:]
-                batch = [
-                    job
-                    for job in taken
-                    if not self.finish_if_present(job) and self.claim(job) and not self.deliver_if_spooled(job)
-                ]
+                batch = [job for job in taken if self.needs_generation(job)]
                 skipped = len(taken) - len(batch)
                 if skipped:
                     log(self.progress.advance(skipped, skipped * group[0].duration_s, generated=False))
@@ -430,6 +439,5 @@ def fail_broken_specs(worker: Worker, specs: LoadedSpecs) -> None:
     """Give every job whose spec would not load its `.failed`, with the one-line reason."""
     sweep = specs.sweep(worker.context.work_dir)
     for job_id, reason in specs.broken.items():
-        worker.failed.append(job_id)
         log(f"FAILED {job_id}: {reason}")
-        worker.context.store.put_bytes(JobPaths(worker.context.work_dir, sweep, job_id, "").failed_key, reason.encode())
+        worker.write_failed(JobPaths(worker.context.work_dir, sweep, job_id, "").failed_key, job_id, reason)

@@ -56,7 +56,7 @@ from musicsweep.backends.ssh import (
     start_workers,
 )
 from musicsweep.cli.display import console
-from musicsweep.config import Config, at_least, typed_section
+from musicsweep.config import Config, typed_section
 from musicsweep.costs.summary import MachineTime, WorkerKey
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
@@ -94,7 +94,7 @@ if [ -r {env_file} ]; then . {env_file}; fi
 class RunPodSettings:
     """`backends.runpod` in musicsweep.yaml. `remote_dir` and `pod_env_file` may name `{pod_id}`."""
 
-    pods: int = at_least(1, 1)
+    pods: int = 1
     gpu_types: tuple[str, ...] = ("NVIDIA L40S",)
     cloud_type: str = "SECURE"
     image: str = "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04"
