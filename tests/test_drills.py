@@ -299,9 +299,10 @@ def test_drill_killed_pull_leaves_nothing_behind(
     assert len(read_cost_report(local.cost_report)) == len(jobs)
 
 
-def test_drill_partial_object_in_the_store_is_replaced(project: Path, s3_bucket: S3Bucket) -> None:
+def test_drill_partial_object_in_the_store_is_replaced(project: Path, restartable_s3rver: RestartableS3rver) -> None:
     """What s3rver on a full disk kept: the first 32 KB of a clip under its full key, with and without `.done`."""
-    write_config(project, s3_bucket.url, batch_size=3, store_extra=s3_extra(s3_bucket.server.endpoint_url))
+    store_extra = s3_extra(restartable_s3rver.endpoint_url)
+    write_config(project, "s3://drill/musicsweep", batch_size=3, store_extra=store_extra)
     vg, name = clips(2, 2), "partial"
     jobs = jobs_from_variants(vg.variants(), name)
     store = open_store(load_config().store)
