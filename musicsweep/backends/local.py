@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from musicsweep.atomic import atomic_write_text
 from musicsweep.backends.base import Backend, Launch, Shard, balanced_shards
 from musicsweep.backends.probe import HostProbe, classify, parse_probe, probe_command
-from musicsweep.config import typed_section
+from musicsweep.config import at_least, typed_section
 from musicsweep.contract import worker_environment
 from musicsweep.job import Job
 from musicsweep.layout import MARKERS_DIR, SweepDir, list_markers
@@ -29,8 +29,8 @@ KILL_GRACE_S = 5.0
 
 @dataclass(frozen=True)
 class LocalConfig:
-    workers: int = 1
-    hourly_cost_usd: float = 0.0
+    workers: int = at_least(1, 1)
+    hourly_cost_usd: float = at_least(0, 0.0)
     python: str | None = None
 
 
@@ -65,7 +65,7 @@ class LocalBackend(Backend):
         require_worker_deps(self.settings.python, where)
 
     def shard(self, jobs: list[Job]) -> list[Shard]:
-        slots = [("localhost", self.settings.hourly_cost_usd)] * max(1, self.settings.workers)
+        slots = [("localhost", self.settings.hourly_cost_usd)] * self.settings.workers
         return balanced_shards(jobs, slots)
 
     def submit(self, launch: Launch, shards: list[Shard]) -> dict:

@@ -22,6 +22,8 @@ from musicsweep.layout import SweepDir, latest_sweep
 from musicsweep.manifest import Manifest
 from musicsweep.states import FINISHED_STATES, JobState
 from musicsweep.store.pull import merge_cost_report
+from musicsweep.store.retry import is_transient, one_line
+from musicsweep.store.verify import local_wav_problem
 
 
 class OrphanTracker:
@@ -73,6 +75,38 @@ class LostTracker:
         return states
 
 
+def unwhole_clips(sweep: SweepDir, manifest: Manifest, states: dict[str, JobState]) -> dict[str, str]:
+    """Done jobs whose local WAV is missing or torn: a `.done` alone never makes a clip."""
+    problems = {}
+    for job_id, state in states.items():
+        if state == JobState.DONE:
+            problem = local_wav_problem(sweep.audio / manifest.jobs[job_id].output_name)
+            if problem is not None:
+                problems[job_id] = problem
+    return problems
+
+
+class OutageReport:
+    """Tell the user the store is unreachable, once per outage and then every minute, not every poll."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        self.every_s = every_s
+        self.since: float | None = None
+        self.last_said = 0.0
+
+    def failed(self, error: BaseException) -> None:
+        now = time.monotonic()
+        self.since = now if self.since is None else self.since
+        if now - self.last_said >= self.every_s or self.last_said < self.since:
+            console.print(f"store unreachable ({now - self.since:.0f} s so far): {one_line(error)}; still polling")
+            self.last_said = now
+
+    def recovered(self) -> None:
+        if self.since is not None:
+            console.print(f"store reachable again after {time.monotonic() - self.since:.0f} s")
+            self.since = None
+
+
 def pull(
     name: str | None,
     once: bool = False,
@@ -92,9 +126,20 @@ def pull(
     lost = LostTracker(give_up_after_s)
     orphans = OrphanTracker(orphan_grace_s)
     schedule = schedule_for(backend.poll_interval_s, interval_s)
+    outage = OutageReport()
     with SweepProgress(sweep.name) as progress:
         while True:
-            states = lost.apply(poll_once(sweep, manifest, backend, orphans))
+            try:
+                states = lost.apply(poll_once(sweep, manifest, backend, orphans))
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                outage.failed(error)
+                if once:
+                    return 3
+                time.sleep(schedule.next_wait({}))
+                continue
+            outage.recovered()
             if relaunch_failed:
                 from musicsweep.sweep.relaunch import relaunch_failed as relaunch
 
@@ -109,6 +154,9 @@ def pull(
             if once:
                 return 3
             time.sleep(schedule.next_wait(states))
+    for job_id, problem in unwhole_clips(sweep, manifest, states).items():
+        console.print(f"{manifest.jobs[job_id].output_name}: {problem}; counted as failed")
+        states[job_id] = JobState.FAILED
     backend.cleanup(sweep, manifest)
     failed = sorted(job_id for job_id, state in states.items() if state == JobState.FAILED)
     cost = write_cost_summary(sweep, backend.machine_times(sweep, manifest))

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from musicsweep.config import BACKEND_NAMES, Config, load_config
+from musicsweep.backends.registry import BACKEND_NAMES
+from musicsweep.config import Config, load_config
 from musicsweep.doctor.backends import CHECKS, UV_NEEDED
 from musicsweep.doctor.env import python_check, uv_check
 from musicsweep.doctor.models import model_checks

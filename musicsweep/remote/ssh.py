@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
+from musicsweep.config import at_least
 from musicsweep.errors import MusicsweepError
 
 T = TypeVar("T")
@@ -45,9 +46,9 @@ class SSHHost:
     user: str | None = None
     identity_file: str | None = None
     name: str | None = None
-    slots: int = 1
-    gpus: int | None = None
-    hourly_cost_usd: float = 0.0
+    slots: int = at_least(1, 1)
+    gpus: int | None = at_least(1, None)
+    hourly_cost_usd: float = at_least(0, 0.0)
     python: str | None = None
     setup: str | None = None
     env: tuple[str, ...] = ()

@@ -27,7 +27,7 @@ from pathlib import Path
 from musicsweep.backends.base import Backend, Launch, Shard, balanced_shards
 from musicsweep.backends.slurm.login import run_here, run_on_login
 from musicsweep.backends.ssh import check_host, deploy, environment_setup, pull_host, python_of
-from musicsweep.config import Config, typed_section
+from musicsweep.config import Config, at_least, typed_section
 from musicsweep.contract import worker_environment
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
@@ -106,7 +106,7 @@ class SlurmConfig:
     signal_lead_s: int = 90
     sbatch_lines: list[str] = field(default_factory=list)
     prepare: list[str] = field(default_factory=list)
-    hourly_cost_usd: float = 0.0
+    hourly_cost_usd: float = at_least(0, 0.0)
     python: str | None = None
     job_name: str | None = None
     login: SSHHost | None = None
