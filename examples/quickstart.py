@@ -1,6 +1,6 @@
 """The quickstart sweep: 2 prompts x 2 durations on the built-in tiny model.
 
-uv run python examples/quickstart.py && uv run python -m musicsweep.auto_pull first-sweep
+uv run --extra worker python examples/quickstart.py && uv run python -m musicsweep.auto_pull first-sweep
 """
 
 import sys

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,7 +22,15 @@ from musicsweep.backends.registry import BACKEND_NAMES, unknown_backend_message
 from musicsweep.errors import MusicsweepError
 
 CONFIG_NAME = "musicsweep.yaml"
+DEFAULT_OUTAGE_BUDGET_S = 300.0  # how long a worker rides out a store outage before it gives up
 T = TypeVar("T")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_S3_LOOKALIKE = re.compile(r"^s3:(?!//)|^s3//", re.IGNORECASE)
+
+
+def at_least(minimum: float, default: Any) -> Any:
+    """A dataclass field that `typed_section` refuses below `minimum` (a count, a price, a budget)."""
+    return field(default=default, metadata={"min": minimum})
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,7 @@ class StoreConfig:
     endpoint_url: str | None = None
     region: str | None = None
     profile: str | None = None
+    outage_budget_s: float = at_least(0, DEFAULT_OUTAGE_BUDGET_S)
 
 
 @dataclass(frozen=True)
@@ -55,10 +65,10 @@ class EstimateConfig:
 
     throughput: dict[str, float] = field(default_factory=dict)  # model -> audio s per wall s, <= 30 s clips
     model_load_s: dict[str, float] = field(default_factory=dict)  # model -> seconds
-    boot_s: float | None = None  # cloud machine start to worker start
-    setup_s: float | None = None  # worker start to first model load
-    upload_s: float | None = None  # per clip
-    idle_s: float | None = None  # per worker
+    boot_s: float | None = at_least(0, None)  # cloud machine start to worker start
+    setup_s: float | None = at_least(0, None)  # worker start to first model load
+    upload_s: float | None = at_least(0, None)  # per clip
+    idle_s: float | None = at_least(0, None)  # per worker
     calibration: bool = True  # use and record history in the cache folder
     share: bool = False  # also in the store, so a team shares it
 
@@ -71,6 +81,7 @@ class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)
+    max_duration_s: float = 1800.0  # the longest clip a sweep may ask for (job.MAX_DURATION_S)
     source: str = "built-in defaults"
     base_dir: Path = field(default_factory=Path.cwd)
 
@@ -120,7 +131,7 @@ def load_config(path: Path | None = None) -> Config:
 def parse_config(raw: Any, source: str, base_dir: Path) -> Config:
     if not isinstance(raw, dict):
         raise MusicsweepError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
-    known = {"backend", "store", "sweeps_dir", "engine", "estimate", "backends"}
+    known = {"backend", "store", "sweeps_dir", "engine", "estimate", "backends", "max_duration_s"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise MusicsweepError(f"{source}: unknown key {unknown[0]!r} (known: {sorted(known)})")
@@ -130,6 +141,7 @@ def parse_config(raw: Any, source: str, base_dir: Path) -> Config:
     store_raw = raw.get("store", {})
     store_raw = {"url": store_raw} if isinstance(store_raw, str) else store_raw
     store = typed_section(StoreConfig, store_raw, f"{source}: key 'store'")
+    check_store_url(store.url, f"{source}: key 'store.url'")
     if not store.url.startswith("s3://"):
         store = dataclasses.replace(store, url=str(resolve_path(store.url, base_dir)))
     backends = raw.get("backends") or {}
@@ -144,7 +156,11 @@ def parse_config(raw: Any, source: str, base_dir: Path) -> Config:
     validate_engine(engine, f"{source}: key 'engine'")
     estimate = typed_section(EstimateConfig, raw.get("estimate") or {}, f"{source}: key 'estimate'")
     validate_estimate(estimate, f"{source}: key 'estimate'")
+    max_duration_s = _coerce(raw.get("max_duration_s", 1800.0), float, f"{source}: key 'max_duration_s'")
+    if not max_duration_s > 0:
+        raise MusicsweepError(f"{source}: key 'max_duration_s': must be positive, got {max_duration_s:g}")
     return Config(
+        max_duration_s=max_duration_s,
         backend=backend,
         store=store,
         sweeps_dir=resolve_path(str(raw.get("sweeps_dir", "runs")), base_dir),
@@ -154,6 +170,19 @@ def parse_config(raw: Any, source: str, base_dir: Path) -> Config:
         source=source,
         base_dir=base_dir,
     )
+
+
+def check_store_url(url: str, where: str) -> None:
+    """An `s3://` URL must name a valid bucket; a near miss (`s3:/b`, `S3:b`) is not taken for a folder."""
+    if url.startswith("s3://"):
+        bucket = url.removeprefix("s3://").partition("/")[0]
+        if not _BUCKET.match(bucket) or ".." in bucket:
+            raise MusicsweepError(
+                f"{where}: invalid bucket name {bucket!r} in {url!r} (3-63 characters: lowercase letters, "
+                "digits, '.' and '-', starting and ending with a letter or digit)"
+            )
+    elif _S3_LOOKALIKE.match(url):
+        raise MusicsweepError(f"{where}: {url!r} looks like an S3 URL: write s3://bucket/prefix (two slashes)")
 
 
 def validate_engine(engine: EngineConfig, where: str) -> None:
@@ -174,14 +203,13 @@ def validate_engine(engine: EngineConfig, where: str) -> None:
 
 
 def validate_estimate(estimate: EstimateConfig, where: str) -> None:
-    for key in ("throughput", "model_load_s"):
-        for model, value in getattr(estimate, key).items():
-            if value <= 0 if key == "throughput" else value < 0:
-                raise MusicsweepError(f"{where}.{key}.{model}: must be positive, got {value}")
-    for key in ("boot_s", "setup_s", "upload_s", "idle_s"):
-        value = getattr(estimate, key)
-        if value is not None and value < 0:
-            raise MusicsweepError(f"{where}.{key}: must not be negative, got {value}")
+    """The per-model figures (`at_least` checks the others)."""
+    for model, value in estimate.throughput.items():
+        if value <= 0:
+            raise MusicsweepError(f"{where}.throughput.{model}: must be positive, got {value}")
+    for model, value in estimate.model_load_s.items():
+        if value < 0:
+            raise MusicsweepError(f"{where}.model_load_s.{model}: must be at least 0, got {value}")
 
 
 def resolve_path(text: str, base_dir: Path) -> Path:
@@ -201,6 +229,10 @@ def typed_section(cls: type[T], raw: Any, where: str) -> T:
         raise MusicsweepError(f"{where}.{unknown[0]}: unknown key (known: {sorted(fields)})")
     hints = typing.get_type_hints(cls)
     values = {key: _coerce(value, hints[key], f"{where}.{key}") for key, value in raw.items()}
+    for key, value in values.items():
+        minimum = fields[key].metadata.get("min")
+        if minimum is not None and isinstance(value, int | float) and not value >= minimum:
+            raise MusicsweepError(f"{where}.{key}: must be at least {minimum}, got {value!r}")
     try:
         return cls(**values)
     except TypeError as error:

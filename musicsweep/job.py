@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import math
+import numbers
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -12,6 +15,32 @@ from musicsweep.errors import MusicsweepError
 from musicsweep.models import validate_model_name
 
 AUDIO_FIELDS = ("prompt", "duration_s", "model", "seed", "params")
+MAX_DURATION_S = 1800.0  # `max_duration_s` in musicsweep.yaml: a typo such as 1e9 must not launch
+METADATA_PREFIX = "meta_"  # variant keys meant as metadata, beside those added with hide=True
+JOB_KEYS = ("prompt", "duration_s", "model", "seed", "file_name", "base_name", "extra_pull_dirs")
+
+
+def number(value: Any, where: str, integer: bool = False) -> float | int:
+    """A finite real (an integral one when `integer`); a bool, a string or NaN is an error naming the key."""
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise MusicsweepError(f"{where} is not {kind}: {value!r}")
+    if not math.isfinite(value):
+        raise MusicsweepError(f"{where} is not finite: {value!r}")
+    if integer:
+        if value != int(value):
+            raise MusicsweepError(f"{where} is not an integer: {value!r}")
+        return int(value)
+    return float(value)
+
+
+def check_range(
+    value: float, low: float, high: float, where: str, low_open: bool = False, high_open: bool = False
+) -> None:
+    """`low <= value <= high`, with either end open; the message states the range."""
+    if (value <= low if low_open else value < low) or (value >= high if high_open else value > high):
+        left, right = "(" if low_open else "[", ")" if high_open else "]"
+        raise MusicsweepError(f"{where} must be in {left}{low:g}, {high:g}{right}, got {value:g}")
 
 
 @dataclass(frozen=True)
@@ -26,11 +55,15 @@ class GenerationParams:
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any], where: str) -> GenerationParams:
-        params = cls(**{key: type(getattr(cls, key))(value) for key, value in values.items()})
-        if params.guidance_scale < 0 or params.top_k < 0 or params.temperature <= 0:
-            raise MusicsweepError(f"{where}: generation parameters out of range: {params}")
-        if not 0 < params.extend_stride_s < 30:
-            raise MusicsweepError(f"{where}: extend_stride_s must be between 0 and 30 s, got {params.extend_stride_s}")
+        """Checked values: top_p 0 means off, top_k 0 means every token; errors name the key."""
+        checked = {key: number(value, f"{where}: key {key!r}", integer=key == "top_k") for key, value in values.items()}
+        params = cls(**checked)
+        inf = math.inf
+        check_range(params.guidance_scale, 0, inf, f"{where}: key 'guidance_scale'")
+        check_range(params.top_k, 0, inf, f"{where}: key 'top_k'")
+        check_range(params.top_p, 0, 1, f"{where}: key 'top_p'")
+        check_range(params.temperature, 0, inf, f"{where}: key 'temperature'", low_open=True)
+        check_range(params.extend_stride_s, 0, 30, f"{where}: key 'extend_stride_s'", low_open=True, high_open=True)
         return params
 
 
@@ -72,29 +105,54 @@ class Job:
         return (self.model, self.params, float(self.duration_s))
 
     @classmethod
-    def from_variant(cls, variant: dict[str, Any], sweep: str, where: str) -> Job:
-        """Build a job from a variant dict; `where` names the variant in error messages."""
+    def from_variant(
+        cls,
+        variant: dict[str, Any],
+        sweep: str,
+        where: str,
+        max_duration_s: float = MAX_DURATION_S,
+        metadata_keys: frozenset[str] = frozenset(),
+    ) -> Job:
+        """Build a job from a variant dict; `where` names the variant in error messages.
+
+        Every key must be a job or generation key, a key in `metadata_keys` (added with
+        hide=True) or one named `meta_...`: a misspelt generation key must not be ignored silently.
+        """
+        check_keys(variant, metadata_keys, where)
         missing = [key for key in ("prompt", "duration_s") if key not in variant]
         if missing:
             raise MusicsweepError(f"{where}: missing key {missing[0]!r}")
-        prompt = str(variant["prompt"]).strip()
+        if not isinstance(variant["prompt"], str):
+            raise MusicsweepError(f"{where}: key 'prompt' must be a string, got {variant['prompt']!r}")
+        prompt = variant["prompt"].strip()
         if not prompt:
             raise MusicsweepError(f"{where}: key 'prompt' is empty")
-        try:
-            duration = float(variant["duration_s"])
-        except (TypeError, ValueError):
-            raise MusicsweepError(f"{where}: key 'duration_s' is not a number: {variant['duration_s']!r}") from None
+        duration = number(variant["duration_s"], f"{where}: key 'duration_s'")
         if not duration > 0:
             raise MusicsweepError(f"{where}: key 'duration_s' must be positive, got {variant['duration_s']!r}")
+        if duration > max_duration_s:
+            raise MusicsweepError(
+                f"{where}: key 'duration_s' is {duration:g} s, above max_duration_s ({max_duration_s:g} s; "
+                "raise it in musicsweep.yaml if you mean it)"
+            )
         model = str(variant.get("model", "tiny"))
         validate_model_name(model, f"{where}: key 'model'")
-        try:
-            seed = int(variant.get("seed", 0))
-        except (TypeError, ValueError):
-            raise MusicsweepError(f"{where}: key 'seed' is not an integer: {variant['seed']!r}") from None
+        seed = number(variant.get("seed", 0), f"{where}: key 'seed'", integer=True)
         params = GenerationParams.from_mapping(
             {key: variant[key] for key in GenerationParams.__dataclass_fields__ if key in variant}, where
         )
         base = slugify(str(variant.get("file_name") or variant.get("base_name") or prompt))
         extra = tuple(str(path) for path in variant.get("extra_pull_dirs", ()))
         return cls(sweep, prompt, duration, model, seed, base, params, dict(variant), extra)
+
+
+def check_keys(variant: dict[str, Any], metadata_keys: frozenset[str], where: str) -> None:
+    """Refuse a key that is neither a job key nor metadata, suggesting the closest known key."""
+    known = (*JOB_KEYS, *GenerationParams.__dataclass_fields__)
+    for key in variant:
+        if key in known or key in metadata_keys or (isinstance(key, str) and key.startswith(METADATA_PREFIX)):
+            continue
+        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.75)
+        hint = f": did you mean {close[0]!r}?" if close else f" (known: {', '.join(known)})"
+        keep = f"to keep it as metadata, add it with hide=True or name it '{METADATA_PREFIX}{key}'"
+        raise MusicsweepError(f"{where}: unknown key {key!r}{hint} ({keep})")

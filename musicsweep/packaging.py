@@ -1,8 +1,10 @@
-"""Ship this project to cloud instances: build its wheel once and put it in the store.
+"""Ship this project to remote hosts: its wheel, and the pinned runtime dependencies.
 
-Instances install `musicsweep[worker]` from that wheel, so they run exactly the launcher's code,
-with no git checkout or package index release needed. The key holds the wheel's content hash,
-so an unchanged project is uploaded once.
+Cloud instances and SSH hosts install `musicsweep[worker]` from that wheel, so they run exactly
+the launcher's code, with no git checkout or package index release needed. For EC2 the wheel goes
+in the store under its content hash, so an unchanged project is uploaded once; SSH hosts get it,
+with `pylock.toml` (the lock's runtime dependencies as direct URLs, which uv can install from its
+cache with no index), next to the sweep's specs.
 """
 
 from __future__ import annotations
@@ -24,8 +26,18 @@ def project_root() -> Path:
     """The source tree this package was imported from (it must have its pyproject.toml)."""
     root = Path(__file__).resolve().parents[1]
     if not (root / "pyproject.toml").is_file():
-        raise MusicsweepError(f"{root}: no pyproject.toml, so musicsweep cannot be packaged for remote hosts")
+        raise MusicsweepError(
+            f"{root}: no pyproject.toml, so musicsweep cannot be packaged for remote hosts: install it from a "
+            "checkout (`uv pip install -e /path/to/musicsweep`), or give the hosts `python:` or `setup:`"
+        )
     return root
+
+
+def require_packaging(why: str) -> None:
+    """Fail before any write when the wheel cannot be built: no source tree, or no uv."""
+    project_root()
+    if shutil.which("uv") is None:
+        raise MusicsweepError(f"uv is not on PATH: it is needed to build the wheel that {why}")
 
 
 def wheel_key(digest: str, wheel_name: str) -> str:
@@ -35,9 +47,8 @@ def wheel_key(digest: str, wheel_name: str) -> str:
 
 def build_wheel(out_dir: Path, root: Path | None = None) -> Path:
     """`uv build --wheel` of the project into `out_dir`; returns the wheel's path."""
-    uv = shutil.which("uv")
-    if uv is None:
-        raise MusicsweepError("uv is not on PATH: it is needed to build the wheel that cloud workers install")
+    require_packaging("remote workers install")
+    uv = shutil.which("uv") or "uv"
     root = root or project_root()
     result = subprocess.run(
         [uv, "build", "--wheel", "--out-dir", str(out_dir), str(root)], capture_output=True, text=True, check=False
@@ -47,6 +58,22 @@ def build_wheel(out_dir: Path, root: Path | None = None) -> Path:
         last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no wheel produced"]
         raise MusicsweepError(f"building the musicsweep wheel failed: {last[0]}")
     return wheels[-1]
+
+
+def export_pylock(out: Path, extra: str = "worker", root: Path | None = None) -> bool:
+    """Write the lock's runtime dependencies (with `extra`, without dev groups or the project
+    itself) as PEP 751 `pylock.toml` to `out`; False when the project has no `uv.lock`."""
+    root = root or project_root()
+    uv = shutil.which("uv")
+    if uv is None or not (root / "uv.lock").is_file():
+        return False
+    argv = [uv, "export", "--frozen", "--no-dev", "--extra", extra, "--no-emit-project", "--no-header", "--quiet"]
+    result = subprocess.run([*argv, "--format", "pylock.toml"], cwd=root, capture_output=True, text=True, check=False)
+    if result.returncode != 0 or not result.stdout.strip():
+        last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise MusicsweepError(f"{root / 'uv.lock'}: exporting the runtime dependencies failed: {last[0]}")
+    out.write_text(result.stdout)
+    return True
 
 
 def upload_wheel(store: Store, root: Path | None = None) -> str:

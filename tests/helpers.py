@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import subprocess
 import time
 import wave
 from pathlib import Path
@@ -34,3 +36,26 @@ def wav_info(path: Path) -> tuple[int, int, int]:
     """(sampling rate, channels, frames) of a WAV file."""
     with wave.open(str(path)) as handle:
         return handle.getframerate(), handle.getnchannels(), handle.getnframes()
+
+
+def wav_bytes(fill: bytes = b"\0", frames: int = 28, sampling_rate: int = 32000) -> bytes:
+    """A 16-bit mono WAV whose samples are `fill` bytes (100 bytes by default): whole by its header."""
+    data = fill * (2 * frames)
+    header = (
+        b"RIFF"
+        + struct.pack("<I", 36 + len(data))
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, sampling_rate, 2 * sampling_rate, 2, 16)
+    )
+    return header + b"data" + struct.pack("<I", len(data)) + data
+
+
+def wait_for_exit(pid: int, timeout_s: float = 60) -> None:
+    """A worker also uploads its lifetime record and log after its last `.done`: wait for that."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
+        if not state or state.startswith("Z"):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"worker script {pid} still running after {timeout_s}s")

@@ -15,6 +15,7 @@ from musicsweep.store.local import LocalStore
 from musicsweep.store.pull import merge_cost_report, pull_results
 from musicsweep.store.s3 import S3Store
 from tests.fixtures.s3 import S3Bucket
+from tests.helpers import wav_bytes
 
 
 def row(job_id: str, generation_s: float | None, rate: float = 3.6) -> CostRow:
@@ -101,8 +102,8 @@ def count_gets(store: S3Store) -> list[str]:
 def test_pull_downloads_only_what_is_missing_or_changed(moto_bucket: S3Bucket, tmp_path: Path) -> None:
     store = s3_store(moto_bucket)
     sweep = SweepDir(tmp_path / "runs", "sw")
-    store.put_bytes("sw/audio/a_1.wav", b"A" * 100)
-    store.put_bytes("sw/audio/b_2.wav", b"B" * 100)
+    store.put_bytes("sw/audio/a_1.wav", wav_bytes(b"A"))
+    store.put_bytes("sw/audio/b_2.wav", wav_bytes(b"B"))
     store.put_json("sw/costs/1.json", row("1", 2.0).to_dict())
     store.put_bytes("sw/claims/1.L1", b"owner")  # claims stay in the store
     gets = count_gets(store)
@@ -112,12 +113,12 @@ def test_pull_downloads_only_what_is_missing_or_changed(moto_bucket: S3Bucket, t
     assert not (sweep.root / "claims").exists()
     assert pull_results(store, sweep) == 0  # nothing new: no download at all
 
-    store.put_bytes("sw/audio/b_2.wav", b"C" * 100)  # same size, new ETag
-    (sweep.root / "audio" / "a_1.wav").write_bytes(b"A" * 40)  # truncated local copy
+    store.put_bytes("sw/audio/b_2.wav", wav_bytes(b"C"))  # same size, new ETag
+    (sweep.root / "audio" / "a_1.wav").write_bytes(wav_bytes(b"A")[:40])  # truncated local copy
     gets.clear()
     assert pull_results(store, sweep) == 2
-    assert (sweep.root / "audio" / "b_2.wav").read_bytes() == b"C" * 100
-    assert (sweep.root / "audio" / "a_1.wav").read_bytes() == b"A" * 100
+    assert (sweep.root / "audio" / "b_2.wav").read_bytes() == wav_bytes(b"C")
+    assert (sweep.root / "audio" / "a_1.wav").read_bytes() == wav_bytes(b"A")
 
     (sweep.root / "audio" / "a_1.wav").unlink()
     assert pull_results(store, sweep) == 1
@@ -130,11 +131,11 @@ def test_pull_adopts_identical_local_files_and_never_replaces_a_local_log(
 ) -> None:
     store = s3_store(moto_bucket)
     sweep = SweepDir(tmp_path / "runs", "sw")
-    store.put_bytes("sw/audio/a_1.wav", b"A" * 100)
+    store.put_bytes("sw/audio/a_1.wav", wav_bytes(b"A"))
     store.put_bytes("sw/logs/worker_0.log", b"line 1\n")
     (sweep.root / "audio").mkdir(parents=True)
     (sweep.root / "logs").mkdir()
-    (sweep.root / "audio" / "a_1.wav").write_bytes(b"A" * 100)  # already here, same MD5
+    (sweep.root / "audio" / "a_1.wav").write_bytes(wav_bytes(b"A"))  # already here, same MD5
     live_log = sweep.root / "logs" / "worker_0.log"
     live_log.write_bytes(b"line 1\nline 2 of a local worker still running\n")
     gets = count_gets(store)

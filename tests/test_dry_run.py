@@ -18,6 +18,7 @@ from musicsweep.cli.run import confirm_spending
 from musicsweep.config import load_config
 from musicsweep.layout import SweepDir
 from musicsweep.store.local import LocalStore
+from musicsweep.store.verify import expected_wav_size
 from musicsweep.sweep.plan import jobs_from_variants, make_plan
 
 
@@ -46,7 +47,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(project: Path) -> None:
     finished = jobs[0]
     paths = SweepDir(config.sweeps_dir, "dry").job(finished)
     store = LocalStore(Path(config.store.url))
-    store.put_bytes(paths.audio_key, b"RIFF")
+    store.put_bytes(paths.audio_key, b"RIFF" + bytes(expected_wav_size(finished.duration_s) - 4))
     store.put_bytes(paths.done_key, b"")
     before = tree(project)
 

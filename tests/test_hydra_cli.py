@@ -139,7 +139,7 @@ def test_hydra_settings_beat_musicsweep_yaml(project: Path) -> None:
         (["sweep.durations=[-5]"], "sweep.durations[0]: must be positive, got -5"),
         (["sweep.durations=[2,oops]"], "sweep.durations: expected"),
         (["sweep.seeds=[x]"], "sweep.seeds: expected"),
-        (["sweep.top_k=[-1]"], "generation parameters out of range"),
+        (["sweep.top_k=[-1]"], "key 'top_k' must be in [0, inf], got -1"),
         (["store=s3"], "store=s3: the store url is"),
         (["nonesuch=1"], "Could not override 'nonesuch'"),
         (["-m", "backend=local,ssh"], "-m: every combination must share one config"),

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import wave
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from musicsweep.sweep.plan import jobs_from_variants
 from musicsweep.worker.loop import KILL_AFTER_UPLOAD_ENV
 from tests.fixtures.s3 import S3Bucket
 from tests.fixtures.servers import free_port
-from tests.helpers import wait_for_sweep, wav_info
+from tests.helpers import wait_for_exit, wait_for_sweep, wav_info
 
 PROMPTS = ["warm lofi piano", "fast techno drums", "slow ambient strings"]
 VARIANTS = [{"prompt": prompt, "duration_s": 2, "model": "tiny", "seed": 3} for prompt in PROMPTS]
@@ -49,17 +48,6 @@ def write_config(project: Path, store_url: str, endpoint_url: str, batch_size: i
 
 def open_bucket_store(bucket: S3Bucket) -> S3Store:
     return S3Store(StoreConfig(bucket.url, endpoint_url=bucket.server.endpoint_url, region="us-east-1"))
-
-
-def wait_for_exit(pid: int, timeout_s: float = 60) -> None:
-    """A worker also uploads its lifetime record and log after its last `.done`: wait for that."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
-        if not state or state.startswith("Z"):
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"worker script {pid} still running after {timeout_s}s")
 
 
 def run_and_wait(name: str) -> dict[str, str]:
@@ -150,7 +138,7 @@ def test_killed_after_upload_then_rerun_generates_nothing_twice(
     for job in jobs:
         check_wav(store.get_bytes(f"killed/audio/{job.output_name}"), 2)
     recovered = store.get_json(f"killed/costs/{first.job_id}.json")
-    assert recovered["generation_time_s"] is None  # honest: its generation time died with the worker
+    assert recovered["generation_time_s"] > 0  # the spool kept the real generation time of the killed clip
     lifetimes = [store.get_json(key) for key in keys if key.startswith("killed/workers/")]
     assert sorted(record["finished"] for record in lifetimes) == [False, True]  # the killed one still counts
 

@@ -39,6 +39,7 @@ SECRET = "s3cr3t-value-that-must-never-be-written-7f3a9"
 # file in an extra pull folder and the hash of the forwarded secret, then lives on with children
 # (an orphan); with FAKE_FAIL_FIRST it marks its jobs failed on a first launch instead.
 FAKE_WORKER = r"""
+[ "$1" = -c ] && exit 0  # the launch check's import probe: nothing is missing
 shift 2
 FAKE_PY={python}
 work="$MUSICSWEEP_JOB_DIR"
@@ -52,7 +53,8 @@ for spec in "$@"; do
   fi
   echo "$id" >"extra/$id.txt"
   name=$("$FAKE_PY" -c 'import sys, cloudpickle; print(cloudpickle.load(open(sys.argv[1], "rb")).output_name)' "$spec")
-  mkdir -p "$work/audio"; echo "not really a wav" >"$work/audio/$name"
+  mkdir -p "$work/audio"  # an empty but whole WAV:
+  printf 'RIFF$\0\0\0WAVEfmt \20\0\0\0\1\0\1\0\0}\0\0\0\372\0\0\2\0\20\0data\0\0\0\0' >"$work/audio/$name"
   touch "$work/markers/$id.done"
 done
 [ -n "${FAKE_FAIL_FIRST:-}" ] && exit 1
@@ -218,28 +220,41 @@ def test_setup_runs_once_per_environment_and_prepare_every_launch(
     assert (server.root / "setup_count").read_text().splitlines() == ["ran", "ran"]
 
 
-def test_default_uv_setup_builds_the_env_once(project: Path, hosts: list[SSHServer]) -> None:
-    """No `python`: uv (found through the forwarded PATH) syncs the project on the host, once.
-
-    This project's venv lacks musicsweep, so its worker cannot start: the job must be `failed`."""
-    (project / "pyproject.toml").write_text(
-        "[project]\nname = 'userproj'\nversion = '0.1'\nrequires-python = '>=3.11'\ndependencies = []\n"
-    )
+def test_default_setup_installs_the_wheel_offline_once(project: Path, hosts: list[SSHServer], monkeypatch) -> None:
+    """A user's own folder (only musicsweep.yaml, no pyproject), no `python`, and a host with no
+    package index (UV_OFFLINE reaches it): the host installs this project's wheel and the pinned
+    runtime dependencies from its uv cache, once, and generates the clip.
+    """
+    monkeypatch.setenv("UV_OFFLINE", "1")
     server = hosts[0]
-    write_config(project, [server], python=None, env=["PATH"])
+    write_config(project, [server], python=None, env=["PATH", "UV_OFFLINE", "HF_HUB_OFFLINE"])
     run_sweep(variants(1), name="uv-first")
-    code = server.root / "remote/code"
-    assert (code / ".venv/bin/python").exists() and (code / "pyproject.toml").exists()
+    assert sorted(p.name for p in (project / "runs/uv-first/setup").iterdir()) == [
+        "musicsweep-0.1.0-py3-none-any.whl",
+        "pylock.toml",
+    ]
     setup_log = (server.root / "remote/setup.log").read_text()
+    assert "trying the package index" not in setup_log
+    site = next((server.root / "remote/code/.venv/lib").glob("python3.*/site-packages"))
+    installed = {path.name.split("-")[0].lower() for path in site.glob("*.dist-info")}
+    assert {"musicsweep", "torch", "transformers", "soundfile"} <= installed
+    assert not installed & {"pytest", "ruff", "moto", "selenium"}, "the dev group stays off the host"
+    assert set(wait_for_sweep("uv-first", timeout_s=300).values()) == {JobState.DONE}
     run_sweep(variants(1, seed=5), name="uv-second")
     assert (server.root / "remote/setup.log").read_text() == setup_log, "the second sweep reused the env"
-    config = load_config()
-    sweep = SweepDir(config.sweeps_dir, "uv-second")
-    backend = get_backend("ssh", config)
-    deadline = time.monotonic() + 60
-    while set(states := backend.poll(sweep, sweep.read_manifest()).values()) != {JobState.FAILED}:
-        assert time.monotonic() < deadline, states
-        time.sleep(0.5)
+    assert set(wait_for_sweep("uv-second", timeout_s=300).values()) == {JobState.DONE}
+
+
+def test_every_failing_host_is_named_in_one_error(project: Path, hosts: list[SSHServer]) -> None:
+    write_config(project, hosts, python=fake_worker(project), setup="echo no index here; exit 3")
+    with pytest.raises(MusicsweepError) as caught:
+        run_sweep(variants(2), name="setup-fails")
+    message = str(caught.value)
+    assert message.startswith("2 hosts failed: ")
+    for server in hosts:
+        log = server.root / "remote/setup.log"
+        assert f"start on host {server.host().label} failed: environment setup failed, see {log}" in message
+        assert log.read_text() == "no index here\n"
 
 
 def test_relaunch_failed_over_ssh(project: Path, hosts: list[SSHServer], monkeypatch) -> None:

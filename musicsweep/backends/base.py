@@ -41,6 +41,8 @@ class Backend(ABC):
     name: ClassVar[str]
     spends_money: ClassVar[bool] = False
     boots_machines: ClassVar[bool] = False  # the bill starts at a machine's boot (EC2, RunPod)
+    # auto_pull's waits between polls: (after a change, the longest while nothing changes)
+    poll_interval_s: ClassVar[tuple[float, float]] = (2.0, 10.0)
 
     def __init__(self, config: Config) -> None:
         self.config = config

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from musicsweep.atomic import atomic_write_text
 from musicsweep.backends.base import Backend, Launch, Shard, balanced_shards
 from musicsweep.backends.probe import HostProbe, classify, parse_probe, probe_command
-from musicsweep.config import typed_section
+from musicsweep.config import at_least, typed_section
 from musicsweep.contract import worker_environment
 from musicsweep.job import Job
 from musicsweep.layout import MARKERS_DIR, SweepDir, list_markers
@@ -22,14 +22,15 @@ from musicsweep.scripts import WorkerScript, write_script
 from musicsweep.states import JobState
 from musicsweep.store import open_store
 from musicsweep.store.pull import pull_results
+from musicsweep.worker.deps import require_worker_deps
 
 KILL_GRACE_S = 5.0
 
 
 @dataclass(frozen=True)
 class LocalConfig:
-    workers: int = 1
-    hourly_cost_usd: float = 0.0
+    workers: int = at_least(1, 1)
+    hourly_cost_usd: float = at_least(0, 0.0)
     python: str | None = None
 
 
@@ -52,13 +53,19 @@ def kill_process_group(pgid: int, grace_s: float = KILL_GRACE_S) -> None:
 
 class LocalBackend(Backend):
     name = "local"
+    poll_interval_s = (0.5, 2.0)  # a poll is one `ps` and a folder listing
 
     def __init__(self, config) -> None:
         super().__init__(config)
         self.settings = typed_section(LocalConfig, config.backend_section("local"), config.where("backends.local"))
 
+    def validate(self, dry_run: bool = False) -> None:
+        """The interpreter the workers will run must find torch, transformers and soundfile."""
+        where = self.config.where("backends.local.python") if self.settings.python else "local backend"
+        require_worker_deps(self.settings.python, where)
+
     def shard(self, jobs: list[Job]) -> list[Shard]:
-        slots = [("localhost", self.settings.hourly_cost_usd)] * max(1, self.settings.workers)
+        slots = [("localhost", self.settings.hourly_cost_usd)] * self.settings.workers
         return balanced_shards(jobs, slots)
 
     def submit(self, launch: Launch, shards: list[Shard]) -> dict:

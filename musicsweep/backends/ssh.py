@@ -28,24 +28,48 @@ from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
 from musicsweep.layout import JOBS_DIR, LOGS_DIR, PID_SUFFIX, SCRIPTS_DIR, JobPaths, SweepDir, WorkerPaths, list_markers
 from musicsweep.manifest import Manifest
+from musicsweep.packaging import require_packaging
+from musicsweep.remote.bundle import FOLDER as BUNDLE_FOLDER
+from musicsweep.remote.bundle import WorkerBundle, worker_bundle
 from musicsweep.remote.codesync import DEFAULT_EXCLUDES, code_filters, sync_code
-from musicsweep.remote.ssh import HostUnreachable, SSHHost, env_exports, on_hosts, rsync, run_ssh
+from musicsweep.remote.ssh import (
+    HostUnreachable,
+    SSHHost,
+    combined_error,
+    env_exports,
+    on_hosts,
+    rsync,
+    run_ssh,
+)
 from musicsweep.scripts import WorkerScript, write_script
 from musicsweep.states import JobState
 from musicsweep.store import open_store
 from musicsweep.store.pull import PULLED_FOLDERS, pull_results
+from musicsweep.worker.deps import remote_check
 
 logger = logging.getLogger(__name__)
 
-# Used when a host names no `python`: installs uv if missing, then syncs the project (with its
-# `worker` extra when it declares one), or installs musicsweep[worker] when the code has no pyproject.
-DEFAULT_SETUP = (
-    'export PATH="$HOME/.local/bin:$HOME/.cargo/bin:$PATH"; '
-    "{ command -v uv >/dev/null 2>&1 || python3 -m pip install --user uv "
-    "|| python3 -m pip install --user --break-system-packages uv; } && "
-    "if [ ! -f pyproject.toml ]; then uv venv .venv && uv pip install --python .venv/bin/python 'musicsweep[worker]'; "
-    "elif grep -qE '^[[:space:]]*worker[[:space:]]*=' pyproject.toml; then uv sync --extra worker; else uv sync; fi"
-)
+# Used when a host names neither `python` nor `setup`, in `{remote_dir}/code`: installs uv if
+# missing, makes `.venv`, and installs the pinned runtime dependencies and this project's wheel
+# from the bundle that `deploy` pushed (never the dev group, never musicsweep from an index). Each
+# install tries the host's uv cache first (`--offline`), then the package index.
+DEFAULT_SETUP = """\
+export PATH="$HOME/.local/bin:$HOME/.cargo/bin:$PATH"
+command -v uv >/dev/null 2>&1 || python3 -m pip install --user uv \\
+  || python3 -m pip install --user --break-system-packages uv || exit 1
+[ -x .venv/bin/python ] || uv venv --quiet --python '>=3.11' .venv || exit 1
+install() {
+  uv pip install --python .venv/bin/python --offline "$@" && return
+  echo "[musicsweep] not all in the uv cache: trying the package index"
+  uv pip install --python .venv/bin/python "$@"
+}
+bundle=$MUSICSWEEP_SETUP_DIR
+if [ -f "$bundle/pylock.toml" ]; then
+  install -r "$bundle/pylock.toml" && install --no-deps --reinstall-package musicsweep "$bundle/$MUSICSWEEP_WHEEL"
+else
+  install --reinstall-package musicsweep "musicsweep[worker] @ file://$bundle/$MUSICSWEEP_WHEEL"
+fi
+"""
 HOSTS_STATE = "ssh_hosts"
 POLL_TIMEOUT_S = 60  # a host whose probe hangs this long counts as unreachable for this poll
 
@@ -97,7 +121,8 @@ def hosts_from_state(state: dict[str, dict]) -> dict[str, SSHHost]:
 
 
 def check_host(host: SSHHost, write: bool = True) -> None:
-    """Reachable, key accepted, `remote_dir` a writable folder: one round trip, one-line errors.
+    """Reachable, key accepted, `remote_dir` a writable folder, and a set `python` (with no
+    `setup` to install into it) able to import the worker's modules: one round trip, one-line errors.
 
     With `write=False` (a dry run) nothing is created: the nearest existing folder on the path
     must be a writable directory.
@@ -109,6 +134,8 @@ def check_host(host: SSHHost, write: bool = True) -> None:
     else:
         check = f'd={folder}; while [ ! -e "$d" ]; do d=$(dirname "$d"); done; [ -d "$d" ] && [ -w "$d" ]'
     command = f"{{ {check}; }} || {{ echo remote_dir {folder} is not a writable folder >&2; exit 1; }}"
+    if host.python is not None and host.setup is None:
+        command += f"; {remote_check(host.python)}"
     run_ssh(host, command, what="launch check")
 
 
@@ -116,26 +143,43 @@ def python_of(host: SSHHost) -> str:
     return host.python or f"{host.code_dir}/.venv/bin/python"
 
 
-def setup_stamp(host: SSHHost, base_dir: Path) -> str | None:
-    """Hash of what the environment depends on; None when the host needs no setup."""
+def uses_default_setup(host: SSHHost) -> bool:
+    return host.python is None and host.setup is None
+
+
+def setup_stamp(host: SSHHost, base_dir: Path, bundle: WorkerBundle | None) -> str | None:
+    """Hash of what the environment depends on; None when the host needs no setup.
+
+    The default setup depends on the bundle (wheel and pins); a custom `setup` on the project's
+    `pyproject.toml` and `uv.lock`.
+    """
     if host.python is not None and host.setup is None:
         return None
     digest = hashlib.sha256((host.setup or DEFAULT_SETUP).encode())
-    for name in ("pyproject.toml", "uv.lock"):
-        path = base_dir / name
-        digest.update(path.read_bytes() if path.is_file() else b"-")
+    if bundle is not None:
+        digest.update(bundle.digest.encode())
+    else:
+        for name in ("pyproject.toml", "uv.lock"):
+            path = base_dir / name
+            digest.update(path.read_bytes() if path.is_file() else b"-")
     return digest.hexdigest()[:16]
 
 
-def setup_block(host: SSHHost, stamp: str | None) -> str:
+def environment_setup(host: SSHHost, sweep: SweepDir, base_dir: Path) -> str:
     """Bash that runs the host's setup unless its stamp matches, i.e. a second sweep reuses the env."""
+    bundle = worker_bundle(sweep.root) if uses_default_setup(host) else None
+    stamp = setup_stamp(host, base_dir, bundle)
     if stamp is None:
         return ""
     stamp_file = shlex.quote(f"{host.remote_dir}/.musicsweep-env")
     log = shlex.quote(f"{host.remote_dir}/setup.log")
+    exports = ""
+    if bundle is not None:
+        folder = f"{host.work_dir(sweep.name)}/{BUNDLE_FOLDER}"
+        exports = f"export MUSICSWEEP_SETUP_DIR={shlex.quote(folder)} MUSICSWEEP_WHEEL={shlex.quote(bundle.wheel)}\n"
     return (
         f'if [ "$(cat {stamp_file} 2>/dev/null)" = {stamp} ]; then echo "#setup cached"; else\n'
-        f"  ( cd {shlex.quote(host.code_dir)} && {host.setup or DEFAULT_SETUP} ) >>{log} 2>&1 "
+        f"  ( cd {shlex.quote(host.code_dir)} || exit 1\n{exports}{host.setup or DEFAULT_SETUP}\n) >>{log} 2>&1 "
         f"|| {{ echo environment setup failed, see {log} >&2; exit 1; }}\n"
         f'  echo {stamp} >{stamp_file}; echo "#setup ran"\nfi\n'
     )
@@ -152,15 +196,13 @@ def prepare_block(host: SSHHost, commands: tuple[str, ...]) -> str:
 
 
 def deploy(host: SSHHost, base_dir: Path, filters: list[str], sweep: SweepDir) -> None:
-    """Push the code and the sweep's specs and scripts (never pid files) to the host."""
+    """Push the code and the sweep's specs and scripts (never pid files) to the host, and the
+    setup bundle when the host uses the default setup."""
     sync_code(host, base_dir, filters)
-    sweep_filters = [
-        "--mkpath",
-        f"--exclude=*{PID_SUFFIX}",
-        f"--include=/{JOBS_DIR}/***",
-        f"--include=/{SCRIPTS_DIR}/***",
-        "--exclude=*",
-    ]
+    if uses_default_setup(host):
+        worker_bundle(sweep.root)
+    folders = [f"--include=/{folder}/***" for folder in (JOBS_DIR, SCRIPTS_DIR, BUNDLE_FOLDER)]
+    sweep_filters = ["--mkpath", f"--exclude=*{PID_SUFFIX}", *folders, "--exclude=*"]
     rsync(host, [f"{sweep.root}/"], f":{host.work_dir(sweep.name)}/", sweep_filters, what="sweep sync")
 
 
@@ -238,11 +280,11 @@ class SSHBackend(Backend):
             missing = [name for name in host.env if name not in os.environ]
             if missing:
                 raise MusicsweepError(f"host {host.label}: env {missing[0]} is not set in this environment")
-        results = on_hosts(hosts, lambda host: check_host(host, write=not dry_run)).values()
-        errors = [result for result in results if isinstance(result, MusicsweepError)]
-        if errors:
-            more = f" (and {len(errors) - 1} more host(s))" if len(errors) > 1 else ""
-            raise MusicsweepError(f"{errors[0]}{more}")
+        if any(uses_default_setup(host) for host in hosts):
+            require_packaging("the default setup installs on SSH hosts")
+        error = combined_error(on_hosts(hosts, lambda host: check_host(host, write=not dry_run)))
+        if error is not None:
+            raise error
 
     def shard(self, jobs: list[Job]) -> list[Shard]:
         hosts = [host for host in self.settings.hosts if host.label not in self.unreachable]
@@ -293,19 +335,19 @@ class SSHBackend(Backend):
 
         def launch_on(host: SSHHost) -> str:
             deploy(host, self.config.base_dir, filters, sweep)
-            setup = setup_block(host, setup_stamp(host, self.config.base_dir))
+            setup = environment_setup(host, sweep, self.config.base_dir)
             prepare = prepare_block(host, self.settings.prepare)
             output = start_workers(host, sweep.name, by_host[host.label], stale_block(stale) + setup + prepare)
             logger.info(f"host {host.label}: started {len(by_host[host.label])} worker(s)")
             return output
 
-        errors = [r for r in on_hosts(hosts, launch_on).values() if isinstance(r, MusicsweepError)]
+        error = combined_error(on_hosts(hosts, launch_on))
         previous = hosts_from_state(sweep.read_manifest().state_of(HOSTS_STATE))
         others = [host for label, host in previous.items() if label not in by_host and label not in self.unreachable]
         self.report_errors(on_hosts(others, lambda host: forget_stale(host, sweep.name, stale)), "stale marker cleanup")
         state = {HOSTS_STATE: hosts_state([*previous.values(), *hosts])}
-        if errors:
-            raise errors[0]
+        if error is not None:
+            raise error
         return state
 
     def jobs_by_host(self, manifest: Manifest) -> dict[str, dict[str, int]]:

@@ -14,6 +14,7 @@ from musicsweep.backends import get_backend
 from musicsweep.backends.base import Backend
 from musicsweep.cli.display import SweepProgress, console, print_summary, summarize
 from musicsweep.cli.logs import show_library_logs
+from musicsweep.cli.polling import schedule_for
 from musicsweep.config import Config, load_config
 from musicsweep.costs.compare import write_summary_beside_estimate
 from musicsweep.errors import MusicsweepError
@@ -21,6 +22,8 @@ from musicsweep.layout import SweepDir, latest_sweep
 from musicsweep.manifest import Manifest
 from musicsweep.states import FINISHED_STATES, JobState
 from musicsweep.store.pull import merge_cost_report
+from musicsweep.store.retry import is_transient, one_line
+from musicsweep.store.verify import local_wav_problem
 
 
 class OrphanTracker:
@@ -89,10 +92,42 @@ def record_calibration(config: Config, sweep: SweepDir, manifest: Manifest, paid
         console.print(f"calibration: recorded {', '.join(key.describe() for key in keys)}")
 
 
+def unwhole_clips(sweep: SweepDir, manifest: Manifest, states: dict[str, JobState]) -> dict[str, str]:
+    """Done jobs whose local WAV is missing or torn: a `.done` alone never makes a clip."""
+    problems = {}
+    for job_id, state in states.items():
+        if state == JobState.DONE:
+            problem = local_wav_problem(sweep.audio / manifest.jobs[job_id].output_name)
+            if problem is not None:
+                problems[job_id] = problem
+    return problems
+
+
+class OutageReport:
+    """Tell the user the store is unreachable, once per outage and then every minute, not every poll."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        self.every_s = every_s
+        self.since: float | None = None
+        self.last_said = 0.0
+
+    def failed(self, error: BaseException) -> None:
+        now = time.monotonic()
+        self.since = now if self.since is None else self.since
+        if now - self.last_said >= self.every_s or self.last_said < self.since:
+            console.print(f"store unreachable ({now - self.since:.0f} s so far): {one_line(error)}; still polling")
+            self.last_said = now
+
+    def recovered(self) -> None:
+        if self.since is not None:
+            console.print(f"store reachable again after {time.monotonic() - self.since:.0f} s")
+            self.since = None
+
+
 def pull(
     name: str | None,
     once: bool = False,
-    interval_s: float = 10.0,
+    interval_s: float | None = None,
     relaunch_failed: bool = False,
     give_up_after_s: float | None = None,
     cleanup: bool = False,
@@ -107,9 +142,21 @@ def pull(
         backend.cleanup(sweep, manifest)
     lost = LostTracker(give_up_after_s)
     orphans = OrphanTracker(orphan_grace_s)
+    schedule = schedule_for(backend.poll_interval_s, interval_s)
+    outage = OutageReport()
     with SweepProgress(sweep.name) as progress:
         while True:
-            states = lost.apply(poll_once(sweep, manifest, backend, orphans))
+            try:
+                states = lost.apply(poll_once(sweep, manifest, backend, orphans))
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                outage.failed(error)
+                if once:
+                    return 3
+                time.sleep(schedule.next_wait({}))
+                continue
+            outage.recovered()
             if relaunch_failed:
                 from musicsweep.sweep.relaunch import relaunch_failed as relaunch
 
@@ -123,7 +170,10 @@ def pull(
                 break
             if once:
                 return 3
-            time.sleep(interval_s)
+            time.sleep(schedule.next_wait(states))
+    for job_id, problem in unwhole_clips(sweep, manifest, states).items():
+        console.print(f"{manifest.jobs[job_id].output_name}: {problem}; counted as failed")
+        states[job_id] = JobState.FAILED
     backend.cleanup(sweep, manifest)
     failed = sorted(job_id for job_id, state in states.items() if state == JobState.FAILED)
     paid = backend.machine_times(sweep, manifest)
@@ -148,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m musicsweep.auto_pull", description=__doc__)
     parser.add_argument("sweep", nargs="?", help="sweep name (default: the latest)")
     parser.add_argument("--once", action="store_true", help="poll once and exit")
-    parser.add_argument("--interval", type=float, default=10.0, help="seconds between polls")
+    parser.add_argument(
+        "--interval", type=float, default=None, help="longest wait between polls (default: 2 s local, 10 s remote)"
+    )
     parser.add_argument("--relaunch-failed", action="store_true", help="resubmit failed/lost jobs with no output")
     parser.add_argument("--give-up-after", type=float, default=None, help="seconds before a lost job counts as failed")
     parser.add_argument("--cleanup", action="store_true", help="terminate every paid instance/pod of the sweep")

@@ -187,6 +187,47 @@ def status_line(sweep_name: str, states: dict[str, str], hosts: dict[str, str | 
     return f"sweep {sweep_name}: {finished}/{len(states)} finished ({overall}) | " + "; ".join(parts)
 
 
+class MovingBar:
+    """The overall bar and elapsed time, rendered anew at each of Live's refreshes (4 a second).
+
+    Between polls the bar advances at the pace the sweep has shown so far (time per finished
+    job), never past the jobs still running; before the first job finishes it pulses.
+    """
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.total, self.finished, self.running = 1, 0, 0
+        self.last_finish = started
+
+    def update(self, total: int, finished: int, running: int, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if finished != self.finished:
+            self.last_finish = now
+        self.total, self.finished, self.running = max(1, total), finished, running
+
+    def completed(self, now: float) -> float | None:
+        """Jobs done plus the estimated share of the running ones; None while no job has finished."""
+        if not self.finished:
+            return None
+        per_job = (self.last_finish - self.started) / self.finished
+        ahead = (now - self.last_finish) / per_job if per_job > 0 else 0.0
+        return self.finished + min(ahead, 0.95 * self.running)
+
+    def __rich__(self) -> Table:
+        now = time.monotonic()
+        completed = self.completed(now)
+        bar = Table.grid(padding=(0, 1))
+        bar.add_row(
+            "overall",
+            ProgressBar(
+                total=None if completed is None and self.running else self.total, completed=completed or 0, width=40
+            ),
+            f"{self.finished}/{self.total} finished",
+            format_duration(now - self.started),
+        )
+        return bar
+
+
 class SweepProgress:
     """auto_pull's view: a live per-host table and an overall bar on a terminal, a plain line per change otherwise."""
 
@@ -194,6 +235,7 @@ class SweepProgress:
         self.sweep_name = sweep_name
         self.started = time.monotonic()
         self.live = Live(console=console, refresh_per_second=4) if console.is_terminal else None
+        self.bar = MovingBar(self.started)
         self.last_line = ""
 
     def __enter__(self) -> SweepProgress:
@@ -214,14 +256,9 @@ class SweepProgress:
                 self.last_line = line
             return
         finished = sum(state in (JobState.DONE, JobState.DONE_ORPHANS, JobState.FAILED) for state in states.values())
-        bar = Table.grid(padding=(0, 1))
-        bar.add_row(
-            "overall",
-            ProgressBar(total=max(1, len(states)), completed=finished, width=40),
-            f"{finished}/{len(states)} finished",
-            format_duration(time.monotonic() - self.started),
-        )
-        self.live.update(Group(states_table(self.sweep_name, states, hosts), bar))
+        running = sum(state == JobState.RUNNING for state in states.values())
+        self.bar.update(len(states), finished, running)
+        self.live.update(Group(states_table(self.sweep_name, states, hosts), self.bar))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -25,11 +24,11 @@ from omegaconf.errors import OmegaConfBaseException
 
 from musicsweep.backends import BACKEND_NAMES, unknown_backend
 from musicsweep.cli.run import run_sweep
-from musicsweep.config import Config, StoreConfig, load_config, typed_section
+from musicsweep.config import Config, StoreConfig, check_store_url, load_config, typed_section
 from musicsweep.errors import MusicsweepError
-from musicsweep.job import GenerationParams
+from musicsweep.job import MAX_DURATION_S, GenerationParams
 from musicsweep.sweep.plan import Plan, jobs_from_variants
-from musicsweep.sweep.variants import NAME_KEY, VariantGenerator
+from musicsweep.sweep.variants import NAME_KEY, VariantGenerator, canonical_json
 
 # From a source checkout the tree is `configs/` at the repo root; an installed wheel carries it
 # inside the package (pyproject's force-include).
@@ -100,6 +99,8 @@ def store_override(base: StoreConfig, section: dict[str, Any]) -> StoreConfig:
     changes = {
         key: section[key] for key in ("url", "endpoint_url", "region", "profile") if section.get(key) is not None
     }
+    if changes.get("url"):
+        check_store_url(str(changes["url"]), "store.url")
     if changes.get("url") and not str(changes["url"]).startswith("s3://"):
         changes["url"] = str(Path(changes["url"]).expanduser().resolve())
     store = dataclasses.replace(base, **changes)
@@ -139,9 +140,9 @@ def request_from_cfg(cfg: DictConfig) -> LaunchRequest:
     )
 
 
-def stable_name(variants: list[dict[str, Any]]) -> str:
+def stable_name(variants: list[dict[str, Any]], max_duration_s: float = MAX_DURATION_S) -> str:
     """`sweep-<hash8>` of the job ids: the same command names the same sweep, so reruns skip finished clips."""
-    ids = sorted(job.job_id for job in jobs_from_variants(variants, "sweep"))
+    ids = sorted(job.job_id for job in jobs_from_variants(variants, "sweep", max_duration_s))
     return f"sweep-{hashlib.sha256(','.join(ids).encode()).hexdigest()[:8]}"
 
 
@@ -157,10 +158,10 @@ def submit(requests: list[LaunchRequest]) -> Plan:
     unique: dict[str, dict[str, Any]] = {}
     for request in requests:
         for variant in request.variants:
-            content = json.dumps({k: v for k, v in variant.items() if k != NAME_KEY}, sort_keys=True, default=str)
+            content = canonical_json({k: v for k, v in variant.items() if k != NAME_KEY})
             unique.setdefault(content, variant)
     variants = list(unique.values())
-    name = first.name or stable_name(variants)
+    name = first.name or stable_name(variants, first.config.max_duration_s)
     return run_sweep(variants, name, config=first.config, dry_run=first.dry_run, yes=first.yes)
 
 

@@ -20,6 +20,7 @@ commands:
   status   one poll of every job's state, per host; pulls nothing
   cancel   stop every worker of a sweep
   report   write the HTML listening report (= python -m musicsweep.report)
+  doctor   check everything a launch needs, report every problem in one table (--fix: the safe fixes)
 
 examples:
   musicsweep launch 'sweep.prompts=[lofi piano,dark techno]' 'sweep.durations=[30,180]' sweep.seeds=[1,2]
@@ -28,6 +29,7 @@ examples:
   musicsweep status night-run
   musicsweep cancel night-run
   musicsweep report night-run
+  musicsweep doctor --backend ssh --fix
 """
 
 
@@ -39,7 +41,7 @@ def run_launch(argv: list[str]) -> int:
 
 PULL_EXAMPLES = """
 examples:
-  musicsweep pull                          # the latest sweep, every 10 s until all jobs are finished
+  musicsweep pull                          # the latest sweep, until all jobs are finished
   musicsweep pull night-run --once         # one poll and pull; exit 3 while jobs are still running
   musicsweep pull night-run --relaunch-failed --give-up-after 600 --report"""
 
@@ -69,6 +71,12 @@ def run_report(argv: list[str]) -> int:
     from musicsweep.cli.report import main
 
     return with_examples(argv, REPORT_EXAMPLES, main)
+
+
+def run_doctor(argv: list[str]) -> int:
+    from musicsweep.doctor.run import main
+
+    return main(argv)
 
 
 def sweep_parser(command: str, description: str) -> argparse.ArgumentParser:
@@ -122,6 +130,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "status": run_status,
     "cancel": run_cancel,
     "report": run_report,
+    "doctor": run_doctor,
 }
 
 

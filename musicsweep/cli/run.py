@@ -29,7 +29,7 @@ def run_sweep(
     show_library_logs()
     config = resolve_config(config, backend, store)
     variant_list = variants.variants() if isinstance(variants, VariantGenerator) else list(variants)
-    jobs = jobs_from_variants(variant_list, name)
+    jobs = jobs_from_variants(variant_list, name, config.max_duration_s)
     plan = make_plan(jobs, config, name, dry_run=dry_run)
     print_plan(plan, short=not dry_run)
     if not dry_run:

@@ -1,8 +1,8 @@
 """Load a MusicGen model and its tokenizer once: the built-in tiny one or any `from_pretrained` source.
 
 Device and dtype are picked here: cuda if present, else cpu; float16 on GPU; bfloat16 on a CPU
-with native bf16 (DESIGN.md measured 2.9x over float32 for musicgen-small); float32 otherwise and
-always for the tiny model, whose speed is bound by Python overhead, not arithmetic.
+with native bf16 (3.5x over float32 at musicgen-small's size, see benchmarks/RESULTS.md); float32
+otherwise and always for the tiny model, whose speed is bound by Python overhead, not arithmetic.
 """
 
 from __future__ import annotations
@@ -65,13 +65,16 @@ def pick_device(config: EngineConfig) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+CPU_BF16_FLAGS = (" avx512_bf16", " amx_bf16")  # in /proc/cpuinfo; `musicsweep doctor` probes them too
+
+
 def cpu_has_native_bf16() -> bool:
     """True when the CPU computes bfloat16 natively (AVX512-BF16 or AMX); emulated bf16 is slower."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
+    return any(flag in flags for flag in CPU_BF16_FLAGS)
 
 
 def pick_dtype(config: EngineConfig, device: str, tiny: bool = False):

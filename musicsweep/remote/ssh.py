@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
+from musicsweep.config import at_least
 from musicsweep.errors import MusicsweepError
 
 T = TypeVar("T")
@@ -45,9 +46,9 @@ class SSHHost:
     user: str | None = None
     identity_file: str | None = None
     name: str | None = None
-    slots: int = 1
-    gpus: int | None = None
-    hourly_cost_usd: float = 0.0
+    slots: int = at_least(1, 1)
+    gpus: int | None = at_least(1, None)
+    hourly_cost_usd: float = at_least(0, 0.0)
     python: str | None = None
     setup: str | None = None
     env: tuple[str, ...] = ()
@@ -197,6 +198,14 @@ def on_hosts(hosts: list[SSHHost], action: Callable[[SSHHost], T]) -> dict[str, 
 
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(hosts)))) as pool:
         return dict(zip((h.label for h in hosts), pool.map(guarded, hosts), strict=True))
+
+
+def combined_error(results: dict[str, object]) -> MusicsweepError | None:
+    """One error naming every host that failed (each message names its host), or None."""
+    errors = [result for result in results.values() if isinstance(result, MusicsweepError)]
+    if len(errors) <= 1:
+        return errors[0] if errors else None
+    return MusicsweepError(f"{len(errors)} hosts failed: " + "; ".join(str(error) for error in errors))
 
 
 def last_line(text: str) -> str:

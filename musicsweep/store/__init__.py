@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from musicsweep.config import StoreConfig
+from musicsweep.config import DEFAULT_OUTAGE_BUDGET_S, StoreConfig
 from musicsweep.store.base import Store
 from musicsweep.store.local import LocalStore
 
@@ -27,6 +27,8 @@ def store_config_to_env(config: StoreConfig) -> dict[str, str]:
     options = {k: v for k, v in (("endpoint_url", config.endpoint_url), ("region", config.region)) if v}
     if config.profile:
         options["profile"] = config.profile
+    if config.outage_budget_s != DEFAULT_OUTAGE_BUDGET_S:
+        options["outage_budget_s"] = config.outage_budget_s
     return {"MUSICSWEEP_STORE": config.url, "MUSICSWEEP_STORE_OPTIONS": json.dumps(options, sort_keys=True)}
 
 

@@ -51,6 +51,10 @@ class Store(ABC):
     @abstractmethod
     def get_bytes(self, key: str) -> bytes: ...
 
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes `start` to `end` (exclusive, clipped to the object), e.g. a WAV's header."""
+        return self.get_bytes(key)[start:end]
+
     @abstractmethod
     def get_file(self, key: str, path: Path) -> None: ...
 

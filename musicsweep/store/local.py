@@ -10,6 +10,7 @@ from pathlib import Path
 from musicsweep.atomic import atomic_write_bytes
 from musicsweep.errors import MusicsweepError
 from musicsweep.store.base import ObjectInfo, Store
+from musicsweep.store.tempfiles import pull_temp_path
 
 
 class LocalStore(Store):
@@ -46,6 +47,8 @@ class LocalStore(Store):
         os.close(fd)
         try:
             shutil.copyfile(path, tmp)
+            if os.path.getsize(tmp) != os.path.getsize(path):  # a short copy must never replace the key
+                raise OSError(f"{key}: copied {os.path.getsize(tmp)} of {os.path.getsize(path)} bytes")
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -73,9 +76,23 @@ class LocalStore(Store):
     def get_bytes(self, key: str) -> bytes:
         return self._path(key).read_bytes()
 
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        with open(self._path(key), "rb") as handle:
+            handle.seek(start)
+            return handle.read(max(0, end - start))
+
     def get_file(self, key: str, path: Path) -> None:
-        if self._path(key).resolve() != Path(path).resolve():
-            atomic_write_bytes(Path(path), self.get_bytes(key))
+        """Copy to a pull temporary (see `tempfiles`) next to `path`, then rename it into place."""
+        path = Path(path)
+        if self._path(key).resolve() == path.resolve():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = pull_temp_path(path)
+        try:
+            shutil.copyfile(self._path(key), partial)
+            partial.replace(path)
+        finally:
+            partial.unlink(missing_ok=True)
 
     def list(self, prefix: str) -> dict[str, ObjectInfo]:
         base = self._path(prefix)

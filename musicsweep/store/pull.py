@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +19,10 @@ from musicsweep.atomic import atomic_write_json
 from musicsweep.costs.rows import read_cost_rows, write_cost_report
 from musicsweep.layout import COSTS_DIR, LOGS_DIR, PULLED_FOLDERS, SweepDir
 from musicsweep.store.base import ObjectInfo, Store
+from musicsweep.store.tempfiles import remove_stale_pull_temps
+from musicsweep.store.verify import HEADER_BYTES, parse_wav_header
+
+logger = logging.getLogger(__name__)
 
 DOWNLOAD_THREADS = 8  # boto3 clients are thread-safe; per-request latency, not bandwidth, bounds a pull
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
@@ -45,8 +50,27 @@ def same_content(path: Path, info: ObjectInfo) -> bool:
     return digest.hexdigest() == info.etag
 
 
+def download_problem(path: Path, key: str, info: ObjectInfo) -> str | None:
+    """Why a downloaded file is not the listed object (size, MD5), or, for a WAV, not a whole one."""
+    if not same_content(path, info):
+        return f"got {path.stat().st_size} bytes, not the listed {info.size} bytes with ETag {info.etag}"
+    if key.split("/")[1] == "audio" and key.endswith(".wav"):
+        with open(path, "rb") as handle:
+            header = parse_wav_header(handle.read(HEADER_BYTES))
+        if header is None or header.declared_size != info.size:
+            declared = "no WAV header" if header is None else f"its header declares {header.declared_size} bytes"
+            return f"incomplete in the store: {info.size} bytes, {declared}"
+    return None
+
+
 def pull_results(store: Store, sweep: SweepDir) -> int:
-    """Download keys missing locally or changed in the store (one listing call); returns the count."""
+    """Download keys missing locally or changed in the store (one listing call); returns the count.
+
+    Every download is verified; a bad one is removed and reported, never indexed, so the next pull
+    tries again. Temporary files left by an earlier, killed pull are removed first.
+    """
+    for folder in PULLED_FOLDERS:
+        remove_stale_pull_temps(sweep.root / folder)
     index_path = sweep.root / ".pulled.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
     before = dict(index)
@@ -69,8 +93,14 @@ def pull_results(store: Store, sweep: SweepDir) -> int:
         wanted[key] = info
     with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:
         list(pool.map(lambda key: store.get_file(key, sweep.local_file(key)), wanted))
-    for key, info in wanted.items():
-        index[key] = index_entry(info, sweep.local_file(key))
+    for key, info in list(wanted.items()):
+        problem = download_problem(sweep.local_file(key), key, info)
+        if problem is None:
+            index[key] = index_entry(info, sweep.local_file(key))
+            continue
+        logger.warning("pull: %s: %s; not kept", key, problem)
+        sweep.local_file(key).unlink(missing_ok=True)
+        del wanted[key]
     if index != before:
         atomic_write_json(index_path, index)
     return len(wanted)

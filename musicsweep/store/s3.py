@@ -24,9 +24,12 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
-from musicsweep.config import StoreConfig
+from musicsweep.config import StoreConfig, check_store_url
 from musicsweep.errors import MusicsweepError
 from musicsweep.store.base import ObjectInfo, Store
+from musicsweep.store.retry import TransferMismatch
+from musicsweep.store.tempfiles import pull_temp_path
+from musicsweep.store.verify import content_md5, etag_matches
 
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
 # The fallback claim reads its object back after this long, so of two racers the later one wins.
@@ -40,6 +43,7 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
     if not bucket:
         raise MusicsweepError(f"store {url}: no bucket name (expected s3://bucket/prefix)")
+    check_store_url(url, f"store {url}")
     return bucket, prefix.strip("/")
 
 
@@ -104,11 +108,24 @@ class S3Store(Store):
         return ObjectInfo(int(head["ContentLength"]), head["ETag"].strip('"'))
 
     def put_file(self, key: str, path: Path) -> None:
-        """Multipart above the threshold; S3 shows the object only once the upload completes."""
-        self.client.upload_file(str(path), self.bucket, self._key(key), Config=self.transfer)
+        """Upload with a checksum, then HEAD and compare size and ETag; a mismatch raises TransferMismatch.
+
+        One PUT with Content-MD5 below the threshold (the server refuses a torn body); multipart
+        above it (S3 shows the object only once the upload completes), whose ETag is checked
+        against the MD5s of our own parts.
+        """
+        path = Path(path)
+        if path.stat().st_size < self.transfer.multipart_threshold:
+            self.put_bytes(key, path.read_bytes())
+        else:
+            self.client.upload_file(str(path), self.bucket, self._key(key), Config=self.transfer)
+        info = self.info(key)
+        if info is None or not etag_matches(path, info, self.transfer.multipart_chunksize):
+            found = "nothing" if info is None else f"{info.size} bytes, ETag {info.etag}"
+            raise TransferMismatch(f"{key}: sent {path.stat().st_size} bytes, the store holds {found}")
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentMD5=content_md5(data))
 
     def put_new(self, key: str, data: bytes) -> bool:
         if self.conditional_writes is None:
@@ -155,18 +172,31 @@ class S3Store(Store):
     def get_bytes(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
 
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        request = {"Bucket": self.bucket, "Key": self._key(key), "Range": f"bytes={start}-{end - 1}"}
+        try:
+            return self.client.get_object(**request)["Body"].read()
+        except ClientError as error:
+            if error_code(error) in ("416", "InvalidRange"):  # an empty object
+                return b""
+            raise
+
     def get_file(self, key: str, path: Path) -> None:
-        """Download next to `path`, then rename, so a local reader never sees half a file.
+        """Download next to `path`, check the length, then rename: a local reader never sees half a file.
 
         One streamed GET: `download_file` would add a HEAD per object, doubling a pull's requests.
+        The temporary name carries this process's pid, so a later pull can remove what a killed one left.
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        partial = pull_temp_path(path)
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
             with open(partial, "wb") as handle:
-                shutil.copyfileobj(body, handle, 1 << 20)
+                shutil.copyfileobj(response["Body"], handle, 1 << 20)
+            if partial.stat().st_size != int(response["ContentLength"]):
+                got = partial.stat().st_size
+                raise TransferMismatch(f"{key}: downloaded {got} of {response['ContentLength']} bytes")
             partial.replace(path)
         finally:
             partial.unlink(missing_ok=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 import secrets
 import time
@@ -11,30 +13,36 @@ from typing import Any
 
 from musicsweep.backends import BACKEND_NAMES, get_backend, unknown_backend
 from musicsweep.backends.base import Backend, Launch, Shard
-from musicsweep.config import Config, StoreConfig, load_config
+from musicsweep.config import Config, check_store_url, load_config
 from musicsweep.contract import sweep_environment
 from musicsweep.costs.estimate import Estimate, estimate_for
 from musicsweep.errors import MusicsweepError
-from musicsweep.job import Job
+from musicsweep.job import MAX_DURATION_S, Job
 from musicsweep.layout import JobPaths, SweepDir
 from musicsweep.manifest import JobEntry, LaunchRecord, Manifest
 from musicsweep.states import JobState
 from musicsweep.store import open_store
 from musicsweep.store.base import Store
-from musicsweep.sweep.variants import NAME_KEY
+from musicsweep.store.verify import expected_wav_size
+from musicsweep.sweep.variants import NAME_KEY, canonical_json
 
 _SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
-def jobs_from_variants(variants: list[dict[str, Any]], sweep: str) -> list[Job]:
-    """Validate every variant and build its job; two jobs with one output name are an error."""
+def jobs_from_variants(variants: list[dict[str, Any]], sweep: str, max_duration_s: float = MAX_DURATION_S) -> list[Job]:
+    """Validate every variant and build its job; two jobs with one output name are an error.
+
+    Keys a VariantGenerator added with hide=True (`Variant.metadata_keys`) may be anything.
+    """
     if not _SWEEP_NAME.match(sweep):
         raise MusicsweepError(f"sweep name {sweep!r}: use letters, digits, '_', '.' and '-' only")
     jobs: list[Job] = []
     seen: dict[str, str] = {}
     for index, variant in enumerate(variants):
         where = f"variant {index} ({variant.get(NAME_KEY, '')})".replace(" ()", "")
-        job = Job.from_variant({k: v for k, v in variant.items() if k != NAME_KEY}, sweep, where)
+        values = {k: v for k, v in variant.items() if k != NAME_KEY}
+        canonical_json(values, where)  # the manifest stores it as JSON: a key JSON cannot write fails here
+        job = Job.from_variant(values, sweep, where, max_duration_s, getattr(variant, "metadata_keys", frozenset()))
         if job.output_name in seen:
             raise MusicsweepError(
                 f"{where}: duplicate output name {job.output_name!r} (same as {seen[job.output_name]})"
@@ -69,12 +77,16 @@ class Plan:
 
 
 def finished_in_store(store: Store, jobs: list[Job], sweep: SweepDir) -> set[str]:
-    """Job ids whose WAV and `.done` are both in the store: one listing call for the whole sweep."""
-    keys = set(store.list(f"{sweep.name}/"))
+    """Job ids whose whole WAV (by its size) and `.done` are in the store: one listing for the whole sweep.
+
+    A WAV of another size is partial (or from elsewhere): its job runs, and the worker replaces it.
+    """
+    keys = store.list(f"{sweep.name}/")
     finished = set()
     for job in jobs:
         paths = JobPaths.of(job, sweep.root)
-        if paths.audio_key in keys and paths.done_key in keys:
+        audio = keys.get(paths.audio_key)
+        if audio is not None and audio.size == expected_wav_size(job.duration_s) and paths.done_key in keys:
             finished.add(job.job_id)
     return finished
 
@@ -120,6 +132,7 @@ def launch(plan: Plan, config: Config) -> None:
         sweep.write_spec(job)
         known = manifest.jobs.get(job.job_id)
         entry = JobEntry.of(job)
+        entry.variant = json.loads(canonical_json(job.variant))
         if known is not None:
             entry.worker, entry.host, entry.launch = known.worker, known.host, known.launch
         manifest.jobs[job.job_id] = entry
@@ -148,8 +161,7 @@ def resolve_config(config: Config | None, backend: str | None, store: str | None
         if backend not in BACKEND_NAMES:
             raise unknown_backend(backend, f"backend {backend!r}")
     if store is not None:
+        check_store_url(store, "store")
         url = store if store.startswith("s3://") else str(Path(store).resolve())
-        config = config.with_overrides(
-            store=StoreConfig(url, config.store.endpoint_url, config.store.region, config.store.profile)
-        )
+        config = config.with_overrides(store=dataclasses.replace(config.store, url=url))
     return config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,8 @@ def parse_prompts(text: str, source: str) -> list[PromptRow]:
             raise MusicsweepError(f"{where}: field DURATION is not a number: {duration_text!r}") from None
         if not duration > 0:
             raise MusicsweepError(f"{where}: field DURATION must be positive, got {duration_text!r}")
+        if not math.isfinite(duration):
+            raise MusicsweepError(f"{where}: field DURATION must be finite, got {duration_text!r}")
         if not file_name:
             raise MusicsweepError(f"{where}: field FILE_NAME is empty")
         stem = file_name.removesuffix(".wav")
@@ -50,8 +53,16 @@ def parse_prompts(text: str, source: str) -> list[PromptRow]:
 
 
 def read_prompts_file(path: Path) -> list[PromptRow]:
+    """UTF-8, with a leading byte-order mark (as Windows editors write) ignored."""
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as error:
         raise MusicsweepError(f"{path}: cannot read prompts file: {error.strerror}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise MusicsweepError(
+            f"{path}:{line}: not UTF-8: byte 0x{data[error.start]:02x} at offset {error.start}; save the file as UTF-8"
+        ) from None
     return parse_prompts(text, str(path))

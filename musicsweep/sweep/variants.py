@@ -15,6 +15,12 @@ from musicsweep.errors import MusicsweepError
 NAME_KEY = "_name"
 
 
+class Variant(dict):
+    """One variant's values; `metadata_keys` are the keys added with hide=True, which a job may ignore."""
+
+    metadata_keys: frozenset[str] = frozenset()
+
+
 @dataclass
 class _Axis:
     key: str
@@ -51,7 +57,13 @@ class VariantGenerator:
         """Replace an axis's values, keeping its hide flag unless given."""
         if key not in self._axes:
             raise MusicsweepError(f"variant key {key!r}: cannot update a key that was never added")
-        keep_hidden = self._axes[key].hide if hide is None else hide
+        axis = self._axes[key]
+        keep_hidden = axis.hide if hide is None else hide
+        if axis.derived:  # still one computed value per variant, not a list to iterate
+            if not callable(values):
+                raise MusicsweepError(f"variant key {key!r}: made with derive(), so update it with a function")
+            self.derive(key, values, hide=keep_hidden)
+            return
         self.add(key, values, hide=keep_hidden)
 
     def derive(self, key: str, fn: Callable[..., Any], hide: bool = False) -> None:
@@ -109,9 +121,12 @@ class VariantGenerator:
                 values = list(axis.values(**arguments)) if callable(axis.values) else axis.values
                 expanded.extend({**variant, key: value} for value in values)
             partial = expanded
-        ordered = [{key: variant[key] for key in self._axes} for variant in partial]
+        hidden = frozenset(key for key, axis in self._axes.items() if axis.hide)
+        ordered = [Variant({key: variant[key] for key in self._axes}) for variant in partial]
+        for variant in ordered:
+            variant.metadata_keys = hidden
         visible = [key for key in self._axes if not self._axes[key].hide]
-        varying = [key for key in visible if len({canonical_json(v[key]) for v in ordered}) > 1]
+        varying = [key for key in visible if len({canonical_json(v[key], f"variant key {key!r}") for v in ordered}) > 1]
         for variant in ordered:
             variant[NAME_KEY] = variant_name(variant, varying)
         return ordered
@@ -124,9 +139,29 @@ def _row_field(key: str) -> Callable[[Any], Any]:
     return field_of
 
 
-def canonical_json(value: Any) -> str:
-    """One text per value, so values can be compared and hashed whatever their type."""
-    return json.dumps(value, sort_keys=True, default=repr)
+def canonical_json(value: Any, where: str = "value") -> str:
+    """One text per value, so values can be compared and hashed whatever their type.
+
+    Dict keys become JSON's own text for them (1 -> "1", True -> "true"), so a dict with mixed
+    key types sorts; a key JSON cannot write, or two keys with one text, is a one-line error.
+    """
+    return json.dumps(_json_keys(value, where), sort_keys=True, default=repr)
+
+
+def _json_keys(value: Any, where: str) -> Any:
+    if isinstance(value, dict):
+        converted: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                raise MusicsweepError(f"{where}: dict key {key!r} is not a string or number")
+            text = key if isinstance(key, str) else json.dumps(key)
+            if text in converted:
+                raise MusicsweepError(f"{where}: dict keys {key!r} and {text!r} collide once written as JSON")
+            converted[text] = _json_keys(item, f"{where}[{key!r}]")
+        return converted
+    if isinstance(value, list | tuple):
+        return [_json_keys(item, where) for item in value]
+    return value
 
 
 def variant_name(variant: dict[str, Any], varying: list[str]) -> str:

@@ -14,8 +14,10 @@ from musicsweep import contract
 from musicsweep.config import EngineConfig
 from musicsweep.store import open_store, store_config_from_env
 from musicsweep.store.base import Store
+from musicsweep.store.retry import RetryingStore
 
 EXIT_STOPPED = 75
+EXIT_STORE_UNREACHABLE = 76
 
 
 def log(message: str) -> None:
@@ -39,9 +41,10 @@ class WorkerContext:
     @classmethod
     def from_env(cls, environ: dict[str, str]) -> WorkerContext:
         engine_config = EngineConfig(**json.loads(environ.get(contract.ENGINE) or "{}"))
+        store_config = store_config_from_env(environ)
         return cls(
             work_dir=Path(environ[contract.JOB_DIR]),
-            store=open_store(store_config_from_env(environ)),
+            store=RetryingStore(open_store(store_config), store_config.outage_budget_s, log),
             worker_id=int(environ.get(contract.WORKER_ID, "0")),
             num_workers=int(environ.get(contract.NUM_WORKERS, "1")),
             hourly_cost_usd=float(environ.get(contract.HOURLY_COST_USD, "0")),

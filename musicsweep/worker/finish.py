@@ -16,6 +16,7 @@ from musicsweep.job import Job
 from musicsweep.layout import JobPaths, StoreKeys
 from musicsweep.store.base import Store
 from musicsweep.worker.context import WorkerContext
+from musicsweep.worker.specs import load_specs
 
 
 def exit_reason(status: int) -> str:
@@ -37,11 +38,9 @@ def mark_unfinished(store: Store, jobs: list[Job], work_dir: Path, reason: str) 
 
 
 def main(argv: list[str]) -> int:
-    from musicsweep.worker.loop import load_jobs
-
     status, specs = int(argv[0]), [Path(arg) for arg in argv[1:]]
     context = WorkerContext.from_env(dict(os.environ))
-    marked = mark_unfinished(context.store, load_jobs(specs), context.work_dir, exit_reason(status))
+    marked = mark_unfinished(context.store, load_specs(specs).jobs, context.work_dir, exit_reason(status))
     print(f"[musicsweep] {len(marked)} unfinished clip(s) marked failed", flush=True)
     return 0
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from musicsweep.layout import WorkerPaths
+from musicsweep.store.retry import direct
 from musicsweep.worker.context import WorkerContext, log
 
 HEARTBEAT_INTERVAL_S = float(os.environ.get("MUSICSWEEP_HEARTBEAT_S", "60"))
@@ -23,10 +24,11 @@ class Heartbeat(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        store = direct(self.context.store)  # no retries here: the main thread owns the outage budget
         while not self.stopped.is_set():
             try:
-                self.context.store.put_json(self.paths.heartbeat_key, {"time": time.time(), "pid": os.getpid()})
-                self.context.store.put_json(self.paths.lifetime_key(self.context.launch_id), self.lifetime())
+                store.put_json(self.paths.heartbeat_key, {"time": time.time(), "pid": os.getpid()})
+                store.put_json(self.paths.lifetime_key(self.context.launch_id), self.lifetime())
             except Exception as error:  # a missed heartbeat must never kill generation
                 log(f"heartbeat failed: {error}")
             self.stopped.wait(HEARTBEAT_INTERVAL_S)

@@ -4,6 +4,9 @@ Loads each model once, generates its jobs in batches grouped by (model, params, 
 for each clip writes the WAV, then its cost row, then `.done`, all through the store. A job that
 raises gets `.failed` with the traceback and the worker moves on. SIGUSR2/SIGTERM ask it to stop
 after the current batch (preemption, spot interruption); it then exits with EXIT_STOPPED.
+Every store call rides out outages within `store.outage_budget_s` (`store.retry`); past it the
+worker exits with EXIT_STORE_UNREACHABLE, marking nothing, and its generated clips wait in the
+spool (`worker.spool`) for the next worker on this host to upload.
 """
 
 from __future__ import annotations
@@ -11,13 +14,11 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import signal
 import time
 import traceback
 from collections import defaultdict
 from pathlib import Path
 
-import cloudpickle
 import numpy as np
 
 from musicsweep.atomic import atomic_write_text
@@ -28,22 +29,16 @@ from musicsweep.engine.progress import Progress
 from musicsweep.job import Job
 from musicsweep.layout import JobPaths, WorkerPaths
 from musicsweep.store.base import Store, json_bytes
-from musicsweep.worker.context import EXIT_STOPPED, StopFlag, WorkerContext, log
+from musicsweep.store.retry import StoreUnreachable, direct
+from musicsweep.store.verify import stored_wav_problem
+from musicsweep.worker.context import EXIT_STOPPED, EXIT_STORE_UNREACHABLE, StopFlag, WorkerContext, log
+from musicsweep.worker.faults import KILL_AFTER_UPLOAD_ENV, kill_point
 from musicsweep.worker.heartbeat import Heartbeat
+from musicsweep.worker.specs import LoadedSpecs, load_specs
+from musicsweep.worker.spool import Spool, SpooledClip
 from musicsweep.worker.timing import WorkerTimes
 
-# Test hook for the kill test only: "1" makes the worker SIGKILL itself right after its first WAV
-# upload, before the cost row and `.done`, so the test can prove a rerun neither loses nor
-# regenerates that clip. Never set it outside tests.
-KILL_AFTER_UPLOAD_ENV = "MUSICSWEEP_TEST_KILL_AFTER_UPLOAD"
-
-
-def load_jobs(spec_paths: list[Path]) -> list[Job]:
-    jobs = []
-    for path in spec_paths:
-        with open(path, "rb") as handle:
-            jobs.append(cloudpickle.load(handle))
-    return jobs
+__all__ = ["EXIT_STOPPED", "EXIT_STORE_UNREACHABLE", "KILL_AFTER_UPLOAD_ENV", "main"]
 
 
 def write_pid_files(jobs: list[Job], work_dir: Path) -> None:
@@ -76,12 +71,14 @@ class Worker:
         self.failed: list[str] = []
         self.saved: set[str] = set()
         self.skipped = 0
+        self.spool = Spool(context.work_dir / "spool")
 
     def engine(self, model: str) -> MusicEngine:
         """Each model is loaded once per process, from the folder cache-ahead fetched it into."""
         if model not in self.engines:
             from musicsweep.engine import load_engine
 
+            kill_point("load")
             started = time.monotonic()
             engine = load_engine(model, self.context.engine_config, self.sources.get(model))
             self.engines[model] = engine
@@ -106,17 +103,27 @@ class Worker:
         return [job for job in jobs if job.model not in errors]
 
     def finish_if_present(self, job: Job) -> bool:
-        """True if the WAV is already in the store; completes its cost row and `.done` if missing."""
+        """True if the whole WAV is already in the store; completes its cost row and `.done` if missing.
+
+        A WAV whose size differs from its header's, or whose length is not the job's, does not
+        count: the clip is generated (or taken from the spool) again and replaces it.
+        """
         paths = JobPaths.of(job, self.context.work_dir)
         store = self.context.store
-        if not store.exists(paths.audio_key):
+        problem = stored_wav_problem(store, paths.audio_key, job.duration_s)
+        if problem == "missing":
             return False
+        if problem is not None:
+            log(f"replacing {job.output_name}: the stored object is incomplete ({problem})")
+            return False
+        spooled = self.spool.get(job)  # killed after its upload: the spool still knows its real cost
         if not store.exists(paths.cost_key):
             # Create-only: the real row of a worker that is just finishing this clip must win.
-            row = self.cost_row(job, generation_time_s=None, batch_size=1)
-            store.put_new(paths.cost_key, json_bytes(row.to_dict()))
+            timing = (spooled.generation_time_s, spooled.batch_size) if spooled else (None, 1)
+            store.put_new(paths.cost_key, json_bytes(self.cost_row(job, *timing).to_dict()))
         if not store.exists(paths.done_key):
             store.put_bytes(paths.done_key, b"recovered\n")
+        self.spool.remove(job)
         log(f"skip {job.output_name}: already in the store")
         self.skipped += 1
         return True
@@ -149,44 +156,75 @@ class Worker:
             batch_size=batch_size,
         )
 
-    def save(self, job: Job, clip: np.ndarray, sampling_rate: int, share_s: float, batch_size: int) -> None:
-        """WAV, then cost row, then `.done`: a reader never sees `.done` without the WAV."""
+    def save(self, job: Job, clip: np.ndarray, sampling_rate: int, share_s: float, batch_size: int) -> SpooledClip:
+        """Spool the WAV as soon as it exists: from here on it is paid for and must not be lost."""
         import soundfile
 
-        paths = JobPaths.of(job, self.context.work_dir)
         buffer = io.BytesIO()
         soundfile.write(buffer, clip, sampling_rate, subtype="PCM_16", format="WAV")
-        staging = self.context.work_dir / "staging" / job.output_name
-        staging.parent.mkdir(parents=True, exist_ok=True)
-        staging.write_bytes(buffer.getvalue())
+        spooled = self.spool.put(job, buffer.getvalue(), share_s, batch_size)
+        log(f"generated {job.output_name}")
+        return spooled
+
+    def deliver(self, job: Job, spooled: SpooledClip) -> None:
+        """WAV (verified), then cost row, then `.done`, then the spool entry goes: a reader never sees
+        `.done` without the WAV, and a clip leaves this host's disk only once it is done."""
+        paths = JobPaths.of(job, self.context.work_dir)
         with self.times.timing("upload_s"):
-            try:
-                self.context.store.put_file(paths.audio_key, staging)
-            finally:
-                staging.unlink(missing_ok=True)
+            self.context.store.put_file(paths.audio_key, spooled.wav)
             log(f"uploaded {job.output_name}")
-            if os.environ.get(KILL_AFTER_UPLOAD_ENV) == "1":
-                os.kill(os.getpid(), signal.SIGKILL)
-            self.context.store.put_json(paths.cost_key, self.cost_row(job, share_s, batch_size).to_dict())
+            kill_point("upload")
+            row = self.cost_row(job, spooled.generation_time_s, spooled.batch_size)
+            self.context.store.put_json(paths.cost_key, row.to_dict())
             self.context.store.put_bytes(paths.done_key, f"{time.time()}\n".encode())
         self.context.store.delete(paths.failed_key)
+        self.spool.remove(job)
         self.saved.add(job.job_id)
 
+    def deliver_if_spooled(self, job: Job) -> bool:
+        """True if an earlier worker on this host generated the clip: it is uploaded, not generated again."""
+        spooled = self.spool.get(job)
+        if spooled is None:
+            return False
+        log(f"uploading {job.output_name} from the spool")
+        self.deliver(job, spooled)
+        return True
+
+    def needs_generation(self, job: Job) -> bool:
+        """False when the store or the spool already has the clip or another worker claimed it; a job
+        whose check itself fails (a full disk) is marked failed, and the worker goes on."""
+        try:
+            return not self.finish_if_present(job) and self.claim(job) and not self.deliver_if_spooled(job)
+        except StoreUnreachable:
+            raise
+        except Exception:
+            self.mark_failed(job, traceback.format_exc())
+            return False
+
     def mark_failed(self, job: Job, error_text: str) -> None:
-        paths = JobPaths.of(job, self.context.work_dir)
-        self.context.store.put_bytes(paths.failed_key, error_text.encode())
-        self.failed.append(job.job_id)
         log(f"FAILED {job.output_name}: {error_text.strip().splitlines()[-1]}")
+        self.write_failed(JobPaths.of(job, self.context.work_dir).failed_key, job.job_id, error_text)
+
+    def write_failed(self, failed_key: str, job_id: str, error_text: str) -> None:
+        self.failed.append(job_id)
+        try:
+            self.context.store.put_bytes(failed_key, error_text.encode())
+        except StoreUnreachable:
+            raise
+        except Exception as error:  # e.g. a full disk: the log and the exit status still tell
+            log(f"could not write {failed_key}: {error}")
 
     def run_batch(self, batch: list[Job]) -> None:
         """Generate and save one batch; a failed batch is retried in halves down to single clips."""
         first = batch[0]
         engine = self.engine(first.model)
         self.progress.begin()
+        log(f"generating {len(batch)} clip(s) of {first.duration_s:g}s")
 
         def attempt(part: list[Job]) -> tuple[list[np.ndarray], float]:
             started = time.monotonic()
             clips = engine.generate([j.prompt for j in part], [j.seed for j in part], first.duration_s, first.params)
+            kill_point("generate")
             return clips, time.monotonic() - started
 
         def on_retry(failed_size: int, next_size: int, reason: str) -> None:
@@ -201,8 +239,12 @@ class Worker:
             clips, elapsed = result
             self.generation_s += elapsed
             self.times.batch(first.model, len(part), first.duration_s, first.params.extend_stride_s, elapsed)
-            for job, clip in zip(part, clips, strict=True):
+            spooled = [
                 self.save(job, clip, engine.sampling_rate, elapsed / len(part), len(part))
+                for job, clip in zip(part, clips, strict=True)
+            ]
+            for job, entry in zip(part, spooled, strict=True):
+                self.deliver(job, entry)
             audio = first.duration_s * len(part)
             log(f"batch of {len(part)} x {first.duration_s:g}s in {elapsed:.1f}s ({audio / elapsed:.2f} audio s/s)")
             log(self.progress.advance(len(part), audio))
@@ -220,11 +262,13 @@ class Worker:
                 try:
                     size = self.batch_size(group[0])
                     self.times.chose(group[0].model, size)
+                except StoreUnreachable:
+                    raise
                 except Exception:  # the model failed to load: its whole group fails now, not batch by batch
                     self.fail_all(pending, traceback.format_exc())
                     break
                 taken, pending = pending[:size], pending[size:]
-                batch = [job for job in taken if not self.finish_if_present(job) and self.claim(job)]
+                batch = [job for job in taken if self.needs_generation(job)]
                 skipped = len(taken) - len(batch)
                 if skipped:
                     log(self.progress.advance(skipped, skipped * group[0].duration_s, generated=False))
@@ -232,6 +276,8 @@ class Worker:
                     continue
                 try:
                     self.run_batch(batch)
+                except StoreUnreachable:
+                    raise
                 except Exception:  # e.g. an upload failed midway: clips already saved stay done
                     unsaved = [job for job in batch if job.job_id not in self.saved]
                     if unsaved:
@@ -289,19 +335,36 @@ def main(argv: list[str] | None = None) -> int:
     context = WorkerContext.from_env(dict(os.environ))
     stop = StopFlag()
     stop.install()
-    jobs = load_jobs(args.specs)
+    specs = load_specs(args.specs)
+    jobs = specs.jobs
     write_pid_files(jobs, context.work_dir)
     worker = Worker(context, stop)
-    worker_paths = WorkerPaths(context.work_dir, jobs[0].sweep, context.worker_id)
+    worker_paths = WorkerPaths(context.work_dir, specs.sweep(context.work_dir), context.worker_id)
     heartbeat = Heartbeat(context, worker_paths, lambda: worker.lifetime(started, finished=False))
     heartbeat.start()
     log(f"worker {context.worker_id}/{context.num_workers} on {context.host}: {len(jobs)} job(s)")
     try:
-        status = worker.run(jobs)
+        fail_broken_specs(worker, specs)
+        status = worker.run(jobs) if jobs else 1
+    except StoreUnreachable as error:
+        log(f"giving up: {error}; spooled clips stay in {worker.spool.folder} for the next worker")
+        status = EXIT_STORE_UNREACHABLE
     finally:
         heartbeat.stopped.set()
         heartbeat.join(timeout=30)
-    context.store.put_json(worker_paths.lifetime_key(context.launch_id), worker.lifetime(started, finished=True))
+    store = direct(context.store) if status == EXIT_STORE_UNREACHABLE else context.store
+    try:
+        store.put_json(worker_paths.lifetime_key(context.launch_id), worker.lifetime(started, finished=True))
+    except Exception as error:  # the heartbeat's last record stands in for it
+        log(f"lifetime record not written: {error}")
     log(f"worker finished with status {status}")
-    upload_log(context.store, worker_paths)
+    upload_log(store, worker_paths)
     return status
+
+
+def fail_broken_specs(worker: Worker, specs: LoadedSpecs) -> None:
+    """Give every job whose spec would not load its `.failed`, with the one-line reason."""
+    sweep = specs.sweep(worker.context.work_dir)
+    for job_id, reason in specs.broken.items():
+        log(f"FAILED {job_id}: {reason}")
+        worker.write_failed(JobPaths(worker.context.work_dir, sweep, job_id, "").failed_key, job_id, reason)

@@ -26,7 +26,8 @@ import numpy as np
 
 from musicsweep.atomic import atomic_write_text
 from musicsweep.worker.context import StopFlag, WorkerContext
-from musicsweep.worker.loop import Worker, load_jobs, write_pid_files
+from musicsweep.worker.loop import Worker, write_pid_files
+from musicsweep.worker.specs import load_specs
 
 CONTROL_ENV = "MUSICSWEEP_CONFORMANCE_CONTROL"
 SAMPLING_RATE = 32000
@@ -35,7 +36,7 @@ SAMPLING_RATE = 32000
 def main(argv: list[str]) -> int:
     control = Path(os.environ[CONTROL_ENV])
     context = WorkerContext.from_env(dict(os.environ))
-    jobs = load_jobs([Path(arg) for arg in argv])
+    jobs = load_specs([Path(arg) for arg in argv]).jobs
     write_pid_files(jobs, context.work_dir)
     child = subprocess.Popen(["bash", "-c", "sleep 600 & echo $!; wait"], stdout=subprocess.PIPE, text=True)
     grandchild = int(child.stdout.readline())

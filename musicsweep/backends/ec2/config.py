@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import boto3
 
-from musicsweep.config import Config, typed_section
+from musicsweep.config import Config, at_least, typed_section
 from musicsweep.errors import MusicsweepError
 
 
@@ -32,7 +32,7 @@ class EC2Config:
     on_demand_hourly_usd: dict[str, float] = field(default_factory=dict)  # per type, needed for the fallback
     max_runtime_minutes: int = 240  # `shutdown -h +N` backstop on every instance
     max_total_usd: float = 20.0
-    hourly_cost_usd: float | None = None  # overrides the spot price in estimates
+    hourly_cost_usd: float | None = at_least(0, None)  # overrides the spot price in estimates
     throughput: float | None = None  # audio seconds per wall second per instance: beats calibration
     startup_minutes: float | None = None  # boot + install before the worker starts: beats calibration
     root: str = "/opt/musicsweep"  # work folder on the instance

@@ -38,13 +38,12 @@ from musicsweep.backends.ssh import (
     SSHBackend,
     check_host,
     deploy,
+    environment_setup,
     hosts_from_state,
     prepare_block,
     probe_host,
     pull_host,
     python_of,
-    setup_block,
-    setup_stamp,
     start_workers,
 )
 from musicsweep.config import Config, typed_section
@@ -54,7 +53,7 @@ from musicsweep.job import Job
 from musicsweep.layout import LOGS_DIR, SweepDir, done_marker, failed_marker, list_markers
 from musicsweep.manifest import Manifest
 from musicsweep.remote.codesync import code_filters
-from musicsweep.remote.ssh import HostUnreachable, SSHHost, on_hosts
+from musicsweep.remote.ssh import HostUnreachable, SSHHost, combined_error, on_hosts
 from musicsweep.scripts import write_script
 from musicsweep.states import FINISHED_STATES, JobState
 from musicsweep.store import open_store
@@ -401,14 +400,14 @@ class RunPodBackend(Backend):
         def launch_on(host: SSHHost) -> str:
             shard = by_label[host.label][1]
             deploy(host, self.config.base_dir, filters, sweep)
-            setup = setup_block(host, setup_stamp(host, self.config.base_dir))
+            setup = environment_setup(host, sweep, self.config.base_dir)
             prepare = prepare_block(host, self.ssh.settings.prepare)
             return start_workers(host, sweep.name, [shard], setup + prepare)
 
         results = on_hosts([host for host, _ in by_label.values()], launch_on)
-        errors = [result for result in results.values() if isinstance(result, MusicsweepError)]
-        if errors:
-            raise errors[0]
+        error = combined_error(results)
+        if error is not None:
+            raise error
         logger.info(f"started {len(shards)} worker(s) on {len(shards)} pod(s)")
 
     # ---- auto_pull

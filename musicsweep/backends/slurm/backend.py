@@ -26,8 +26,8 @@ from pathlib import Path
 
 from musicsweep.backends.base import Backend, Launch, Shard, balanced_shards
 from musicsweep.backends.slurm.login import run_here, run_on_login
-from musicsweep.backends.ssh import check_host, deploy, pull_host, python_of, setup_block, setup_stamp
-from musicsweep.config import Config, typed_section
+from musicsweep.backends.ssh import check_host, deploy, environment_setup, pull_host, python_of
+from musicsweep.config import Config, at_least, typed_section
 from musicsweep.contract import worker_environment
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
@@ -106,7 +106,7 @@ class SlurmConfig:
     signal_lead_s: int = 90
     sbatch_lines: list[str] = field(default_factory=list)
     prepare: list[str] = field(default_factory=list)
-    hourly_cost_usd: float = 0.0
+    hourly_cost_usd: float = at_least(0, 0.0)
     python: str | None = None
     job_name: str | None = None
     login: SSHHost | None = None
@@ -326,7 +326,7 @@ class SlurmBackend(Backend):
         deploy(
             host, self.config.base_dir, code_filters(self.config.base_dir, [], list(DEFAULT_EXCLUDES), outputs), sweep
         )
-        setup = setup_block(host, setup_stamp(host, self.config.base_dir))
+        setup = environment_setup(host, sweep, self.config.base_dir)
         run_ssh(host, "bash -s", stdin=f"mkdir -p {shlex.quote(self.job_dir(sweep))}/logs\n{setup}", what="setup")
 
     @staticmethod

@@ -1,0 +1,324 @@
+"""Fault drills against the real parts (worker processes, s3rver/moto over HTTP, a real tmpfs).
+
+Each drill breaks a sweep on purpose, lets musicsweep recover, and then asserts the same four
+things: every clip is in the store exactly once, every WAV is whole (32 kHz mono, the exact
+length), there is one cost row per clip, and no clip was generated twice (counted from the
+workers' `generated NAME` log lines, which a clip gets once it is on disk; a batch killed in
+flight never got there, so generating it again is the only way to have it).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import cloudpickle
+import pytest
+
+from musicsweep import VariantGenerator, run_sweep
+from musicsweep.config import StoreConfig, load_config
+from musicsweep.costs.rows import read_cost_report
+from musicsweep.job import Job
+from musicsweep.layout import SweepDir
+from musicsweep.store import open_store, store_config_to_env
+from musicsweep.store.base import Store
+from musicsweep.sweep.plan import jobs_from_variants
+from musicsweep.worker.faults import KILL_AT_ENV
+from musicsweep.worker.loop import EXIT_STORE_UNREACHABLE
+from tests.fixtures.s3 import RestartableS3rver, S3Bucket
+from tests.fixtures.servers import wait_until
+from tests.helpers import wait_for_exit, wait_for_sweep, wav_bytes
+
+OUTAGE_S = 15
+
+
+def write_config(project: Path, store: str, batch_size: int, store_extra: str = "") -> None:
+    (project / "musicsweep.yaml").write_text(
+        f"backend: local\nstore:\n  url: {store}\n{store_extra}sweeps_dir: ./runs\n"
+        f"engine:\n  batch_size: {batch_size}\nbackends:\n  local:\n    workers: 1\n    hourly_cost_usd: 0.5\n"
+    )
+
+
+def s3_extra(endpoint_url: str, budget_s: float | None = None) -> str:
+    budget = f"  outage_budget_s: {budget_s}\n" if budget_s is not None else ""
+    return f"  endpoint_url: {endpoint_url}\n  region: us-east-1\n{budget}"
+
+
+def clips(count: int, duration_s: float) -> VariantGenerator:
+    vg = VariantGenerator()
+    vg.add("prompt", ["warm lofi piano", "fast techno drums", "slow ambient strings", "solo cello"][:count])
+    vg.add("duration_s", [duration_s])
+    vg.add("seed", [5])
+    return vg
+
+
+def sweep_dir(name: str) -> SweepDir:
+    return SweepDir(load_config().sweeps_dir, name)
+
+
+def launch_and_wait(vg: VariantGenerator, name: str, timeout_s: float = 240) -> None:
+    """Launch on the local backend and wait until the worker script has exited."""
+    run_sweep(vg, name=name)
+    wait_for_exit(int(sweep_dir(name).worker(0).pid.read_text()), timeout_s)
+
+
+def worker_log(name: str) -> str:
+    return sweep_dir(name).worker(0).log.read_text()
+
+
+def exit_statuses(log_text: str) -> list[int]:
+    return [int(line.rsplit(" ", 1)[1]) for line in log_text.splitlines() if "worker exited with status" in line]
+
+
+def spooled(name: str) -> list[str]:
+    folder = sweep_dir(name).root / "spool"
+    return sorted(p.name for p in folder.glob("*.wav")) if folder.exists() else []
+
+
+def assert_intact(store: Store, jobs: list[Job], log_text: str) -> None:
+    """Every clip once, whole, with one cost row and `.done`, generated once."""
+    sweep = jobs[0].sweep
+    keys = store.list(f"{sweep}/")
+    folder = {kind: sorted(k for k in keys if k.startswith(f"{sweep}/{kind}/")) for kind in ("audio", "costs")}
+    assert folder["audio"] == sorted(f"{sweep}/audio/{job.output_name}" for job in jobs)
+    assert folder["costs"] == sorted(f"{sweep}/costs/{job.job_id}.json" for job in jobs)
+    for job in jobs:
+        data = store.get_bytes(f"{sweep}/audio/{job.output_name}")
+        with wave.open(io.BytesIO(data)) as handle:
+            rate, channels, frames = handle.getframerate(), handle.getnchannels(), handle.getnframes()
+        assert (rate, channels, frames) == (32000, 1, round(job.duration_s * 32000)), job.output_name
+        assert len(data) == 44 + 2 * frames
+        assert store.get_json(f"{sweep}/costs/{job.job_id}.json")["s3_filename"] == job.output_name
+        assert f"{sweep}/markers/{job.job_id}.done" in keys
+    assert [log_text.count(f"generated {job.output_name}\n") for job in jobs] == [1] * len(jobs)
+
+
+@pytest.mark.parametrize("phase", ["load", "generate", "upload"])
+def test_drill_sigkill_at_each_phase(project: Path, monkeypatch: pytest.MonkeyPatch, phase: str) -> None:
+    write_config(project, "./runs", batch_size=2)
+    vg, name = clips(4, 1), f"kill-{phase}"
+    jobs = jobs_from_variants(vg.variants(), name)
+    store = open_store(load_config().store)
+
+    monkeypatch.setenv(KILL_AT_ENV, phase)
+    launch_and_wait(vg, name)
+    first = worker_log(name)
+    assert exit_statuses(first) == [128 + signal.SIGKILL]
+    uploaded = sorted(k for k in store.list(f"{name}/audio/"))
+    assert len(uploaded) == (1 if phase == "upload" else 0)
+    assert first.count("generated ") == (2 if phase == "upload" else 0)  # a batch of 2 reached the spool
+    assert not any(k.endswith(".done") for k in store.list(f"{name}/markers/"))
+
+    monkeypatch.delenv(KILL_AT_ENV)
+    launch_and_wait(vg, name)
+    text = worker_log(name)
+    assert exit_statuses(text) == [128 + signal.SIGKILL, 0]
+    assert_intact(store, jobs, text)
+    again = text[len(first) :]
+    assert again.count("skip ") == (1 if phase == "upload" else 0)
+    assert again.count("from the spool") == (1 if phase == "upload" else 0)
+    assert spooled(name) == []
+
+
+def test_drill_s3_server_down_15_s_mid_sweep(project: Path, restartable_s3rver: RestartableS3rver) -> None:
+    server = restartable_s3rver
+    write_config(project, "s3://drill/musicsweep", batch_size=1, store_extra=s3_extra(server.endpoint_url))
+    vg, name = clips(4, 2), "outage"
+    jobs = jobs_from_variants(vg.variants(), name)
+    run_sweep(vg, name=name)
+    pull_log = project / "pull.log"
+    with open(pull_log, "wb") as handle:
+        puller = subprocess.Popen(
+            [sys.executable, "-m", "musicsweep.auto_pull", name, "--interval", "1", "--orphan-grace", "600"],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        log = sweep_dir(name).worker(0).log
+        wait_until(lambda: log.read_text().count("uploaded ") >= 2, 180, "two uploads")
+        server.stop()
+        time.sleep(OUTAGE_S)
+        server.start()
+        wait_for_exit(int(sweep_dir(name).worker(0).pid.read_text()), 240)
+        assert puller.wait(timeout=120) == 0, pull_log.read_text()
+    finally:
+        puller.kill()
+        puller.wait()
+    text = worker_log(name)
+    assert exit_statuses(text) == [0]
+    assert "store unreachable, retrying (" in text and "store reachable again after" in text
+    pulled = pull_log.read_text()
+    assert "store unreachable (" in pulled and "still polling" in pulled and "Traceback" not in pulled
+    store = open_store(load_config().store)
+    assert_intact(store, jobs, text)
+    local = sweep_dir(name)
+    assert sorted(p.name for p in local.audio.glob("*.wav")) == sorted(job.output_name for job in jobs)
+    assert len(read_cost_report(local.cost_report)) == len(jobs)
+
+
+def test_drill_outage_past_the_budget_then_restart_uploads_the_spool(
+    project: Path, restartable_s3rver: RestartableS3rver
+) -> None:
+    server = restartable_s3rver
+    extra = s3_extra(server.endpoint_url, budget_s=3)
+    write_config(project, "s3://drill/musicsweep", batch_size=3, store_extra=extra)
+    vg = clips(1, 1)
+    vg.update("prompt", ["warm lofi piano", "fast techno drums", "slow ambient strings", "solo cello"])
+    vg.update("duration_s", lambda prompt: [1 if prompt == "warm lofi piano" else 6])  # then a batch of 3
+    name = "budget"
+    jobs = jobs_from_variants(vg.variants(), name)
+    run_sweep(vg, name=name)
+    log = sweep_dir(name).worker(0).log
+    wait_until(lambda: "generating 3 clip(s) of 6s" in log.read_text(), 180, "the second batch")
+    server.stop()  # while 18 s of audio are being generated: they can only go to the spool
+    wait_for_exit(int(sweep_dir(name).worker(0).pid.read_text()), 120)
+    first = worker_log(name)
+    assert exit_statuses(first) == [EXIT_STORE_UNREACHABLE]
+    assert "giving up: store s3://drill/musicsweep unreachable for " in first
+    kept = spooled(name)
+    assert len(kept) == 3 and first.count("generated ") == 4
+
+    server.start()
+    store = open_store(load_config().store)
+    assert not [k for k in store.list(f"{name}/markers/") if k.endswith(".failed")]  # nothing marked
+    launch_and_wait(vg, name)
+    text = worker_log(name)
+    assert exit_statuses(text) == [EXIT_STORE_UNREACHABLE, 0]
+    assert_intact(store, jobs, text)
+    again = text[len(first) :]
+    assert again.count("from the spool") == 3 and again.count("generated ") == 0
+    assert spooled(name) == []
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path):
+    """A 160 KB tmpfs (room for one 2 s clip), remountable bigger; needs root, as CI has."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    folder = tmp_path / "full-store"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_drill_full_local_store_then_freed(project: Path, small_tmpfs: Path) -> None:
+    write_config(project, str(small_tmpfs), batch_size=3)
+    vg, name = clips(3, 2), "full"
+    jobs = jobs_from_variants(vg.variants(), name)
+    launch_and_wait(vg, name)
+    first = worker_log(name)
+    assert exit_statuses(first) == [1]
+    assert "No space left on device" in first
+    store = open_store(load_config().store)
+    wavs = [k for k in store.list(f"{name}/audio/")]
+    assert len(wavs) == 1 and not [p for p in (small_tmpfs / name / "audio").iterdir() if p.name.startswith(".")]
+    assert len(spooled(name)) == 2
+
+    subprocess.run(["mount", "-o", "remount,size=4m", str(small_tmpfs)], check=True)
+    launch_and_wait(vg, name)
+    text = worker_log(name)
+    assert exit_statuses(text) == [1, 0]
+    assert_intact(store, jobs, text)
+    assert text[len(first) :].count("from the spool") == 2
+
+
+def test_drill_truncated_spec_fails_one_job(project: Path) -> None:
+    write_config(project, "./runs", batch_size=3)
+    vg, name = clips(3, 1), "truncated"
+    jobs = jobs_from_variants(vg.variants(), name)
+    sweep = sweep_dir(name)
+    specs = [sweep.write_spec(job) for job in jobs]
+    specs[1].write_bytes(specs[1].read_bytes()[:40])
+    env = dict(os.environ) | store_config_to_env(StoreConfig(str(project / "runs")))
+    env |= {"MUSICSWEEP_JOB_DIR": str(sweep.root), "MUSICSWEEP_LAUNCH_ID": "L1"}
+    env |= {"MUSICSWEEP_ENGINE": json.dumps({"batch_size": 3}), "MUSICSWEEP_HOURLY_COST_USD": "0.5"}
+    log = project / "direct.log"
+    with open(log, "wb") as handle:
+        command = [sys.executable, "-m", "musicsweep.worker", *map(str, specs)]
+        assert subprocess.run(command, env=env, stdout=handle, stderr=subprocess.STDOUT, timeout=240).returncode == 1
+    store = open_store(load_config().store)
+    failed = store.get_bytes(f"{name}/markers/{jobs[1].job_id}.failed").decode()
+    assert failed.startswith(f"{specs[1]}: cannot load job spec: ") and failed.count("\n") == 0
+    assert sorted(k for k in store.list(f"{name}/markers/") if k.endswith(".done")) == sorted(
+        f"{name}/markers/{job.job_id}.done" for job in (jobs[0], jobs[2])
+    )
+
+    plan = run_sweep(vg, name=name)  # the relaunch writes a fresh spec for the failed job only
+    assert [job.job_id for job in plan.to_run] == [jobs[1].job_id] and len(plan.skipped) == 2
+    wait_for_exit(int(sweep.worker(0).pid.read_text()), 240)
+    assert_intact(store, jobs, log.read_text() + worker_log(name))
+    assert cloudpickle.loads(specs[1].read_bytes()) == jobs[1]
+
+
+def test_drill_killed_pull_leaves_nothing_behind(
+    project: Path, moto_bucket: S3Bucket, stall_proxy_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint = moto_bucket.server.endpoint_url
+    write_config(project, moto_bucket.url, batch_size=3, store_extra=s3_extra(endpoint))
+    vg, name = clips(3, 1), "pulled"
+    jobs = jobs_from_variants(vg.variants(), name)
+    launch_and_wait(vg, name)
+    assert set(wait_for_sweep(name).values()) == {"done"}
+    local = sweep_dir(name)
+    for wav in local.audio.glob("*.wav"):
+        wav.unlink()
+
+    proxy = stall_proxy_factory(int(endpoint.rsplit(":", 1)[1]))
+    write_config(project, moto_bucket.url, batch_size=3, store_extra=s3_extra(proxy.endpoint_url))
+    proxy.stall_wavs.set()
+    puller = subprocess.Popen([sys.executable, "-m", "musicsweep.auto_pull", name, "--once"])
+    try:
+        wait_until(lambda: len(list(local.audio.glob(".*.pull-*.tmp"))) == len(jobs), 120, "half-pulled WAVs")
+    finally:
+        puller.send_signal(signal.SIGKILL)
+        puller.wait()
+    leftovers = list(local.audio.glob(".*.tmp"))
+    assert len(leftovers) == len(jobs) and not list(local.audio.glob("*.wav"))
+
+    proxy.stall_wavs.clear()
+    result = subprocess.run(
+        [sys.executable, "-m", "musicsweep.auto_pull", name, "--once"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert list(local.audio.glob(".*")) == []
+    assert sorted(p.name for p in local.audio.iterdir()) == sorted(job.output_name for job in jobs)
+    store = open_store(load_config().store)
+    assert_intact(store, jobs, worker_log(name))
+    for job in jobs:
+        assert (local.audio / job.output_name).read_bytes() == store.get_bytes(f"{name}/audio/{job.output_name}")
+    assert len(read_cost_report(local.cost_report)) == len(jobs)
+
+
+def test_drill_partial_object_in_the_store_is_replaced(project: Path, restartable_s3rver: RestartableS3rver) -> None:
+    """What s3rver on a full disk kept: the first 32 KB of a clip under its full key, with and without `.done`."""
+    store_extra = s3_extra(restartable_s3rver.endpoint_url)
+    write_config(project, "s3://drill/musicsweep", batch_size=3, store_extra=store_extra)
+    vg, name = clips(2, 2), "partial"
+    jobs = jobs_from_variants(vg.variants(), name)
+    store = open_store(load_config().store)
+    torn = wav_bytes(frames=64000)[:32768]
+    for job in jobs:
+        store.put_bytes(f"{name}/audio/{job.output_name}", torn)
+    store.put_bytes(f"{name}/markers/{jobs[0].job_id}.done", b"an older musicsweep took it for done\n")
+    plan = run_sweep(vg, name=name)
+    assert len(plan.to_run) == 2 and plan.skipped == []
+    wait_for_exit(int(sweep_dir(name).worker(0).pid.read_text()), 240)
+    text = worker_log(name)
+    assert text.count("the stored object is incomplete (32768 bytes, but its header declares 128044)") == 2
+    assert_intact(store, jobs, text)
+    result = subprocess.run(
+        [sys.executable, "-m", "musicsweep.auto_pull", name, "--once"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for job in jobs:
+        assert (sweep_dir(name).audio / job.output_name).stat().st_size == 128044
