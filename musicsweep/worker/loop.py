@@ -1,8 +1,11 @@
 """What runs on a host: `python -m musicsweep.worker SPEC...`.
 
 Loads each model once, generates its jobs in batches grouped by (model, params, duration), and
-for each clip writes the WAV, then its cost row, then `.done`, all through the store. A job that
-raises gets `.failed` with the traceback and the worker moves on. SIGUSR2/SIGTERM ask it to stop
+for each clip writes the WAV, then its cost row, then `.done`, all through the store. Before
+generating a clip it claims it (`claims`); a clip another live worker holds is deferred and
+waited for, then skipped once done or taken over once that claim expires. A job that raises gets
+this attempt's `.failed` with the traceback (headed `permanent failure:` when a retry cannot help,
+see `musicsweep.failure`) and the worker moves on. SIGUSR2/SIGTERM ask it to stop
 after the current batch (preemption, spot interruption); it then exits with EXIT_STOPPED.
 """
 
@@ -25,11 +28,13 @@ from musicsweep.costs.rows import CostRow, marginal_cost_usd
 from musicsweep.engine.batching import with_backoff
 from musicsweep.engine.generate import MusicEngine
 from musicsweep.engine.progress import Progress
+from musicsweep.failure import failure_text, is_permanent_error
 from musicsweep.job import Job
 from musicsweep.layout import JobPaths, WorkerPaths
 from musicsweep.store.base import Store, json_bytes
+from musicsweep.worker.claims import Claim, Claims, owner_of
 from musicsweep.worker.context import EXIT_STOPPED, StopFlag, WorkerContext, log
-from musicsweep.worker.heartbeat import Heartbeat
+from musicsweep.worker.heartbeat import Heartbeat, heartbeat_interval
 
 # Test hook for the kill test only: "1" makes the worker SIGKILL itself right after its first WAV
 # upload, before the cost row and `.done`, so the test can prove a rerun neither loses nor
@@ -61,9 +66,11 @@ def group_jobs(jobs: list[Job]) -> list[list[Job]]:
 
 
 class Worker:
-    def __init__(self, context: WorkerContext, stop: StopFlag) -> None:
+    def __init__(self, context: WorkerContext, stop: StopFlag, claims: Claims) -> None:
         self.context = context
         self.stop = stop
+        self.claims = claims
+        self.last_progress = time.time()
         self.engines: dict[str, MusicEngine] = {}
         self.sources: dict[str, str] = {}
         self.auto_sizes: dict[str, int] = {}
@@ -98,9 +105,14 @@ class Worker:
         for job in jobs:
             if job.model in errors:
                 if not self.finish_if_present(job):
-                    self.mark_failed(job, errors[job.model] + "\n")
-                log(self.progress.advance(1, job.duration_s, generated=False))
+                    self.mark_failed(job, errors[job.model] + "\n", permanent=True)
+                self.advance(1, job.duration_s, generated=False)
         return [job for job in jobs if job.model not in errors]
+
+    def advance(self, clips: int, audio_s: float, generated: bool = True) -> None:
+        """Count finished clips; the heartbeat reports the time of the last one (the stall watchdog)."""
+        self.last_progress = time.time()
+        log(self.progress.advance(clips, audio_s, generated=generated))
 
     def finish_if_present(self, job: Job) -> bool:
         """True if the WAV is already in the store; completes its cost row and `.done` if missing."""
@@ -118,15 +130,17 @@ class Worker:
         self.skipped += 1
         return True
 
-    def claim(self, job: Job) -> bool:
-        """Claim a clip for this launch, so two workers of one launch never generate it twice."""
-        paths = JobPaths.of(job, self.context.work_dir)
-        owner = f"{self.context.host} {os.getpid()} worker {self.context.worker_id}\n".encode()
-        if self.context.store.put_new(paths.claim_key(self.context.launch_id), owner):
-            return True
-        log(f"skip {job.output_name}: claimed by another worker")
-        self.skipped += 1
-        return False
+    def claim(self, job: Job) -> Claim | None:
+        """Claim a clip (any launch's other live claim wins); returns that claim when it does."""
+        other = self.claims.acquire(job.job_id)
+        if other is not None:
+            owner = other.owner
+            until = time.strftime("%H:%M:%S", time.localtime(other.expires))
+            log(f"wait for {job.output_name}: claimed by {owner.host} pid {owner.pid} ({owner.launch}) until {until}")
+            return other
+        if self.context.store.exists(JobPaths.of(job, self.context.work_dir).done_key):
+            self.claims.release(job.job_id)  # finished by its previous owner just before we took over
+        return None
 
     def cost_row(self, job: Job, generation_time_s: float | None, batch_size: int) -> CostRow:
         cost = None if generation_time_s is None else marginal_cost_usd(generation_time_s, self.context.hourly_cost_usd)
@@ -151,6 +165,9 @@ class Worker:
         import soundfile
 
         paths = JobPaths.of(job, self.context.work_dir)
+        if not self.claims.still_held(job.job_id):
+            log(f"not saving {job.output_name}: another worker took its claim over after our lease ran out")
+            return
         buffer = io.BytesIO()
         soundfile.write(buffer, clip, sampling_rate, subtype="PCM_16", format="WAV")
         staging = self.context.work_dir / "staging" / job.output_name
@@ -165,14 +182,17 @@ class Worker:
             os.kill(os.getpid(), signal.SIGKILL)
         self.context.store.put_json(paths.cost_key, self.cost_row(job, share_s, batch_size).to_dict())
         self.context.store.put_bytes(paths.done_key, f"{time.time()}\n".encode())
-        self.context.store.delete(paths.failed_key)
+        self.claims.release(job.job_id)
         self.saved.add(job.job_id)
 
-    def mark_failed(self, job: Job, error_text: str) -> None:
+    def mark_failed(self, job: Job, error_text: str, permanent: bool = False) -> None:
+        """This attempt's `.failed`; the claim is released, so a relaunch need not wait out the lease."""
         paths = JobPaths.of(job, self.context.work_dir)
-        self.context.store.put_bytes(paths.failed_key, error_text.encode())
+        text = failure_text(error_text, permanent)
+        self.context.store.put_bytes(paths.failed_key(self.context.launch_id), text.encode())
+        self.claims.release(job.job_id)
         self.failed.append(job.job_id)
-        log(f"FAILED {job.output_name}: {error_text.strip().splitlines()[-1]}")
+        log(f"FAILED {job.output_name}: {text.strip().splitlines()[0 if permanent else -1]}")
 
     def run_batch(self, batch: list[Job]) -> None:
         """Generate and save one batch; a failed batch is retried in halves down to single clips."""
@@ -191,8 +211,8 @@ class Worker:
 
         for part, result, error_text in with_backoff(batch, attempt, on_retry):
             if result is None:
-                self.mark_failed(part[0], error_text or "")
-                log(self.progress.advance(1, first.duration_s, generated=False))
+                self.mark_failed(part[0], error_text or "", permanent=is_permanent_error(error_text or ""))
+                self.advance(1, first.duration_s, generated=False)
                 continue
             clips, elapsed = result
             self.generation_s += elapsed
@@ -200,40 +220,68 @@ class Worker:
                 self.save(job, clip, engine.sampling_rate, elapsed / len(part), len(part))
             audio = first.duration_s * len(part)
             log(f"batch of {len(part)} x {first.duration_s:g}s in {elapsed:.1f}s ({audio / elapsed:.2f} audio s/s)")
-            log(self.progress.advance(len(part), audio))
+            self.advance(len(part), audio)
 
     def run(self, jobs: list[Job]) -> int:
         self.progress = Progress(len(jobs), sum(job.duration_s for job in jobs))
-        for group in group_jobs(self.cache_ahead(jobs)):
+        deferred = self.generate(self.cache_ahead(jobs))
+        while deferred and not self.stop.requested:
+            self.stop.event.wait(heartbeat_interval(self.claims.lease_s))
+            deferred = self.generate(deferred)
+        if self.stop.requested:
+            return EXIT_STOPPED
+        return 1 if self.failed else 0
+
+    def generate(self, jobs: list[Job]) -> list[Job]:
+        """Generate every job this worker can claim; returns those another live worker holds."""
+        deferred: list[Job] = []
+        for group in group_jobs(jobs):
             pending = list(group)
             while pending:
                 if self.stop.requested:
                     log(f"stopped early: {len(pending)} clip(s) of this group left for a relaunch")
-                    return EXIT_STOPPED
+                    return deferred
                 try:
                     size = self.batch_size(group[0])
                 except Exception:  # the model failed to load: its whole group fails now, not batch by batch
-                    self.fail_all(pending, traceback.format_exc())
+                    self.fail_all(pending, traceback.format_exc(), permanent=True)
                     break
                 taken, pending = pending[:size], pending[size:]
-                batch = [job for job in taken if not self.finish_if_present(job) and self.claim(job)]
-                skipped = len(taken) - len(batch)
-                if skipped:
-                    log(self.progress.advance(skipped, skipped * group[0].duration_s, generated=False))
-                if not batch:
-                    continue
-                try:
-                    self.run_batch(batch)
-                except Exception:  # e.g. an upload failed midway: clips already saved stay done
-                    unsaved = [job for job in batch if job.job_id not in self.saved]
-                    if unsaved:
-                        self.fail_all(unsaved, traceback.format_exc())
-        return 1 if self.failed else 0
+                batch = self.claim_batch(taken, deferred)
+                if batch:
+                    self.run_claimed(batch)
+        return deferred
 
-    def fail_all(self, jobs: list[Job], error_text: str) -> None:
+    def claim_batch(self, taken: list[Job], deferred: list[Job]) -> list[Job]:
+        """The jobs of `taken` to generate now; others' live claims go to `deferred`, finished ones are counted."""
+        batch = []
+        for job in taken:
+            if self.finish_if_present(job):
+                self.advance(1, job.duration_s, generated=False)
+                continue
+            other = self.claim(job)
+            if other is not None:
+                deferred.append(job)
+                self.last_progress = max(self.last_progress, other.expires - self.claims.lease_s)
+            elif job.job_id in self.claims.held:
+                batch.append(job)
+            else:  # done by the previous owner meanwhile
+                self.finish_if_present(job)
+                self.advance(1, job.duration_s, generated=False)
+        return batch
+
+    def run_claimed(self, batch: list[Job]) -> None:
+        try:
+            self.run_batch(batch)
+        except Exception:  # e.g. an upload failed midway: clips already saved stay done
+            unsaved = [job for job in batch if job.job_id not in self.saved]
+            if unsaved:
+                self.fail_all(unsaved, traceback.format_exc())
+
+    def fail_all(self, jobs: list[Job], error_text: str, permanent: bool = False) -> None:
         for job in jobs:
-            self.mark_failed(job, error_text)
-        log(self.progress.advance(len(jobs), jobs[0].duration_s * len(jobs), generated=False))
+            self.mark_failed(job, error_text, permanent)
+        self.advance(len(jobs), jobs[0].duration_s * len(jobs), generated=False)
 
     def lifetime(self, started: float, finished: bool) -> dict:
         """This process's life so far (epoch seconds), for the sweep's paid-versus-marginal summary."""
@@ -283,9 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     stop.install()
     jobs = load_jobs(args.specs)
     write_pid_files(jobs, context.work_dir)
-    worker = Worker(context, stop)
+    owner = owner_of(context.host, context.launch_id, context.worker_id)
+    claims = Claims(context.store, jobs[0].sweep, owner, context.lease_s)
+    worker = Worker(context, stop, claims)
     worker_paths = WorkerPaths(context.work_dir, jobs[0].sweep, context.worker_id)
-    heartbeat = Heartbeat(context, worker_paths, lambda: worker.lifetime(started, finished=False))
+    lifetime = lambda: worker.lifetime(started, finished=False)  # noqa: E731
+    heartbeat = Heartbeat(context, worker_paths, lifetime, claims, lambda: worker.last_progress)
     heartbeat.start()
     log(f"worker {context.worker_id}/{context.num_workers} on {context.host}: {len(jobs)} job(s)")
     try:

@@ -42,8 +42,8 @@ def finish(store: Store, sweep: SweepDir, launch_id: str, worker_id: int, status
     marked = []
     for job_id in job_ids:
         paths = JobPaths.of(sweep.read_spec(job_id), sweep.root)
-        if paths.done_key not in markers and paths.failed_key not in markers:
-            store.put_bytes(paths.failed_key, f"{reason}\n".encode())
+        if paths.done_key not in markers and paths.failed_key(launch_id) not in markers:
+            store.put_bytes(paths.failed_key(launch_id), f"{reason}\n".encode())
             marked.append(job_id)
     worker = WorkerPaths(sweep.root, sweep.name, worker_id)
     if worker.log.exists():
