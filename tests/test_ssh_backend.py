@@ -47,7 +47,7 @@ for spec in "$@"; do
   id=$(basename "$spec" .pkl)
   echo "$$ $(ps -o pgid= $$ | tr -d ' ')" >"$work/jobs/$id.pid"
   if [ -n "${FAKE_FAIL_FIRST:-}" ] && [ "$MUSICSWEEP_IS_RESTART" = 0 ]; then
-    echo "Traceback: fake failure" >"$work/markers/$id.failed"; continue
+    echo "Traceback: fake failure" >"$work/markers/$id.$MUSICSWEEP_LAUNCH_ID.failed"; continue
   fi
   echo "$id" >"extra/$id.txt"
   name=$("$FAKE_PY" -c 'import sys, cloudpickle; print(cloudpickle.load(open(sys.argv[1], "rb")).output_name)' "$spec")
@@ -83,6 +83,7 @@ def write_config(project: Path, servers: list[SSHServer], ssh: dict | None = Non
         "store": "./runs",
         "sweeps_dir": "./runs",
         "engine": {"batch_size": 4},
+        "recovery": {"backoff_s": 0.5},
         "backends": {"ssh": {"hosts": hosts, **(ssh or {})}},
     }
     (project / "musicsweep.yaml").write_text(yaml.safe_dump(config))
@@ -253,7 +254,8 @@ def test_relaunch_failed_over_ssh(project: Path, hosts: list[SSHServer], monkeyp
     manifest = sweep.read_manifest()
     assert len(manifest.launches) == 2
     assert sorted(p.name for p in sweep.audio.glob("*.wav")) == sorted(e.output_name for e in manifest.jobs.values())
-    remote_failed = [p for s in hosts for p in (s.root / "remote/runs/relaunch/markers").glob("*.failed")]
+    latest = manifest.launches[-1].id  # the first attempt's `.failed` stay, superseded
+    remote_failed = [p for s in hosts for p in (s.root / "remote/runs/relaunch/markers").glob(f"*.{latest}.failed")]
     assert remote_failed == []
 
 

@@ -6,7 +6,8 @@ fallback on S3). The highest generation is the current claim. It names its owner
 launch, worker) and an expiry; the owner's heartbeat renews the expiry, and it releases the
 claim (expiry now) once the clip is done or failed. Anyone, of any launch, may take over only a
 claim that has expired or been released, by creating the next generation: of several takers
-exactly one create succeeds. Expiry is wall-clock time, so hosts' clocks must agree to well
+exactly one create succeeds. A worker on the owner's own host may also take over a claim whose
+owner process is dead (a SIGKILLed worker), without waiting out its lease. Expiry is wall-clock time, so hosts' clocks must agree to well
 within the lease (NTP does).
 """
 
@@ -68,6 +69,18 @@ class Claims:
         self.held: dict[str, int] = {}  # job id -> generation
         self.lock = threading.Lock()
 
+    def owner_dead(self, owner: Owner) -> bool:
+        """True only when the owner ran on this host and its process is gone (a reused pid errs on the safe side)."""
+        if owner.host != self.owner.host:
+            return False
+        try:
+            os.kill(owner.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return process_is_zombie(owner.pid)
+
     def _write(self, job_id: str, generation: int, expires: float, create: bool) -> bool:
         claim = Claim(generation, self.owner, expires)
         key = self.keys.claim(job_id, generation)
@@ -81,7 +94,7 @@ class Claims:
         current = current_claim(self.store, self.keys, job_id)
         if current is not None and current.owner == self.owner:
             generation = current.generation
-        elif current is not None and current.live:
+        elif current is not None and current.live and not self.owner_dead(current.owner):
             return current
         else:
             generation = 0 if current is None else current.generation + 1
@@ -117,6 +130,14 @@ class Claims:
             generation = self.held.pop(job_id, None)
             if generation is not None:
                 self._write(job_id, generation, time.time(), create=False)
+
+
+def process_is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[-1].split()[0] == "Z"
+    except OSError:
+        return False
 
 
 def owner_of(host: str, launch: str, worker: int) -> Owner:

@@ -425,7 +425,7 @@ class RunPodBackend(Backend):
             record = ledger.running(launch_id, worker)
             if record is None:  # its launch failed before a pod was ready
                 states |= marker_states(job_ids, markers, JobState.FAILED, launch_id)
-            elif not record.live:
+            elif not record.live or record.pod_id in {pod_id for pod_id, _, _ in self.to_terminate}:
                 states |= marker_states(job_ids, markers, JobState.LOST, launch_id)
                 states |= {job_id: record.final_states[job_id] for job_id in job_ids if job_id in record.final_states}
             else:
