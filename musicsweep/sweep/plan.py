@@ -138,8 +138,9 @@ def launch(plan: Plan, config: Config) -> None:
         sweep.write_spec(job)
         known = manifest.jobs.get(job.job_id)
         entry = JobEntry.of(job)
-        if known is not None:
-            entry.worker, entry.host, entry.launch = known.worker, known.host, known.launch
+        if known is not None:  # where and how often it ran so far stays
+            for name in ("worker", "host", "launch", "attempts", "launched_at", "error"):
+                setattr(entry, name, getattr(known, name))
         manifest.jobs[job.job_id] = entry
     now = time.time()
     for shard in plan.shards:
