@@ -87,11 +87,8 @@ def test_spot_notice_mid_run_stops_and_relaunch_finishes_the_rest(
     assert done and left and done | left == job_ids
     launch = sweep.read_manifest().jobs[next(iter(left))].launch
     for job_id in left:
-        reason = (
-            ec2_project.bucket.server.client()
-            .get_object(Bucket=ec2_project.bucket.name, Key=f"musicsweep/{name}/markers/{job_id}.{launch}.failed")["Body"]
-            .read()
-        )
+        key = f"musicsweep/{name}/markers/{job_id}.{launch}.failed"
+        reason = ec2_project.bucket.server.client().get_object(Bucket=ec2_project.bucket.name, Key=key)["Body"].read()
         assert b"spot interruption notice" in reason
 
     ec2_project.imds.notice = None  # the new instance gets no notice

@@ -13,8 +13,8 @@ from musicsweep.engine.batching import CPU_BATCH, INJECT_ENV
 from musicsweep.job import Job
 from musicsweep.layout import JobPaths
 from musicsweep.store import open_store
-from musicsweep.worker.context import StopFlag, WorkerContext
 from musicsweep.worker.claims import Claims, owner_of
+from musicsweep.worker.context import StopFlag, WorkerContext
 from musicsweep.worker.loop import Worker
 from tests.helpers import wav_info
 

@@ -115,7 +115,7 @@ def summarize(
     overrides = overrides or {}
     workers = [replace(w, machine=overrides[w.key]) if w.key in overrides else w for w in lifetimes]
     recorded = {w.key for w in lifetimes}
-    workers += [WorkerLifetime(key[0], key[1], "", machine) for key, machine in overrides.items() if key not in recorded]
+    workers += [WorkerLifetime(*key, host="", machine=time) for key, time in overrides.items() if key not in recorded]
     return CostSummary(
         workers=len(workers),
         clips=len(rows),

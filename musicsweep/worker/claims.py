@@ -6,9 +6,10 @@ fallback on S3). The highest generation is the current claim. It names its owner
 launch, worker) and an expiry; the owner's heartbeat renews the expiry, and it releases the
 claim (expiry now) once the clip is done or failed. Anyone, of any launch, may take over only a
 claim that has expired or been released, by creating the next generation: of several takers
-exactly one create succeeds. A worker on the owner's own host may also take over a claim whose
-owner process is dead (a SIGKILLed worker), without waiting out its lease. Expiry is wall-clock time, so hosts' clocks must agree to well
-within the lease (NTP does).
+exactly one create succeeds. Without waiting out the lease, a worker may also take over a claim
+whose owner ran on its own host and is dead (a SIGKILLed worker), or was an earlier run of the
+same launch's same worker (a requeued SLURM task). Expiry is wall-clock time, so hosts' clocks
+must agree to well within the lease (NTP does).
 """
 
 from __future__ import annotations
@@ -69,6 +70,10 @@ class Claims:
         self.held: dict[str, int] = {}  # job id -> generation
         self.lock = threading.Lock()
 
+    def same_worker(self, owner: Owner) -> bool:
+        """This worker, or an earlier run of it (a requeued SLURM task): one launch runs worker N once at a time."""
+        return (owner.launch, owner.worker) == (self.owner.launch, self.owner.worker)
+
     def owner_dead(self, owner: Owner) -> bool:
         """True only when the owner ran on this host and its process is gone (a reused pid errs on the safe side)."""
         if owner.host != self.owner.host:
@@ -92,8 +97,9 @@ class Claims:
     def acquire(self, job_id: str) -> Claim | None:
         """Claim the job; returns None on success, else the live claim of its other owner."""
         current = current_claim(self.store, self.keys, job_id)
-        if current is not None and current.owner == self.owner:
+        if current is not None and self.same_worker(current.owner):
             generation = current.generation
+            self._write(job_id, generation, time.time() + self.lease_s, create=False)
         elif current is not None and current.live and not self.owner_dead(current.owner):
             return current
         else:
@@ -122,7 +128,7 @@ class Claims:
     def still_held(self, job_id: str) -> bool:
         """True unless another worker took the job over (checked before uploading its WAV)."""
         current = current_claim(self.store, self.keys, job_id)
-        return current is None or current.owner == self.owner
+        return current is None or self.same_worker(current.owner)
 
     def release(self, job_id: str) -> None:
         """Expire the claim now (the clip is done or failed): a later attempt need not wait out the lease."""
