@@ -12,7 +12,8 @@ from musicsweep.cli.auto_pull import main as auto_pull
 from musicsweep.config import load_config
 from musicsweep.layout import SweepDir
 from musicsweep.states import JobState
-from musicsweep.sweep.relaunch import relaunch_failed
+from musicsweep.sweep.observe import observe
+from musicsweep.sweep.relaunch import judge, relaunch_jobs
 from tests.fixtures.ec2 import EC2Project, InstanceSandbox
 
 
@@ -92,7 +93,10 @@ def test_spot_notice_mid_run_stops_and_relaunch_finishes_the_rest(
         assert b"spot interruption notice" in reason
 
     ec2_project.imds.notice = None  # the new instance gets no notice
-    assert set(relaunch_failed(config, sweep, backend, states)) == left
+    manifest = sweep.read_manifest()
+    verdict = judge(observe(sweep, manifest, backend, config), manifest, config, sweep, states, time.time() + 60)
+    assert set(verdict.ready) == left  # an interruption is worth a retry, once its backoff has passed
+    assert set(relaunch_jobs(config, sweep, backend, verdict.ready)) == left
     second = live_instance(ec2_project, name)
     assert second != first
     launches = sweep.read_manifest().launches
