@@ -74,12 +74,29 @@ class EstimateConfig:
 
 
 @dataclass(frozen=True)
+class RecoveryConfig:
+    """How a sweep recovers without paying twice (README: Recovery).
+
+    A worker's claim on a clip lasts `lease_s` and is renewed by every heartbeat, so a lost host or
+    an interrupted machine is taken over after at most `lease_s`; a job is launched at most
+    `max_attempts` times, `backoff_s` × 2^(attempt-1) apart.
+    """
+
+    lease_s: float = 300.0
+    max_attempts: int = 3
+    backoff_s: float = 30.0
+    stall_after_minutes: float = 20.0
+    start_timeout_minutes: float = 30.0
+
+
+@dataclass(frozen=True)
 class Config:
     backend: str = "local"
     store: StoreConfig = field(default_factory=StoreConfig)
     sweeps_dir: Path = Path("runs")
     engine: EngineConfig = field(default_factory=EngineConfig)
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
+    recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_duration_s: float = 1800.0  # the longest clip a sweep may ask for (job.MAX_DURATION_S)
     source: str = "built-in defaults"
@@ -131,7 +148,7 @@ def load_config(path: Path | None = None) -> Config:
 def parse_config(raw: Any, source: str, base_dir: Path) -> Config:
     if not isinstance(raw, dict):
         raise MusicsweepError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
-    known = {"backend", "store", "sweeps_dir", "engine", "estimate", "backends", "max_duration_s"}
+    known = {"backend", "store", "sweeps_dir", "engine", "estimate", "backends", "max_duration_s", "recovery"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise MusicsweepError(f"{source}: unknown key {unknown[0]!r} (known: {sorted(known)})")
@@ -159,6 +176,8 @@ def parse_config(raw: Any, source: str, base_dir: Path) -> Config:
     max_duration_s = _coerce(raw.get("max_duration_s", 1800.0), float, f"{source}: key 'max_duration_s'")
     if not max_duration_s > 0:
         raise MusicsweepError(f"{source}: key 'max_duration_s': must be positive, got {max_duration_s:g}")
+    recovery = typed_section(RecoveryConfig, raw.get("recovery") or {}, f"{source}: key 'recovery'")
+    validate_recovery(recovery, f"{source}: key 'recovery'")
     return Config(
         max_duration_s=max_duration_s,
         backend=backend,
@@ -166,6 +185,7 @@ def parse_config(raw: Any, source: str, base_dir: Path) -> Config:
         sweeps_dir=resolve_path(str(raw.get("sweeps_dir", "runs")), base_dir),
         engine=engine,
         estimate=estimate,
+        recovery=recovery,
         backends=backends,
         source=source,
         base_dir=base_dir,
@@ -210,6 +230,16 @@ def validate_estimate(estimate: EstimateConfig, where: str) -> None:
     for model, value in estimate.model_load_s.items():
         if value < 0:
             raise MusicsweepError(f"{where}.model_load_s.{model}: must be at least 0, got {value}")
+
+
+def validate_recovery(recovery: RecoveryConfig, where: str) -> None:
+    if recovery.max_attempts < 1:
+        raise MusicsweepError(f"{where}.max_attempts: must be at least 1, got {recovery.max_attempts}")
+    for key in ("lease_s", "stall_after_minutes", "start_timeout_minutes"):
+        if not getattr(recovery, key) > 0:
+            raise MusicsweepError(f"{where}.{key}: must be positive, got {getattr(recovery, key)}")
+    if recovery.backoff_s < 0:
+        raise MusicsweepError(f"{where}.backoff_s: must not be negative, got {recovery.backoff_s}")
 
 
 def resolve_path(text: str, base_dir: Path) -> Path:

@@ -21,6 +21,7 @@ IS_RESTART = "MUSICSWEEP_IS_RESTART"
 LAUNCH_ID = "MUSICSWEEP_LAUNCH_ID"
 ENGINE = "MUSICSWEEP_ENGINE"
 STORE, STORE_OPTIONS = "MUSICSWEEP_STORE", "MUSICSWEEP_STORE_OPTIONS"
+LEASE_S = "MUSICSWEEP_LEASE_S"
 
 
 def engine_json(engine: EngineConfig) -> str:
@@ -33,6 +34,7 @@ def sweep_environment(config: Config, launch_id: str, is_restart: bool) -> dict[
         IS_RESTART: "1" if is_restart else "0",
         LAUNCH_ID: launch_id,
         ENGINE: engine_json(config.engine),
+        LEASE_S: repr(float(config.recovery.lease_s)),
     }
 
 

@@ -43,6 +43,11 @@ def check_range(
         raise MusicsweepError(f"{where} must be in {left}{low:g}, {high:g}{right}, got {value:g}")
 
 
+# 64 bits: a million-clip sweep collides with odds of about 3e-8 (32 bits collided at 10,000 clips).
+JOB_ID_HEX = 16
+FILE_HASH_HEX = 8  # `{base}_{hash8}.wav`, the users' file-name convention
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     """Sampling settings; jobs that share them (and model and duration) batch together."""
@@ -88,16 +93,25 @@ class Job:
     extra_pull_dirs: tuple[str, ...] = ()
 
     @property
-    def job_id(self) -> str:
-        """hash8 of the canonical JSON of the fields that change the audio."""
+    def audio_content(self) -> str:
+        """The canonical JSON of the fields that change the audio."""
         content = {"prompt": self.prompt, "duration_s": float(self.duration_s), "model": self.model}
         content |= {"seed": int(self.seed), "params": asdict(self.params)}
-        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:8]
+        return json.dumps(content, sort_keys=True, separators=(",", ":"))
+
+    @property
+    def job_id(self) -> str:
+        """16 hex digits of the SHA-256 of `audio_content`: names markers, claims and cost rows."""
+        return hashlib.sha256(self.audio_content.encode()).hexdigest()[:JOB_ID_HEX]
+
+    @property
+    def hash8(self) -> str:
+        """The job id's first 8 hex digits, kept in the WAV name (the same hash8 as before)."""
+        return self.job_id[:FILE_HASH_HEX]
 
     @property
     def output_name(self) -> str:
-        return f"{self.base_name}_{self.job_id}.wav"
+        return f"{self.base_name}_{self.hash8}.wav"
 
     @property
     def group_key(self) -> tuple[str, GenerationParams, float]:

@@ -25,7 +25,7 @@ from musicsweep.job import Job
 from musicsweep.manifest import Manifest
 
 JOBS_DIR, SCRIPTS_DIR, LOGS_DIR, MARKERS_DIR = "jobs", "scripts", "logs", "markers"
-AUDIO_DIR, COSTS_DIR, WORKERS_DIR = "audio", "costs", "workers"
+AUDIO_DIR, COSTS_DIR, WORKERS_DIR, CLAIMS_DIR = "audio", "costs", "workers", "claims"
 PULLED_FOLDERS = (AUDIO_DIR, COSTS_DIR, MARKERS_DIR, LOGS_DIR, WORKERS_DIR)
 DONE_SUFFIX, FAILED_SUFFIX, PID_SUFFIX = ".done", ".failed", ".pid"
 # The estimate's history shared by a team (`estimate.share`); no sweep name starts with "_".
@@ -43,8 +43,13 @@ def done_marker(job_id: str) -> str:
     return f"{job_id}{DONE_SUFFIX}"
 
 
-def failed_marker(job_id: str) -> str:
-    return f"{job_id}{FAILED_SUFFIX}"
+def failed_marker(job_id: str, launch_id: str | None) -> str:
+    """`{job_id}.{launch}.failed`: a failure belongs to one attempt, so a newer attempt supersedes it."""
+    return f"{job_id}.{launch_id}{FAILED_SUFFIX}"
+
+
+def heartbeat_marker(worker_id: int, launch_id: str) -> str:
+    return f"worker_{worker_id}.{launch_id}.heartbeat"
 
 
 def marker_job_id(name: str) -> str | None:
@@ -74,11 +79,15 @@ class StoreKeys:
     def done(self, job_id: str) -> str:
         return self.markers + done_marker(job_id)
 
-    def failed(self, job_id: str) -> str:
-        return self.markers + failed_marker(job_id)
+    def failed(self, job_id: str, launch_id: str | None) -> str:
+        return self.markers + failed_marker(job_id, launch_id)
 
-    def claim(self, job_id: str, launch_id: str) -> str:
-        return f"{self.sweep}/claims/{job_id}.{launch_id}"
+    def claims(self, job_id: str) -> str:
+        """The folder of a job's claims, one create-only object per generation (`worker.claims`)."""
+        return f"{self.sweep}/{CLAIMS_DIR}/{job_id}/"
+
+    def claim(self, job_id: str, generation: int) -> str:
+        return f"{self.claims(job_id)}{generation:06d}.json"
 
     def spec(self, job_id: str) -> str:
         """A job's spec in the store, for hosts that fetch their work from it (EC2)."""
@@ -95,8 +104,9 @@ class StoreKeys:
     def log(self, worker_id: int) -> str:
         return f"{self.sweep}/{LOGS_DIR}/worker_{worker_id}.log"
 
-    def heartbeat(self, worker_id: int) -> str:
-        return self.markers + f"worker_{worker_id}.heartbeat"
+    def heartbeat(self, worker_id: int, launch_id: str) -> str:
+        """Per launch, so a relaunched worker N never hides an earlier one's liveness."""
+        return self.markers + heartbeat_marker(worker_id, launch_id)
 
     def lifetime(self, worker_id: int, launch_id: str) -> str:
         """One record per launch, so a relaunched worker N never hides an earlier one's paid time."""
@@ -131,11 +141,6 @@ class JobPaths:
         return self.work_dir / JOBS_DIR / f"{self.job_id}{PID_SUFFIX}"
 
     @property
-    def failed_on_host(self) -> Path:
-        """The `.failed` marker in the work folder, which is the store when results stay on host disk."""
-        return self.work_dir / MARKERS_DIR / failed_marker(self.job_id)
-
-    @property
     def keys(self) -> StoreKeys:
         return StoreKeys(self.sweep)
 
@@ -151,12 +156,15 @@ class JobPaths:
     def done_key(self) -> str:
         return self.keys.done(self.job_id)
 
-    @property
-    def failed_key(self) -> str:
-        return self.keys.failed(self.job_id)
+    def failed_key(self, launch_id: str | None) -> str:
+        return self.keys.failed(self.job_id, launch_id)
 
-    def claim_key(self, launch_id: str) -> str:
-        return self.keys.claim(self.job_id, launch_id)
+    def claim_key(self, generation: int) -> str:
+        return self.keys.claim(self.job_id, generation)
+
+    @property
+    def claims_prefix(self) -> str:
+        return self.keys.claims(self.job_id)
 
 
 @dataclass(frozen=True)
@@ -186,9 +194,8 @@ class WorkerPaths:
     def lifetime_key(self, launch_id: str) -> str:
         return StoreKeys(self.sweep).lifetime(self.worker_id, launch_id)
 
-    @property
-    def heartbeat_key(self) -> str:
-        return StoreKeys(self.sweep).heartbeat(self.worker_id)
+    def heartbeat_key(self, launch_id: str) -> str:
+        return StoreKeys(self.sweep).heartbeat(self.worker_id, launch_id)
 
 
 @dataclass(frozen=True)

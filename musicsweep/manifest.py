@@ -2,7 +2,9 @@
 
 `{sweep}/manifest.json` is written atomically by the launcher only, at each launch. Backends read
 it to poll, fetch and cancel; they keep their own per-sweep state (instances, arrays, hosts) in
-`backend_state`, under a key of their own.
+`backend_state`, under a key of their own. It is the truth about a sweep: the store, backend
+settings, engine and recovery settings it was launched with (`musicsweep.sweep.launched`), and
+each job's attempts, so later edits of musicsweep.yaml never silently redirect a running sweep.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ REQUIRED_JOB_KEYS = ("prompt", "duration_s", "output_name")
 
 @dataclass
 class JobEntry:
-    """One clip of the sweep: what it is, and the worker of the latest launch that ran it."""
+    """One clip of the sweep: what it is, and the worker of the latest launch (attempt) that ran it.
+
+    `attempts` counts the launches that sent it to a worker; `error` is the one-line error of a
+    latest launch that never started its worker (so the job reads `failed`, not `pending`)."""
 
     output_name: str = ""
     prompt: str = ""
@@ -30,6 +35,9 @@ class JobEntry:
     worker: int | None = None
     host: str | None = None
     launch: str | None = None
+    attempts: int = 0
+    launched_at: float | None = None
+    error: str | None = None
 
     @classmethod
     def of(cls, job: Job) -> JobEntry:
@@ -47,6 +55,7 @@ class LaunchRecord:
     time: float
     jobs: int
     estimate: dict[str, Any] | None = None  # costs.estimate.Estimate.to_dict(), shown beside the bill
+    error: str | None = None
 
 
 @dataclass
@@ -59,6 +68,9 @@ class Manifest:
     store: dict[str, Any] = field(default_factory=dict)
     config_source: str = ""
     backend_state: dict[str, Any] = field(default_factory=dict)
+    backend_settings: dict[str, Any] | None = None  # None: a manifest written before they were recorded
+    engine: dict[str, Any] | None = None
+    recovery: dict[str, Any] | None = None
 
     def assigned(self) -> dict[str, JobEntry]:
         """The jobs some launch has sent to a worker."""
@@ -66,6 +78,10 @@ class Manifest:
 
     def hosts(self) -> dict[str, str | None]:
         return {job_id: entry.host for job_id, entry in self.jobs.items()}
+
+    def launch_of(self) -> dict[str, str | None]:
+        """Each job's latest attempt: only that attempt's `.failed` counts."""
+        return {job_id: entry.launch for job_id, entry in self.jobs.items()}
 
     def state_of(self, key: str) -> Any:
         """A backend's own state, `{}` until its first launch."""
@@ -84,5 +100,6 @@ class Manifest:
                 raise MusicsweepError(f"key 'jobs.{job_id}.{missing[0]}': missing")
             jobs[job_id] = JobEntry(**entry)
         launches = [LaunchRecord(**record) for record in payload.get("launches", [])]
-        rest = {key: payload[key] for key in ("backend", "store", "config_source", "backend_state") if key in payload}
+        keys = ("backend", "store", "config_source", "backend_state", "backend_settings", "engine", "recovery")
+        rest = {key: payload[key] for key in keys if key in payload}
         return cls(payload.get("sweep", ""), payload.get("created", 0.0), jobs, launches, **rest)

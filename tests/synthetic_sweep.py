@@ -54,11 +54,11 @@ def write_synthetic_sweep(sweeps_dir: Path, name: str, clips: list[FakeClip], ba
     for index, clip in enumerate(clips):
         job = Job.from_variant(clip.variant, name, f"clip {index}")
         entry = JobEntry.of(job)
-        entry.variant, entry.host, entry.worker = dict(clip.variant), "localhost", 0
+        entry.variant, entry.host, entry.worker, entry.launch = dict(clip.variant), "localhost", 0, "L1"
         manifest.jobs[job.job_id] = entry
         paths = sweep.job(job)
         if clip.state == "failed":
-            atomic_write_text(sweep.local_file(paths.failed_key), clip.error)
+            atomic_write_text(sweep.local_file(paths.failed_key("L1")), clip.error)
         if clip.state != "done":
             continue
         samples = music_like(job.duration_s, job.seed) if clip.samples is None else clip.samples

@@ -47,8 +47,9 @@ def test_launch_status_cancel(project: Path) -> None:
         status = cli("status", "cli-run")
         assert status.returncode == 3, status.stderr  # jobs still running
         counts = {line.split()[0]: line.split()[1:] for line in status.stdout.splitlines()[2:]}
-        pending, running, done, failed, lost = map(int, counts["all"])
-        assert pending + running == 2 and done == failed == lost == 0
+        pending, running, stalled, done, failed, lost = map(int, counts["all"])
+        assert pending + running == 2 and stalled == done == failed == lost == 0
+        assert status.stdout.count("attempt 1/3") == 2  # each unfinished job's attempts
 
         cancelled = cli("cancel", "cli-run")
         assert cancelled.returncode == 0, cancelled.stderr
@@ -56,7 +57,8 @@ def test_launch_status_cancel(project: Path) -> None:
         assert not alive(worker_pid)
         after = cli("status")  # the latest sweep
         assert after.returncode == 0 and "sweep cli-run" in after.stdout
-        assert after.stdout.splitlines()[-1].split() == ["all", "0", "0", "0", "2", "0"]
+        totals = next(line.split() for line in after.stdout.splitlines() if line.startswith("all "))
+        assert totals == ["all", "0", "0", "0", "0", "2", "0"]
     finally:
         if alive(worker_pid):
             os.killpg(worker_pid, 9)

@@ -12,7 +12,8 @@ from musicsweep.cli.auto_pull import main as auto_pull
 from musicsweep.config import load_config
 from musicsweep.layout import SweepDir
 from musicsweep.states import JobState
-from musicsweep.sweep.relaunch import relaunch_failed
+from musicsweep.sweep.observe import observe
+from musicsweep.sweep.relaunch import judge, relaunch_jobs
 from tests.fixtures.ec2 import EC2Project, InstanceSandbox
 
 
@@ -32,8 +33,9 @@ def live_instance(ec2_project: EC2Project, name: str) -> str:
 def assert_each_clip_once(ec2_project: EC2Project, name: str, job_ids: set[str]) -> None:
     """Every clip is in the store, was claimed (so generated) exactly once, and is marked done."""
     keys = ec2_project.s3_keys(f"{name}/")
-    assert {k.rsplit("_", 1)[-1].removesuffix(".wav") for k in keys if k.startswith(f"{name}/audio/")} == job_ids
-    claims = [k.rsplit("/", 1)[-1].split(".")[0] for k in keys if k.startswith(f"{name}/claims/")]
+    hashes = {job_id[:8] for job_id in job_ids}
+    assert {k.rsplit("_", 1)[-1].removesuffix(".wav") for k in keys if k.startswith(f"{name}/audio/")} == hashes
+    claims = [k.split("/")[-2] for k in keys if k.startswith(f"{name}/claims/")]
     assert sorted(claims) == sorted(job_ids)
     assert {k.rsplit("/", 1)[-1] for k in keys if k.endswith(".done")} == {f"{j}.done" for j in job_ids}
 
@@ -50,7 +52,8 @@ def test_user_data_runs_the_shard_uploads_and_shuts_down(
     assert ec2_project.imds.token_requests >= 1 and ec2_project.imds.unauthorized == 0
     assert_each_clip_once(ec2_project, name, {job.job_id for job in plan.jobs})
     keys = ec2_project.s3_keys(f"{name}/")
-    assert f"{name}/logs/worker_0.log" in keys and f"{name}/markers/worker_0.heartbeat" in keys
+    heartbeats = [key for key in keys if key.startswith(f"{name}/markers/worker_0.") and key.endswith(".heartbeat")]
+    assert f"{name}/logs/worker_0.log" in keys and len(heartbeats) == 1
 
     assert auto_pull([name, "--once"]) == 0
     sweep = SweepDir(load_config().sweeps_dir, name)
@@ -83,16 +86,17 @@ def test_spot_notice_mid_run_stops_and_relaunch_finishes_the_rest(
     done = {job_id for job_id, state in states.items() if state == JobState.DONE}
     left = {job_id for job_id, state in states.items() if state == JobState.FAILED}
     assert done and left and done | left == job_ids
+    launch = sweep.read_manifest().jobs[next(iter(left))].launch
     for job_id in left:
-        reason = (
-            ec2_project.bucket.server.client()
-            .get_object(Bucket=ec2_project.bucket.name, Key=f"musicsweep/{name}/markers/{job_id}.failed")["Body"]
-            .read()
-        )
+        key = f"musicsweep/{name}/markers/{job_id}.{launch}.failed"
+        reason = ec2_project.bucket.server.client().get_object(Bucket=ec2_project.bucket.name, Key=key)["Body"].read()
         assert b"spot interruption notice" in reason
 
     ec2_project.imds.notice = None  # the new instance gets no notice
-    assert set(relaunch_failed(config, sweep, backend, states)) == left
+    manifest = sweep.read_manifest()
+    verdict = judge(observe(sweep, manifest, backend, config), manifest, config, sweep, states, time.time() + 60)
+    assert set(verdict.ready) == left  # an interruption is worth a retry, once its backoff has passed
+    assert set(relaunch_jobs(config, sweep, backend, verdict.ready)) == left
     second = live_instance(ec2_project, name)
     assert second != first
     launches = sweep.read_manifest().launches

@@ -24,8 +24,8 @@ def test_job_id_depends_only_on_audio_fields() -> None:
     assert base.job_id == make_job(file_name="other").job_id  # the name does not change the audio
     for change in ({"prompt": "x"}, {"duration_s": 11}, {"seed": 2}, {"model": "small"}, {"guidance_scale": 1.0}):
         assert make_job(**change).job_id != base.job_id
-    assert base.output_name == f"lofi_piano_{base.job_id}.wav"
-    assert len(base.job_id) == 8
+    assert base.output_name == f"lofi_piano_{base.job_id[:8]}.wav"
+    assert len(base.job_id) == 16
 
 
 def test_job_paths_layout(tmp_path: Path) -> None:
@@ -36,7 +36,8 @@ def test_job_paths_layout(tmp_path: Path) -> None:
     assert paths.audio_key == f"s/audio/{job.output_name}"
     assert paths.cost_key == f"s/costs/{job.job_id}.json"
     assert paths.done_key == f"s/markers/{job.job_id}.done"
-    assert paths.failed_key == f"s/markers/{job.job_id}.failed"
+    assert paths.failed_key("L1") == f"s/markers/{job.job_id}.L1.failed"
+    assert paths.claim_key(2) == f"s/claims/{job.job_id}/000002.json"
 
 
 @pytest.mark.parametrize(
@@ -91,10 +92,10 @@ def test_classify_states() -> None:
     probe = HostProbe(
         alive_pids={10, 20},
         job_pids={"a": (10, 10), "b": (10, 10), "c": (20, 20), "d": (30, 30)},
-        markers={"a.done", "c.done", "f.failed"},
+        markers={"a.done", "c.done", "f.L2.failed", "g.L1.failed"},
     )
-    jobs = {"a": 0, "b": 0, "c": 1, "d": 2, "e": 3, "f": 4}
-    states = classify(jobs, probe)
+    jobs = {"a": 0, "b": 0, "c": 1, "d": 2, "e": 3, "f": 4, "g": 0}
+    states = classify(jobs, probe, dict.fromkeys(jobs, "L2"))
     # a is done while its worker still works on b; c's worker has nothing left: an orphan.
     assert states == {
         "a": JobState.DONE,
@@ -103,4 +104,5 @@ def test_classify_states() -> None:
         "d": JobState.FAILED,
         "e": JobState.PENDING,
         "f": JobState.FAILED,
+        "g": JobState.PENDING,  # an older attempt's failure never hides the latest attempt
     }

@@ -153,8 +153,12 @@ def test_auto_pull_terminates_a_pod_once_its_jobs_are_done_and_an_unreachable_po
     runpod_project.server.start()
     store = open_store(load_config().store)
     store.put_bytes("pods/markers/aaaa0001.done", b"1\n")
-    store.put_bytes("pods/markers/aaaa0002.failed", b"Traceback\n")
+    store.put_bytes("pods/markers/aaaa0002.L1.failed", b"Traceback\n")
+    before = PodLedger(launch.sweep).path.read_bytes()
     assert backend.poll(launch.sweep, manifest) == {"aaaa0001": "done", "aaaa0002": "failed"}
+    assert f"podTerminate {record.pod_id}" not in runpod_project.standin.operations, "poll is read-only"
+    assert PodLedger(launch.sweep).path.read_bytes() == before
+    backend.reconcile(launch.sweep, manifest)
     assert f"podTerminate {record.pod_id}" in runpod_project.standin.operations
     assert runpod_project.standin.live_pods() == []
     ended = PodLedger(launch.sweep).pods[record.pod_id]
@@ -170,5 +174,7 @@ def test_a_pod_whose_jobs_were_all_relaunched_elsewhere_is_terminated(runpod_pro
     launch.sweep.write_manifest(Manifest(jobs={"aaaa0001": JobEntry(worker=0, launch="L2")}))
     stale_copy = Manifest(jobs={"aaaa0001": JobEntry(worker=0, launch="L1")})  # auto_pull's copy from before
     assert backend.poll(launch.sweep, stale_copy) == {"aaaa0001": "lost"}
+    assert runpod_project.standin.live_pods() != []  # poll only notes it
+    backend.reconcile(launch.sweep, stale_copy)
     assert PodLedger(launch.sweep).pods[record.pod_id].terminated_by == "its jobs were relaunched elsewhere"
     assert runpod_project.standin.live_pods() == []

@@ -86,6 +86,7 @@ def test_a_pod_that_dies_mid_sweep_loses_its_jobs_until_they_are_relaunched(runp
     manifest = sweep.read_manifest()
     backend = get_backend("runpod", config)
     assert set(backend.poll(sweep, manifest).values()) == {JobState.LOST}
+    backend.reconcile(sweep, manifest)  # poll only observes; auto_pull's reconcile step terminates
     assert standin.live_pods() == []  # the exited pod still billed for its disk: terminated
     assert pull("dying", interval_s=1, relaunch_failed=True) == 0
 

@@ -96,9 +96,9 @@ def test_quickstart_sweep_on_s3(project: Path, s3_bucket: S3Bucket, capsys: pyte
     launch = json.loads(sweep.manifest.read_text())["launches"][0]["id"]
     for job in jobs:
         assert {f"s3-sweep/audio/{job.output_name}", f"s3-sweep/costs/{job.job_id}.json"} <= keys
-        assert {f"s3-sweep/markers/{job.job_id}.done", f"s3-sweep/claims/{job.job_id}.{launch}"} <= keys
+        assert {f"s3-sweep/markers/{job.job_id}.done", f"s3-sweep/claims/{job.job_id}/000000.json"} <= keys
     assert {"s3-sweep/logs/worker_0.log", f"s3-sweep/workers/worker_0.{launch}.json"} <= keys
-    assert "s3-sweep/markers/worker_0.heartbeat" in keys
+    assert f"s3-sweep/markers/worker_0.{launch}.heartbeat" in keys
 
     again = run_sweep(VARIANTS, name="s3-sweep")  # plan-time idempotency: one listing, nothing to run
     assert len(again.skipped) == 3 and again.to_run == []
@@ -143,20 +143,22 @@ def test_killed_after_upload_then_rerun_generates_nothing_twice(
     assert sorted(record["finished"] for record in lifetimes) == [False, True]  # the killed one still counts
 
 
-def test_two_workers_racing_on_one_job_list(project: Path, s3_bucket: S3Bucket) -> None:
+def test_two_launches_racing_on_one_job_list(project: Path, s3_bucket: S3Bucket) -> None:
+    """Two workers of two launches on the same clips at once: the job-level claim lets each clip be
+    generated once (with claims keyed by launch this made 2 uploads per clip)."""
     sweep = SweepDir(project / "runs", "race")
     jobs = jobs_from_variants(VARIANTS, "race")
     specs = [str(sweep.write_spec(job)) for job in jobs]
     config = StoreConfig(s3_bucket.url, endpoint_url=s3_bucket.server.endpoint_url, region="us-east-1")
     env = dict(os.environ) | store_config_to_env(config)
-    env |= {"MUSICSWEEP_JOB_DIR": str(sweep.root), "MUSICSWEEP_LAUNCH_ID": "L1", "MUSICSWEEP_NUM_WORKERS": "2"}
+    env |= {"MUSICSWEEP_JOB_DIR": str(sweep.root), "MUSICSWEEP_NUM_WORKERS": "1"}
     env |= {"MUSICSWEEP_ENGINE": json.dumps({"batch_size": 1}), "MUSICSWEEP_HOURLY_COST_USD": "0.5"}
     logs = [sweep.root / f"race_{index}.log" for index in range(2)]
     workers = []
     for index, log in enumerate(logs):
         with open(log, "wb") as handle:
             command = [sys.executable, "-m", "musicsweep.worker", *specs]
-            worker_env = env | {"MUSICSWEEP_WORKER_ID": str(index)}
+            worker_env = env | {"MUSICSWEEP_WORKER_ID": "0", "MUSICSWEEP_LAUNCH_ID": f"L{index + 1}"}
             workers.append(subprocess.Popen(command, env=worker_env, stdout=handle, stderr=subprocess.STDOUT))
     try:
         assert [worker.wait(timeout=300) for worker in workers] == [0, 0]
@@ -172,7 +174,7 @@ def test_two_workers_racing_on_one_job_list(project: Path, s3_bucket: S3Bucket) 
     keys = set(store.list("race/"))
     for job in jobs:
         check_wav(store.get_bytes(f"race/audio/{job.output_name}"), 2)
-        assert {f"race/markers/{job.job_id}.done", f"race/claims/{job.job_id}.L1"} <= keys
+        assert {f"race/markers/{job.job_id}.done", f"race/claims/{job.job_id}/000000.json"} <= keys
     assert store.put_new("race/claims/probe", b"x")
     assert store.conditional_writes is (s3_bucket.server.kind == "moto")  # which claim mode this race proved
 

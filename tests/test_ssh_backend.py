@@ -11,6 +11,7 @@ import hashlib
 import os
 import shlex
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir
 from musicsweep.remote.ssh import CONNECTIONS
 from musicsweep.states import JobState
+from musicsweep.sweep.observe import observe
 from musicsweep.sweep.plan import jobs_from_variants
 from tests.fixtures.s3 import S3Bucket
 from tests.fixtures.servers import free_port
@@ -49,7 +51,7 @@ for spec in "$@"; do
   id=$(basename "$spec" .pkl)
   echo "$$ $(ps -o pgid= $$ | tr -d ' ')" >"$work/jobs/$id.pid"
   if [ -n "${FAKE_FAIL_FIRST:-}" ] && [ "$MUSICSWEEP_IS_RESTART" = 0 ]; then
-    echo "Traceback: fake failure" >"$work/markers/$id.failed"; continue
+    echo "Traceback: fake failure" >"$work/markers/$id.$MUSICSWEEP_LAUNCH_ID.failed"; continue
   fi
   echo "$id" >"extra/$id.txt"
   name=$("$FAKE_PY" -c 'import sys, cloudpickle; print(cloudpickle.load(open(sys.argv[1], "rb")).output_name)' "$spec")
@@ -79,13 +81,16 @@ def hosts(project: Path, ssh_hosts: list[SSHServer]) -> Iterator[list[SSHServer]
         get_backend("ssh", config).cancel(sweep, sweep.read_manifest())
 
 
-def write_config(project: Path, servers: list[SSHServer], ssh: dict | None = None, **host) -> None:
+def write_config(
+    project: Path, servers: list[SSHServer], ssh: dict | None = None, recovery: dict | None = None, **host
+) -> None:
     hosts = [server.entry(**{"python": sys.executable, **host}) for server in servers]
     config = {
         "backend": "ssh",
         "store": "./runs",
         "sweeps_dir": "./runs",
         "engine": {"batch_size": 4},
+        "recovery": {"backoff_s": 0.5, **(recovery or {})},
         "backends": {"ssh": {"hosts": hosts, **(ssh or {})}},
     }
     (project / "musicsweep.yaml").write_text(yaml.safe_dump(config))
@@ -269,7 +274,8 @@ def test_relaunch_failed_over_ssh(project: Path, hosts: list[SSHServer], monkeyp
     manifest = sweep.read_manifest()
     assert len(manifest.launches) == 2
     assert sorted(p.name for p in sweep.audio.glob("*.wav")) == sorted(e.output_name for e in manifest.jobs.values())
-    remote_failed = [p for s in hosts for p in (s.root / "remote/runs/relaunch/markers").glob("*.failed")]
+    latest = manifest.launches[-1].id  # the first attempt's `.failed` stay, superseded
+    remote_failed = [p for s in hosts for p in (s.root / "remote/runs/relaunch/markers").glob(f"*.{latest}.failed")]
     assert remote_failed == []
 
 
@@ -351,3 +357,44 @@ def test_dry_run_writes_nothing_on_the_hosts(project: Path, hosts: list[SSHServe
         assert not Path(server.entry()["remote_dir"]).exists()
         assert sorted(files_under(server.root)) == before[server.root]
     assert not (project / "runs").exists()
+
+
+def test_a_failed_launch_reads_failed_and_a_rerun_starts_it(project: Path, hosts: list[SSHServer]) -> None:
+    """SSH setup fails on the hosts: the jobs must not stay `pending` for ever (issue 16, repro 6)."""
+    write_config(project, hosts, python=fake_worker(project), setup="exit 1")
+    with pytest.raises(MusicsweepError, match="environment setup failed"):
+        run_sweep(variants(4), name="bad-setup")
+    config = load_config()
+    sweep = SweepDir(config.sweeps_dir, "bad-setup")
+    manifest = sweep.read_manifest()
+    assert all(entry.error and "environment setup failed" in entry.error for entry in manifest.jobs.values())
+    seen = observe(sweep, manifest, get_backend("ssh", config), config)
+    assert set(seen.states.values()) == {JobState.FAILED}
+    write_config(project, hosts, python=fake_worker(project))
+    plan = run_sweep(variants(4), name="bad-setup")
+    assert len(plan.to_run) == 4, "a re-run starts the jobs of the failed launch"
+    assert set(wait_for_sweep("bad-setup", timeout_s=120).values()) == {JobState.DONE}
+
+
+def test_a_host_killed_and_restarted_under_relaunch_failed_generates_each_clip_once(
+    project: Path, hosts: list[SSHServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A host unreachable for a few seconds keeps its jobs `lost` while its lease is live: no other
+    host generates them again (10 generations for 8 clips before leases, issue 16, repro 3)."""
+    write_config(project, hosts, env=["HF_HUB_OFFLINE"], recovery={"lease_s": 60})
+    run_sweep(variants(8, duration_s=1), name="lost-host")
+    lost_host = hosts[1]
+    lost_host.stop()
+    restart = threading.Timer(10.0, lost_host.start)
+    restart.start()
+    try:
+        assert pull("lost-host", interval_s=1, relaunch_failed=True, orphan_grace_s=0) == 0
+    finally:
+        restart.join()
+    out = capsys.readouterr().out
+    assert f"host {lost_host.host().label} unreachable since" in out and "job(s) lost; lease expires" in out
+    sweep = SweepDir(load_config().sweeps_dir, "lost-host")
+    assert len(sweep.read_manifest().launches) == 1, "nothing relaunched"
+    logs = [log for s in hosts for log in (s.root / "remote/runs/lost-host/logs").glob("worker_*.log")]
+    assert sum(log.read_text().count("] uploaded ") for log in logs) == 8
+    assert len(list(sweep.audio.glob("*.wav"))) == 8

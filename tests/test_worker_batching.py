@@ -13,6 +13,7 @@ from musicsweep.engine.batching import CPU_BATCH, INJECT_ENV
 from musicsweep.job import Job
 from musicsweep.layout import JobPaths
 from musicsweep.store import open_store
+from musicsweep.worker.claims import Claims, owner_of
 from musicsweep.worker.context import StopFlag, WorkerContext
 from musicsweep.worker.loop import Worker
 from tests.helpers import wav_info
@@ -29,7 +30,8 @@ def make_worker(tmp_path: Path, **engine: object) -> Worker:
         launch_id="test",
         engine_config=EngineConfig(**engine),
     )
-    return Worker(context, StopFlag())
+    claims = Claims(context.store, "s", owner_of(context.host, context.launch_id, 0))
+    return Worker(context, StopFlag(), claims)
 
 
 def make_jobs(count: int, duration_s: float = 2.0, model: str = "tiny") -> list[Job]:
@@ -101,7 +103,7 @@ def test_unreachable_model_fails_its_jobs_at_once_and_the_others_run(tmp_path, m
     log = capsys.readouterr().out
     assert load_counter == {"tiny": 1}, "no generation may be attempted for the unreachable model"
     for job in bad:
-        text = store_path(worker, JobPaths.of(job, worker.context.work_dir).failed_key).read_text()
+        text = store_path(worker, JobPaths.of(job, worker.context.work_dir).failed_key("test")).read_text()
         assert len(text.strip().splitlines()) == 1
         assert "model 'nobody/no-such-musicgen'" in text and "cannot be fetched" in text
     assert log.index("cache-ahead: model 'nobody/no-such-musicgen'") < log.index("loaded model tiny")
@@ -150,8 +152,8 @@ def test_an_upload_failing_midway_fails_only_the_unsaved_clips(tmp_path, monkeyp
     assert worker.run(jobs) == 1
     markers = [JobPaths.of(job, worker.context.work_dir) for job in jobs]
     assert store_path(worker, markers[0].done_key).exists()
-    assert not store_path(worker, markers[0].failed_key).exists(), "a saved clip must not be marked failed"
+    assert not store_path(worker, markers[0].failed_key("test")).exists(), "a saved clip must not be marked failed"
     for paths in markers[1:]:
-        assert store_path(worker, paths.failed_key).exists()
+        assert store_path(worker, paths.failed_key("test")).exists()
         assert not store_path(worker, paths.done_key).exists()
     assert worker.failed == [job.job_id for job in jobs[1:]]

@@ -9,6 +9,7 @@ from typing import ClassVar
 from musicsweep.config import Config
 from musicsweep.costs.estimate import BackendFigures
 from musicsweep.costs.summary import MachineTime, WorkerKey
+from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
 from musicsweep.layout import SweepDir
 from musicsweep.manifest import Manifest
@@ -35,6 +36,14 @@ class Launch:
     env: dict[str, str]
 
 
+class LaunchFailed(MusicsweepError):
+    """`submit` started some workers but not those of `workers`; `state` is still to be kept."""
+
+    def __init__(self, message: str, state: dict, workers: set[int]) -> None:
+        super().__init__(message)
+        self.state, self.workers = state, workers
+
+
 class Backend(ABC):
     """Small executor interface: validate, shard, submit, poll, fetch, kill, cancel."""
 
@@ -43,9 +52,11 @@ class Backend(ABC):
     boots_machines: ClassVar[bool] = False  # the bill starts at a machine's boot (EC2, RunPod)
     # auto_pull's waits between polls: (after a change, the longest while nothing changes)
     poll_interval_s: ClassVar[tuple[float, float]] = (2.0, 10.0)
+    queues: ClassVar[bool] = False  # a worker may wait long in a queue (SLURM): no start timeout
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.unreachable_why: dict[str, str] = {}  # host -> why the last poll could not reach it
 
     def validate(self, dry_run: bool = False) -> None:
         """Check everything a launch needs (hosts, credentials, limits) before any write.
@@ -64,7 +75,12 @@ class Backend(ABC):
 
     @abstractmethod
     def poll(self, sweep: SweepDir, manifest: Manifest) -> dict[str, JobState]:
-        """Every job's state, with one round trip per host."""
+        """Every job's state, with one round trip per host. Read-only: it changes nothing anywhere,
+        so a dry run and `status` may call it; `reconcile` acts on what it saw."""
+
+    def reconcile(self, sweep: SweepDir, manifest: Manifest) -> None:
+        """Act on the last poll (terminate finished or gone machines, write ledgers); auto_pull only."""
+        return None
 
     @abstractmethod
     def kill_orphans(self, sweep: SweepDir, manifest: Manifest, job_ids: list[str]) -> None:

@@ -108,7 +108,7 @@ class LocalBackend(Backend):
 
     def poll(self, sweep: SweepDir, manifest: Manifest) -> dict[str, JobState]:
         jobs = {job_id: entry.worker for job_id, entry in manifest.jobs.items() if entry.assigned}
-        return classify(jobs, self._probe(sweep))
+        return classify(jobs, self._probe(sweep), manifest.launch_of())
 
     def kill_orphans(self, sweep: SweepDir, manifest: Manifest, job_ids: list[str]) -> None:
         probe = self._probe(sweep)

@@ -64,7 +64,7 @@ def parse_probe(output: str) -> HostProbe:
     return probe
 
 
-def classify(jobs: dict[str, int], probe: HostProbe) -> dict[str, JobState]:
+def classify(jobs: dict[str, int], probe: HostProbe, launch_of: dict[str, str | None]) -> dict[str, JobState]:
     """States of one host's jobs (job_id -> worker_id): the executor is the pid of the job's
     worker (its own pid file, else the launcher's record of the worker), or none yet: pending."""
     pid_of = {
@@ -72,4 +72,4 @@ def classify(jobs: dict[str, int], probe: HostProbe) -> dict[str, JobState]:
         for job_id, worker_id in jobs.items()
     }
     executors = {pid: pid_executor(pid, probe.alive_pids) for pid in set(pid_of.values())}
-    return job_states(pid_of, executors, probe.markers)
+    return job_states(pid_of, executors, probe.markers, launch_of)

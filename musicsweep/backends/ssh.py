@@ -20,7 +20,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from musicsweep.backends.base import Backend, Launch, Shard, balanced_shards
+from musicsweep.backends.base import Backend, Launch, LaunchFailed, Shard, balanced_shards
 from musicsweep.backends.probe import HostProbe, classify, parse_probe, probe_command
 from musicsweep.config import Config, typed_section
 from musicsweep.contract import worker_environment
@@ -42,7 +42,7 @@ from musicsweep.remote.ssh import (
     run_ssh,
 )
 from musicsweep.scripts import WorkerScript, write_script
-from musicsweep.states import JobState
+from musicsweep.states import JobState, marker_state
 from musicsweep.store import open_store
 from musicsweep.store.pull import PULLED_FOLDERS, pull_results
 from musicsweep.worker.deps import remote_check
@@ -207,7 +207,7 @@ def deploy(host: SSHHost, base_dir: Path, filters: list[str], sweep: SweepDir) -
 
 
 def stale_block(paths: list[str]) -> str:
-    """Bash removing earlier pid files and `.failed` markers of relaunched jobs, so they are not seen as failed."""
+    """Bash removing earlier pid files of relaunched jobs, so a dead earlier worker is not taken for theirs."""
     return f"rm -f {' '.join(shlex.quote(path) for path in paths)}\n" if paths else ""
 
 
@@ -329,9 +329,7 @@ class SSHBackend(Backend):
         )
 
         relative = [JobPaths.of(job, "") for shard in shards for job in shard.jobs]
-        stale = [str(paths.pid) for paths in relative]
-        if self.store_is_host_disk:
-            stale += [str(paths.failed_on_host) for paths in relative]
+        stale = [str(paths.pid) for paths in relative]  # an older attempt's `.failed` no longer counts
 
         def launch_on(host: SSHHost) -> str:
             deploy(host, self.config.base_dir, filters, sweep)
@@ -341,13 +339,17 @@ class SSHBackend(Backend):
             logger.info(f"host {host.label}: started {len(by_host[host.label])} worker(s)")
             return output
 
-        error = combined_error(on_hosts(hosts, launch_on))
+        results = on_hosts(hosts, launch_on)
+        error = combined_error(results)
         previous = hosts_from_state(sweep.read_manifest().state_of(HOSTS_STATE))
         others = [host for label, host in previous.items() if label not in by_host and label not in self.unreachable]
         self.report_errors(on_hosts(others, lambda host: forget_stale(host, sweep.name, stale)), "stale marker cleanup")
         state = {HOSTS_STATE: hosts_state([*previous.values(), *hosts])}
         if error is not None:
-            raise error
+            failed = {
+                s.worker_id for label, r in results.items() if isinstance(r, MusicsweepError) for s in by_host[label]
+            }
+            raise LaunchFailed(str(error), state, failed)
         return state
 
     def jobs_by_host(self, manifest: Manifest) -> dict[str, dict[str, int]]:
@@ -370,19 +372,21 @@ class SSHBackend(Backend):
             store = open_store(self.config.store)
             markers = list_markers(store, sweep.name)
         states: dict[str, str] = {}
-        self.unreachable, self.probes = set(), {}
+        self.unreachable, self.probes, self.unreachable_why = set(), {}, {}
         for label, jobs in grouped.items():
             probe = probes[label]
             if isinstance(probe, HostUnreachable):
                 self.unreachable.add(label)
-                states |= dict.fromkeys(jobs, JobState.LOST)
+                self.unreachable_why[label] = str(probe).split(": ", 2)[-1]
+                launch_of = manifest.launch_of()  # an S3 store still shows what the host finished
+                states |= {job: marker_state(job, launch_of[job], markers or set()) or JobState.LOST for job in jobs}
                 continue
             if isinstance(probe, MusicsweepError):
                 raise probe
             if markers is not None:
                 probe.markers = markers
             self.probes[label] = probe
-            states |= classify(jobs, probe)
+            states |= classify(jobs, probe, manifest.launch_of())
         return states
 
     def kill_orphans(self, sweep: SweepDir, manifest: Manifest, job_ids: list[str]) -> None:

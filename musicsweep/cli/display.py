@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from musicsweep.sweep.plan import Plan
 
 console = Console(highlight=False, markup=False, soft_wrap=not sys.stdout.isatty())
-STATE_COLUMNS = (JobState.PENDING, JobState.RUNNING, JobState.DONE, JobState.FAILED, JobState.LOST)
+STATE_COLUMNS = (JobState.PENDING, JobState.RUNNING, JobState.STALLED, JobState.DONE, JobState.FAILED, JobState.LOST)
 
 
 def render_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]], bold_last: bool = False):
@@ -175,6 +175,16 @@ def states_table(sweep_name: str, states: dict[str, str], hosts: dict[str, str |
 def print_states(sweep_name: str, states: dict[str, str], hosts: dict[str, str | None]) -> None:
     """Per-host counts of each state, then the total."""
     console.print(states_table(sweep_name, states, hosts))
+
+
+def print_attempts(manifest: Manifest, states: dict[str, str], reasons: dict[str, str], max_attempts: int) -> None:
+    """One line per unfinished or failed job: its state, attempt count and why."""
+    for job_id, state in sorted(states.items()):
+        if state == JobState.DONE:
+            continue
+        entry = manifest.jobs[job_id]
+        why = f"  {reasons[job_id]}" if job_id in reasons else ""
+        console.print(f"{job_id}  {state}  attempt {entry.attempts}/{max_attempts}  {entry.output_name}{why}")
 
 
 def status_line(sweep_name: str, states: dict[str, str], hosts: dict[str, str | None]) -> str:

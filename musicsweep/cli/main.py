@@ -90,35 +90,28 @@ def sweep_parser(command: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def open_sweep(name: str | None):
-    """The sweep folder, its manifest and its backend, from musicsweep.yaml."""
-    from musicsweep.backends import get_backend
-    from musicsweep.config import load_config
-    from musicsweep.layout import SweepDir, latest_sweep
-
-    config = load_config()
-    sweep = SweepDir(config.sweeps_dir, name or latest_sweep(config.sweeps_dir))
-    manifest = sweep.read_manifest()
-    return sweep, manifest, get_backend(manifest.backend, config)
-
-
 def run_status(argv: list[str]) -> int:
     """Exit 0 when every job is finished, 3 while some are not."""
-    from musicsweep.cli.display import print_states
+    from musicsweep.cli.auto_pull import open_launched
+    from musicsweep.cli.display import print_attempts, print_states
     from musicsweep.states import FINISHED_STATES
+    from musicsweep.sweep.observe import observe
 
     args = sweep_parser("status", "One poll of every job's state, per host. Pulls nothing, kills nothing.").parse_args(
         argv
     )
-    sweep, manifest, backend = open_sweep(args.sweep)
-    states = backend.poll(sweep, manifest)
-    print_states(sweep.name, states, {job_id: entry.host for job_id, entry in manifest.jobs.items()})
-    return 0 if all(state in FINISHED_STATES for state in states.values()) else 3
+    sweep, manifest, config, backend = open_launched(args.sweep)
+    seen = observe(sweep, manifest, backend, config)
+    print_states(sweep.name, seen.states, {job_id: entry.host for job_id, entry in manifest.jobs.items()})
+    print_attempts(manifest, seen.states, seen.reasons, config.recovery.max_attempts)
+    return 0 if all(state in FINISHED_STATES for state in seen.states.values()) else 3
 
 
 def run_cancel(argv: list[str]) -> int:
+    from musicsweep.cli.auto_pull import open_launched
+
     args = sweep_parser("cancel", "Stop every worker of a sweep. Finished clips stay in the store.").parse_args(argv)
-    sweep, manifest, backend = open_sweep(args.sweep)
+    sweep, manifest, _config, backend = open_launched(args.sweep)
     backend.cancel(sweep, manifest)
     print(f"cancelled sweep {sweep.name} on {manifest.backend}")
     return 0

@@ -108,9 +108,14 @@ class CostSummary:
 def summarize(
     lifetimes: list[WorkerLifetime], rows: list[CostRow], overrides: Mapping[WorkerKey, MachineTime] | None = None
 ) -> CostSummary:
-    """Paid total from machine time x rate (a backend's override wins), marginal from the cost rows."""
+    """Paid total from machine time x rate (a backend's override wins), marginal from the cost rows.
+
+    A machine the provider billed but whose worker never wrote a lifetime (it never started, or
+    died before its first heartbeat) is still paid: it counts as a worker with no work done."""
     overrides = overrides or {}
     workers = [replace(w, machine=overrides[w.key]) if w.key in overrides else w for w in lifetimes]
+    recorded = {w.key for w in lifetimes}
+    workers += [WorkerLifetime(*key, host="", machine=time) for key, time in overrides.items() if key not in recorded]
     return CostSummary(
         workers=len(workers),
         clips=len(rows),

@@ -67,7 +67,7 @@ def collect_clips(sweep: SweepDir, manifest: Manifest) -> list[Clip]:
     for job_id, entry in manifest.jobs.items():
         paths = sweep.job_by_id(job_id, entry.output_name)
         wav = sweep.local_file(paths.audio_key)
-        failed = sweep.local_file(paths.failed_key)
+        failed = sweep.local_file(paths.failed_key(entry.launch))
         if sweep.local_file(paths.done_key).exists():
             state = DONE if wav.exists() else NO_AUDIO
         else:

@@ -7,12 +7,12 @@ import json
 import re
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from musicsweep.backends import BACKEND_NAMES, get_backend, unknown_backend
-from musicsweep.backends.base import Backend, Launch, Shard
+from musicsweep.backends.base import Backend, Launch, LaunchFailed, Shard
 from musicsweep.config import Config, check_store_url, load_config
 from musicsweep.contract import sweep_environment
 from musicsweep.costs.estimate import Estimate, estimate_for
@@ -24,6 +24,7 @@ from musicsweep.states import JobState
 from musicsweep.store import open_store
 from musicsweep.store.base import Store
 from musicsweep.store.verify import expected_wav_size
+from musicsweep.sweep.launched import record_settings
 from musicsweep.sweep.variants import NAME_KEY, canonical_json
 
 _SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -38,6 +39,7 @@ def jobs_from_variants(variants: list[dict[str, Any]], sweep: str, max_duration_
         raise MusicsweepError(f"sweep name {sweep!r}: use letters, digits, '_', '.' and '-' only")
     jobs: list[Job] = []
     seen: dict[str, str] = {}
+    ids: dict[str, tuple[str, str]] = {}
     for index, variant in enumerate(variants):
         where = f"variant {index} ({variant.get(NAME_KEY, '')})".replace(" ()", "")
         values = {k: v for k, v in variant.items() if k != NAME_KEY}
@@ -47,7 +49,11 @@ def jobs_from_variants(variants: list[dict[str, Any]], sweep: str, max_duration_
             raise MusicsweepError(
                 f"{where}: duplicate output name {job.output_name!r} (same as {seen[job.output_name]})"
             )
+        other = ids.get(job.job_id)
+        if other is not None and other[1] != job.audio_content:
+            raise MusicsweepError(f"{where}: job id {job.job_id} collides with {other[0]} (different audio)")
         seen[job.output_name] = where
+        ids[job.job_id] = (where, job.audio_content)
         jobs.append(job)
     if not jobs:
         raise MusicsweepError(f"sweep {sweep!r}: no variants to run")
@@ -91,13 +97,24 @@ def finished_in_store(store: Store, jobs: list[Job], sweep: SweepDir) -> set[str
     return finished
 
 
-def running_jobs(backend: Backend, sweep: SweepDir) -> set[str]:
+BUSY_STATES = (JobState.RUNNING, JobState.PENDING, JobState.STALLED)
+
+
+def running_jobs(backend: Backend, sweep: SweepDir, config: Config) -> set[str]:
     """Jobs an earlier launch of this sweep is still generating or has queued (a SLURM task waiting
-    for a node, an instance booting): never start them twice."""
+    for a node, an instance booting), or whose lost worker's lease is still live: never start them
+    twice. Read-only (a dry run calls it too)."""
     if not sweep.manifest.exists():
         return set()
-    states = backend.poll(sweep, sweep.read_manifest())
-    return {job_id for job_id, state in states.items() if state in (JobState.RUNNING, JobState.PENDING)}
+    from musicsweep.sweep.observe import observe
+
+    seen = observe(sweep, sweep.read_manifest(), backend, config)
+    now = time.time()
+    return {
+        job_id
+        for job_id, state in seen.states.items()
+        if state in BUSY_STATES or (state == JobState.LOST and not seen.lease_expired(job_id, now))
+    }
 
 
 def make_plan(jobs: list[Job], config: Config, sweep_name: str, dry_run: bool = False) -> Plan:
@@ -108,7 +125,7 @@ def make_plan(jobs: list[Job], config: Config, sweep_name: str, dry_run: bool = 
         store.check()
     sweep = SweepDir(config.sweeps_dir, sweep_name)
     finished = finished_in_store(store, jobs, sweep)
-    busy = running_jobs(backend, sweep)
+    busy = running_jobs(backend, sweep, config)
     skipped = [job for job in jobs if job.job_id in finished]
     running = [job for job in jobs if job.job_id in busy and job.job_id not in finished]
     pending = [job for job in jobs if job.job_id not in finished and job.job_id not in busy]
@@ -127,30 +144,54 @@ def launch(plan: Plan, config: Config) -> None:
     previous = sweep.read_manifest() if sweep.manifest.exists() else None
     launch_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
     manifest = previous or Manifest(sweep=sweep.name, created=time.time())
-    manifest.backend, manifest.store, manifest.config_source = config.backend, asdict(config.store), config.source
+    record_settings(manifest, config)
     for job in plan.jobs:
         sweep.write_spec(job)
         known = manifest.jobs.get(job.job_id)
         entry = JobEntry.of(job)
         entry.variant = json.loads(canonical_json(job.variant))
-        if known is not None:
-            entry.worker, entry.host, entry.launch = known.worker, known.host, known.launch
+        if known is not None:  # where and how often it ran so far stays
+            for name in ("worker", "host", "launch", "attempts", "launched_at", "error"):
+                setattr(entry, name, getattr(known, name))
         manifest.jobs[job.job_id] = entry
+    now = time.time()
     for shard in plan.shards:
         for job in shard.jobs:
             entry = manifest.jobs[job.job_id]
             entry.worker, entry.host, entry.launch = shard.worker_id, shard.host, launch_id
+            entry.attempts, entry.launched_at, entry.error = entry.attempts + 1, now, None
             sweep.job(job).pid.unlink(missing_ok=True)
     if plan.estimate is None and plan.shards:  # a relaunch shards without make_plan
         plan.estimate = estimate_for(plan.backend, plan.shards, open_store(config.store))
-    estimate = plan.estimate.to_dict() if plan.estimate else None
-    manifest.launches.append(LaunchRecord(launch_id, time.time(), len(plan.to_run), estimate))
+    record = LaunchRecord(launch_id, now, len(plan.to_run), estimate=plan.estimate.to_dict() if plan.estimate else None)
+    manifest.launches.append(record)
     sweep.write_manifest(manifest)
     if not plan.shards:
         return
     env = sweep_environment(config, launch_id, is_restart=previous is not None)
-    state = plan.backend.submit(Launch(sweep, launch_id, previous is not None, env), plan.shards)
+    try:
+        state = plan.backend.submit(Launch(sweep, launch_id, previous is not None, env), plan.shards)
+    except MusicsweepError as error:
+        record_launch_error(sweep, manifest, plan.shards, record, error)
+        raise
     manifest.backend_state |= state
+    sweep.write_manifest(manifest)
+
+
+def record_launch_error(
+    sweep: SweepDir, manifest: Manifest, shards: list[Shard], record: LaunchRecord, error: MusicsweepError
+) -> None:
+    """The jobs whose workers never started read `failed` with the launch's error, so a re-run or
+    `--relaunch-failed` can start them (they would otherwise stay pending for ever)."""
+    line = " ".join(str(error).split())
+    record.error = line
+    workers = error.workers if isinstance(error, LaunchFailed) else {shard.worker_id for shard in shards}
+    for shard in shards:
+        if shard.worker_id in workers:
+            for job in shard.jobs:
+                manifest.jobs[job.job_id].error = f"launch {record.id} failed: {line}"
+    if isinstance(error, LaunchFailed):
+        manifest.backend_state |= error.state
     sweep.write_manifest(manifest)
 
 

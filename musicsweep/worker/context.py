@@ -36,6 +36,7 @@ class WorkerContext:
     is_restart: bool
     launch_id: str
     engine_config: EngineConfig
+    lease_s: float = 300.0
     host: str = field(default_factory=socket.gethostname)
 
     @classmethod
@@ -51,6 +52,7 @@ class WorkerContext:
             is_restart=environ.get(contract.IS_RESTART, "0") == "1",
             launch_id=environ.get(contract.LAUNCH_ID, "manual"),
             engine_config=engine_config,
+            lease_s=float(environ.get(contract.LEASE_S) or 300.0),
         )
 
 

@@ -23,7 +23,7 @@ def exit_reason(status: int) -> str:
     return f"worker exited with status {status} before this clip"
 
 
-def mark_unfinished(store: Store, jobs: list[Job], work_dir: Path, reason: str) -> list[str]:
+def mark_unfinished(store: Store, jobs: list[Job], work_dir: Path, reason: str, launch_id: str) -> list[str]:
     """One marker listing, then a `.failed` holding `reason` for each job without a marker; returns their ids."""
     if not jobs:
         return []
@@ -31,8 +31,8 @@ def mark_unfinished(store: Store, jobs: list[Job], work_dir: Path, reason: str) 
     marked = []
     for job in jobs:
         paths = JobPaths.of(job, work_dir)
-        if paths.done_key not in markers and paths.failed_key not in markers:
-            store.put_bytes(paths.failed_key, f"{reason}\n".encode())
+        if paths.done_key not in markers and paths.failed_key(launch_id) not in markers:
+            store.put_bytes(paths.failed_key(launch_id), f"{reason}\n".encode())
             marked.append(job.job_id)
     return marked
 
@@ -40,7 +40,9 @@ def mark_unfinished(store: Store, jobs: list[Job], work_dir: Path, reason: str) 
 def main(argv: list[str]) -> int:
     status, specs = int(argv[0]), [Path(arg) for arg in argv[1:]]
     context = WorkerContext.from_env(dict(os.environ))
-    marked = mark_unfinished(context.store, load_specs(specs).jobs, context.work_dir, exit_reason(status))
+    marked = mark_unfinished(
+        context.store, load_specs(specs).jobs, context.work_dir, exit_reason(status), context.launch_id
+    )
     print(f"[musicsweep] {len(marked)} unfinished clip(s) marked failed", flush=True)
     return 0
 

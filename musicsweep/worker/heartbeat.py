@@ -1,4 +1,4 @@
-"""The worker's heartbeat thread."""
+"""The worker's heartbeat thread: liveness, progress, paid time so far, and claim renewal."""
 
 from __future__ import annotations
 
@@ -8,27 +8,48 @@ import time
 from collections.abc import Callable
 
 from musicsweep.layout import WorkerPaths
+from musicsweep.store.base import Store
 from musicsweep.store.retry import direct
+from musicsweep.worker.claims import Claims
 from musicsweep.worker.context import WorkerContext, log
 
 HEARTBEAT_INTERVAL_S = float(os.environ.get("MUSICSWEEP_HEARTBEAT_S", "60"))
 
 
-class Heartbeat(threading.Thread):
-    """Writes the heartbeat and the lifetime so far every interval: a silent host is noticed, and a
-    killed worker's paid time still reaches the cost summary."""
+def heartbeat_interval(lease_s: float) -> float:
+    """At most a third of the lease, so two missed beats still leave the claims live."""
+    return min(HEARTBEAT_INTERVAL_S, lease_s / 3.0)
 
-    def __init__(self, context: WorkerContext, paths: WorkerPaths, lifetime: Callable[[], dict]) -> None:
+
+class Heartbeat(threading.Thread):
+    """Writes the heartbeat (with the time of the last progress) and the lifetime so far, and renews
+    the claims, every interval: a silent host is noticed, a stalled one is told from a busy one, a
+    killed worker's paid time still reaches the cost summary, and a live worker keeps its clips."""
+
+    def __init__(
+        self,
+        context: WorkerContext,
+        paths: WorkerPaths,
+        lifetime: Callable[[], dict],
+        claims: Claims,
+        progress: Callable[[], float],
+    ) -> None:
         super().__init__(daemon=True)
-        self.context, self.paths, self.lifetime = context, paths, lifetime
+        self.context, self.paths, self.lifetime, self.claims, self.progress = context, paths, lifetime, claims, progress
         self.stopped = threading.Event()
+
+    def beat(self, store: Store) -> None:
+        for job_id in self.claims.renew():
+            log(f"claim on {job_id} was taken over by another worker after our lease ran out")
+        payload = {"time": time.time(), "pid": os.getpid(), "progress": self.progress()}
+        store.put_json(self.paths.heartbeat_key(self.context.launch_id), payload)
+        store.put_json(self.paths.lifetime_key(self.context.launch_id), self.lifetime())
 
     def run(self) -> None:
         store = direct(self.context.store)  # no retries here: the main thread owns the outage budget
         while not self.stopped.is_set():
             try:
-                store.put_json(self.paths.heartbeat_key, {"time": time.time(), "pid": os.getpid()})
-                store.put_json(self.paths.lifetime_key(self.context.launch_id), self.lifetime())
+                self.beat(store)
             except Exception as error:  # a missed heartbeat must never kill generation
                 log(f"heartbeat failed: {error}")
-            self.stopped.wait(HEARTBEAT_INTERVAL_S)
+            self.stopped.wait(heartbeat_interval(self.claims.lease_s))

@@ -1,8 +1,11 @@
 """What runs on a host: `python -m musicsweep.worker SPEC...`.
 
 Loads each model once, generates its jobs in batches grouped by (model, params, duration), and
-for each clip writes the WAV, then its cost row, then `.done`, all through the store. A job that
-raises gets `.failed` with the traceback and the worker moves on. SIGUSR2/SIGTERM ask it to stop
+for each clip writes the WAV, then its cost row, then `.done`, all through the store. Before
+generating a clip it claims it (`claims`); a clip another live worker holds is deferred and
+waited for, then skipped once done or taken over once that claim expires. A job that raises gets
+this attempt's `.failed` with the traceback (headed `permanent failure:` when a retry cannot help,
+see `musicsweep.failure`) and the worker moves on. SIGUSR2/SIGTERM ask it to stop
 after the current batch (preemption, spot interruption); it then exits with EXIT_STOPPED.
 Every store call rides out outages within `store.outage_budget_s` (`store.retry`); past it the
 worker exits with EXIT_STORE_UNREACHABLE, marking nothing, and its generated clips wait in the
@@ -26,14 +29,16 @@ from musicsweep.costs.rows import CostRow, marginal_cost_usd
 from musicsweep.engine.batching import with_backoff
 from musicsweep.engine.generate import MusicEngine
 from musicsweep.engine.progress import Progress
+from musicsweep.failure import failure_text, is_permanent_error
 from musicsweep.job import Job
 from musicsweep.layout import JobPaths, WorkerPaths
 from musicsweep.store.base import Store, json_bytes
 from musicsweep.store.retry import StoreUnreachable, direct
 from musicsweep.store.verify import stored_wav_problem
+from musicsweep.worker.claims import Claim, Claims, owner_of
 from musicsweep.worker.context import EXIT_STOPPED, EXIT_STORE_UNREACHABLE, StopFlag, WorkerContext, log
 from musicsweep.worker.faults import KILL_AFTER_UPLOAD_ENV, kill_point
-from musicsweep.worker.heartbeat import Heartbeat
+from musicsweep.worker.heartbeat import Heartbeat, heartbeat_interval
 from musicsweep.worker.specs import LoadedSpecs, load_specs
 from musicsweep.worker.spool import Spool, SpooledClip
 from musicsweep.worker.timing import WorkerTimes
@@ -57,9 +62,11 @@ def group_jobs(jobs: list[Job]) -> list[list[Job]]:
 
 
 class Worker:
-    def __init__(self, context: WorkerContext, stop: StopFlag) -> None:
+    def __init__(self, context: WorkerContext, stop: StopFlag, claims: Claims) -> None:
         self.context = context
         self.stop = stop
+        self.claims = claims
+        self.last_progress = time.time()
         self.engines: dict[str, MusicEngine] = {}
         self.sources: dict[str, str] = {}
         self.auto_sizes: dict[str, int] = {}
@@ -98,9 +105,14 @@ class Worker:
         for job in jobs:
             if job.model in errors:
                 if not self.finish_if_present(job):
-                    self.mark_failed(job, errors[job.model] + "\n")
-                log(self.progress.advance(1, job.duration_s, generated=False))
+                    self.mark_failed(job, errors[job.model] + "\n", permanent=True)
+                self.advance(1, job.duration_s, generated=False)
         return [job for job in jobs if job.model not in errors]
+
+    def advance(self, clips: int, audio_s: float, generated: bool = True) -> None:
+        """Count finished clips; the heartbeat reports the time of the last one (the stall watchdog)."""
+        self.last_progress = time.time()
+        log(self.progress.advance(clips, audio_s, generated=generated))
 
     def finish_if_present(self, job: Job) -> bool:
         """True if the whole WAV is already in the store; completes its cost row and `.done` if missing.
@@ -128,15 +140,17 @@ class Worker:
         self.skipped += 1
         return True
 
-    def claim(self, job: Job) -> bool:
-        """Claim a clip for this launch, so two workers of one launch never generate it twice."""
-        paths = JobPaths.of(job, self.context.work_dir)
-        owner = f"{self.context.host} {os.getpid()} worker {self.context.worker_id}\n".encode()
-        if self.context.store.put_new(paths.claim_key(self.context.launch_id), owner):
-            return True
-        log(f"skip {job.output_name}: claimed by another worker")
-        self.skipped += 1
-        return False
+    def claim(self, job: Job) -> Claim | None:
+        """Claim a clip (any launch's other live claim wins); returns that claim when it does."""
+        other = self.claims.acquire(job.job_id)
+        if other is not None:
+            owner = other.owner
+            until = time.strftime("%H:%M:%S", time.localtime(other.expires))
+            log(f"wait for {job.output_name}: claimed by {owner.host} pid {owner.pid} ({owner.launch}) until {until}")
+            return other
+        if self.context.store.exists(JobPaths.of(job, self.context.work_dir).done_key):
+            self.claims.release(job.job_id)  # finished by its previous owner just before we took over
+        return None
 
     def cost_row(self, job: Job, generation_time_s: float | None, batch_size: int) -> CostRow:
         cost = None if generation_time_s is None else marginal_cost_usd(generation_time_s, self.context.hourly_cost_usd)
@@ -170,6 +184,10 @@ class Worker:
         """WAV (verified), then cost row, then `.done`, then the spool entry goes: a reader never sees
         `.done` without the WAV, and a clip leaves this host's disk only once it is done."""
         paths = JobPaths.of(job, self.context.work_dir)
+        if not self.claims.still_held(job.job_id):
+            log(f"not saving {job.output_name}: another worker took its claim over after our lease ran out")
+            self.spool.remove(job)
+            return
         with self.times.timing("upload_s"):
             self.context.store.put_file(paths.audio_key, spooled.wav)
             log(f"uploaded {job.output_name}")
@@ -177,7 +195,7 @@ class Worker:
             row = self.cost_row(job, spooled.generation_time_s, spooled.batch_size)
             self.context.store.put_json(paths.cost_key, row.to_dict())
             self.context.store.put_bytes(paths.done_key, f"{time.time()}\n".encode())
-        self.context.store.delete(paths.failed_key)
+        self.claims.release(job.job_id)
         self.spool.remove(job)
         self.saved.add(job.job_id)
 
@@ -190,20 +208,13 @@ class Worker:
         self.deliver(job, spooled)
         return True
 
-    def needs_generation(self, job: Job) -> bool:
-        """False when the store or the spool already has the clip or another worker claimed it; a job
-        whose check itself fails (a full disk) is marked failed, and the worker goes on."""
-        try:
-            return not self.finish_if_present(job) and self.claim(job) and not self.deliver_if_spooled(job)
-        except StoreUnreachable:
-            raise
-        except Exception:
-            self.mark_failed(job, traceback.format_exc())
-            return False
-
-    def mark_failed(self, job: Job, error_text: str) -> None:
-        log(f"FAILED {job.output_name}: {error_text.strip().splitlines()[-1]}")
-        self.write_failed(JobPaths.of(job, self.context.work_dir).failed_key, job.job_id, error_text)
+    def mark_failed(self, job: Job, error_text: str, permanent: bool = False) -> None:
+        """This attempt's `.failed`; the claim is released, so a relaunch need not wait out the lease."""
+        text = failure_text(error_text, permanent)
+        log(f"FAILED {job.output_name}: {text.strip().splitlines()[0 if permanent else -1]}")
+        paths = JobPaths.of(job, self.context.work_dir)
+        self.write_failed(paths.failed_key(self.context.launch_id), job.job_id, text)
+        self.claims.release(job.job_id)
 
     def write_failed(self, failed_key: str, job_id: str, error_text: str) -> None:
         self.failed.append(job_id)
@@ -233,8 +244,8 @@ class Worker:
 
         for part, result, error_text in with_backoff(batch, attempt, on_retry):
             if result is None:
-                self.mark_failed(part[0], error_text or "")
-                log(self.progress.advance(1, first.duration_s, generated=False))
+                self.mark_failed(part[0], error_text or "", permanent=is_permanent_error(error_text or ""))
+                self.advance(1, first.duration_s, generated=False)
                 continue
             clips, elapsed = result
             self.generation_s += elapsed
@@ -247,47 +258,84 @@ class Worker:
                 self.deliver(job, entry)
             audio = first.duration_s * len(part)
             log(f"batch of {len(part)} x {first.duration_s:g}s in {elapsed:.1f}s ({audio / elapsed:.2f} audio s/s)")
-            log(self.progress.advance(len(part), audio))
+            self.advance(len(part), audio)
 
     def run(self, jobs: list[Job]) -> int:
         self.progress = Progress(len(jobs), sum(job.duration_s for job in jobs))
         with self.times.timing("setup_s"):
             jobs = self.cache_ahead(jobs)
+        deferred = self.generate(jobs)
+        while deferred and not self.stop.requested:
+            self.stop.event.wait(heartbeat_interval(self.claims.lease_s))
+            deferred = self.generate(deferred)
+        if self.stop.requested:
+            return EXIT_STOPPED
+        return 1 if self.failed else 0
+
+    def generate(self, jobs: list[Job]) -> list[Job]:
+        """Generate every job this worker can claim; returns those another live worker holds."""
+        deferred: list[Job] = []
         for group in group_jobs(jobs):
             pending = list(group)
             while pending:
                 if self.stop.requested:
                     log(f"stopped early: {len(pending)} clip(s) of this group left for a relaunch")
-                    return EXIT_STOPPED
+                    return deferred
                 try:
                     size = self.batch_size(group[0])
                     self.times.chose(group[0].model, size)
                 except StoreUnreachable:
                     raise
                 except Exception:  # the model failed to load: its whole group fails now, not batch by batch
-                    self.fail_all(pending, traceback.format_exc())
+                    self.fail_all(pending, traceback.format_exc(), permanent=True)
                     break
                 taken, pending = pending[:size], pending[size:]
-                batch = [job for job in taken if self.needs_generation(job)]
-                skipped = len(taken) - len(batch)
-                if skipped:
-                    log(self.progress.advance(skipped, skipped * group[0].duration_s, generated=False))
-                if not batch:
-                    continue
-                try:
-                    self.run_batch(batch)
-                except StoreUnreachable:
-                    raise
-                except Exception:  # e.g. an upload failed midway: clips already saved stay done
-                    unsaved = [job for job in batch if job.job_id not in self.saved]
-                    if unsaved:
-                        self.fail_all(unsaved, traceback.format_exc())
-        return 1 if self.failed else 0
+                batch = self.claim_batch(taken, deferred)
+                if batch:
+                    self.run_claimed(batch)
+        return deferred
 
-    def fail_all(self, jobs: list[Job], error_text: str) -> None:
+    def claim_batch(self, taken: list[Job], deferred: list[Job]) -> list[Job]:
+        """The jobs of `taken` to generate now; others' live claims go to `deferred`; finished or
+        spooled ones are counted; a job whose check itself fails (a full disk) is marked failed."""
+        batch = []
+        for job in taken:
+            try:
+                if self.finish_if_present(job):
+                    self.advance(1, job.duration_s, generated=False)
+                    continue
+                other = self.claim(job)
+                if other is not None:
+                    deferred.append(job)
+                    self.last_progress = max(self.last_progress, other.expires - self.claims.lease_s)
+                elif job.job_id not in self.claims.held:  # done by the previous owner meanwhile
+                    self.finish_if_present(job)
+                    self.advance(1, job.duration_s, generated=False)
+                elif self.deliver_if_spooled(job):
+                    self.advance(1, job.duration_s, generated=False)
+                else:
+                    batch.append(job)
+            except StoreUnreachable:
+                raise
+            except Exception:
+                self.mark_failed(job, traceback.format_exc())
+                self.advance(1, job.duration_s, generated=False)
+        return batch
+
+    def run_claimed(self, batch: list[Job]) -> None:
+        try:
+            self.run_batch(batch)
+        except StoreUnreachable:
+            raise
+        except Exception:  # e.g. an upload failed midway: clips already saved stay done
+            unsaved = [job for job in batch if job.job_id not in self.saved]
+            if unsaved:
+                self.fail_all(unsaved, traceback.format_exc())
+
+    def fail_all(self, jobs: list[Job], error_text: str, permanent: bool = False) -> None:
         for job in jobs:
-            self.mark_failed(job, error_text)
-        log(self.progress.advance(len(jobs), jobs[0].duration_s * len(jobs), generated=False))
+            self.mark_failed(job, error_text, permanent)
+        self.advance(len(jobs), jobs[0].duration_s * len(jobs), generated=False)
 
     def lifetime(self, started: float, finished: bool) -> dict:
         """This process's life so far (epoch seconds), for the sweep's paid-versus-marginal summary."""
@@ -338,9 +386,12 @@ def main(argv: list[str] | None = None) -> int:
     specs = load_specs(args.specs)
     jobs = specs.jobs
     write_pid_files(jobs, context.work_dir)
-    worker = Worker(context, stop)
-    worker_paths = WorkerPaths(context.work_dir, specs.sweep(context.work_dir), context.worker_id)
-    heartbeat = Heartbeat(context, worker_paths, lambda: worker.lifetime(started, finished=False))
+    sweep = specs.sweep(context.work_dir)
+    claims = Claims(context.store, sweep, owner_of(context.host, context.launch_id, context.worker_id), context.lease_s)
+    worker = Worker(context, stop, claims)
+    worker_paths = WorkerPaths(context.work_dir, sweep, context.worker_id)
+    lifetime = lambda: worker.lifetime(started, finished=False)  # noqa: E731
+    heartbeat = Heartbeat(context, worker_paths, lifetime, claims, lambda: worker.last_progress)
     heartbeat.start()
     log(f"worker {context.worker_id}/{context.num_workers} on {context.host}: {len(jobs)} job(s)")
     try:
@@ -367,4 +418,5 @@ def fail_broken_specs(worker: Worker, specs: LoadedSpecs) -> None:
     sweep = specs.sweep(worker.context.work_dir)
     for job_id, reason in specs.broken.items():
         log(f"FAILED {job_id}: {reason}")
-        worker.write_failed(JobPaths(worker.context.work_dir, sweep, job_id, "").failed_key, job_id, reason)
+        paths = JobPaths(worker.context.work_dir, sweep, job_id, "")
+        worker.write_failed(paths.failed_key(worker.context.launch_id), job_id, reason)

@@ -2,7 +2,7 @@
 
 It keeps the worker's side of the contract with the real code (the environment through
 `WorkerContext`, `.pid` files through `write_pid_files`, WAV, cost row and `.done` through
-`Worker.save`, into whatever store the backend configured), but generates silence instead of
+`Worker.save` and `Worker.deliver`, into whatever store the backend configured), but generates silence instead of
 music, and it is steered by files in a control folder that the test owns:
 
 - on start it spawns a child and a grandchild (as a model's data loaders would), so stopping a
@@ -56,7 +56,7 @@ def main(argv: list[str]) -> int:
     worker = Worker(context, StopFlag())
     for job in jobs:
         silence = np.zeros(int(SAMPLING_RATE * job.duration_s), dtype=np.float32)
-        worker.save(job, silence, SAMPLING_RATE, share_s=0.01, batch_size=1)
+        worker.deliver(job, worker.save(job, silence, SAMPLING_RATE, share_s=0.01, batch_size=1))
     if (control / "linger").exists():
         while True:
             time.sleep(60)

@@ -341,7 +341,8 @@ class EC2Backend(Backend):
             if entry.assigned:
                 shards.setdefault((entry.launch or "", int(entry.worker)), []).append(job_id)
         executors = {key: instance_executor(instances.get(key)) for key in shards}
-        return job_states({job_id: key for key, ids in shards.items() for job_id in ids}, executors, markers)
+        executor_of = {job_id: key for key, ids in shards.items() for job_id in ids}
+        return job_states(executor_of, executors, markers, manifest.launch_of())
 
     def _terminate(self, instance_ids: list[str]) -> None:
         if instance_ids:

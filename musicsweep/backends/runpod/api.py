@@ -181,11 +181,12 @@ class RunPodAPI:
         The SDK ignores the reply of `podTerminate`, so a 5xx there would pass silently. Returns
         False when the pod was already gone.
         """
-        for attempt in range(self.retry.attempts):
+        for attempt in range(self.retry.attempts + 1):  # the last look verifies the last call
             pod = self.get_pod(pod_id)
             if pod is None or pod.desired_status == "TERMINATED":
                 return attempt > 0
-            self._call(f"terminate pod {pod_id}", self.runpod.terminate_pod, pod_id)
+            if attempt < self.retry.attempts:
+                self._call(f"terminate pod {pod_id}", self.runpod.terminate_pod, pod_id)
         raise MusicsweepError(f"RunPod API: pod {pod_id} is still not terminated: terminate it by hand")
 
 

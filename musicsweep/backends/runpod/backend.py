@@ -50,12 +50,12 @@ from musicsweep.config import Config, typed_section
 from musicsweep.costs.summary import MachineTime, WorkerKey
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
-from musicsweep.layout import LOGS_DIR, SweepDir, done_marker, failed_marker, list_markers
+from musicsweep.layout import LOGS_DIR, SweepDir, list_markers
 from musicsweep.manifest import Manifest
 from musicsweep.remote.codesync import code_filters
 from musicsweep.remote.ssh import HostUnreachable, SSHHost, combined_error, on_hosts
 from musicsweep.scripts import write_script
-from musicsweep.states import FINISHED_STATES, JobState
+from musicsweep.states import FINISHED_STATES, JobState, marker_state
 from musicsweep.store import open_store
 from musicsweep.store.pull import pull_results
 
@@ -204,17 +204,9 @@ def named_after(name: str, sweep: str) -> bool:
     return len(parts) == 4 and parts[:2] == ["musicsweep", sweep] and re.fullmatch(r"w\d+", parts[3]) is not None
 
 
-def marker_states(job_ids: list[str], markers: set[str], missing: JobState) -> dict[str, JobState]:
-    """States from the store's markers alone, for jobs whose pod is gone."""
-    states = {}
-    for job_id in job_ids:
-        if done_marker(job_id) in markers:
-            states[job_id] = JobState.DONE
-        elif failed_marker(job_id) in markers:
-            states[job_id] = JobState.FAILED
-        else:
-            states[job_id] = missing
-    return states
+def marker_states(job_ids: list[str], markers: set[str], missing: JobState, launch_id: str) -> dict[str, JobState]:
+    """States from the store's markers alone, for jobs of one pod (one launch) that is gone."""
+    return {job_id: marker_state(job_id, launch_id, markers) or missing for job_id in job_ids}
 
 
 class RunPodBackend(Backend):
@@ -229,6 +221,7 @@ class RunPodBackend(Backend):
         self.ssh = SSHBackend(config)  # for its worker script, rsync rules and prepare commands
         self._api: RunPodAPI | None = None
         self.gpu_prices: dict[str, float] = {}
+        self.to_terminate: list[tuple[str, str, dict[str, str]]] = []  # (pod id, why, final states) from poll
 
     @property
     def api(self) -> RunPodAPI:
@@ -421,21 +414,24 @@ class RunPodBackend(Backend):
     def poll(self, sweep: SweepDir, manifest: Manifest) -> dict[str, JobState]:
         """Pod state from the API, process state over SSH (one round trip per live pod), markers from S3.
 
-        Jobs of a pod that is gone (exited, terminated by itself, or lost) and have no marker are
-        `lost`. A pod whose jobs are all finished, or were all relaunched elsewhere, is terminated here.
+        Read-only: jobs of a pod that is gone (exited, terminated by itself, or lost) and have no
+        marker are `lost`; a pod that is gone, whose jobs are all finished, or were all relaunched
+        elsewhere is only noted in `self.to_terminate`, for `reconcile` to terminate.
         """
         ledger = PodLedger(sweep)
         states: dict[str, str] = {}
+        self.to_terminate = []
         owners = self.owners(manifest)
         # The manifest on disk, not auto_pull's copy: a launch running elsewhere writes it before its pods exist.
         current = self.owners(sweep.read_manifest()) if sweep.manifest.exists() else owners
         for record in [r for r in ledger.pods.values() if r.live and r.host]:
             if (record.launch_id, record.worker_id) not in current:
-                self.terminate(ledger, record, "its jobs were relaunched elsewhere")
+                self.to_terminate.append((record.pod_id, "its jobs were relaunched elsewhere", {}))
+        superseded = {pod_id for pod_id, _, _ in self.to_terminate}
         probes = {
-            key: self.probe_pod(ledger, record, sweep.name)
+            key: self.probe_pod(record, sweep.name)
             for key in owners
-            if (record := ledger.running(*key)) is not None and record.live
+            if (record := ledger.running(*key)) is not None and record.live and record.pod_id not in superseded
         }
         # The markers after the pods' processes: a clip that finishes in between is never taken for
         # one whose worker died without finishing it.
@@ -443,13 +439,13 @@ class RunPodBackend(Backend):
         for (launch_id, worker), job_ids in owners.items():
             record = ledger.running(launch_id, worker)
             if (launch_id, worker) in probes:
-                states |= self.pod_states(ledger, record, job_ids, markers, probes[(launch_id, worker)])
+                states |= self.pod_states(record, job_ids, markers, probes[(launch_id, worker)])
             elif record is None:
                 # A pod still being provisioned (created, not ready, within its deadline): its jobs wait.
                 waiting = self.provisioning(ledger, launch_id, worker)
-                states |= marker_states(job_ids, markers, JobState.PENDING if waiting else JobState.FAILED)
+                states |= marker_states(job_ids, markers, JobState.PENDING if waiting else JobState.FAILED, launch_id)
             else:
-                states |= marker_states(job_ids, markers, JobState.LOST)
+                states |= marker_states(job_ids, markers, JobState.LOST, launch_id)
                 states |= {job_id: record.final_states[job_id] for job_id in job_ids if job_id in record.final_states}
         return states
 
@@ -461,11 +457,11 @@ class RunPodBackend(Backend):
             for r in ledger.pods.values()
         )
 
-    def probe_pod(self, ledger: PodLedger, record: PodRecord, sweep: str) -> HostProbe | None:
-        """The pod's processes, in one round trip; None when it is gone (it is terminated) or does not answer."""
+    def probe_pod(self, record: PodRecord, sweep: str) -> HostProbe | None:
+        """The pod's processes, in one round trip; None when it is gone (noted for `reconcile`) or silent."""
         pod = self.api.get_pod(record.pod_id)
         if pod is None or pod.gone:
-            self.terminate(ledger, record, "gone" if pod is None else f"{pod.desired_status.lower()}")
+            self.to_terminate.append((record.pod_id, "gone" if pod is None else pod.desired_status.lower(), {}))
             return None
         try:
             return probe_host(record.ssh_host(), sweep)
@@ -473,16 +469,25 @@ class RunPodBackend(Backend):
             return None
 
     def pod_states(
-        self, ledger: PodLedger, record: PodRecord, job_ids: list[str], markers: set[str], probe: HostProbe | None
+        self, record: PodRecord, job_ids: list[str], markers: set[str], probe: HostProbe | None
     ) -> dict[str, str]:
         if probe is None:
-            return marker_states(job_ids, markers, JobState.LOST)
+            return marker_states(job_ids, markers, JobState.LOST, record.launch_id)
         probe.markers = markers
-        states = classify(dict.fromkeys(job_ids, record.worker_id), probe)
+        states = classify(dict.fromkeys(job_ids, record.worker_id), probe, dict.fromkeys(job_ids, record.launch_id))
         if all(state in FINISHED_STATES for state in states.values()):
-            record.final_states = states
-            self.terminate(ledger, record, "all its jobs finished")
+            self.to_terminate.append((record.pod_id, "all its jobs finished", dict(states)))
         return states
+
+    def reconcile(self, sweep: SweepDir, manifest: Manifest) -> None:
+        """Terminate what the last poll found finished, gone or superseded, and record it in the ledger."""
+        ledger = PodLedger(sweep)
+        for pod_id, why, final_states in self.to_terminate:
+            record = ledger.pods.get(pod_id)
+            if record is not None and record.live:
+                record.final_states = final_states or record.final_states
+                self.terminate(ledger, record, why)
+        self.to_terminate = []
 
     def kill_orphans(self, sweep: SweepDir, manifest: Manifest, job_ids: list[str]) -> None:
         """A pod runs one worker, so its orphan is killed for good by terminating the pod."""
@@ -535,7 +540,7 @@ class RunPodBackend(Backend):
             if (
                 record is not None
                 and record.live
-                and all(s in FINISHED_STATES for s in marker_states(job_ids, markers, JobState.LOST).values())
+                and all(s in FINISHED_STATES for s in marker_states(job_ids, markers, JobState.LOST, key[0]).values())
             ):
                 finishing.append(record)
         deadline = time.monotonic() + self.settings.exit_grace_s

@@ -163,6 +163,7 @@ def _check_settings(settings: SlurmConfig, config: Config) -> None:
 
 class SlurmBackend(Backend):
     name = "slurm"
+    queues = True
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
@@ -386,7 +387,8 @@ class SlurmBackend(Backend):
         queue, markers = self.queue_and_markers(sweep, manifest)
         if markers is None:
             return dict.fromkeys(tasks, JobState.LOST)
-        return job_states(tasks, {task: task_executor(queue, task) for task in set(tasks.values())}, markers)
+        executors = {task: task_executor(queue, task) for task in set(tasks.values())}
+        return job_states(tasks, executors, markers, manifest.launch_of())
 
     def kill_orphans(self, sweep: SweepDir, manifest: Manifest, job_ids: list[str]) -> None:
         """Cancel the tasks whose clips are all finished but which are still running."""

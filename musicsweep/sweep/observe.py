@@ -1,0 +1,94 @@
+"""One read-only look at a sweep: the backend's poll, refined by what the store and manifest know.
+
+`Backend.poll` gives each job's state from markers and executors. On top of it, for any backend:
+- a job whose latest launch failed to start its worker reads `failed` with the launch's error;
+- a worker that has not started within `recovery.start_timeout_minutes` makes its jobs `failed`;
+- a running job whose worker's heartbeat is fresh but reports no progress for
+  `recovery.stall_after_minutes` reads `stalled`;
+- a `lost` job gets its lease expiry: that of its claim in the store, else its worker's last
+  heartbeat (or when it was first seen lost) plus `recovery.lease_s`. It stays `lost` (never
+  relaunched) until then.
+Nothing is written anywhere: a dry run, `status` and auto_pull all call this.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from musicsweep.backends.base import Backend
+from musicsweep.config import Config
+from musicsweep.layout import StoreKeys, SweepDir
+from musicsweep.manifest import Manifest
+from musicsweep.states import JobState
+from musicsweep.store import open_store
+from musicsweep.store.base import Store
+from musicsweep.worker.claims import current_claim
+
+
+@dataclass
+class Observation:
+    states: dict[str, JobState]
+    reasons: dict[str, str] = field(default_factory=dict)  # why a job is failed, stalled or lost
+    lease_expires: dict[str, float] = field(default_factory=dict)  # lost jobs: when they may be taken over
+    unreachable: dict[str, str] = field(default_factory=dict)  # host -> why
+
+    def lease_expired(self, job_id: str, now: float) -> bool:
+        return self.lease_expires.get(job_id, 0.0) <= now
+
+
+def read_heartbeat(store: Store, sweep: str, launch_id: str | None, worker: int | None) -> dict | None:
+    if launch_id is None or worker is None:
+        return None
+    try:
+        return store.get_json(StoreKeys(sweep).heartbeat(worker, launch_id))
+    except Exception:  # none yet (a missing key raises differently per store), or half-visible
+        return None
+
+
+def observe(
+    sweep: SweepDir,
+    manifest: Manifest,
+    backend: Backend,
+    config: Config,
+    lost_since: dict[str, float] | None = None,
+    now: float | None = None,
+) -> Observation:
+    """Every job's state and why, from one poll plus the store's heartbeats and claims (read-only)."""
+    now = time.time() if now is None else now
+    observation = Observation(backend.poll(sweep, manifest), unreachable=dict(backend.unreachable_why))
+    recovery = config.recovery
+    store = open_store(config.store)
+    beats: dict[tuple, dict | None] = {}
+
+    def beat_of(job_id: str) -> dict | None:
+        entry = manifest.jobs[job_id]
+        key = (entry.launch, entry.worker)
+        if key not in beats:
+            beats[key] = read_heartbeat(store, sweep.name, entry.launch, entry.worker)
+        return beats[key]
+
+    for job_id, state in observation.states.items():
+        entry = manifest.jobs[job_id]
+        if entry.error and state in (JobState.PENDING, JobState.LOST, JobState.FAILED):
+            observation.states[job_id], observation.reasons[job_id] = JobState.FAILED, entry.error
+        elif state == JobState.PENDING and not backend.queues and entry.launched_at is not None:
+            if now - entry.launched_at > recovery.start_timeout_minutes * 60 and beat_of(job_id) is None:
+                observation.states[job_id] = JobState.FAILED
+                observation.reasons[job_id] = f"worker never started within {recovery.start_timeout_minutes:g} min"
+        elif state == JobState.RUNNING:
+            beat = beat_of(job_id)
+            if beat is not None and now - float(beat.get("progress", now)) > recovery.stall_after_minutes * 60:
+                since = time.strftime("%H:%M:%S", time.localtime(float(beat["progress"])))
+                observation.states[job_id] = JobState.STALLED
+                observation.reasons[job_id] = f"no clip finished since {since} though its heartbeat is fresh"
+        elif state == JobState.LOST:
+            claim = current_claim(store, sweep.keys, job_id)
+            if claim is not None and claim.owner.launch == entry.launch:
+                expires = claim.expires
+            else:
+                beat = beat_of(job_id)
+                seen = float(beat["time"]) if beat else (lost_since or {}).get(job_id, entry.launched_at or now)
+                expires = seen + recovery.lease_s
+            observation.lease_expires[job_id] = expires
+    return observation
