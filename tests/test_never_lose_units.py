@@ -159,6 +159,7 @@ def test_pull_keeps_no_torn_wav_and_auto_pull_counts_it_failed(
     from musicsweep.cli.auto_pull import unwhole_clips
     from musicsweep.config import StoreConfig
     from musicsweep.layout import SweepDir
+    from musicsweep.manifest import JobEntry, Manifest
     from musicsweep.store.pull import pull_results
     from musicsweep.store.s3 import S3Store
 
@@ -170,6 +171,6 @@ def test_pull_keeps_no_torn_wav_and_auto_pull_counts_it_failed(
     assert pull_results(store, sweep) == 2  # the whole WAV and the marker
     assert sorted(p.name for p in sweep.audio.iterdir()) == ["whole_2.wav"]
     assert "sw/audio/torn_1.wav: incomplete in the store: 20000 bytes, its header declares 32044" in caplog.text
-    manifest = {"jobs": {"1": {"output_name": "torn_1.wav"}, "2": {"output_name": "whole_2.wav"}}}
+    manifest = Manifest(jobs={"1": JobEntry(output_name="torn_1.wav"), "2": JobEntry(output_name="whole_2.wav")})
     assert unwhole_clips(sweep, manifest, {"1": "done", "2": "done"}) == {"1": "not pulled"}
     assert pull_results(store, sweep) == 0  # tried again, still not kept

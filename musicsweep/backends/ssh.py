@@ -1,9 +1,9 @@
 """SSH hosts backend: rsync the code, prepare a uv environment once, start detached workers, and
 poll, pull and kill over one ssh round trip per host.
 
-Per-host steps are plain functions over `SSHHost` (`check_host`, `deploy`, `start_workers`,
-`probe_host`, `pull_host`, `kill_groups`) so the RunPod and SLURM backends reuse them for hosts they
-build themselves; `SSHBackend` is a thin loop over the configured hosts.
+Per-host steps are plain functions over `SSHHost` in `backends/hosts.py`, shared with the RunPod
+and SLURM backends for hosts they build themselves; `SSHBackend` is a thin loop over the
+configured hosts.
 
 Remote layout: `{remote_dir}/code` holds the project, `{remote_dir}/runs/{sweep}` mirrors the local
 sweep folder (`jobs`, `scripts`, `logs`, and, when the store is the host's disk, `audio`, `costs`,
@@ -12,243 +12,53 @@ sweep folder (`jobs`, `scripts`, `logs`, and, when the store is the host's disk,
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import shlex
 from collections import defaultdict
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from musicsweep.backends.base import Backend, Launch, LaunchFailed, Shard, balanced_shards
-from musicsweep.backends.probe import HostProbe, classify, parse_probe, probe_command
-from musicsweep.config import Config, typed_section
-from musicsweep.contract import worker_environment
+from musicsweep.backends.hosts import (
+    check_host,
+    deploy,
+    environment_setup,
+    forget_stale,
+    host_worker_script,
+    hosts_from_state,
+    hosts_state,
+    kill_groups,
+    parse_settings,
+    prepare_block,
+    probe_host,
+    pull_extra_dir,
+    pull_host,
+    stale_block,
+    start_workers,
+    uses_default_setup,
+    warn_failures,
+)
+from musicsweep.backends.probe import HostProbe, classify
+from musicsweep.config import Config
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
-from musicsweep.layout import JOBS_DIR, LOGS_DIR, PID_SUFFIX, SCRIPTS_DIR, JobPaths, SweepDir, WorkerPaths, list_markers
+from musicsweep.layout import LOGS_DIR, JobPaths, SweepDir, list_markers
 from musicsweep.manifest import Manifest
 from musicsweep.packaging import require_packaging
-from musicsweep.remote.bundle import FOLDER as BUNDLE_FOLDER
-from musicsweep.remote.bundle import WorkerBundle, worker_bundle
-from musicsweep.remote.codesync import DEFAULT_EXCLUDES, code_filters, sync_code
+from musicsweep.remote.codesync import code_filters
 from musicsweep.remote.ssh import (
     HostUnreachable,
     SSHHost,
     combined_error,
-    env_exports,
     on_hosts,
-    rsync,
-    run_ssh,
 )
 from musicsweep.scripts import WorkerScript, write_script
 from musicsweep.states import JobState, marker_state
 from musicsweep.store import open_store
 from musicsweep.store.pull import PULLED_FOLDERS, pull_results
-from musicsweep.worker.deps import remote_check
 
 logger = logging.getLogger(__name__)
 
-# Used when a host names neither `python` nor `setup`, in `{remote_dir}/code`: installs uv if
-# missing, makes `.venv`, and installs the pinned runtime dependencies and this project's wheel
-# from the bundle that `deploy` pushed (never the dev group, never musicsweep from an index). Each
-# install tries the host's uv cache first (`--offline`), then the package index.
-DEFAULT_SETUP = """\
-export PATH="$HOME/.local/bin:$HOME/.cargo/bin:$PATH"
-command -v uv >/dev/null 2>&1 || python3 -m pip install --user uv \\
-  || python3 -m pip install --user --break-system-packages uv || exit 1
-[ -x .venv/bin/python ] || uv venv --quiet --python '>=3.11' .venv || exit 1
-install() {
-  uv pip install --python .venv/bin/python --offline "$@" && return
-  echo "[musicsweep] not all in the uv cache: trying the package index"
-  uv pip install --python .venv/bin/python "$@"
-}
-bundle=$MUSICSWEEP_SETUP_DIR
-if [ -f "$bundle/pylock.toml" ]; then
-  install -r "$bundle/pylock.toml" && install --no-deps --reinstall-package musicsweep "$bundle/$MUSICSWEEP_WHEEL"
-else
-  install --reinstall-package musicsweep "musicsweep[worker] @ file://$bundle/$MUSICSWEEP_WHEEL"
-fi
-"""
 HOSTS_STATE = "ssh_hosts"
-POLL_TIMEOUT_S = 60  # a host whose probe hangs this long counts as unreachable for this poll
-
-KILL_SCRIPT = """
-alive() {{ ps -e -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ {{ found = 1 }} END {{ exit !found }}'; }}
-groups={groups}
-for g in $groups; do kill -TERM -- "-$g" 2>/dev/null; done
-end=$((SECONDS + {grace}))
-while [ "$SECONDS" -lt "$end" ]; do
-  left=; for g in $groups; do alive "$g" && left=1; done
-  [ -z "$left" ] && exit 0
-  sleep 0.2
-done
-for g in $groups; do kill -KILL -- "-$g" 2>/dev/null; done
-true
-"""
-
-
-@dataclass(frozen=True)
-class SSHSettings:
-    """`backends.ssh` in musicsweep.yaml."""
-
-    hosts: tuple[SSHHost, ...] = ()
-    rsync_include: tuple[str, ...] = ()
-    rsync_exclude: tuple[str, ...] = DEFAULT_EXCLUDES
-    prepare: tuple[str, ...] = ()
-    kill_grace_s: int = 5
-
-
-def parse_settings(config: Config) -> SSHSettings:
-    where = config.where("backends.ssh")
-    settings = typed_section(SSHSettings, config.backend_section("ssh"), where)
-    seen: set[str] = set()
-    for index, host in enumerate(settings.hosts):
-        host.check(f"{where}.hosts[{index}]")
-        if host.label in seen:
-            raise MusicsweepError(f"{where}.hosts[{index}]: host {host.label!r} is listed twice (give it a 'name')")
-        seen.add(host.label)
-    return settings
-
-
-def hosts_state(hosts: list[SSHHost]) -> dict[str, dict]:
-    """Host entries as kept in the manifest, so auto_pull reaches them even if the config changes."""
-    return {host.label: asdict(host) for host in hosts}
-
-
-def hosts_from_state(state: dict[str, dict]) -> dict[str, SSHHost]:
-    return {label: typed_section(SSHHost, entry, f"manifest host {label}") for label, entry in state.items()}
-
-
-def check_host(host: SSHHost, write: bool = True) -> None:
-    """Reachable, key accepted, `remote_dir` a writable folder, and a set `python` (with no
-    `setup` to install into it) able to import the worker's modules: one round trip, one-line errors.
-
-    With `write=False` (a dry run) nothing is created: the nearest existing folder on the path
-    must be a writable directory.
-    """
-    folder = shlex.quote(host.remote_dir)
-    probe = f"{folder}/.musicsweep-write-check"
-    if write:
-        check = f"mkdir -p {folder} 2>/dev/null && touch {probe} 2>/dev/null && rm -f {probe}"
-    else:
-        check = f'd={folder}; while [ ! -e "$d" ]; do d=$(dirname "$d"); done; [ -d "$d" ] && [ -w "$d" ]'
-    command = f"{{ {check}; }} || {{ echo remote_dir {folder} is not a writable folder >&2; exit 1; }}"
-    if host.python is not None and host.setup is None:
-        command += f"; {remote_check(host.python)}"
-    run_ssh(host, command, what="launch check")
-
-
-def python_of(host: SSHHost) -> str:
-    return host.python or f"{host.code_dir}/.venv/bin/python"
-
-
-def uses_default_setup(host: SSHHost) -> bool:
-    return host.python is None and host.setup is None
-
-
-def setup_stamp(host: SSHHost, base_dir: Path, bundle: WorkerBundle | None) -> str | None:
-    """Hash of what the environment depends on; None when the host needs no setup.
-
-    The default setup depends on the bundle (wheel and pins); a custom `setup` on the project's
-    `pyproject.toml` and `uv.lock`.
-    """
-    if host.python is not None and host.setup is None:
-        return None
-    digest = hashlib.sha256((host.setup or DEFAULT_SETUP).encode())
-    if bundle is not None:
-        digest.update(bundle.digest.encode())
-    else:
-        for name in ("pyproject.toml", "uv.lock"):
-            path = base_dir / name
-            digest.update(path.read_bytes() if path.is_file() else b"-")
-    return digest.hexdigest()[:16]
-
-
-def environment_setup(host: SSHHost, sweep: SweepDir, base_dir: Path) -> str:
-    """Bash that runs the host's setup unless its stamp matches, i.e. a second sweep reuses the env."""
-    bundle = worker_bundle(sweep.root) if uses_default_setup(host) else None
-    stamp = setup_stamp(host, base_dir, bundle)
-    if stamp is None:
-        return ""
-    stamp_file = shlex.quote(f"{host.remote_dir}/.musicsweep-env")
-    log = shlex.quote(f"{host.remote_dir}/setup.log")
-    exports = ""
-    if bundle is not None:
-        folder = f"{host.work_dir(sweep.name)}/{BUNDLE_FOLDER}"
-        exports = f"export MUSICSWEEP_SETUP_DIR={shlex.quote(folder)} MUSICSWEEP_WHEEL={shlex.quote(bundle.wheel)}\n"
-    return (
-        f'if [ "$(cat {stamp_file} 2>/dev/null)" = {stamp} ]; then echo "#setup cached"; else\n'
-        f"  ( cd {shlex.quote(host.code_dir)} || exit 1\n{exports}{host.setup or DEFAULT_SETUP}\n) >>{log} 2>&1 "
-        f"|| {{ echo environment setup failed, see {log} >&2; exit 1; }}\n"
-        f'  echo {stamp} >{stamp_file}; echo "#setup ran"\nfi\n'
-    )
-
-
-def prepare_block(host: SSHHost, commands: tuple[str, ...]) -> str:
-    """Bash running the `prepare` commands in the code folder at every launch; the first failure stops it."""
-    log = f"{LOGS_DIR}/prepare.log"
-    return "".join(
-        f"( cd {shlex.quote(host.code_dir)} && {command} ) >>{log} 2>&1 "
-        f"|| {{ echo prepare command failed: {shlex.quote(command)} >&2; exit 1; }}\n"
-        for command in commands
-    )
-
-
-def deploy(host: SSHHost, base_dir: Path, filters: list[str], sweep: SweepDir) -> None:
-    """Push the code and the sweep's specs and scripts (never pid files) to the host, and the
-    setup bundle when the host uses the default setup."""
-    sync_code(host, base_dir, filters)
-    if uses_default_setup(host):
-        worker_bundle(sweep.root)
-    folders = [f"--include=/{folder}/***" for folder in (JOBS_DIR, SCRIPTS_DIR, BUNDLE_FOLDER)]
-    sweep_filters = ["--mkpath", f"--exclude=*{PID_SUFFIX}", *folders, "--exclude=*"]
-    rsync(host, [f"{sweep.root}/"], f":{host.work_dir(sweep.name)}/", sweep_filters, what="sweep sync")
-
-
-def stale_block(paths: list[str]) -> str:
-    """Bash removing earlier pid files of relaunched jobs, so a dead earlier worker is not taken for theirs."""
-    return f"rm -f {' '.join(shlex.quote(path) for path in paths)}\n" if paths else ""
-
-
-def forget_stale(host: SSHHost, sweep: str, paths: list[str]) -> None:
-    """`stale_block` on a host that ran some relaunched jobs before but runs none of them now."""
-    script = f"cd {shlex.quote(host.work_dir(sweep))} 2>/dev/null || exit 0\n{stale_block(paths)}"
-    run_ssh(host, "bash -s", stdin=script, what="stale marker cleanup")
-
-
-def start_workers(host: SSHHost, sweep: str, shards: list[Shard], before: str = "") -> str:
-    """One round trip: forwarded env from stdin, the `before` bash (cleanup, setup, prepare), then
-    `setsid nohup` every worker, recording its PID. Returns the remote output (`#setup ...`)."""
-    lines = [env_exports(host.env), f"cd {shlex.quote(host.work_dir(sweep))} || exit 1", f"mkdir -p {LOGS_DIR}", before]
-    for shard in shards:
-        paths = WorkerPaths(Path(), sweep, shard.worker_id)
-        lines.append(f"setsid nohup bash {paths.script} >>{paths.log} 2>&1 </dev/null & echo $! >{paths.pid}")
-    return run_ssh(host, "bash -s", stdin="\n".join(lines) + "\n", what="start")
-
-
-def probe_host(host: SSHHost, sweep: str) -> HostProbe:
-    work = host.work_dir(sweep)
-    return parse_probe(run_ssh(host, probe_command(work, f"{work}/markers"), timeout_s=POLL_TIMEOUT_S, what="poll"))
-
-
-def kill_groups(host: SSHHost, groups: set[int], grace_s: int = 5) -> None:
-    """SIGTERM each process group, wait up to `grace_s` (zombies count as gone), then SIGKILL."""
-    if groups:
-        script = KILL_SCRIPT.format(groups=shlex.quote(" ".join(map(str, sorted(groups)))), grace=int(grace_s))
-        run_ssh(host, script, timeout_s=grace_s + POLL_TIMEOUT_S, what="kill")
-
-
-def pull_host(host: SSHHost, sweep: str, target: Path, folders: tuple[str, ...]) -> None:
-    """rsync `folders` of the host's sweep folder into `target` (half-written temp files excluded)."""
-    filters = ["--exclude=.*.tmp", *(f"--include=/{folder}/***" for folder in folders), "--exclude=*"]
-    rsync(host, [f":{host.work_dir(sweep)}/"], f"{target}/", ["--mkpath", *filters], what="pull")
-
-
-def pull_extra_dir(host: SSHHost, path: str, base_dir: Path) -> None:
-    """A job's extra folder: relative paths map project <-> remote code folder, absolute stay the same."""
-    remote, local = (path, path) if path.startswith("/") else (f"{host.code_dir}/{path}", str(base_dir / path))
-    rsync(host, [f":{remote.rstrip('/')}/"], f"{local.rstrip('/')}/", ["--mkpath"], what="extra folder pull")
 
 
 class SSHBackend(Backend):
@@ -295,21 +105,7 @@ class SSHBackend(Backend):
         )
 
     def worker_script(self, launch: Launch, shard: Shard, host: SSHHost, slot: int, workers: int) -> WorkerScript:
-        work = host.work_dir(launch.sweep.name)
-        host_disk = host.runs_dir if self.store_is_host_disk else None
-        env = worker_environment(launch.env, work, shard.worker_id, workers, shard.hourly_cost_usd, host_disk)
-        if host.gpus is not None:
-            env["CUDA_VISIBLE_DEVICES"] = str(slot)
-        return WorkerScript(
-            sweep=launch.sweep.name,
-            worker_id=shard.worker_id,
-            num_workers=workers,
-            cwd=host.code_dir,
-            log=str(WorkerPaths(Path(work), launch.sweep.name, shard.worker_id).log),
-            specs=[str(JobPaths.of(job, work).spec) for job in shard.jobs],
-            python=python_of(host),
-            env=env,
-        )
+        return host_worker_script(launch, shard, host, slot, workers, host_disk=self.store_is_host_disk)
 
     def submit(self, launch: Launch, shards: list[Shard]) -> dict:
         sweep = launch.sweep
@@ -343,7 +139,7 @@ class SSHBackend(Backend):
         error = combined_error(results)
         previous = hosts_from_state(sweep.read_manifest().state_of(HOSTS_STATE))
         others = [host for label, host in previous.items() if label not in by_host and label not in self.unreachable]
-        self.report_errors(on_hosts(others, lambda host: forget_stale(host, sweep.name, stale)), "stale marker cleanup")
+        warn_failures(on_hosts(others, lambda host: forget_stale(host, sweep.name, stale)), "stale marker cleanup")
         state = {HOSTS_STATE: hosts_state([*previous.values(), *hosts])}
         if error is not None:
             failed = {
@@ -403,7 +199,7 @@ class SSHBackend(Backend):
                 self.settings.kill_grace_s,
             )
 
-        self.report_errors(on_hosts([hosts[label] for label in wanted], kill), "orphan kill")
+        warn_failures(on_hosts([hosts[label] for label in wanted], kill), "orphan kill")
 
     def fetch(self, sweep: SweepDir, manifest: Manifest) -> None:
         """rsync results (host-disk store) or logs (S3 store) from every reachable host, then pull the store."""
@@ -421,7 +217,7 @@ class SSHBackend(Backend):
             for path in sorted(extra.get(host.label, ())):
                 pull_extra_dir(host, path, self.config.base_dir)
 
-        self.report_errors(on_hosts([hosts[label] for label in labels], pull), "pull")
+        warn_failures(on_hosts([hosts[label] for label in labels], pull), "pull")
         pull_results(store, sweep)
 
     def extra_pull_dirs(self, sweep: SweepDir, manifest: Manifest) -> dict[str, set[str]]:
@@ -442,11 +238,4 @@ class SSHBackend(Backend):
             groups = {pgid for _, pgid in probe.job_pids.values()} | set(probe.worker_pids.values())
             kill_groups(host, groups & probe.alive_pids, self.settings.kill_grace_s)
 
-        self.report_errors(on_hosts([hosts[label] for label in self.jobs_by_host(manifest)], stop), "cancel")
-
-    @staticmethod
-    def report_errors(results: dict[str, object], what: str) -> None:
-        """A host that fails a pull or kill is retried on the next poll, so warn and go on."""
-        for label, result in results.items():
-            if isinstance(result, MusicsweepError):
-                logger.warning(f"{what} on host {label}: {result}")
+        warn_failures(on_hosts([hosts[label] for label in self.jobs_by_host(manifest)], stop), "cancel")

@@ -27,7 +27,7 @@ def local_checks(config: Config, fix: bool) -> list[Check]:
 
 
 def ssh_checks(config: Config, fix: bool) -> list[Check]:
-    from musicsweep.backends.ssh import parse_settings
+    from musicsweep.backends.hosts import parse_settings
     from musicsweep.doctor.ssh import ssh_host_checks
 
     settings = parse_settings(config)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from musicsweep.atomic import atomic_write_text
+from musicsweep.worker.claims import Claims, owner_of
 from musicsweep.worker.context import StopFlag, WorkerContext
 from musicsweep.worker.loop import Worker, write_pid_files
 from musicsweep.worker.specs import load_specs
@@ -53,8 +54,10 @@ def main(argv: list[str]) -> int:
     atomic_write_text(control / f"worker-{context.launch_id}-{context.worker_id}.json", json.dumps(record))
     while not (control / "release").exists():
         time.sleep(0.1)
-    worker = Worker(context, StopFlag())
+    owner = owner_of(context.host, context.launch_id, context.worker_id)
+    worker = Worker(context, StopFlag(), Claims(context.store, jobs[0].sweep, owner, context.lease_s))
     for job in jobs:
+        assert worker.claims.acquire(job.job_id) is None, f"{job.job_id} is claimed by another worker"
         silence = np.zeros(int(SAMPLING_RATE * job.duration_s), dtype=np.float32)
         worker.deliver(job, worker.save(job, silence, SAMPLING_RATE, share_s=0.01, batch_size=1))
     if (control / "linger").exists():

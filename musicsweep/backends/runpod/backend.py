@@ -32,20 +32,22 @@ from pathlib import Path
 
 from musicsweep.atomic import atomic_write_json, atomic_write_text
 from musicsweep.backends.base import Backend, Launch, Shard, balanced_shards
-from musicsweep.backends.probe import HostProbe, classify
-from musicsweep.backends.runpod.api import NoCapacity, Pod, Retry, RunPodAPI, api_key_from, b64
-from musicsweep.backends.ssh import (
-    SSHBackend,
+from musicsweep.backends.hosts import (
     check_host,
     deploy,
     environment_setup,
+    host_worker_script,
     hosts_from_state,
+    parse_settings,
     prepare_block,
     probe_host,
     pull_host,
     python_of,
     start_workers,
+    warn_failures,
 )
+from musicsweep.backends.probe import HostProbe, classify
+from musicsweep.backends.runpod.api import NoCapacity, Pod, Retry, RunPodAPI, api_key_from, b64
 from musicsweep.config import Config, typed_section
 from musicsweep.costs.summary import MachineTime, WorkerKey
 from musicsweep.errors import MusicsweepError
@@ -218,7 +220,7 @@ class RunPodBackend(Backend):
         super().__init__(config)
         self.where = config.where("backends.runpod")
         self.settings = typed_section(RunPodSettings, config.backend_section("runpod"), self.where)
-        self.ssh = SSHBackend(config)  # for its worker script, rsync rules and prepare commands
+        self.host_settings = parse_settings(config)  # `backends.ssh`: rsync rules and prepare commands
         self._api: RunPodAPI | None = None
         self.gpu_prices: dict[str, float] = {}
         self.to_terminate: list[tuple[str, str, dict[str, str]]] = []  # (pod id, why, final states) from poll
@@ -375,7 +377,7 @@ class RunPodBackend(Backend):
             record = ready[shard.worker_id]
             host = record.ssh_host()
             shard.hourly_cost_usd = record.cost_per_hr
-            script = self.ssh.worker_script(launch, shard, host, 0, len(shards))
+            script = host_worker_script(launch, shard, host, 0, len(shards), host_disk=False)
             env = script.env | ({"RUNPOD_API_BASE_URL": api_url} if api_url else {})
             env_file = shlex.quote(self.settings.pod_env_file.format(pod_id=record.pod_id))
             specs = " ".join(shlex.quote(spec) for spec in script.specs)
@@ -385,8 +387,8 @@ class RunPodBackend(Backend):
             by_label[host.label] = (host, shard)
         filters = code_filters(
             self.config.base_dir,
-            list(self.ssh.settings.rsync_include),
-            list(self.ssh.settings.rsync_exclude),
+            list(self.host_settings.rsync_include),
+            list(self.host_settings.rsync_exclude),
             [Path(self.config.sweeps_dir)],
         )
 
@@ -394,7 +396,7 @@ class RunPodBackend(Backend):
             shard = by_label[host.label][1]
             deploy(host, self.config.base_dir, filters, sweep)
             setup = environment_setup(host, sweep, self.config.base_dir)
-            prepare = prepare_block(host, self.ssh.settings.prepare)
+            prepare = prepare_block(host, self.host_settings.prepare)
             return start_workers(host, sweep.name, [shard], setup + prepare)
 
         results = on_hosts([host for host, _ in by_label.values()], launch_on)
@@ -502,7 +504,7 @@ class RunPodBackend(Backend):
         ledger = PodLedger(sweep)
         hosts = [record.ssh_host() for record in ledger.pods.values() if record.live and record.host]
         results = on_hosts(hosts, lambda host: pull_host(host, sweep.name, sweep.root, (LOGS_DIR,)))
-        SSHBackend.report_errors(results, "log pull")
+        warn_failures(results, "log pull")
         pull_results(open_store(self.config.store), sweep)
 
     def cancel(self, sweep: SweepDir, manifest: Manifest) -> None:

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from musicsweep.backends.base import Backend, Launch, Shard, balanced_shards
+from musicsweep.backends.hosts import check_host, deploy, environment_setup, pull_host, python_of
 from musicsweep.backends.slurm.login import run_here, run_on_login
-from musicsweep.backends.ssh import check_host, deploy, environment_setup, pull_host, python_of
 from musicsweep.config import Config, at_least, typed_section
 from musicsweep.contract import worker_environment
 from musicsweep.errors import MusicsweepError
