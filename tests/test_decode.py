@@ -101,3 +101,13 @@ def test_engine_fast_and_hf_give_the_same_wav_and_a_seed_reproduces_it():
 def test_melody_models_stay_on_transformers():
     melody, _ = build_tiny_model(melody=True)
     assert FastLoop.supports(build_tiny_model()[0]) and not FastLoop.supports(melody)
+
+
+def test_engine_decoder_setting_is_fast_or_hf():
+    from musicsweep.config import validate_engine
+    from musicsweep.errors import MusicsweepError
+
+    assert EngineConfig().decoder == "fast"
+    validate_engine(EngineConfig(decoder="hf"), "musicsweep.yaml: key 'engine'")
+    with pytest.raises(MusicsweepError, match=r"engine'\.decoder: expected one of \['fast', 'hf'\]"):
+        validate_engine(EngineConfig(decoder="compiled"), "musicsweep.yaml: key 'engine'")
