@@ -111,3 +111,13 @@ def test_engine_decoder_setting_is_fast_or_hf():
     validate_engine(EngineConfig(decoder="hf"), "musicsweep.yaml: key 'engine'")
     with pytest.raises(MusicsweepError, match=r"engine'\.decoder: expected one of \['fast', 'hf'\]"):
         validate_engine(EngineConfig(decoder="compiled"), "musicsweep.yaml: key 'engine'")
+
+
+def test_cuda_devices_get_graphed_steps_over_a_whole_window_in_whole_buckets(tiny):
+    """Checked without a GPU: building the loop allocates nothing on the device until the first batch."""
+    from musicsweep.engine.steps import GraphedSteps, eager_steps
+
+    on_gpu = FastLoop(tiny[0], "cuda:0", window_frames=1500).make_steps
+    assert isinstance(on_gpu, StepsCache) and on_gpu.steps_class is GraphedSteps
+    assert on_gpu.capacity == 1536 and on_gpu.capacity % steps.BUCKET == 0  # 1500 frames + 3 delay steps
+    assert FastLoop(tiny[0], "cpu", window_frames=1500).make_steps is eager_steps
