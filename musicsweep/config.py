@@ -41,7 +41,7 @@ class EngineConfig:
     batch_size: int | str = "auto"
     device: str = "auto"
     dtype: str = "auto"
-    decoder: str = "fast"  # fast: musicsweep's own loop (musicsweep/engine/decode.py); hf: transformers' generate
+    decoder: str = "fast"  # fast: our own decode loop (engine/decode.py); hf: transformers' generate
     normalize: str = "peak"
     peak_dbfs: float = -1.0
     loudness_lufs: float = -14.0
