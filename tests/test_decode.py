@@ -101,3 +101,23 @@ def test_engine_fast_and_hf_give_the_same_wav_and_a_seed_reproduces_it():
 def test_melody_models_stay_on_transformers():
     melody, _ = build_tiny_model(melody=True)
     assert FastLoop.supports(build_tiny_model()[0]) and not FastLoop.supports(melody)
+
+
+def test_engine_decoder_setting_is_fast_or_hf():
+    from musicsweep.config import validate_engine
+    from musicsweep.errors import MusicsweepError
+
+    assert EngineConfig().decoder == "fast"
+    validate_engine(EngineConfig(decoder="hf"), "musicsweep.yaml: key 'engine'")
+    with pytest.raises(MusicsweepError, match=r"engine'\.decoder: expected one of \['fast', 'hf'\]"):
+        validate_engine(EngineConfig(decoder="compiled"), "musicsweep.yaml: key 'engine'")
+
+
+def test_cuda_devices_get_graphed_steps_over_a_whole_window_in_whole_buckets(tiny):
+    """Checked without a GPU: building the loop allocates nothing on the device until the first batch."""
+    from musicsweep.engine.steps import GraphedSteps, eager_steps
+
+    on_gpu = FastLoop(tiny[0], "cuda:0", window_frames=1500).make_steps
+    assert isinstance(on_gpu, StepsCache) and on_gpu.steps_class is GraphedSteps
+    assert on_gpu.capacity == 1536 and on_gpu.capacity % steps.BUCKET == 0  # 1500 frames + 3 delay steps
+    assert FastLoop(tiny[0], "cpu", window_frames=1500).make_steps is eager_steps

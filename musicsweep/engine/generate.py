@@ -2,7 +2,9 @@
 
 Reproducibility: a batch draws all its samples from one RNG stream, seeded from its clips' seeds
 in order (`batch_seed`). Re-running the same jobs in the same batch composition (same clips, same
-order, same batch size, same device and dtype) gives the same WAVs bit for bit. When the
+order, same batch size, same device and dtype) gives the same WAVs bit for bit; both decoders
+(`engine.decoder`) draw the same codes from the same logits, so in float32 on CPU they give the
+same WAVs too (tests/test_decode.py), while other dtypes and devices may round them apart. When the
 composition changes (other batch mates, another order, a smaller batch after out-of-memory
 back-off, a re-run of only the failed clips) each clip is still a valid sample for its prompt,
 but a different one: its seed no longer reproduces the earlier audio.

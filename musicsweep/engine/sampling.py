@@ -4,8 +4,9 @@ transformers samples with `torch.multinomial` over the whole 2048-code vocabular
 which on CPU draws one exponential variate per code and sorts the vocabulary for top-k: at batch 8
 those two ops took half of every tiny-model decode step. `CodeSampler` draws from the same
 distribution (temperature, then top-k, then top-p, as transformers orders them) with one uniform
-variate per row over the k candidates (inverse CDF), and hands `generate()` its choice as a greedy
-pick (`do_sample=False`), so the decode loop, KV cache and delay pattern stay transformers' own.
+variate per row over the k candidates (inverse CDF). Under transformers' `generate()` (`engine.decoder:
+hf`) it hands over its choice as a greedy pick (`do_sample=False`); the fast loop (`decode`) calls
+`guide` and `sample` directly, with the same rows and draws.
 """
 
 from __future__ import annotations

@@ -132,7 +132,9 @@ class StepsCache:
     """
 
     def __init__(self, steps_class: type[StaticSteps], capacity: int) -> None:
-        self.steps_class, self.capacity = steps_class, capacity
+        # a whole number of buckets: every attended length is a multiple of BUCKET, which keeps
+        # the masked attention on CUDA's memory-efficient kernel (it wants aligned mask rows)
+        self.steps_class, self.capacity = steps_class, padded(capacity, BUCKET)
         self.key: tuple[int, int, int] | None = None
         self.steps: StaticSteps | None = None
 
