@@ -20,7 +20,7 @@ from musicsweep.backends.probe import HostProbe, parse_probe, probe_command
 from musicsweep.config import Config, typed_section
 from musicsweep.contract import worker_environment
 from musicsweep.errors import MusicsweepError
-from musicsweep.layout import JOBS_DIR, LOGS_DIR, PID_SUFFIX, SCRIPTS_DIR, JobPaths, SweepDir, WorkerPaths
+from musicsweep.layout import JOBS_DIR, LOGS_DIR, MARKERS_DIR, PID_SUFFIX, SCRIPTS_DIR, JobPaths, SweepDir, WorkerPaths
 from musicsweep.remote.bundle import FOLDER as BUNDLE_FOLDER
 from musicsweep.remote.bundle import WorkerBundle, worker_bundle
 from musicsweep.remote.codesync import DEFAULT_EXCLUDES, sync_code
@@ -209,7 +209,9 @@ def start_workers(host: SSHHost, sweep: str, shards: list[Shard], before: str = 
 
 def probe_host(host: SSHHost, sweep: str) -> HostProbe:
     work = host.work_dir(sweep)
-    return parse_probe(run_ssh(host, probe_command(work, f"{work}/markers"), timeout_s=POLL_TIMEOUT_S, what="poll"))
+    return parse_probe(
+        run_ssh(host, probe_command(work, f"{work}/{MARKERS_DIR}"), timeout_s=POLL_TIMEOUT_S, what="poll")
+    )
 
 
 def kill_groups(host: SSHHost, groups: set[int], grace_s: int = 5) -> None:

@@ -10,6 +10,7 @@ import time
 from html import escape
 from urllib.parse import quote
 
+from musicsweep.layout import AUDIO_DIR
 from musicsweep.report.grid import Grid
 from musicsweep.report.images import HEIGHT_PX, WIDTH_PX
 from musicsweep.report.model import DONE, Clip, Summary
@@ -94,7 +95,7 @@ def render_clip(clip: Clip) -> str:
             f' alt="{escape(alt)}">'
         )
         parts.append(
-            f'<audio controls preload="none" src="../audio/{escape(quote(clip.output_name))}"'
+            f'<audio controls preload="none" src="../{AUDIO_DIR}/{escape(quote(clip.output_name))}"'
             f' title="{escape(clip.output_name)}"></audio>'
         )
     facts = [clip.output_name]

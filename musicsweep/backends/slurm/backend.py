@@ -31,7 +31,7 @@ from musicsweep.config import Config, at_least, typed_section
 from musicsweep.contract import worker_environment
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
-from musicsweep.layout import LOGS_DIR, SCRIPTS_DIR, JobPaths, SweepDir, WorkerPaths, list_markers
+from musicsweep.layout import LOGS_DIR, MARKERS_DIR, SCRIPTS_DIR, JobPaths, SweepDir, WorkerPaths, list_markers
 from musicsweep.manifest import Manifest
 from musicsweep.remote.codesync import DEFAULT_EXCLUDES, code_filters
 from musicsweep.remote.ssh import HostUnreachable, SSHHost, run_ssh
@@ -374,7 +374,7 @@ class SlurmBackend(Backend):
             queue = self.task_states(manifest)
             store = open_store(self.config.store)
             return queue, list_markers(store, sweep.name)
-        listing = ["ls", "-1", f"{self.job_dir(sweep)}/markers"]
+        listing = ["ls", "-1", f"{self.job_dir(sweep)}/{MARKERS_DIR}"]
         try:
             squeue, markers = self.run_all([self.squeue_command(manifest), listing])
         except HostUnreachable:
