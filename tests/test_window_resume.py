@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import signal
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from musicsweep.config import EngineConfig
+from musicsweep.config import EngineConfig, load_config
 from musicsweep.engine import load_engine
 from musicsweep.engine.checkpoint import StopAtWindow, WindowCheckpoint
 from musicsweep.job import GenerationParams
+from musicsweep.store import open_store
+from musicsweep.sweep.plan import jobs_from_variants
+from musicsweep.worker.faults import KILL_AT_ENV
+from tests.test_drills import assert_intact, clips, exit_statuses, launch_and_wait, worker_log, write_config
 
 PROMPTS, SEEDS, DURATION_S = ["slow ambient drone", "fast techno"], [5, 6], 50.0  # 30 + 18 + 2 s
 
@@ -27,7 +34,11 @@ def test_resume_after_a_window_equals_the_uninterrupted_batch(decoder: str) -> N
         engine.generate(PROMPTS, SEEDS, DURATION_S, GenerationParams(), on_window=stop_after_first)
     resumed_windows: list[int] = []
     resumed = engine.generate(
-        PROMPTS, SEEDS, DURATION_S, GenerationParams(), resume=seen[0],
+        PROMPTS,
+        SEEDS,
+        DURATION_S,
+        GenerationParams(),
+        resume=seen[0],
         on_window=lambda c: resumed_windows.append(c.windows_done),
     )
     assert resumed_windows == [2, 3]
@@ -44,3 +55,26 @@ def test_a_checkpoint_of_another_shape_is_ignored() -> None:
     again = engine.generate(PROMPTS[:1], SEEDS[:1], DURATION_S, GenerationParams(), resume=seen[0])
     np.testing.assert_array_equal(single[0], again[0])
     assert len(whole) == 2
+
+
+def test_drill_sigkill_after_two_windows_resumes_the_clip(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kill -9 after window 2 of a 60 s clip (30 + 18 + 12 s); the rerun generates only window 3."""
+    write_config(project, "./runs", batch_size=1)
+    vg, name = clips(1, 60.0), "kill-window"
+    jobs = jobs_from_variants(vg.variants(), name)
+    store = open_store(load_config().store)
+
+    monkeypatch.setenv(KILL_AT_ENV, "window2")
+    launch_and_wait(vg, name)
+    first = worker_log(name)
+    assert exit_statuses(first) == [128 + signal.SIGKILL]
+    assert store.exists(f"{name}/partial/{jobs[0].job_id}.codes")
+
+    monkeypatch.delenv(KILL_AT_ENV)
+    launch_and_wait(vg, name)
+    log_text = worker_log(name)
+    assert "resuming 1 clip(s) after window 2/3" in log_text
+    windows = [line.split("window ", 1)[1].split(" ", 1)[0] for line in log_text.splitlines() if "] window " in line]
+    assert windows == ["1/3", "2/3", "3/3"]  # one clip's windows, none generated twice
+    assert_intact(store, jobs, log_text)
+    assert not store.list(f"{name}/partial/")

@@ -97,8 +97,10 @@ class MusicEngine:
         """A checkpoint of this batch's shape, ending at one of its window boundaries, short of the last."""
         frames = sum(w.new_frames for w in windows[: checkpoint.windows_done])
         shape = (batch, self.loaded.num_codebooks, frames)
-        return checkpoint.windows_total == len(windows) and 0 < checkpoint.windows_done < len(windows) and (
-            tuple(checkpoint.codes.shape) == shape
+        return (
+            checkpoint.windows_total == len(windows)
+            and 0 < checkpoint.windows_done < len(windows)
+            and (tuple(checkpoint.codes.shape) == shape)
         )
 
     def generate_codes(
