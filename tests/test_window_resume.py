@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from musicsweep import run_sweep
 from musicsweep.config import EngineConfig, load_config
 from musicsweep.engine import load_engine
 from musicsweep.engine.checkpoint import StopAtWindow, WindowCheckpoint
 from musicsweep.job import GenerationParams
 from musicsweep.store import open_store
 from musicsweep.sweep.plan import jobs_from_variants
+from musicsweep.worker.context import EXIT_STOPPED
 from musicsweep.worker.faults import KILL_AT_ENV
-from tests.test_drills import assert_intact, clips, exit_statuses, launch_and_wait, worker_log, write_config
+from tests.fixtures.servers import wait_until
+from tests.helpers import wait_for_exit
+from tests.test_drills import assert_intact, clips, exit_statuses, launch_and_wait, sweep_dir, worker_log, write_config
 
 PROMPTS, SEEDS, DURATION_S = ["slow ambient drone", "fast techno"], [5, 6], 50.0  # 30 + 18 + 2 s
 
@@ -57,6 +62,11 @@ def test_a_checkpoint_of_another_shape_is_ignored() -> None:
     assert len(whole) == 2
 
 
+def window_lines(log_text: str) -> list[str]:
+    """The `window i/n` of each window the workers generated, from their log lines."""
+    return [line.split("] window ", 1)[1].split(" ", 1)[0] for line in log_text.splitlines() if "] window " in line]
+
+
 def test_drill_sigkill_after_two_windows_resumes_the_clip(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """kill -9 after window 2 of a 60 s clip (30 + 18 + 12 s); the rerun generates only window 3."""
     write_config(project, "./runs", batch_size=1)
@@ -74,7 +84,32 @@ def test_drill_sigkill_after_two_windows_resumes_the_clip(project: Path, monkeyp
     launch_and_wait(vg, name)
     log_text = worker_log(name)
     assert "resuming 1 clip(s) after window 2/3" in log_text
-    windows = [line.split("window ", 1)[1].split(" ", 1)[0] for line in log_text.splitlines() if "] window " in line]
-    assert windows == ["1/3", "2/3", "3/3"]  # one clip's windows, none generated twice
+    assert window_lines(log_text) == ["1/3", "2/3", "3/3"]  # one clip's windows, none generated twice
+    assert_intact(store, jobs, log_text)
+    assert not store.list(f"{name}/partial/")
+
+
+def test_drill_sigterm_mid_window_stops_at_the_boundary(project: Path) -> None:
+    """SIGTERM during window 2 of 3: the worker finishes it, checkpoints, exits 75; the rerun adds one window."""
+    write_config(project, "./runs", batch_size=1)
+    vg, name = clips(1, 60.0), "term-window"
+    jobs = jobs_from_variants(vg.variants(), name)
+    store = open_store(load_config().store)
+
+    run_sweep(vg, name=name)
+    pid = int(sweep_dir(name).worker(0).pid.read_text())
+    wait_until(lambda: "] window 1/3" in worker_log(name), 120, "the first window")
+    os.kill(pid, signal.SIGTERM)
+    wait_for_exit(pid, 120)
+    first = worker_log(name)
+    assert exit_statuses(first) == [EXIT_STOPPED]
+    assert "stopping after window" in first and "generated " not in first
+    assert store.exists(f"{name}/partial/{jobs[0].job_id}.codes")
+
+    launch_and_wait(vg, name)
+    log_text = worker_log(name)
+    assert "resuming 1 clip(s) after window" in log_text
+    windows = window_lines(log_text)
+    assert windows[-1] == "3/3" and len(windows) <= 3 + 1
     assert_intact(store, jobs, log_text)
     assert not store.list(f"{name}/partial/")
