@@ -26,6 +26,7 @@ from musicsweep.manifest import Manifest
 
 JOBS_DIR, SCRIPTS_DIR, LOGS_DIR, MARKERS_DIR = "jobs", "scripts", "logs", "markers"
 AUDIO_DIR, COSTS_DIR, WORKERS_DIR, CLAIMS_DIR = "audio", "costs", "workers", "claims"
+PARTIAL_DIR = "partial"
 PULLED_FOLDERS = (AUDIO_DIR, COSTS_DIR, MARKERS_DIR, LOGS_DIR, WORKERS_DIR)
 DONE_SUFFIX, FAILED_SUFFIX, PID_SUFFIX = ".done", ".failed", ".pid"
 # The estimate's history shared by a team (`estimate.share`); no sweep name starts with "_".
@@ -88,6 +89,10 @@ class StoreKeys:
 
     def claim(self, job_id: str, generation: int) -> str:
         return f"{self.claims(job_id)}{generation:06d}.json"
+
+    def partial(self, job_id: str) -> str:
+        """A long clip's codes at its last window boundary (`worker.partial`), gone once `.done`."""
+        return f"{self.sweep}/{PARTIAL_DIR}/{job_id}.codes"
 
     def spec(self, job_id: str) -> str:
         """A job's spec in the store, for hosts that fetch their work from it (EC2)."""
@@ -158,6 +163,10 @@ class JobPaths:
 
     def failed_key(self, launch_id: str | None) -> str:
         return self.keys.failed(self.job_id, launch_id)
+
+    @property
+    def partial_key(self) -> str:
+        return self.keys.partial(self.job_id)
 
     def claim_key(self, generation: int) -> str:
         return self.keys.claim(self.job_id, generation)

@@ -19,6 +19,8 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from musicsweep.engine.checkpoint import StopAtWindow
+
 INJECT_ENV = "MUSICSWEEP_INJECT_BATCH_FAILURE"
 CPU_BATCH = 8
 AUTO_MAX = 64
@@ -68,6 +70,8 @@ def with_backoff(
     """
     try:
         result = attempt(items)
+    except StopAtWindow:  # asked to stop, not failed: nothing to split
+        raise
     except Exception as error:
         if len(items) == 1:
             yield items, None, traceback.format_exc()

@@ -109,10 +109,13 @@ def generate_codes_fast(
     windows: list[Window],
     sampler: CodeSampler,
     make_steps: Callable[..., EagerSteps] = eager_steps,
+    codes: torch.Tensor | None = None,
+    on_window: Callable[[torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Run the windows; returns the undelayed codes (batch, codebooks, total_frames), as `longform.generate_codes`.
 
-    `make_steps(decoder, rows, capacity, text, repeat)` gives the step runner (see `steps`).
+    `make_steps(decoder, rows, capacity, text, repeat)` gives the step runner (see `steps`); `codes`
+    and `on_window` are as in `longform.generate_codes` (resuming, checkpoints).
     """
     codebooks = decoder.num_codebooks
     pad = int(decoder.model.generation_config.pad_token_id)
@@ -122,12 +125,15 @@ def generate_codes_fast(
     capacity = max(w.context_frames + w.new_frames for w in windows) + codebooks - 1
     with torch.inference_mode():
         steps = make_steps(decoder, repeat * batch, capacity, encode_text(decoder, inputs, guided), repeat)
-        codes = torch.empty((batch, codebooks, 0), dtype=torch.long, device=decoder.device)
+        if codes is None:
+            codes = torch.empty((batch, codebooks, 0), dtype=torch.long, device=decoder.device)
         for window in windows:
             prompt = codes[:, :, codes.shape[-1] - window.context_frames :] if window.context_frames else None
             delayed = DelayedWindow.start(prompt, batch, codebooks, window, pad, decoder.device)
             run_window(steps, delayed, sampler, guided)
             codes = torch.cat([codes, delayed.new_frames()], dim=-1)
+            if on_window is not None:
+                on_window(codes)
     return codes
 
 
@@ -145,5 +151,13 @@ class FastLoop:
         """Mono, text-conditioned MusicGen; -melody (prepended conditioning) and stereo stay on transformers."""
         return type(model).__name__ == "MusicgenForConditionalGeneration" and model.decoder.config.audio_channels == 1
 
-    def __call__(self, inputs: dict[str, Any], windows: list[Window], params: GenerationParams) -> torch.Tensor:
-        return generate_codes_fast(self.decoder, inputs, windows, CodeSampler(params), self.make_steps)
+    def __call__(
+        self,
+        inputs: dict[str, Any],
+        windows: list[Window],
+        params: GenerationParams,
+        codes: torch.Tensor | None = None,
+        on_window: Callable[[torch.Tensor], None] | None = None,
+    ) -> torch.Tensor:
+        sampler = CodeSampler(params)
+        return generate_codes_fast(self.decoder, inputs, windows, sampler, self.make_steps, codes, on_window)

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from musicsweep.config import EngineConfig
 from musicsweep.engine.batching import auto_batch_size, check_injected_failure
+from musicsweep.engine.checkpoint import WindowCallback, WindowCheckpoint, capture_rng, restore_rng
 from musicsweep.engine.loading import LoadedModel, load_model, torch_threads
 from musicsweep.engine.longform import WINDOW_S, Window, decode_codes, generate_codes, plan_windows
 from musicsweep.engine.normalize import normalize
@@ -50,24 +52,65 @@ class MusicEngine:
         return auto_batch_size(self.loaded.model, self.loaded.device, self.loaded.dtype, window_frames)
 
     def generate(
-        self, prompts: list[str], seeds: list[int], duration_s: float, params: GenerationParams
+        self,
+        prompts: list[str],
+        seeds: list[int],
+        duration_s: float,
+        params: GenerationParams,
+        resume: WindowCheckpoint | None = None,
+        on_window: WindowCallback | None = None,
     ) -> list[np.ndarray]:
-        """Return one float32 mono array per prompt, exactly `duration_s * sampling_rate` samples."""
+        """Return one float32 mono array per prompt, exactly `duration_s * sampling_rate` samples.
+
+        `resume` (a checkpoint of this same batch) skips the windows it holds; `on_window` gets a
+        checkpoint after each window and may raise `StopAtWindow` to end there.
+        """
         import torch
 
         check_injected_failure(len(prompts))
         model, tokenizer = self.loaded.model, self.loaded.tokenizer
+        device = self.loaded.device
         total_frames = int(np.ceil(duration_s * self.loaded.frame_rate))
         windows = plan_windows(total_frames, self.loaded.frame_rate, params.extend_stride_s)
-        inputs = tokenizer(text=prompts, padding=True, return_tensors="pt").to(self.loaded.device)
-        torch.manual_seed(batch_seed(seeds))
+        inputs = tokenizer(text=prompts, padding=True, return_tensors="pt").to(device)
+        codes, done = None, 0
+        if resume is not None and self.fits(resume, len(prompts), windows):
+            codes, done = resume.codes.to(device), resume.windows_done
+            restore_rng(resume.rng_state, device)
+        else:
+            torch.manual_seed(batch_seed(seeds))
+        report = None
+        if on_window is not None:
+            counter = iter(range(done + 1, len(windows) + 1))
+
+            def report(so_far: Any) -> None:
+                checkpoint = WindowCheckpoint(next(counter), len(windows), so_far.cpu().clone(), capture_rng(device))
+                on_window(checkpoint)
+
         with torch_threads(self.loaded.threads):
-            codes = self.generate_codes(dict(inputs), windows, params)
+            codes = self.generate_codes(dict(inputs), windows[done:], params, codes, report)
             decoded = decode_codes(model, codes)
         samples = int(round(duration_s * self.sampling_rate))
         return [self._finish(clip.float().cpu().numpy(), samples) for clip in decoded]
 
-    def generate_codes(self, inputs: dict[str, Any], windows: list[Window], params: GenerationParams) -> Any:
+    def fits(self, checkpoint: WindowCheckpoint, batch: int, windows: list[Window]) -> bool:
+        """A checkpoint of this batch's shape, ending at one of its window boundaries, short of the last."""
+        frames = sum(w.new_frames for w in windows[: checkpoint.windows_done])
+        shape = (batch, self.loaded.num_codebooks, frames)
+        return (
+            checkpoint.windows_total == len(windows)
+            and 0 < checkpoint.windows_done < len(windows)
+            and (tuple(checkpoint.codes.shape) == shape)
+        )
+
+    def generate_codes(
+        self,
+        inputs: dict[str, Any],
+        windows: list[Window],
+        params: GenerationParams,
+        codes: Any = None,
+        on_window: Callable[[Any], None] | None = None,
+    ) -> Any:
         """The undelayed codes of every window, by `engine.decoder` (fast unless the model needs transformers)."""
         model = self.loaded.model
         if self.config.decoder == "fast":
@@ -77,8 +120,9 @@ class MusicEngine:
                 if self._fast_loop is None:
                     window_frames = int(round(WINDOW_S * self.loaded.frame_rate))
                     self._fast_loop = FastLoop(model, self.loaded.device, window_frames)
-                return self._fast_loop(inputs, windows, params)
-        return generate_codes(model, inputs, windows, functools.partial(sampling_kwargs, params))
+                return self._fast_loop(inputs, windows, params, codes, on_window)
+        sampling = functools.partial(sampling_kwargs, params)
+        return generate_codes(model, inputs, windows, sampling, codes, on_window)
 
     def _finish(self, clip: np.ndarray, samples: int) -> np.ndarray:
         """Trim the last partial frame (or pad a rounding sample) to the exact length, then set the level."""

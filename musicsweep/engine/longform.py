@@ -86,16 +86,21 @@ def last_position_logits(model: Any) -> Iterator[None]:
 
 
 def generate_codes(
-    model: Any, inputs: dict[str, Any], windows: list[Window], sampling: Callable[[], dict[str, Any]]
+    model: Any,
+    inputs: dict[str, Any],
+    windows: list[Window],
+    sampling: Callable[[], dict[str, Any]],
+    codes: Any = None,
+    on_window: Callable[[Any], None] | None = None,
 ) -> Any:
     """Run the windows; returns the undelayed codes (B, K, total_frames) of the whole clip.
 
     `sampling` gives each window's generate() keywords afresh (MusicGen appends to a processor list).
+    `codes` are those of earlier windows when resuming; `on_window(codes)` sees them after each window.
     """
     import torch
 
     num_codebooks = model.decoder.num_codebooks
-    codes = None
     for window in windows:
         extra = {}
         if window.context_frames:
@@ -109,6 +114,8 @@ def generate_codes(
             raise RuntimeError(f"window returned {window_codes.shape[-1]} frames, expected {expected}")
         new = window_codes[:, :, window.context_frames :]
         codes = new if codes is None else torch.cat([codes, new], dim=-1)
+        if on_window is not None:
+            on_window(codes)
     return codes
 
 

@@ -57,7 +57,7 @@ class WorkerContext:
 
 
 class StopFlag:
-    """Set by SIGUSR2/SIGTERM; checked between batches so a batch is never cut in half."""
+    """Set by SIGUSR2/SIGTERM; checked between batches and at each long batch's window boundaries."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
@@ -67,7 +67,7 @@ class StopFlag:
             signal.signal(signum, self._handle)
 
     def _handle(self, signum: int, _frame) -> None:
-        log(f"received {signal.Signals(signum).name}: stopping after the current batch")
+        log(f"received {signal.Signals(signum).name}: stopping at the next window or batch boundary")
         self.event.set()
 
     @property

@@ -2,8 +2,8 @@
 
 `MUSICSWEEP_TEST_KILL_AT=load` kills it just before its first model load, `generate` right after
 its first batch is generated (paid for, not yet saved), `upload` right after its first WAV
-upload, before the cost row and `.done`. The drills prove a rerun neither loses nor
-regenerates what was saved.
+upload, before the cost row and `.done`; `windowN` right after a long batch's checkpoint of
+window N. The drills prove a rerun neither loses nor regenerates what was saved.
 """
 
 from __future__ import annotations

@@ -5,8 +5,10 @@ for each clip writes the WAV, then its cost row, then `.done`, all through the s
 generating a clip it claims it (`claims`); a clip another live worker holds is deferred and
 waited for, then skipped once done or taken over once that claim expires. A job that raises gets
 this attempt's `.failed` with the traceback (headed `permanent failure:` when a retry cannot help,
-see `musicsweep.failure`) and the worker moves on. SIGUSR2/SIGTERM ask it to stop
-after the current batch (preemption, spot interruption); it then exits with EXIT_STOPPED.
+see `musicsweep.failure`) and the worker moves on. A long clip's batch is checkpointed after each
+continuation window (`worker.partial`) and a later launch resumes it from there. SIGUSR2/SIGTERM
+ask it to stop at the next window boundary, checkpoint saved (preemption, spot interruption); it
+then exits with EXIT_STOPPED.
 Every store call rides out outages within `store.outage_budget_s` (`store.retry`); past it the
 worker exits with EXIT_STORE_UNREACHABLE, marking nothing, and its generated clips wait in the
 spool (`worker.spool`) for the next worker on this host to upload.
@@ -15,6 +17,7 @@ spool (`worker.spool`) for the next worker on this host to upload.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import os
 import time
@@ -27,6 +30,7 @@ import numpy as np
 from musicsweep.atomic import atomic_write_text
 from musicsweep.costs.rows import CostRow, marginal_cost_usd
 from musicsweep.engine.batching import with_backoff
+from musicsweep.engine.checkpoint import StopAtWindow, WindowCheckpoint
 from musicsweep.engine.generate import MusicEngine
 from musicsweep.engine.progress import Progress
 from musicsweep.failure import failure_text, is_permanent_error
@@ -35,6 +39,7 @@ from musicsweep.layout import JobPaths, WorkerPaths
 from musicsweep.store.base import Store, json_bytes
 from musicsweep.store.retry import StoreUnreachable, direct
 from musicsweep.store.verify import stored_wav_problem
+from musicsweep.worker import partial
 from musicsweep.worker.claims import Claim, Claims, owner_of
 from musicsweep.worker.context import EXIT_STOPPED, EXIT_STORE_UNREACHABLE, StopFlag, WorkerContext, log
 from musicsweep.worker.faults import KILL_AFTER_UPLOAD_ENV, kill_point
@@ -136,6 +141,7 @@ class Worker:
         if not store.exists(paths.done_key):
             store.put_bytes(paths.done_key, b"recovered\n")
         self.spool.remove(job)
+        partial.delete(store, job)
         log(f"skip {job.output_name}: already in the store")
         self.skipped += 1
         return True
@@ -197,6 +203,7 @@ class Worker:
             self.context.store.put_bytes(paths.done_key, f"{time.time()}\n".encode())
         self.claims.release(job.job_id)
         self.spool.remove(job)
+        partial.delete(self.context.store, job)
         self.saved.add(job.job_id)
 
     def deliver_if_spooled(self, job: Job) -> bool:
@@ -225,6 +232,19 @@ class Worker:
         except Exception as error:  # e.g. a full disk: the log and the exit status still tell
             log(f"could not write {failed_key}: {error}")
 
+    def window_done(self, batch: list[Job], checkpoint: WindowCheckpoint) -> None:
+        """Checkpoint a long batch after each window but its last; stop here if asked (SIGTERM/SIGUSR2)."""
+        self.last_progress = time.time()
+        log(f"window {checkpoint.windows_done}/{checkpoint.windows_total} of {len(batch)} clip(s)")
+        if checkpoint.windows_done == checkpoint.windows_total:
+            return  # the clips themselves follow at once
+        with self.times.timing("upload_s"):
+            partial.save(self.context.store, batch, checkpoint)
+        kill_point(f"window{checkpoint.windows_done}")
+        if self.stop.requested:
+            log(f"stopping after window {checkpoint.windows_done}/{checkpoint.windows_total}: checkpoint saved")
+            raise StopAtWindow
+
     def run_batch(self, batch: list[Job]) -> None:
         """Generate and save one batch; a failed batch is retried in halves down to single clips."""
         first = batch[0]
@@ -234,7 +254,12 @@ class Worker:
 
         def attempt(part: list[Job]) -> tuple[list[np.ndarray], float]:
             started = time.monotonic()
-            clips = engine.generate([j.prompt for j in part], [j.seed for j in part], first.duration_s, first.params)
+            resume = partial.load(self.context.store, part)
+            if resume is not None:
+                log(f"resuming {len(part)} clip(s) after window {resume.windows_done}/{resume.windows_total}")
+            prompts, seeds = [j.prompt for j in part], [j.seed for j in part]
+            on_window = functools.partial(self.window_done, part)
+            clips = engine.generate(prompts, seeds, first.duration_s, first.params, resume, on_window)
             kill_point("generate")
             return clips, time.monotonic() - started
 
@@ -327,6 +352,10 @@ class Worker:
             self.run_batch(batch)
         except StoreUnreachable:
             raise
+        except StopAtWindow:  # checkpointed: the next launch resumes it, without waiting out our lease
+            for job in batch:
+                if job.job_id not in self.saved:
+                    self.claims.release(job.job_id)
         except Exception:  # e.g. an upload failed midway: clips already saved stay done
             unsaved = [job for job in batch if job.job_id not in self.saved]
             if unsaved:
