@@ -276,6 +276,9 @@ def test_drill_killed_pull_leaves_nothing_behind(
 
     proxy = stall_proxy_factory(int(endpoint.rsplit(":", 1)[1]))
     write_config(project, moto_bucket.url, batch_size=3, store_extra=s3_extra(proxy.endpoint_url))
+    manifest = local.read_manifest()  # auto_pull reads the store the sweep was launched with
+    manifest.store["endpoint_url"] = proxy.endpoint_url
+    local.write_manifest(manifest)
     proxy.stall_wavs.set()
     puller = subprocess.Popen([sys.executable, "-m", "musicsweep.auto_pull", name, "--once"])
     try:

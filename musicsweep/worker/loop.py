@@ -154,7 +154,9 @@ class Worker:
             until = time.strftime("%H:%M:%S", time.localtime(other.expires))
             log(f"wait for {job.output_name}: claimed by {owner.host} pid {owner.pid} ({owner.launch}) until {until}")
             return other
-        if self.context.store.exists(JobPaths.of(job, self.context.work_dir).done_key):
+        paths = JobPaths.of(job, self.context.work_dir)
+        store = self.context.store
+        if store.exists(paths.done_key) and stored_wav_problem(store, paths.audio_key, job.duration_s) is None:
             self.claims.release(job.job_id)  # finished by its previous owner just before we took over
         return None
 
