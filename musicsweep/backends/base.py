@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from musicsweep.config import Config
-from musicsweep.costs.estimate import BackendFigures
 from musicsweep.costs.summary import MachineTime, WorkerKey
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
@@ -34,6 +33,14 @@ class Launch:
     launch_id: str
     is_restart: bool
     env: dict[str, str]
+
+
+@dataclass(frozen=True)
+class BackendFigures:
+    """What a backend knows better than history: EC2's `throughput` and `startup_minutes`."""
+
+    throughput: tuple[float, str] | None = None  # audio s per wall s for every model, and its key
+    boot: tuple[float, str] | None = None  # seconds, and its key
 
 
 class LaunchFailed(MusicsweepError):

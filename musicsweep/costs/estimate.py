@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from statistics import median
 from typing import TYPE_CHECKING, Any
 
+from musicsweep.backends.base import BackendFigures
 from musicsweep.costs.calibration import Calibration, CalibrationKey, load_calibration
 from musicsweep.costs.continuation import work_s
 
@@ -148,14 +149,6 @@ class Estimate:
             "sources": self.sources,
             "workers": [worker.to_dict() for worker in self.workers],
         }
-
-
-@dataclass(frozen=True)
-class BackendFigures:
-    """What a backend knows better than history: EC2's `throughput` and `startup_minutes`."""
-
-    throughput: tuple[float, str] | None = None  # audio s per wall s for every model, and its key
-    boot: tuple[float, str] | None = None  # seconds, and its key
 
 
 class Estimator:

@@ -25,7 +25,7 @@ from importlib.metadata import version
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from musicsweep.backends.base import Backend, Launch, Shard, balanced_shards
+from musicsweep.backends.base import Backend, BackendFigures, Launch, Shard, balanced_shards
 from musicsweep.backends.ec2.config import EC2Config, load_ec2_config
 from musicsweep.backends.ec2.launch import (
     LAUNCH_TAG,
@@ -47,7 +47,7 @@ from musicsweep.backends.ec2.pricing import (
 )
 from musicsweep.backends.ec2.userdata import InstanceWork, render_user_data
 from musicsweep.contract import sweep_environment
-from musicsweep.costs.estimate import BackendFigures, Estimate, estimate_for
+from musicsweep.costs.estimate import Estimate, estimate_for
 from musicsweep.costs.summary import MachineTime, WorkerKey
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
