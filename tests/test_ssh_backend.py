@@ -26,6 +26,7 @@ from musicsweep.cli.run import run_sweep
 from musicsweep.config import load_config
 from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir
+from musicsweep.packaging import build_wheel
 from musicsweep.remote.ssh import CONNECTIONS
 from musicsweep.states import JobState
 from musicsweep.sweep.observe import observe
@@ -230,6 +231,9 @@ def test_default_setup_installs_the_wheel_offline_once(project: Path, hosts: lis
     package index (UV_OFFLINE reaches it): the host installs this project's wheel and the pinned
     runtime dependencies from its uv cache, once, and generates the clip.
     """
+    # The launcher's own wheel build needs the build backend in the uv cache before going offline
+    # (on a fresh machine only `uv sync` has run, which may not leave an isolated build's env).
+    build_wheel(project / "warm-build")
     monkeypatch.setenv("UV_OFFLINE", "1")
     server = hosts[0]
     write_config(project, [server], python=None, env=["PATH", "UV_OFFLINE", "HF_HUB_OFFLINE"])
