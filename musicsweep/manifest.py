@@ -9,7 +9,6 @@ each job's attempts, so later edits of musicsweep.yaml never silently redirect a
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -40,8 +39,8 @@ class JobEntry:
     error: str | None = None
 
     @classmethod
-    def of(cls, job: Job) -> JobEntry:
-        variant = json.loads(json.dumps(job.variant, default=str))
+    def of(cls, job: Job, variant: dict[str, Any]) -> JobEntry:
+        """`variant` as the caller serialized it (the launcher passes its canonical JSON form)."""
         return cls(job.output_name, job.prompt, job.duration_s, job.model, job.seed, variant)
 
     @property

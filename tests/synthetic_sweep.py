@@ -53,8 +53,8 @@ def write_synthetic_sweep(sweeps_dir: Path, name: str, clips: list[FakeClip], ba
     manifest = Manifest(sweep=name, created=time.time(), backend=backend)
     for index, clip in enumerate(clips):
         job = Job.from_variant(clip.variant, name, f"clip {index}")
-        entry = JobEntry.of(job)
-        entry.variant, entry.host, entry.worker, entry.launch = dict(clip.variant), "localhost", 0, "L1"
+        entry = JobEntry.of(job, dict(clip.variant))
+        entry.host, entry.worker, entry.launch = "localhost", 0, "L1"
         manifest.jobs[job.job_id] = entry
         paths = sweep.job(job)
         if clip.state == "failed":

@@ -73,7 +73,7 @@ def finished_sweep(sweeps_dir: Path, name: str, record: dict, launch_estimate: d
     sweep = SweepDir(sweeps_dir, name)
     manifest = Manifest(sweep=name, created=1000.0, backend="local")
     for job in jobs(record["clips"]):
-        entry = JobEntry.of(job)
+        entry = JobEntry.of(job, dict(job.variant))
         entry.worker, entry.host, entry.launch = 0, "localhost", LAUNCH
         manifest.jobs[job.job_id] = entry
     manifest.launches.append(LaunchRecord(LAUNCH, 1000.0, record["clips"], launch_estimate))

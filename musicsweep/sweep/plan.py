@@ -148,8 +148,7 @@ def launch(plan: Plan, config: Config) -> None:
     for job in plan.jobs:
         sweep.write_spec(job)
         known = manifest.jobs.get(job.job_id)
-        entry = JobEntry.of(job)
-        entry.variant = json.loads(canonical_json(job.variant))
+        entry = JobEntry.of(job, json.loads(canonical_json(job.variant)))
         if known is not None:  # where and how often it ran so far stays
             for name in ("worker", "host", "launch", "attempts", "launched_at", "error"):
                 setattr(entry, name, getattr(known, name))
