@@ -79,13 +79,14 @@ class RecoveryConfig:
 
     A worker's claim on a clip lasts `lease_s` and is renewed by every heartbeat, so a lost host or
     an interrupted machine is taken over after at most `lease_s`; a job is launched at most
-    `max_attempts` times, `backoff_s` × 2^(attempt-1) apart.
+    `max_attempts` times, `backoff_s` × 2^(attempt-1) apart. `stall_after_minutes` left unset
+    follows each launch's estimate (`sweep.observe.stall_after_s`).
     """
 
     lease_s: float = 300.0
     max_attempts: int = 3
     backoff_s: float = 30.0
-    stall_after_minutes: float = 20.0
+    stall_after_minutes: float | None = None
     start_timeout_minutes: float = 30.0
 
 
@@ -236,7 +237,7 @@ def validate_recovery(recovery: RecoveryConfig, where: str) -> None:
     if recovery.max_attempts < 1:
         raise MusicsweepError(f"{where}.max_attempts: must be at least 1, got {recovery.max_attempts}")
     for key in ("lease_s", "stall_after_minutes", "start_timeout_minutes"):
-        if not getattr(recovery, key) > 0:
+        if getattr(recovery, key) is not None and not getattr(recovery, key) > 0:
             raise MusicsweepError(f"{where}.{key}: must be positive, got {getattr(recovery, key)}")
     if recovery.backoff_s < 0:
         raise MusicsweepError(f"{where}.backoff_s: must not be negative, got {recovery.backoff_s}")

@@ -227,6 +227,11 @@ class SweepDir:
         return self.root / "manifest.json"
 
     @property
+    def launch_lock(self) -> Path:
+        """Held while a launch plans against and writes the manifest (`sweep.lock`)."""
+        return self.root / ".launch.lock"
+
+    @property
     def audio(self) -> Path:
         return self.root / AUDIO_DIR
 

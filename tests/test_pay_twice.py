@@ -20,15 +20,15 @@ from musicsweep.backends.base import Backend
 from musicsweep.backends.runpod.api import Pod, Retry, RunPodAPI
 from musicsweep.cli.auto_pull import pull
 from musicsweep.cli.main import main as musicsweep_main
-from musicsweep.config import Config, RecoveryConfig, StoreConfig
+from musicsweep.config import Config, RecoveryConfig, StoreConfig, load_config
 from musicsweep.costs.summary import MachineTime, summarize
 from musicsweep.job import Job
 from musicsweep.layout import SweepDir
-from musicsweep.manifest import JobEntry, Manifest
+from musicsweep.manifest import JobEntry, LaunchRecord, Manifest
 from musicsweep.states import JobState
 from musicsweep.store import open_store
-from musicsweep.sweep.observe import observe
-from musicsweep.sweep.plan import jobs_from_variants
+from musicsweep.sweep.observe import observe, stall_after_s
+from musicsweep.sweep.plan import jobs_from_variants, launch, make_plan
 from musicsweep.worker.claims import Claims, Owner, current_claim
 from tests.fixtures.s3 import S3Bucket
 from tests.helpers import wait_for_sweep
@@ -93,6 +93,22 @@ def test_claims_exclude_any_other_owner_until_the_lease_expires(tmp_path: Path, 
     assert a.renew() == ["job"] and not a.still_held("job")
     b.release("job")
     assert a.acquire("job") is None  # a released claim is free at once
+
+
+def test_a_live_duplicate_of_the_same_launch_and_worker_on_this_host_is_not_an_earlier_run(tmp_path: Path) -> None:
+    store = open_store(StoreConfig(str(tmp_path / "store")))
+    duplicate = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        first = Claims(store, "s", Owner("this-host", duplicate.pid, "L1", 0))
+        assert first.acquire("job") is None
+        second = Claims(store, "s", Owner("this-host", os.getpid(), "L1", 0))
+        assert second.acquire("job") is not None, "a live process that ran the same script must keep its claim"
+        assert not second.still_held("job")
+    finally:
+        duplicate.kill()
+        duplicate.wait()
+    assert second.acquire("job") is None  # once it is gone, it was an earlier run: a requeue resumes at once
+    assert current_claim(store, second.keys, "job").generation == 0
 
 
 class FixedBackend(Backend):
@@ -220,11 +236,37 @@ def test_a_transient_failure_is_relaunched_at_most_max_attempts_times(project: P
     assert "attempt 2/2" in capsys.readouterr().out
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known race, open in issue 16: one fresh-clone run of the merged main gave 11 generations for 7 clips "
-    "(another gave 7); the two local launches' claims are under investigation",
-)
+def test_kill_stalled_kills_a_hung_worker_once_and_its_clips_are_relaunched(project: Path, monkeypatch, capsys) -> None:
+    # 21 s: past the relaunched worker's model load (its first progress), even on a loaded host
+    set_recovery(project, stall_after_minutes=0.35, max_attempts=2, backoff_s=0.5)
+    monkeypatch.setenv("MUSICSWEEP_TEST_HANG_AT", "load")  # claims held, heartbeat fresh, no progress
+    run_sweep(clips(2), name="hung")
+    monkeypatch.delenv("MUSICSWEEP_TEST_HANG_AT")  # the relaunched worker runs normally
+    sweep = SweepDir(project / "runs", "hung")
+    hung_pid = int(sweep.worker(0).pid.read_text())
+    assert pull("hung", interval_s=0.5, relaunch_failed=True, kill_stalled=True, orphan_grace_s=0) == 0
+    out = capsys.readouterr().out
+    assert out.count("killing the stalled worker(s)") == 1
+    with pytest.raises(ProcessLookupError):
+        os.kill(hung_pid, 0)
+    manifest = sweep.read_manifest()
+    assert len(manifest.launches) == 2 and [entry.attempts for entry in manifest.jobs.values()] == [2, 2]
+    assert len(list((sweep.root / "audio").glob("*.wav"))) == 2
+    assert uploads(sweep.root) == 2
+
+
+def test_stall_threshold_follows_the_launch_estimate_unless_set() -> None:
+    manifest = Manifest(launches=[])
+    estimate = {"workers": [{"worker_id": 0, "parts": {"setup": 10.0, "model_load": 20.0}, "longest_batch_s": 120.0}]}
+    manifest.launches.append(LaunchRecord("L1", 0.0, 4, estimate=estimate))
+    assert stall_after_s(RecoveryConfig(), manifest, "L1", 0) == 4 * 150.0
+    short = {"workers": [{"worker_id": 0, "parts": {"setup": 1.0}, "longest_batch_s": 2.0}]}
+    manifest.launches.append(LaunchRecord("L2", 0.0, 4, estimate=short))
+    assert stall_after_s(RecoveryConfig(), manifest, "L2", 0) == 300.0  # never under 5 minutes
+    assert stall_after_s(RecoveryConfig(), manifest, "L1", 7) == 1200.0  # no estimate for that worker
+    assert stall_after_s(RecoveryConfig(stall_after_minutes=2), manifest, "L1", 0) == 120.0
+
+
 def test_two_launches_at_once_generate_each_clip_once(project: Path) -> None:
     script = project / "s.py"
     script.write_text(f"from musicsweep import run_sweep\nrun_sweep({clips(7)!r}, name='race')\n")
@@ -236,6 +278,26 @@ def test_two_launches_at_once_generate_each_clip_once(project: Path) -> None:
     sweep = project / "runs" / "race"
     assert len(list((sweep / "audio").glob("*.wav"))) == 7
     assert uploads(sweep) == 7, "7 generations for 7 clips (14 before job-level claims)"
+    started = (sweep / "logs" / "worker_0.log").read_text().count("] worker 0/1 on ")
+    launched = [record.jobs for record in SweepDir(project / "runs", "race").read_manifest().launches]
+    assert started == 1 and launched == [7, 0], "the second launch waits for the first and starts no worker"
+
+
+def test_two_launches_planned_at_once_start_one_worker(project: Path, capsys) -> None:
+    """Both plan before either writes the manifest (the race's worst case, forced): the launch lock
+    makes the second one see the first one's jobs running and start nothing."""
+    config = load_config()
+    jobs = jobs_from_variants(clips(7), "both", config.max_duration_s)
+    first, second = make_plan(jobs, config, "both"), make_plan(jobs, config, "both")
+    assert len(first.to_run) == len(second.to_run) == 7
+    assert len(launch(first, config).to_run) == 7
+    assert launch(second, config).to_run == []
+    assert "another launch of sweep both started 7 of these job(s) meanwhile; launching 0" in capsys.readouterr().out
+    states = wait_for_sweep("both", timeout_s=300)
+    assert set(states.values()) == {JobState.DONE}
+    sweep = project / "runs" / "both"
+    assert uploads(sweep) == 7
+    assert (sweep / "logs" / "worker_0.log").read_text().count("] worker 0/1 on ") == 1
 
 
 def test_status_and_dry_run_change_nothing(project: Path) -> None:

@@ -34,7 +34,7 @@ def run_sweep(
     print_plan(plan, short=not dry_run)
     if not dry_run:
         confirm_spending(plan, yes)
-        launch(plan, config)
+        plan = launch(plan, config)
         print(f"launched {len(plan.to_run)} job(s); follow with: python -m musicsweep.auto_pull {name}")
     return plan
 

@@ -80,6 +80,7 @@ class WorkerEstimate:
     parts: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PARTS, 0.0))
     low_s: float = 0.0
     high_s: float = 0.0
+    longest_batch_s: float = 0.0  # its longest batch, uploads included: the stall watchdog's yardstick
     job_s: dict[str, float] = field(default_factory=dict)
 
     def add(self, part: str, figure: Figure, times: float = 1.0) -> None:
@@ -212,6 +213,8 @@ class Estimator:
                 batch = jobs[start : start + size]
                 per_batch = self.batch_s_per_work(model, len(batch), keys[model])
                 estimate.add("generation", per_batch, work)
+                batch_s = per_batch.seconds * work + upload.seconds * len(batch)
+                estimate.longest_batch_s = max(estimate.longest_batch_s, batch_s)
                 estimate.job_s |= {job.job_id: per_batch.seconds * work / len(batch) + upload.seconds for job in batch}
         return estimate
 

@@ -3,8 +3,9 @@
 `Backend.poll` gives each job's state from markers and executors. On top of it, for any backend:
 - a job whose latest launch failed to start its worker reads `failed` with the launch's error;
 - a worker that has not started within `recovery.start_timeout_minutes` makes its jobs `failed`;
-- a running job whose worker's heartbeat is fresh but reports no progress for
-  `recovery.stall_after_minutes` reads `stalled`;
+- a running job whose worker's heartbeat is fresh but reports no progress for `stall_after_s`
+  (`recovery.stall_after_minutes`, or by default a few times what the launch's estimate expects)
+  reads `stalled`;
 - a `lost` job gets its lease expiry: that of its claim in the store, else its worker's last
   heartbeat (or when it was first seen lost) plus `recovery.lease_s`. It stays `lost` (never
   relaunched) until then.
@@ -17,13 +18,38 @@ import time
 from dataclasses import dataclass, field
 
 from musicsweep.backends.base import Backend
-from musicsweep.config import Config
+from musicsweep.config import Config, RecoveryConfig
 from musicsweep.layout import StoreKeys, SweepDir
 from musicsweep.manifest import Manifest
 from musicsweep.states import JobState
 from musicsweep.store import open_store
 from musicsweep.store.base import Store
 from musicsweep.worker.claims import current_claim
+
+STALL_FACTOR = 4.0  # expected quiet stretches a worker may go without progress
+STALL_FLOOR_S = 300.0
+STALL_FALLBACK_S = 1200.0  # a launch recorded without an estimate
+
+
+def stall_after_s(recovery: RecoveryConfig, manifest: Manifest, launch_id: str | None, worker: int | None) -> float:
+    """How long a worker whose heartbeat is fresh may go without progress before it reads `stalled`.
+
+    `recovery.stall_after_minutes` wins when set. Otherwise: STALL_FACTOR times the longest quiet
+    stretch the launch's estimate expects of that worker (setup and model load, then its longest
+    batch; a long clip reports progress per window, so a batch bounds it), never under 5 minutes.
+    A fixed figure would either call a 5-minute clip on a slow GPU stalled or notice a hung
+    2-second batch only after many paid minutes.
+    """
+    if recovery.stall_after_minutes is not None:
+        return recovery.stall_after_minutes * 60
+    record = next((launch for launch in manifest.launches if launch.id == launch_id), None)
+    workers = (record.estimate or {}).get("workers", []) if record else []
+    mine = next((entry for entry in workers if entry.get("worker_id") == worker), None)
+    if mine is None:
+        return STALL_FALLBACK_S
+    parts = mine.get("parts", {})
+    quiet_s = parts.get("setup", 0.0) + parts.get("model_load", 0.0) + mine.get("longest_batch_s", 0.0)
+    return max(STALL_FLOOR_S, STALL_FACTOR * quiet_s)
 
 
 @dataclass
@@ -78,10 +104,12 @@ def observe(
                 observation.reasons[job_id] = f"worker never started within {recovery.start_timeout_minutes:g} min"
         elif state == JobState.RUNNING:
             beat = beat_of(job_id)
-            if beat is not None and now - float(beat.get("progress", now)) > recovery.stall_after_minutes * 60:
+            limit_s = stall_after_s(recovery, manifest, entry.launch, entry.worker)
+            if beat is not None and now - float(beat.get("progress", now)) > limit_s:
                 since = time.strftime("%H:%M:%S", time.localtime(float(beat["progress"])))
                 observation.states[job_id] = JobState.STALLED
-                observation.reasons[job_id] = f"no clip finished since {since} though its heartbeat is fresh"
+                limit = f"{limit_s / 60:.0f} min"
+                observation.reasons[job_id] = f"no clip finished since {since} though its heartbeat is fresh ({limit})"
         elif state == JobState.LOST:
             claim = current_claim(store, sweep.keys, job_id)
             if claim is not None and claim.owner.launch == entry.launch:

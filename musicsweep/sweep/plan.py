@@ -25,6 +25,7 @@ from musicsweep.store import open_store
 from musicsweep.store.base import Store
 from musicsweep.store.verify import expected_wav_size
 from musicsweep.sweep.launched import record_settings
+from musicsweep.sweep.lock import launch_lock
 from musicsweep.sweep.variants import NAME_KEY, canonical_json
 
 _SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -76,6 +77,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     job_estimate_s: dict[str, float] = field(default_factory=dict)
     estimate: Estimate | None = None  # per worker and part, with each figure's source
+    seen_launches: tuple[str, ...] = ()  # the manifest's launches when this plan was made
 
     @property
     def to_run(self) -> list[Job]:
@@ -98,6 +100,10 @@ def finished_in_store(store: Store, jobs: list[Job], sweep: SweepDir) -> set[str
 
 
 BUSY_STATES = (JobState.RUNNING, JobState.PENDING, JobState.STALLED)
+
+
+def launch_ids(sweep: SweepDir) -> tuple[str, ...]:
+    return tuple(record.id for record in sweep.read_manifest().launches) if sweep.manifest.exists() else ()
 
 
 def running_jobs(backend: Backend, sweep: SweepDir, config: Config) -> set[str]:
@@ -124,13 +130,14 @@ def make_plan(jobs: list[Job], config: Config, sweep_name: str, dry_run: bool = 
     if not dry_run:  # the check writes (a folder, a probe object); a dry run writes nothing
         store.check()
     sweep = SweepDir(config.sweeps_dir, sweep_name)
+    seen_launches = launch_ids(sweep)
     finished = finished_in_store(store, jobs, sweep)
     busy = running_jobs(backend, sweep, config)
     skipped = [job for job in jobs if job.job_id in finished]
     running = [job for job in jobs if job.job_id in busy and job.job_id not in finished]
     pending = [job for job in jobs if job.job_id not in finished and job.job_id not in busy]
     shards = backend.shard(pending) if pending else []
-    plan = Plan(sweep, jobs, skipped, running, shards, backend, store_url=config.store.url)
+    plan = Plan(sweep, jobs, skipped, running, shards, backend, store_url=config.store.url, seen_launches=seen_launches)
     if shards:
         plan.estimate = estimate_for(backend, shards, store)
         plan.job_estimate_s = plan.estimate.job_s
@@ -138,8 +145,31 @@ def make_plan(jobs: list[Job], config: Config, sweep_name: str, dry_run: bool = 
     return plan
 
 
-def launch(plan: Plan, config: Config) -> None:
-    """Write specs, manifest and scripts, then start the workers."""
+def without_started_meanwhile(plan: Plan, config: Config) -> Plan:
+    """The plan less the jobs another launch started (or finished) since it was made."""
+    sweep = plan.sweep
+    if launch_ids(sweep) == plan.seen_launches or not plan.shards:
+        return plan
+    taken = running_jobs(plan.backend, sweep, config) | finished_in_store(open_store(config.store), plan.to_run, sweep)
+    keep = [job for job in plan.to_run if job.job_id not in taken]
+    moved = [job for job in plan.to_run if job.job_id in taken]
+    if not moved:
+        return plan
+    print(f"another launch of sweep {sweep.name} started {len(moved)} of these job(s) meanwhile; launching {len(keep)}")
+    shards = plan.backend.shard(keep) if keep else []
+    return dataclasses.replace(plan, shards=shards, running=plan.running + moved, estimate=None)
+
+
+def launch(plan: Plan, config: Config) -> Plan:
+    """Under the sweep's launch lock: drop what another launch started meanwhile, write specs,
+    manifest and scripts, then start the workers. Returns the plan as launched."""
+    with launch_lock(plan.sweep):
+        plan = without_started_meanwhile(plan, config)
+        launch_locked(plan, config)
+    return plan
+
+
+def launch_locked(plan: Plan, config: Config) -> None:
     sweep = plan.sweep
     previous = sweep.read_manifest() if sweep.manifest.exists() else None
     launch_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"

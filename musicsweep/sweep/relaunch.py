@@ -81,6 +81,6 @@ def relaunch_jobs(config: Config, sweep: SweepDir, backend: Backend, job_ids: li
         return []
     manifest = sweep.read_manifest()
     everything = [sweep.read_spec(job_id) for job_id in manifest.jobs]
-    plan = Plan(sweep, everything, [], [], backend.shard(jobs), backend, store_url=config.store.url)
-    launch(plan, config)
-    return [job.job_id for job in jobs]
+    seen = tuple(record.id for record in manifest.launches)
+    plan = Plan(sweep, everything, [], [], backend.shard(jobs), backend, store_url=config.store.url, seen_launches=seen)
+    return [job.job_id for job in launch(plan, config).to_run]

@@ -8,7 +8,7 @@ claim (expiry now) once the clip is done or failed. Anyone, of any launch, may t
 claim that has expired or been released, by creating the next generation: of several takers
 exactly one create succeeds. Without waiting out the lease, a worker may also take over a claim
 whose owner ran on its own host and is dead (a SIGKILLed worker), or was an earlier run of the
-same launch's same worker (a requeued SLURM task). Expiry is wall-clock time, so hosts' clocks
+same launch's same worker (a requeued SLURM task) no longer alive on this host. Expiry is wall-clock time, so hosts' clocks
 must agree to well within the lease (NTP does).
 """
 
@@ -71,8 +71,12 @@ class Claims:
         self.lock = threading.Lock()
 
     def same_worker(self, owner: Owner) -> bool:
-        """This worker, or an earlier run of it (a requeued SLURM task): one launch runs worker N once at a time."""
-        return (owner.launch, owner.worker) == (self.owner.launch, self.owner.worker)
+        """This worker, or an earlier run of it that is gone (a requeued SLURM task): one launch runs
+        worker N once at a time. On this host, a live other process of the same launch and worker
+        is a duplicate (say, a script another launch overwrote), never an earlier run of this one."""
+        if (owner.launch, owner.worker) != (self.owner.launch, self.owner.worker):
+            return False
+        return owner.host != self.owner.host or owner.pid == self.owner.pid or self.owner_dead(owner)
 
     def owner_dead(self, owner: Owner) -> bool:
         """True only when the owner ran on this host and its process is gone (a reused pid errs on the safe side)."""

@@ -1,23 +1,29 @@
-"""Test hooks for the drills only: SIGKILL the worker at a named phase. Never set outside tests.
+"""Test hooks for the drills only: SIGKILL (or hang) the worker at a named phase. Never set outside tests.
 
 `MUSICSWEEP_TEST_KILL_AT=load` kills it just before its first model load, `generate` right after
 its first batch is generated (paid for, not yet saved), `upload` right after its first WAV
 upload, before the cost row and `.done`; `windowN` right after a long batch's checkpoint of
 window N. The drills prove a rerun neither loses nor regenerates what was saved.
+`MUSICSWEEP_TEST_HANG_AT=PHASE` blocks there for ever instead, its heartbeat still beating: the
+stall watchdog's drill (`auto_pull --kill-stalled`).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 
 KILL_AT_ENV = "MUSICSWEEP_TEST_KILL_AT"
 KILL_AFTER_UPLOAD_ENV = "MUSICSWEEP_TEST_KILL_AFTER_UPLOAD"  # older spelling of KILL_AT=upload
+HANG_AT_ENV = "MUSICSWEEP_TEST_HANG_AT"
 PHASES = ("load", "generate", "upload")
 
 
 def kill_point(phase: str) -> None:
-    """SIGKILL this process if the drill asked for `phase`."""
+    """SIGKILL this process, or hang it, if the drill asked for `phase`."""
     wanted = os.environ.get(KILL_AT_ENV) or ("upload" if os.environ.get(KILL_AFTER_UPLOAD_ENV) == "1" else "")
     if wanted == phase:
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(HANG_AT_ENV) == phase:
+        threading.Event().wait()

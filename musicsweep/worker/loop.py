@@ -95,6 +95,7 @@ class Worker:
             engine = load_engine(model, self.context.engine_config, self.sources.get(model))
             self.engines[model] = engine
             self.model_load_s += time.monotonic() - started
+            self.last_progress = time.time()  # a loaded model is progress: the stall watchdog's clock restarts
             loaded = engine.loaded
             self.times.loaded(model, time.monotonic() - started, loaded.device, loaded.dtype)
             log(f"loaded model {model} in {time.monotonic() - started:.1f}s on {loaded.device} ({loaded.dtype})")
