@@ -165,7 +165,7 @@ def build_random_model(text_encoder: dict, audio_encoder: dict, decoder: dict, m
         MusicgenMelodyForConditionalGeneration,
     )
 
-    from musicsweep.engine.loading import silence_token_id_warnings
+    from musicsweep.engine.quiet import silence_token_id_warnings
 
     if melody:
         decoder = decoder | {"model_type": "musicgen_melody_decoder"}

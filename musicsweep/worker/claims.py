@@ -8,8 +8,8 @@ claim (expiry now) once the clip is done or failed. Anyone, of any launch, may t
 claim that has expired or been released, by creating the next generation: of several takers
 exactly one create succeeds. Without waiting out the lease, a worker may also take over a claim
 whose owner ran on its own host and is dead (a SIGKILLed worker), or was an earlier run of the
-same launch's same worker (a requeued SLURM task) no longer alive on this host. Expiry is wall-clock time, so hosts' clocks
-must agree to well within the lease (NTP does).
+same launch's same worker (a requeued SLURM task) no longer alive on this host. Expiry is
+wall-clock time, so hosts' clocks must agree to well within the lease (NTP does).
 """
 
 from __future__ import annotations
