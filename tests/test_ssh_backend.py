@@ -402,3 +402,22 @@ def test_a_host_killed_and_restarted_under_relaunch_failed_generates_each_clip_o
     logs = [log for s in hosts for log in (s.root / "remote/runs/lost-host/logs").glob("worker_*.log")]
     assert sum(log.read_text().count("] uploaded ") for log in logs) == 8
     assert len(list(sweep.audio.glob("*.wav"))) == 8
+
+
+@pytest.mark.parametrize(("status", "fails"), [(24, False), (23, True)])
+def test_rsync_vanished_files_are_not_a_failure(tmp_path: Path, monkeypatch, status: int, fails: bool) -> None:
+    """rsync exits 24 when a source file vanished mid-copy (an editor's temp file): what it copied
+    is whole and the next sync brings the rest. 23 (a real partial transfer) still fails."""
+    from musicsweep.remote.ssh import SSHHost, rsync
+
+    fake = tmp_path / "bin" / "rsync"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\necho 'file has vanished: x.tmp' >&2\nexit {status}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    host = SSHHost(host="127.0.0.1", remote_dir="/tmp/x")
+    if fails:
+        with pytest.raises(MusicsweepError, match="code sync on host 127.0.0.1:22 failed: file has vanished"):
+            rsync(host, ["./"], ":/tmp/x/code/", what="code sync")
+    else:
+        rsync(host, ["./"], ":/tmp/x/code/", what="code sync")

@@ -25,6 +25,10 @@ from musicsweep.errors import MusicsweepError
 T = TypeVar("T")
 SSH_FAILED = 255  # ssh's own exit status for connection and authentication errors
 RSYNC_CONNECTION_FAILED = (12, 255)
+# rsync's "some files vanished before they could be transferred": a file deleted or renamed
+# during the copy (an editor's temp file, a worker's atomic write). What it copies is whole, and
+# the next code sync or pull brings what is new, so this is not a failure.
+RSYNC_VANISHED = 24
 # Defaults for hosts whose keys change (pods, fresh instances); put your own `-o` options first
 # in `ssh_options` to override them, since ssh keeps the first value it sees for an option.
 CLIENT_OPTIONS = ("StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null", "BatchMode=yes", "LogLevel=ERROR")
@@ -176,7 +180,10 @@ def rsync(host: SSHHost, sources: list[str], target: str, filters: Iterable[str]
     argv = ["rsync", "-a", "--ignore-missing-args", "-e", remote_shell, *filters, *paths]
 
     def attempt() -> subprocess.CompletedProcess:
-        return subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        result = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if result.returncode == RSYNC_VANISHED:
+            result.returncode = 0
+        return result
 
     _with_retries(host, what, attempt, RSYNC_CONNECTION_FAILED)
 
