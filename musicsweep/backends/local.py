@@ -34,6 +34,19 @@ class LocalConfig:
     python: str | None = None
 
 
+def group_alive(pgid: int) -> bool:
+    """True while the group has a member. Exited members that are this process's own children
+    (a launcher still running) are reaped first: as zombies they would keep the group "alive"."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-pgid, os.WNOHANG)[0]:
+            pass
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def kill_process_group(pgid: int, grace_s: float = KILL_GRACE_S) -> None:
     """SIGTERM the whole group, wait up to `grace_s`, then SIGKILL what is left."""
     try:
@@ -42,9 +55,7 @@ def kill_process_group(pgid: int, grace_s: float = KILL_GRACE_S) -> None:
         return
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
+        if not group_alive(pgid):
             return
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
