@@ -92,7 +92,7 @@ def point(payload: dict[str, Any] | None) -> tuple[int, int, int] | None:
     return payload["windows_done"], payload["windows_total"], payload["codes"].shape[-1]
 
 
-def same_batch(jobs: list[Job], payloads: dict[str, dict[str, Any]]) -> bool:
+def is_checkpointed_batch(jobs: list[Job], payloads: dict[str, dict[str, Any]]) -> bool:
     """Whether `jobs` are exactly one checkpointed batch, in its order."""
     ids = [job.job_id for job in jobs]
     return all(job.job_id in payloads and payloads[job.job_id]["batch"] == ids for job in jobs)
@@ -107,7 +107,7 @@ def resume_groups(store: Store, batch: list[Job]) -> list[list[Job]]:
     for job in batch:
         origin = payloads.get(job.job_id, {}).get("batch", [])
         members = [ids[i] for i in origin if i in ids]
-        if members and members[0] is job and same_batch(members, payloads):
+        if members and members[0] is job and is_checkpointed_batch(members, payloads):
             groups.append(members)
     taken = {job.job_id for group in groups for job in group}
     by_point: dict[tuple[int, int, int] | None, list[Job]] = {}
@@ -133,7 +133,7 @@ def load(store: Store, part: list[Job]) -> Resume | None:
         return None
     frames = oldest["codes"].shape[-1]
     codes = torch.stack([p["codes"][:, :frames].long() for p in ordered])
-    exact = same_batch(part, payloads)
+    exact = is_checkpointed_batch(part, payloads)
     rng_state = oldest["rng_state"] if exact else None
     checkpoint = WindowCheckpoint(oldest["windows_done"], oldest["windows_total"], codes, rng_state)
     return Resume(checkpoint, [float(p["paid_s"]) for p in ordered], exact)
