@@ -16,6 +16,8 @@ Results are recorded in benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import statistics
 import sys
@@ -56,7 +58,8 @@ def launch(name: str, duration_s: float, kill_at: str = "") -> tuple[float, str]
         os.environ[KILL_AT_ENV] = kill_at
     started = time.perf_counter()
     try:
-        run_sweep(vg, name=name)
+        with contextlib.redirect_stdout(io.StringIO()):  # the plan, printed at every launch
+            run_sweep(vg, name=name)
     finally:
         os.environ.pop(KILL_AT_ENV, None)
     wait_for_exit(int(SweepDir(load_config().sweeps_dir, name).worker(0).pid.read_text()), 1800)
@@ -87,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         os.chdir(folder)
         Path("musicsweep.yaml").write_text(CONFIG)
         os.environ["MUSICSWEEP_CONFIG"] = str(Path(folder, "musicsweep.yaml"))
+        os.environ["XDG_CACHE_HOME"] = folder  # the estimate's history stays the user's own
         for repeat in range(1, args.repeats + 1):
             whole_wall, whole_log = launch(f"whole-{repeat}", args.duration_s)
             launch(f"killed-{repeat}", args.duration_s, kill_at=f"window{kill_after}")
