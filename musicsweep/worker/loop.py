@@ -269,8 +269,7 @@ class Worker:
                 window = f"{checkpoint.windows_done}/{checkpoint.windows_total}"
                 log(f"resuming {len(part)} clip(s) after window {window} ({how})")
             prompts, seeds = [j.prompt for j in part], [j.seed for j in part]
-            paid_s = resume.paid_s if resume else [0.0] * len(part)
-            on_window = functools.partial(self.window_done, part, paid_s, started)
+            on_window = functools.partial(self.window_done, part, partial.paid_before(resume, part), started)
             clips = engine.generate(prompts, seeds, first.duration_s, first.params, checkpoint, on_window)
             kill_point("generate")
             return clips, time.monotonic() - started, resume
@@ -290,10 +289,9 @@ class Worker:
                 self.times.batch(first.model, len(part), first.duration_s, first.params.extend_stride_s, elapsed)
             else:
                 self.resumed_from.update((job.job_id, resume.checkpoint.windows_done) for job in part)
-            paid_s = resume.paid_s if resume else [0.0] * len(part)
             spooled = [
                 self.save(job, clip, engine.sampling_rate, paid + elapsed / len(part), len(part))
-                for job, clip, paid in zip(part, clips, paid_s, strict=True)
+                for job, clip, paid in zip(part, clips, partial.paid_before(resume, part), strict=True)
             ]
             for job, entry in zip(part, spooled, strict=True):
                 self.deliver(job, entry)

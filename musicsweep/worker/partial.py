@@ -139,6 +139,11 @@ def load(store: Store, part: list[Job]) -> Resume | None:
     return Resume(checkpoint, [float(p["paid_s"]) for p in ordered], exact)
 
 
+def paid_before(resume: Resume | None, part: list[Job]) -> list[float]:
+    """The generation seconds each clip of `part` cost before this attempt: none unless it resumes."""
+    return resume.paid_s if resume else [0.0] * len(part)
+
+
 def delete(store: Store, job: Job) -> None:
     if store.exists(key(job)):
         store.delete(key(job))
