@@ -29,7 +29,7 @@ from timing import describe_host
 
 from musicsweep import VariantGenerator, run_sweep
 from musicsweep.config import load_config
-from musicsweep.costs.continuation import windows_s
+from musicsweep.costs.continuation import WINDOW_S, windows_s
 from musicsweep.layout import SweepDir
 from musicsweep.worker.faults import KILL_AT_ENV
 from tests.helpers import batch_seconds, wait_for_exit, window_lines
@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration-s", type=float, default=300.0)
     parser.add_argument("--kill-at", type=float, default=0.8, help="share of the windows done before the kill")
     args = parser.parse_args(argv)
+    if args.repeats < 1 or not 0 < args.kill_at < 1 or args.duration_s <= WINDOW_S:
+        parser.error(f"need --repeats >= 1, 0 < --kill-at < 1 and --duration-s > {WINDOW_S:g}: more than one window")
     total = len(windows_s(args.duration_s))
     kill_after = max(1, min(total - 1, round(args.kill_at * total)))
     print(f"host: {describe_host()}")
