@@ -59,3 +59,13 @@ def wait_for_exit(pid: int, timeout_s: float = 60) -> None:
             return
         time.sleep(0.2)
     raise TimeoutError(f"worker script {pid} still running after {timeout_s}s")
+
+
+def window_lines(log_text: str) -> list[str]:
+    """The `window i/n` of each window the workers generated, from their log lines."""
+    return [line.split("] window ", 1)[1].split(" ", 1)[0] for line in log_text.splitlines() if "] window " in line]
+
+
+def batch_seconds(log_text: str) -> list[float]:
+    """Each batch's generation time, from the workers' `batch of N x Ds in Ts` log lines."""
+    return [float(line.rsplit(" in ", 1)[1].split("s ")[0]) for line in log_text.splitlines() if "] batch of " in line]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,15 @@ def test_report_has_the_scripts_columns_first_and_round_trips(tmp_path: Path) ->
     assert [line["job_id"] for line in lines] == ["a", "b"]
     assert lines[0]["generation_time_s"] == "" and lines[0]["estimated_cost_usd"] == ""
     assert lines[1]["prompt"] == "a prompt, with comma" and float(lines[1]["estimated_cost_usd"]) == 0.002
+
+
+def test_a_resumed_clips_row_says_after_which_window(tmp_path: Path) -> None:
+    path = tmp_path / "cost_report.csv"
+    write_cost_report([replace(row("a", 9.0), resumed_from_window=3), row("b", 2.0)], path)
+    assert [line["resumed_from_window"] for line in read_cost_report(path)] == ["3", ""]
+    older = row("c", 1.0).to_dict()
+    del older["resumed_from_window"]  # a row written before resuming existed
+    assert CostRow.from_dict(older).resumed_from_window is None
 
 
 def test_summary_paid_beside_marginal() -> None:

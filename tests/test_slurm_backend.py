@@ -25,7 +25,7 @@ from musicsweep.worker.context import EXIT_STOPPED
 from tests.fixtures.servers import wait_until
 from tests.fixtures.slurm import SlurmCluster
 from tests.fixtures.sshd import SSHServer
-from tests.helpers import wait_for_sweep, wav_info
+from tests.helpers import wait_for_sweep, wav_info, window_lines
 
 SECRET = "tok-9f2c61d4e0b7a35c"
 SLURM_SETTINGS = {
@@ -178,6 +178,30 @@ def test_preempted_task_is_requeued_and_completes_without_duplicates(
         assert path.stat().st_mtime_ns == mtime
     assert len(list((sweep.root / "audio").glob("*.wav"))) == 4
     assert len(list((sweep.root / "costs").glob("*.json"))) == 4
+
+
+def test_usr2_mid_clip_requeues_the_task_and_it_resumes_from_the_checkpoint(
+    project: Path, slurm_cluster: SlurmCluster
+) -> None:
+    """SIGUSR2 during a 120 s clip: the worker stops at the next window boundary with its checkpoint,
+    the task is requeued, and the restart generates only the windows left."""
+    write_config(project, engine_batch_size=1, shards=1)
+    plan = run_sweep(variants(["rainy jazz trio"], [120]), "usr2")
+    sweep = plan.sweep
+    log = sweep.root / "logs" / "worker_0.log"
+    wait_until(lambda: log.exists() and "] window 2/6 " in log.read_text(), 300, "the second window")
+    signal = slurm_cluster.run("scancel", "--batch", "--signal=USR2", array_task(sweep))
+    assert signal.returncode == 0, signal.stderr
+
+    states = wait_for_sweep("usr2", timeout_s=400)
+    assert set(states.values()) == {JobState.DONE} and len(states) == 1
+    text = log.read_text()
+    assert "stopping after window " in text and "requeueing" in text and "restart 1" in text
+    assert "resuming 1 clip(s) after window " in text and "(same batch: bit for bit)" in text
+    assert window_lines(text) == [f"{i}/6" for i in range(1, 7)]  # one clip's windows, none generated twice
+    (wav,) = (sweep.root / "audio").glob("*.wav")
+    assert wav_info(wav) == (32000, 1, 120 * 32000)
+    assert not list((sweep.root / "partial").glob("*"))
 
 
 def test_cancel_leaves_no_process_behind(project: Path, slurm_cluster: SlurmCluster) -> None:

@@ -1,4 +1,5 @@
-"""Window checkpoints: a batch stopped at a window boundary resumes to the same clips, bit for bit."""
+"""Window checkpoints: a batch stopped at a window boundary resumes, bit for bit in the same batch and
+from its clips' own codes in any other; drills kill workers mid-clip on the local store and on S3."""
 
 from __future__ import annotations
 
@@ -8,19 +9,33 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from musicsweep import run_sweep
 from musicsweep.config import EngineConfig, load_config
 from musicsweep.engine import load_engine
 from musicsweep.engine.checkpoint import StopAtWindow, WindowCheckpoint
-from musicsweep.job import GenerationParams
+from musicsweep.job import GenerationParams, Job
 from musicsweep.store import open_store
+from musicsweep.store.base import Store
+from musicsweep.store.local import LocalStore
 from musicsweep.sweep.plan import jobs_from_variants
+from musicsweep.worker import partial
 from musicsweep.worker.context import EXIT_STOPPED
 from musicsweep.worker.faults import KILL_AT_ENV
+from tests.fixtures.s3 import S3Bucket
 from tests.fixtures.servers import wait_until
-from tests.helpers import wait_for_exit
-from tests.test_drills import assert_intact, clips, exit_statuses, launch_and_wait, sweep_dir, worker_log, write_config
+from tests.helpers import batch_seconds, wait_for_exit, window_lines
+from tests.test_drills import (
+    assert_intact,
+    clips,
+    exit_statuses,
+    launch_and_wait,
+    s3_extra,
+    sweep_dir,
+    worker_log,
+    write_config,
+)
 
 PROMPTS, SEEDS, DURATION_S = ["slow ambient drone", "fast techno"], [5, 6], 50.0  # 30 + 18 + 2 s
 
@@ -62,15 +77,113 @@ def test_a_checkpoint_of_another_shape_is_ignored() -> None:
     assert len(whole) == 2
 
 
-def window_lines(log_text: str) -> list[str]:
-    """The `window i/n` of each window the workers generated, from their log lines."""
-    return [line.split("] window ", 1)[1].split(" ", 1)[0] for line in log_text.splitlines() if "] window " in line]
+def checkpointed(store: Store, jobs: list[Job], stop_after: int, paid_s: float = 2.0) -> list[WindowCheckpoint]:
+    """Generate `jobs` as one batch, checkpointing each window in the store, and stop after `stop_after`."""
+    engine = load_engine("tiny", EngineConfig())
+    seen: list[WindowCheckpoint] = []
+
+    def on_window(checkpoint: WindowCheckpoint) -> None:
+        seen.append(checkpoint)
+        partial.save(store, jobs, checkpoint, [paid_s * checkpoint.windows_done] * len(jobs))
+        if checkpoint.windows_done == stop_after:
+            raise StopAtWindow
+
+    with pytest.raises(StopAtWindow):
+        engine.generate(
+            [j.prompt for j in jobs], [j.seed for j in jobs], DURATION_S, GenerationParams(), None, on_window
+        )
+    return seen
 
 
-def test_drill_sigkill_after_two_windows_resumes_the_clip(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """kill -9 after window 2 of a 60 s clip (30 + 18 + 12 s); the rerun generates only window 3."""
+def test_a_clip_resumes_in_another_batch_from_its_own_codes(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    a, b, c = jobs_from_variants(clips(3, DURATION_S).variants(), "other-batch")
+    saved = checkpointed(store, [a, b], stop_after=1)[0]
+    assert partial.resume_groups(store, [a, b, c]) == [[a, b], [c]]
+    assert partial.resume_groups(store, [c, b, a]) == [[a, b], [c]]  # the checkpointed order
+    assert partial.resume_groups(store, [b, c]) == [[b], [c]]
+
+    same = partial.load(store, [a, b])
+    assert same is not None and same.same_batch and same.checkpoint.rng_state is not None
+    other = partial.load(store, [b])
+    assert other is not None and not other.same_batch and other.checkpoint.rng_state is None
+    assert other.paid_s == [2.0] and other.checkpoint.windows_done == 1
+    assert torch.equal(other.checkpoint.codes[0], saved.codes[1])
+    assert partial.load(store, [b, c]) is None
+
+    engine = load_engine("tiny", EngineConfig())
+    runs = []
+    for _ in range(2):
+        seen: list[WindowCheckpoint] = []
+        runs.append(
+            engine.generate([b.prompt], [b.seed], DURATION_S, GenerationParams(), other.checkpoint, seen.append)
+        )
+        assert [cp.windows_done for cp in seen] == [2, 3]
+        assert torch.equal(seen[0].codes[0, :, : saved.codes.shape[-1]], saved.codes[1])  # continues b's codes
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])  # a fresh stream, yet reproducible
+    assert runs[0][0].shape == (round(DURATION_S * engine.sampling_rate),)
+
+
+def test_a_stored_checkpoint_of_the_same_batch_resumes_bit_for_bit(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    jobs = jobs_from_variants(clips(2, DURATION_S).variants(), "same-batch")
+    engine = load_engine("tiny", EngineConfig())
+    prompts, seeds = [j.prompt for j in jobs], [j.seed for j in jobs]
+    whole = engine.generate(prompts, seeds, DURATION_S, GenerationParams())
+    seen = checkpointed(store, jobs, stop_after=2)
+    # killed between the two clips' writes of window 2: the second is still at window 1
+    store.put_bytes(partial.key(jobs[1]), partial.encode(jobs, 1, seen[0], 2.0))
+    resume = partial.load(store, jobs)
+    assert resume is not None and resume.same_batch and resume.checkpoint.windows_done == 1
+    assert resume.paid_s == [4.0, 2.0]
+    resumed = engine.generate(prompts, seeds, DURATION_S, GenerationParams(), resume.checkpoint)
+    for expected, got in zip(whole, resumed, strict=True):
+        np.testing.assert_array_equal(expected, got)
+
+
+def clip_windows(log_text: str) -> int:
+    """Windows generated per clip, summed over clips: a window of a batch of N clips counts N."""
+    return sum(int(line.rsplit(" of ", 1)[1].split(" ")[0]) for line in log_text.splitlines() if "] window " in line)
+
+
+def test_drill_sigkill_mid_120s_clips_resumes_them_in_other_batches(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 after window 3 of 6 of a batch of two 120 s clips; the rerun, one clip per batch,
+    generates only windows 4 to 6 of each, and each cost row counts both launches' time."""
+    write_config(project, "./runs", batch_size=2)
+    vg, name = clips(2, 120.0), "kill-window"
+    jobs = jobs_from_variants(vg.variants(), name)
+    store = open_store(load_config().store)
+
+    monkeypatch.setenv(KILL_AT_ENV, "window3")
+    launch_and_wait(vg, name)
+    first = worker_log(name)
+    assert exit_statuses(first) == [128 + signal.SIGKILL]
+    assert sorted(store.list(f"{name}/partial/")) == sorted(f"{name}/partial/{j.job_id}.codes" for j in jobs)
+
+    monkeypatch.delenv(KILL_AT_ENV)
     write_config(project, "./runs", batch_size=1)
-    vg, name = clips(1, 60.0), "kill-window"
+    launch_and_wait(vg, name)
+    log_text = worker_log(name)
+    again = log_text[len(first) :]
+    assert again.count("resuming 1 clip(s) after window 3/6 (other batch: a fresh RNG stream)") == 2
+    assert window_lines(first) == ["1/6", "2/6", "3/6"] and window_lines(again) == ["4/6", "5/6", "6/6"] * 2
+    assert clip_windows(log_text) == 2 * 6  # each clip's windows once: none generated twice
+    assert_intact(store, jobs, log_text)
+    assert not store.list(f"{name}/partial/")
+    for job, rerun_s in zip(jobs, batch_seconds(again), strict=True):
+        row = store.get_json(f"{name}/costs/{job.job_id}.json")
+        assert row["resumed_from_window"] == 3 and row["batch_size"] == 1
+        assert row["generation_time_s"] > rerun_s + 0.5  # its share of the killed batch's three windows too
+
+
+def test_drill_sigkill_mid_120s_clip_on_s3_resumes_it_bit_for_bit(
+    project: Path, moto_bucket: S3Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same kill -9, after window 2 of 6, with the store on a real S3 server (moto over HTTP)."""
+    write_config(project, moto_bucket.url, batch_size=1, store_extra=s3_extra(moto_bucket.server.endpoint_url))
+    vg, name = clips(1, 120.0), "kill-window-s3"
     jobs = jobs_from_variants(vg.variants(), name)
     store = open_store(load_config().store)
 
@@ -78,15 +191,16 @@ def test_drill_sigkill_after_two_windows_resumes_the_clip(project: Path, monkeyp
     launch_and_wait(vg, name)
     first = worker_log(name)
     assert exit_statuses(first) == [128 + signal.SIGKILL]
-    assert store.exists(f"{name}/partial/{jobs[0].job_id}.codes")
+    assert list(store.list(f"{name}/partial/")) == [f"{name}/partial/{jobs[0].job_id}.codes"]
 
     monkeypatch.delenv(KILL_AT_ENV)
     launch_and_wait(vg, name)
     log_text = worker_log(name)
-    assert "resuming 1 clip(s) after window 2/3" in log_text
-    assert window_lines(log_text) == ["1/3", "2/3", "3/3"]  # one clip's windows, none generated twice
+    assert "resuming 1 clip(s) after window 2/6 (same batch: bit for bit)" in log_text
+    assert window_lines(log_text) == [f"{i}/6" for i in range(1, 7)]  # one clip's windows, none twice
     assert_intact(store, jobs, log_text)
     assert not store.list(f"{name}/partial/")
+    assert store.get_json(f"{name}/costs/{jobs[0].job_id}.json")["resumed_from_window"] == 2
 
 
 def test_drill_sigterm_mid_window_stops_at_the_boundary(project: Path) -> None:

@@ -13,7 +13,11 @@ from musicsweep.atomic import atomic_write_text
 
 @dataclass(frozen=True)
 class CostRow:
-    """What one clip cost: its share of its batch's generation time at the host's hourly rate."""
+    """What one clip cost: its share of its batch's generation time at the host's hourly rate.
+
+    A clip resumed from a window checkpoint (`resumed_from_window`, else None) also counts its share
+    of the earlier attempts' time up to that checkpoint.
+    """
 
     s3_filename: str
     prompt: str
@@ -28,6 +32,7 @@ class CostRow:
     audio_seconds: float
     worker_id: int = 0
     batch_size: int = 1
+    resumed_from_window: int | None = None
 
     @classmethod
     def from_dict(cls, payload: dict) -> CostRow:

@@ -4,7 +4,9 @@ After each continuation window the engine hands its caller a `WindowCheckpoint`:
 codes generated so far and the RNG state the next window will draw from. Nothing else carries from
 one window to the next (each window re-prefills its prompt), so restoring both and running the
 remaining windows gives the same codes as an uninterrupted run, bit for bit on the same device.
-The engine knows nothing of the store: where checkpoints go is the caller's business.
+A checkpoint without an RNG state (the codes of clips checkpointed in other batches) continues
+from a fresh stream instead (`engine.generate.batch_seed`). The engine knows nothing of the store:
+where checkpoints go is the caller's business.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class WindowCheckpoint:
     windows_done: int
     windows_total: int
     codes: Any  # (batch, codebooks, frames) long, on the CPU
-    rng_state: dict[str, Any]  # "cpu" and, on CUDA, "cuda": torch generator states
+    rng_state: dict[str, Any] | None  # "cpu" and, on CUDA, "cuda": torch generator states
 
 
 WindowCallback = Callable[[WindowCheckpoint], None]

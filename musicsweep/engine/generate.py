@@ -7,7 +7,10 @@ order, same batch size, same device and dtype) gives the same WAVs bit for bit; 
 same WAVs too (tests/test_decode.py), while other dtypes and devices may round them apart. When the
 composition changes (other batch mates, another order, a smaller batch after out-of-memory
 back-off, a re-run of only the failed clips) each clip is still a valid sample for its prompt,
-but a different one: its seed no longer reproduces the earlier audio.
+but a different one: its seed no longer reproduces the earlier audio. The same holds for a batch
+resumed from window checkpoints (`engine.checkpoint`): with the checkpoint's RNG state it continues
+the stream bit for bit; without it (clips checkpointed in other batches) it continues their codes
+from a stream seeded from its seeds and the window it resumes after, so that too is reproducible.
 """
 
 from __future__ import annotations
@@ -29,9 +32,11 @@ from musicsweep.engine.sampling import sampling_kwargs
 from musicsweep.job import GenerationParams
 
 
-def batch_seed(seeds: list[int]) -> int:
-    """One RNG seed for a batch, from its clips' seeds in order: same composition, same audio."""
-    digest = hashlib.sha256(",".join(str(int(s)) for s in seeds).encode()).digest()
+def batch_seed(seeds: list[int], windows_done: int = 0) -> int:
+    """One RNG seed for a batch, from its clips' seeds in order (and the window it resumes after):
+    same composition, same audio."""
+    text = ",".join(str(int(s)) for s in seeds) + (f"@{windows_done}" if windows_done else "")
+    digest = hashlib.sha256(text.encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
@@ -62,8 +67,9 @@ class MusicEngine:
     ) -> list[np.ndarray]:
         """Return one float32 mono array per prompt, exactly `duration_s * sampling_rate` samples.
 
-        `resume` (a checkpoint of this same batch) skips the windows it holds; `on_window` gets a
-        checkpoint after each window and may raise `StopAtWindow` to end there.
+        `resume` (a checkpoint of these clips) skips the windows it holds, continuing its RNG state
+        if it has one; `on_window` gets a checkpoint after each window and may raise `StopAtWindow`
+        to end there.
         """
         import torch
 
@@ -76,7 +82,10 @@ class MusicEngine:
         codes, done = None, 0
         if resume is not None and self.fits(resume, len(prompts), windows):
             codes, done = resume.codes.to(device), resume.windows_done
-            restore_rng(resume.rng_state, device)
+            if resume.rng_state is None:
+                torch.manual_seed(batch_seed(seeds, done))
+            else:
+                restore_rng(resume.rng_state, device)
         else:
             torch.manual_seed(batch_seed(seeds))
         report = None

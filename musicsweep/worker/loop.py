@@ -6,7 +6,9 @@ generating a clip it claims it (`claims`); a clip another live worker holds is d
 waited for, then skipped once done or taken over once that claim expires. A job that raises gets
 this attempt's `.failed` with the traceback (headed `permanent failure:` when a retry cannot help,
 see `musicsweep.failure`) and the worker moves on. A long clip's batch is checkpointed after each
-continuation window (`worker.partial`) and a later launch resumes it from there. SIGUSR2/SIGTERM
+continuation window (`worker.partial`) and a later launch resumes it from there, in whatever batch
+its clips are then (a batch is split by resume point); a resumed clip's cost row counts the
+generation seconds of every attempt that checkpointed it. SIGUSR2/SIGTERM
 ask it to stop at the next window boundary, checkpoint saved (preemption, spot interruption); it
 then exits with EXIT_STOPPED.
 Every store call rides out outages within `store.outage_budget_s` (`store.retry`); past it the
@@ -82,6 +84,7 @@ class Worker:
         self.times = WorkerTimes()  # the calibration's breakdown (costs/calibration.py)
         self.failed: list[str] = []
         self.saved: set[str] = set()
+        self.resumed_from: dict[str, int] = {}  # job id -> the window its clip resumed after
         self.skipped = 0
         self.spool = Spool(context.work_dir / "spool")
 
@@ -177,6 +180,7 @@ class Worker:
             audio_seconds=job.duration_s,
             worker_id=self.context.worker_id,
             batch_size=batch_size,
+            resumed_from_window=self.resumed_from.get(job.job_id),
         )
 
     def save(self, job: Job, clip: np.ndarray, sampling_rate: int, share_s: float, batch_size: int) -> SpooledClip:
@@ -235,14 +239,16 @@ class Worker:
         except Exception as error:  # e.g. a full disk: the log and the exit status still tell
             log(f"could not write {failed_key}: {error}")
 
-    def window_done(self, batch: list[Job], checkpoint: WindowCheckpoint) -> None:
-        """Checkpoint a long batch after each window but its last; stop here if asked (SIGTERM/SIGUSR2)."""
+    def window_done(self, batch: list[Job], paid_s: list[float], started: float, checkpoint: WindowCheckpoint) -> None:
+        """Checkpoint a long batch after each window but its last, with what each clip has cost since
+        `started` on top of `paid_s` (earlier attempts); stop here if asked (SIGTERM/SIGUSR2)."""
         self.last_progress = time.time()
         log(f"window {checkpoint.windows_done}/{checkpoint.windows_total} of {len(batch)} clip(s)")
         if checkpoint.windows_done == checkpoint.windows_total:
             return  # the clips themselves follow at once
+        share_s = (time.monotonic() - started) / len(batch)
         with self.times.timing("upload_s"):
-            partial.save(self.context.store, batch, checkpoint)
+            partial.save(self.context.store, batch, checkpoint, [paid + share_s for paid in paid_s])
         kill_point(f"window{checkpoint.windows_done}")
         if self.stop.requested:
             log(f"stopping after window {checkpoint.windows_done}/{checkpoint.windows_total}: checkpoint saved")
@@ -255,16 +261,19 @@ class Worker:
         self.progress.begin()
         log(f"generating {len(batch)} clip(s) of {first.duration_s:g}s")
 
-        def attempt(part: list[Job]) -> tuple[list[np.ndarray], float]:
+        def attempt(part: list[Job]) -> tuple[list[np.ndarray], float, partial.Resume | None]:
             started = time.monotonic()
             resume = partial.load(self.context.store, part)
-            if resume is not None:
-                log(f"resuming {len(part)} clip(s) after window {resume.windows_done}/{resume.windows_total}")
+            checkpoint = resume.checkpoint if resume else None
+            if checkpoint is not None:
+                how = "same batch: bit for bit" if resume.same_batch else "other batch: a fresh RNG stream"
+                window = f"{checkpoint.windows_done}/{checkpoint.windows_total}"
+                log(f"resuming {len(part)} clip(s) after window {window} ({how})")
             prompts, seeds = [j.prompt for j in part], [j.seed for j in part]
-            on_window = functools.partial(self.window_done, part)
-            clips = engine.generate(prompts, seeds, first.duration_s, first.params, resume, on_window)
+            on_window = functools.partial(self.window_done, part, partial.paid_before(resume, part), started)
+            clips = engine.generate(prompts, seeds, first.duration_s, first.params, checkpoint, on_window)
             kill_point("generate")
-            return clips, time.monotonic() - started
+            return clips, time.monotonic() - started, resume
 
         def on_retry(failed_size: int, next_size: int, reason: str) -> None:
             self.batch_caps[first.group_key] = min(self.batch_caps.get(first.group_key, failed_size), next_size)
@@ -275,12 +284,15 @@ class Worker:
                 self.mark_failed(part[0], error_text or "", permanent=is_permanent_error(error_text or ""))
                 self.advance(1, first.duration_s, generated=False)
                 continue
-            clips, elapsed = result
+            clips, elapsed, resume = result
             self.generation_s += elapsed
-            self.times.batch(first.model, len(part), first.duration_s, first.params.extend_stride_s, elapsed)
+            if resume is None:  # a resumed batch's time is not a whole batch's: kept out of the calibration
+                self.times.batch(first.model, len(part), first.duration_s, first.params.extend_stride_s, elapsed)
+            else:
+                self.resumed_from.update((job.job_id, resume.checkpoint.windows_done) for job in part)
             spooled = [
-                self.save(job, clip, engine.sampling_rate, elapsed / len(part), len(part))
-                for job, clip in zip(part, clips, strict=True)
+                self.save(job, clip, engine.sampling_rate, paid + elapsed / len(part), len(part))
+                for job, clip, paid in zip(part, clips, partial.paid_before(resume, part), strict=True)
             ]
             for job, entry in zip(part, spooled, strict=True):
                 self.deliver(job, entry)
@@ -351,8 +363,12 @@ class Worker:
         return batch
 
     def run_claimed(self, batch: list[Job]) -> None:
+        """Run a claimed batch, split by where its clips resume (`partial.resume_groups`)."""
         try:
-            self.run_batch(batch)
+            for part in partial.resume_groups(self.context.store, batch):
+                if self.stop.requested:  # stopped between two parts: the rest resume in a later launch
+                    raise StopAtWindow
+                self.run_batch(part)
         except StoreUnreachable:
             raise
         except StopAtWindow:  # checkpointed: the next launch resumes it, without waiting out our lease
