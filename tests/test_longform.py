@@ -8,7 +8,8 @@ import torch
 
 from musicsweep.config import EngineConfig
 from musicsweep.engine import decode, load_engine
-from musicsweep.engine.longform import Window, decode_codes, plan_windows
+from musicsweep.engine.longform import Window, plan_windows
+from musicsweep.engine.spans import decode_codes
 from musicsweep.engine.tiny import build_tiny_model
 from musicsweep.job import GenerationParams
 

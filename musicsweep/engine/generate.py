@@ -26,9 +26,10 @@ from musicsweep.config import EngineConfig
 from musicsweep.engine.batching import auto_batch_size, check_injected_failure
 from musicsweep.engine.checkpoint import WindowCallback, WindowCheckpoint, capture_rng, restore_rng
 from musicsweep.engine.loading import LoadedModel, load_model, torch_threads
-from musicsweep.engine.longform import WINDOW_S, Window, decode_codes, generate_codes, plan_windows
+from musicsweep.engine.longform import WINDOW_S, Window, generate_codes, plan_windows
 from musicsweep.engine.normalize import normalize
 from musicsweep.engine.sampling import sampling_kwargs
+from musicsweep.engine.spans import SpanDecoder
 from musicsweep.job import GenerationParams
 
 
@@ -88,17 +89,23 @@ class MusicEngine:
                 restore_rng(resume.rng_state, device)
         else:
             torch.manual_seed(batch_seed(seeds))
-        report = None
-        if on_window is not None:
-            counter = iter(range(done + 1, len(windows) + 1))
+        spans = SpanDecoder(model, sum(w.new_frames for w in windows), background=device == "cpu")
+        counter = iter(range(done + 1, len(windows) + 1))
 
-            def report(so_far: Any) -> None:
+        def after_window(so_far: Any) -> None:
+            spans.feed(so_far)
+            if on_window is not None:
                 checkpoint = WindowCheckpoint(next(counter), len(windows), so_far.cpu().clone(), capture_rng(device))
                 on_window(checkpoint)
 
         with torch_threads(self.loaded.threads):
-            codes = self.generate_codes(dict(inputs), windows[done:], params, codes, report)
-            decoded = decode_codes(model, codes)
+            try:
+                if codes is not None:
+                    spans.feed(codes)  # the windows the checkpoint holds decode while the rest generate
+                codes = self.generate_codes(dict(inputs), windows[done:], params, codes, after_window)
+                decoded = spans.finish(codes)
+            finally:
+                spans.close()
         samples = int(round(duration_s * self.sampling_rate))
         return [self._finish(clip.float().cpu().numpy(), samples) for clip in decoded]
 

@@ -5,9 +5,9 @@ window is conditioned on the last `WINDOW_S - stride` seconds of *codes* (passed
 `decoder_input_ids` of shape (B*K, P)) and adds `stride` seconds, the last one only what is left:
 70 s with stride 18 is 30 + 18 + 18 + 4. `generate()` returns only audio, so the undelayed codes
 of each window are captured by wrapping `audio_encoder.decode` for the duration of the call (the
-wrapper skips the per-window decode). All codes are concatenated and decoded once per clip at the
-end, so audio is never re-encoded and there are no seams from overlapping waveforms (the decode
-runs in spans with enough code context to equal a single decode; see `decode_codes`).
+wrapper skips the per-window decode). All codes are concatenated and decoded per clip, so audio is
+never re-encoded and there are no seams from overlapping waveforms (the decode runs in spans with
+enough code context to equal a single decode; see `engine.spans`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
-
-import numpy as np
 
 WINDOW_S = 30.0
 
@@ -117,32 +115,3 @@ def generate_codes(
         if on_window is not None:
             on_window(codes)
     return codes
-
-
-# The codec decodes a long clip in spans of DECODE_SPAN_FRAMES, each with DECODE_CONTEXT_FRAMES of
-# codes on either side that are decoded and then dropped at a frame boundary. With 2 s of context
-# the result equals one decode of the whole clip to float rounding (about 1e-7 of full scale, far
-# below a 16-bit step; tests/test_longform.py checks it), yet each span's activations stay in CPU
-# cache (a 300 s decode ran 3x faster) and GPU memory no longer grows with the clip's length.
-DECODE_SPAN_FRAMES = 1500
-DECODE_CONTEXT_FRAMES = 100
-
-
-def decode_codes(model: Any, codes: Any, span: int = DECODE_SPAN_FRAMES) -> list[Any]:
-    """Decode (B, K, T) codes to B 1-D audio tensors, clip by clip and span by span (see above)."""
-    import torch
-
-    hop = int(np.prod(model.config.audio_encoder.upsampling_ratios))
-    clips = []
-    with torch.no_grad():
-        for clip_codes in codes:
-            frames = clip_codes.shape[-1]
-            pieces = []
-            for start in range(0, frames, span):
-                end = min(frames, start + span)
-                left, right = max(0, start - DECODE_CONTEXT_FRAMES), min(frames, end + DECODE_CONTEXT_FRAMES)
-                window = clip_codes[None, None, :, left:right]
-                audio = model.audio_encoder.decode(window, audio_scales=[None]).audio_values[0, 0]
-                pieces.append(audio[(start - left) * hop : (end - left) * hop])
-            clips.append(torch.cat(pieces))
-    return clips
