@@ -27,6 +27,7 @@ from timing import PARAMS, PROMPTS, describe_host
 
 from musicsweep.config import EngineConfig, StoreConfig
 from musicsweep.engine import MusicEngine, load_engine
+from musicsweep.engine.loading import LoadedModel
 from musicsweep.job import Job
 from musicsweep.store import open_store
 from musicsweep.store.retry import RetryingStore
@@ -50,24 +51,22 @@ def start_moto(stack: contextlib.ExitStack, folder: Path) -> S3Server:
     return server
 
 
-class TimedEngine:
-    """The shared engine, recording when each generate() starts and returns."""
+def record_spans(owner: object, name: str) -> list[tuple[float, float]]:
+    """Wrap `owner.name` (on this instance only) to record when each call starts and returns."""
+    call, spans = getattr(owner, name), []
 
-    def __init__(self, engine: MusicEngine) -> None:
-        self.engine, self.spans = engine, []
-
-    def __getattr__(self, name: str):
-        return getattr(self.engine, name)
-
-    def generate(self, *args, **kwargs):
+    def timed(*args, **kwargs):
         started = time.perf_counter()
         try:
-            return self.engine.generate(*args, **kwargs)
+            return call(*args, **kwargs)
         finally:
-            self.spans.append((started, time.perf_counter()))
+            spans.append((started, time.perf_counter()))
+
+    setattr(owner, name, timed)
+    return spans
 
 
-def one_run(engine: MusicEngine, server: S3Server, mode: str, run: int, args: argparse.Namespace) -> dict[str, float]:
+def one_run(loaded: LoadedModel, server: S3Server, mode: str, run: int, args: argparse.Namespace) -> dict[str, float]:
     store = open_store(StoreConfig(f"s3://bench/run{run}", endpoint_url=server.endpoint_url, region=REGION))
     sweep = f"{mode}-{run}"
     with tempfile.TemporaryDirectory() as work:
@@ -82,8 +81,8 @@ def one_run(engine: MusicEngine, server: S3Server, mode: str, run: int, args: ar
             engine_config=EngineConfig(batch_size=args.batch_size),
         )
         worker = Worker(context, StopFlag(), Claims(context.store, sweep, owner_of(context.host, sweep, 0)))
-        timed = TimedEngine(engine)
-        worker.engines["tiny"] = timed  # type: ignore[assignment]  # loaded once for every run
+        worker.engines["tiny"] = engine = MusicEngine(loaded, context.engine_config)  # the model is loaded once
+        generated, spooled = record_spans(engine, "generate"), record_spans(worker, "save")
         if mode == "synchronous":
             run_batch = worker.run_batch
             worker.run_batch = lambda batch: (run_batch(batch), worker.saver.drain())  # type: ignore[method-assign]
@@ -94,13 +93,13 @@ def one_run(engine: MusicEngine, server: S3Server, mode: str, run: int, args: ar
             status = worker.run(jobs)
         wall = time.perf_counter() - started
     assert status == 0 and len(worker.saved) == count, (status, len(worker.saved))
-    spans = timed.spans
-    gaps = [nxt[0] - prev[1] for prev, nxt in zip(spans, spans[1:], strict=False)]
+    gaps = [nxt[0] - prev[1] for prev, nxt in zip(generated, generated[1:], strict=False)]
     return {
         "idle_s": sum(gaps),
         "gap_s": statistics.mean(gaps),
-        "drain_s": started + wall - spans[-1][1],
-        "generate_s": sum(end - start for start, end in spans),
+        "spool_ms_per_clip": 1000 * sum(end - start for start, end in spooled) / count,
+        "drain_s": started + wall - generated[-1][1],
+        "generate_s": sum(end - start for start, end in generated),
         "upload_s": worker.times.upload_s,
         "wall_s": wall,
     }
@@ -125,18 +124,14 @@ def main(argv: list[str] | None = None) -> int:
         server = start_moto(stack, Path(folder))
         for repeat in range(args.repeats):
             for mode in MODES:
-                figures = one_run(engine, server, mode, repeat * len(MODES) + MODES.index(mode), args)
+                figures = one_run(engine.loaded, server, mode, repeat * len(MODES) + MODES.index(mode), args)
                 results[mode].append(figures)
                 print(f"  run {repeat + 1} {mode:<11} " + " ".join(f"{k} {v:.3f}" for k, v in figures.items()))
     medians = {mode: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for mode, runs in results.items()}
     gaps = args.batches - 1
-    header = ("idle s", 8), ("per gap s", 10), ("drain s", 8), ("generate s", 11), ("upload s", 9), ("wall s", 7)
-    print(f"\n{'mode':<12} " + " ".join(f"{name:>{width}}" for name, width in header))
-    for mode, m in medians.items():
-        print(
-            f"{mode:<12} {m['idle_s']:>8.3f} {m['gap_s']:>10.3f} {m['drain_s']:>8.3f} {m['generate_s']:>11.3f} "
-            f"{m['upload_s']:>9.3f} {m['wall_s']:>7.2f}"
-        )
+    print(f"\n{'mode':<12} " + " ".join(f"{name:>{len(name)}}" for name in medians["pipelined"]))
+    for mode, figures in medians.items():
+        print(f"{mode:<12} " + " ".join(f"{value:>{len(name)}.3f}" for name, value in figures.items()))
     ratio = medians["synchronous"]["idle_s"] / max(medians["pipelined"]["idle_s"], 1e-9)
     print(f"idle between batches ({gaps} gaps): synchronous / pipelined = {ratio:.2f}x")
     return 0
