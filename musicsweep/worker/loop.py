@@ -23,8 +23,9 @@ error, a stop or a failed saver finds every generated clip spooled, and the save
 spool while refusing to upload. At most one batch waits behind the one being delivered, so a slow
 store holds generation back instead of piling up clips. A saver error fails only that batch's
 clips not yet saved; `StoreUnreachable` there ends the worker exactly as on the main thread. The
-worker waits for the saver before `run` returns, so the exit status and lifetime record count
-every delivery.
+worker waits for the saver before it releases or fails a stopped or failed batch's unsaved clips
+(`run_claimed`) and before `run` returns, so the exit status and lifetime record count every
+delivery.
 """
 
 from __future__ import annotations
