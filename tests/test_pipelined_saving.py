@@ -17,6 +17,7 @@ from musicsweep.job import Job
 from musicsweep.layout import JobPaths, SweepDir
 from musicsweep.store.local import LocalStore
 from musicsweep.store.retry import StoreUnreachable
+from musicsweep.worker import partial
 from musicsweep.worker.context import EXIT_STOPPED, EXIT_STORE_UNREACHABLE, StopFlag
 from musicsweep.worker.loop import Worker, main
 from musicsweep.worker.saver import Saver
@@ -189,6 +190,37 @@ def test_a_stop_waits_for_the_batch_being_delivered(tmp_path, monkeypatch) -> No
     done = [store.exists(JobPaths.of(job, worker.context.work_dir).done_key) for job in jobs]
     assert done == [True, True, False, False], "the handed-off batch is delivered before the worker returns"
     assert worker.saved == {job.job_id for job in jobs[:2]} and list(worker.spool.folder.iterdir()) == []
+
+
+def test_a_stop_between_resume_parts_releases_no_claim_before_its_clip_is_delivered(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    jobs = make_jobs(4, 1.0)
+    worker, store = recording_worker(tmp_path, jobs)
+    monkeypatch.setattr(partial, "resume_groups", lambda _store, batch: [batch[:2], batch[2:]])
+    deliver, submit = worker.deliver_batch, worker.saver.submit
+
+    def slow_deliver(part: list[Job], spooled: list[SpooledClip]) -> None:
+        time.sleep(0.5)
+        deliver(part, spooled)
+
+    def submit_then_stop(task) -> None:
+        submit(task)
+        worker.stop.event.set()  # SIGTERM after the first part was handed off: run_claimed stops before the second
+
+    monkeypatch.setattr(worker, "deliver_batch", slow_deliver)
+    monkeypatch.setattr(worker.saver, "submit", submit_then_stop)
+    for job in jobs:
+        assert worker.claims.acquire(job.job_id) is None
+    with worker.saver:
+        worker.run_claimed(jobs)
+        assert worker.saved == {job.job_id for job in jobs[:2]}, "run_claimed returns once the first part is delivered"
+    keys = [key for _, key in store.writes]
+    for job in jobs[:2]:
+        done = keys.index(JobPaths.of(job, worker.context.work_dir).done_key)
+        last_claim_write = max(i for i, key in enumerate(keys) if f"/claims/{job.job_id}/" in key)
+        assert last_claim_write > done, "the claim is released after `.done`, never while the clip is uploading"
+    assert not any(JobPaths.of(job, worker.context.work_dir).audio_key in keys for job in jobs[2:])
+    assert not worker.claims.held, "the second part's claims are released for the next launch"
 
 
 def test_a_sweep_through_the_worker_generates_while_the_last_batch_uploads(tmp_path, monkeypatch, capsys) -> None:
