@@ -176,7 +176,10 @@ def test_drill_outage_past_the_budget_then_restart_uploads_the_spool(
     jobs = jobs_from_variants(vg.variants(), name)
     run_sweep(vg, name=name)
     log = sweep_dir(name).worker(0).log
-    wait_until(lambda: "generating 3 clip(s) of 6s" in log.read_text(), 180, "the second batch")
+    store = open_store(load_config().store)
+    first_done = f"{name}/markers/{next(job for job in jobs if job.duration_s == 1).job_id}.done"
+    second_batch = lambda: "generating 3 clip(s) of 6s" in log.read_text() and store.exists(first_done)  # noqa: E731
+    wait_until(second_batch, 180, "the second batch, the first delivered (by the saver thread, meanwhile)")
     server.stop()  # while 18 s of audio are being generated: they can only go to the spool
     wait_for_exit(int(sweep_dir(name).worker(0).pid.read_text()), 120)
     first = worker_log(name)
@@ -186,7 +189,6 @@ def test_drill_outage_past_the_budget_then_restart_uploads_the_spool(
     assert len(kept) == 3 and first.count("generated ") == 4
 
     server.start()
-    store = open_store(load_config().store)
     assert not [k for k in store.list(f"{name}/markers/") if k.endswith(".failed")]  # nothing marked
     launch_and_wait(vg, name)
     text = worker_log(name)

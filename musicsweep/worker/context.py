@@ -21,7 +21,8 @@ EXIT_STORE_UNREACHABLE = 76
 
 
 def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+    """One write per line: the main, saver and heartbeat threads all log, and the drills count whole lines."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}\n", end="", flush=True)
 
 
 @dataclass

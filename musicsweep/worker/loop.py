@@ -14,6 +14,18 @@ then exits with EXIT_STOPPED.
 Every store call rides out outages within `store.outage_budget_s` (`store.retry`); past it the
 worker exits with EXIT_STORE_UNREACHABLE, marking nothing, and its generated clips wait in the
 spool (`worker.spool`) for the next worker on this host to upload.
+
+Saving is pipelined: the main thread spools each generated clip (WAV encoding and a local write,
+milliseconds), then hands the batch's delivery (upload, cost row, `.done`, claim release) to the
+saver thread (`worker.saver`) and goes on to claim and generate the next batch. Spooling stays on
+the main thread so that a clip is on disk before anything else can happen to it: a fatal store
+error, a stop or a failed saver finds every generated clip spooled, and the saver never has to
+spool while refusing to upload. At most one batch waits behind the one being delivered, so a slow
+store holds generation back instead of piling up clips. A saver error fails only that batch's
+clips not yet saved; `StoreUnreachable` there ends the worker exactly as on the main thread. The
+worker waits for the saver before it releases or fails a stopped or failed batch's unsaved clips
+(`run_claimed`) and before `run` returns, so the exit status and lifetime record count every
+delivery.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ import argparse
 import functools
 import io
 import os
+import threading
 import time
 import traceback
 from collections import defaultdict
@@ -46,6 +59,7 @@ from musicsweep.worker.claims import Claim, Claims, owner_of
 from musicsweep.worker.context import EXIT_STOPPED, EXIT_STORE_UNREACHABLE, StopFlag, WorkerContext, log
 from musicsweep.worker.faults import KILL_AFTER_UPLOAD_ENV, kill_point
 from musicsweep.worker.heartbeat import Heartbeat, heartbeat_interval
+from musicsweep.worker.saver import Saver
 from musicsweep.worker.specs import LoadedSpecs, load_specs
 from musicsweep.worker.spool import Spool, SpooledClip
 from musicsweep.worker.timing import WorkerTimes
@@ -87,6 +101,8 @@ class Worker:
         self.resumed_from: dict[str, int] = {}  # job id -> the window its clip resumed after
         self.skipped = 0
         self.spool = Spool(context.work_dir / "spool")
+        self.saver = Saver()
+        self.counting = threading.Lock()  # the main and saver threads both count finished clips
 
     def engine(self, model: str) -> MusicEngine:
         """Each model is loaded once per process, from the folder cache-ahead fetched it into."""
@@ -120,8 +136,10 @@ class Worker:
 
     def advance(self, clips: int, audio_s: float, generated: bool = True) -> None:
         """Count finished clips; the heartbeat reports the time of the last one (the stall watchdog)."""
-        self.last_progress = time.time()
-        log(self.progress.advance(clips, audio_s, generated=generated))
+        with self.counting:
+            self.last_progress = time.time()
+            line = self.progress.advance(clips, audio_s, generated=generated)
+        log(line)
 
     def finish_if_present(self, job: Job) -> bool:
         """True if the whole WAV is already in the store; completes its cost row and `.done` if missing.
@@ -195,7 +213,9 @@ class Worker:
 
     def deliver(self, job: Job, spooled: SpooledClip) -> None:
         """WAV (verified), then cost row, then `.done`, then the spool entry goes: a reader never sees
-        `.done` without the WAV, and a clip leaves this host's disk only once it is done."""
+        `.done` without the WAV, and a clip leaves this host's disk only once it is done.
+
+        Runs on the saver thread for a fresh batch, on the main thread for one found in the spool."""
         paths = JobPaths.of(job, self.context.work_dir)
         if not self.claims.still_held(job.job_id):
             log(f"not saving {job.output_name}: another worker took its claim over after our lease ran out")
@@ -212,6 +232,22 @@ class Worker:
         self.spool.remove(job)
         partial.delete(self.context.store, job)
         self.saved.add(job.job_id)
+
+    def deliver_batch(self, part: list[Job], spooled: list[SpooledClip]) -> None:
+        """The saver thread's task: deliver each clip in order. An error fails only the clips not yet
+        saved (the saved ones stay done); `StoreUnreachable` escapes to end the worker."""
+        failed: list[Job] = []
+        try:
+            for job, entry in zip(part, spooled, strict=True):
+                self.deliver(job, entry)
+        except StoreUnreachable:
+            raise
+        except Exception:  # e.g. an upload failed midway; the clip that raised is never in `saved`
+            failed = [job for job in part if job.job_id not in self.saved]
+            self.fail_all(failed, traceback.format_exc())
+        finished = len(part) - len(failed)
+        if finished:
+            self.advance(finished, part[0].duration_s * finished)
 
     def deliver_if_spooled(self, job: Job) -> bool:
         """True if an earlier worker on this host generated the clip: it is uploaded, not generated again."""
@@ -294,20 +330,20 @@ class Worker:
                 self.save(job, clip, engine.sampling_rate, paid + elapsed / len(part), len(part))
                 for job, clip, paid in zip(part, clips, partial.paid_before(resume, part), strict=True)
             ]
-            for job, entry in zip(part, spooled, strict=True):
-                self.deliver(job, entry)
             audio = first.duration_s * len(part)
             log(f"batch of {len(part)} x {first.duration_s:g}s in {elapsed:.1f}s ({audio / elapsed:.2f} audio s/s)")
-            self.advance(len(part), audio)
+            self.saver.submit(functools.partial(self.deliver_batch, part, spooled))
 
     def run(self, jobs: list[Job]) -> int:
+        """Every job, then the saver drained (also when stopped or failing): the status counts every delivery."""
         self.progress = Progress(len(jobs), sum(job.duration_s for job in jobs))
-        with self.times.timing("setup_s"):
-            jobs = self.cache_ahead(jobs)
-        deferred = self.generate(jobs)
-        while deferred and not self.stop.requested:
-            self.stop.event.wait(heartbeat_interval(self.claims.lease_s))
-            deferred = self.generate(deferred)
+        with self.saver:
+            with self.times.timing("setup_s"):
+                jobs = self.cache_ahead(jobs)
+            deferred = self.generate(jobs)
+            while deferred and not self.stop.requested:
+                self.stop.event.wait(heartbeat_interval(self.claims.lease_s))
+                deferred = self.generate(deferred)
         if self.stop.requested:
             return EXIT_STOPPED
         return 1 if self.failed else 0
@@ -372,11 +408,13 @@ class Worker:
         except StoreUnreachable:
             raise
         except StopAtWindow:  # checkpointed: the next launch resumes it, without waiting out our lease
+            self.saver.wait()  # parts already handed off keep their claims until they are delivered
             for job in batch:
                 if job.job_id not in self.saved:
                     self.claims.release(job.job_id)
-        except Exception:  # e.g. an upload failed midway: clips already saved stay done
-            unsaved = [job for job in batch if job.job_id not in self.saved]
+        except Exception:  # e.g. a full disk under the spool: clips already saved stay done
+            self.saver.wait()  # the saver delivers or fails the parts handed off; the rest fail here
+            unsaved = [job for job in batch if job.job_id not in self.saved and job.job_id not in self.failed]
             if unsaved:
                 self.fail_all(unsaved, traceback.format_exc())
 

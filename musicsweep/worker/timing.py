@@ -3,11 +3,13 @@
 The lifetime record already has model load and generation totals; the calibration also needs,
 per model, its load time, device and dtype, and per (model, batch size) how much continuation
 work (`costs/continuation.work_s`) took how long, plus the setup (cache-ahead) and upload seconds.
-Aggregated, so the record stays small however long the sweep.
+Aggregated, so the record stays small however long the sweep. Uploads are timed on the saver
+thread while checkpoints are timed on the main thread, so the totals are updated under a lock.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +25,7 @@ class WorkerTimes:
     upload_s: float = 0.0
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     batches: dict[tuple[str, int], list[float]] = field(default_factory=dict)  # -> [count, work_s, audio_s, wall_s]
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def loaded(self, model: str, seconds: float, device: str, dtype: Any) -> None:
         self.models.setdefault(model, {}).update(
@@ -45,7 +48,8 @@ class WorkerTimes:
         try:
             yield
         finally:
-            setattr(self, name, getattr(self, name) + time.monotonic() - started)
+            with self.lock:
+                setattr(self, name, getattr(self, name) + time.monotonic() - started)
 
     def to_dict(self) -> dict[str, Any]:
         batches = [
