@@ -3,15 +3,17 @@ from its clips' own codes in any other; drills kill workers mid-clip on the loca
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from musicsweep import run_sweep
+from musicsweep import VariantGenerator, run_sweep
 from musicsweep.config import EngineConfig, load_config
 from musicsweep.engine import load_engine
 from musicsweep.engine.checkpoint import StopAtWindow, WindowCheckpoint
@@ -146,6 +148,29 @@ def clip_windows(log_text: str) -> int:
     return sum(int(line.rsplit(" of ", 1)[1].split(" ")[0]) for line in log_text.splitlines() if "] window " in line)
 
 
+def kill_then_rerun(
+    vg: VariantGenerator,
+    name: str,
+    kill_at: str,
+    monkeypatch: pytest.MonkeyPatch,
+    before_rerun: Callable[[], None] | None = None,
+) -> tuple[list[Job], Store, str, str]:
+    """Launch with the worker SIGKILLed at `kill_at`; check it died there, leaving each clip's
+    checkpoint; launch again. Returns the jobs, the store, the first log and the whole log."""
+    jobs = jobs_from_variants(vg.variants(), name)
+    store = open_store(load_config().store)
+    monkeypatch.setenv(KILL_AT_ENV, kill_at)
+    launch_and_wait(vg, name)
+    first = worker_log(name)
+    assert exit_statuses(first) == [128 + signal.SIGKILL]
+    assert sorted(store.list(f"{name}/partial/")) == sorted(f"{name}/partial/{j.job_id}.codes" for j in jobs)
+    monkeypatch.delenv(KILL_AT_ENV)
+    if before_rerun is not None:
+        before_rerun()
+    launch_and_wait(vg, name)
+    return jobs, store, first, worker_log(name)
+
+
 def test_drill_sigkill_mid_120s_clips_resumes_them_in_other_batches(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -153,19 +178,8 @@ def test_drill_sigkill_mid_120s_clips_resumes_them_in_other_batches(
     generates only windows 4 to 6 of each, and each cost row counts both launches' time."""
     write_config(project, "./runs", batch_size=2)
     vg, name = clips(2, 120.0), "kill-window"
-    jobs = jobs_from_variants(vg.variants(), name)
-    store = open_store(load_config().store)
-
-    monkeypatch.setenv(KILL_AT_ENV, "window3")
-    launch_and_wait(vg, name)
-    first = worker_log(name)
-    assert exit_statuses(first) == [128 + signal.SIGKILL]
-    assert sorted(store.list(f"{name}/partial/")) == sorted(f"{name}/partial/{j.job_id}.codes" for j in jobs)
-
-    monkeypatch.delenv(KILL_AT_ENV)
-    write_config(project, "./runs", batch_size=1)
-    launch_and_wait(vg, name)
-    log_text = worker_log(name)
+    rerun_with_batches_of_one = functools.partial(write_config, project, "./runs", batch_size=1)
+    jobs, store, first, log_text = kill_then_rerun(vg, name, "window3", monkeypatch, rerun_with_batches_of_one)
     again = log_text[len(first) :]
     assert again.count("resuming 1 clip(s) after window 3/6 (other batch: a fresh RNG stream)") == 2
     assert window_lines(first) == ["1/6", "2/6", "3/6"] and window_lines(again) == ["4/6", "5/6", "6/6"] * 2
@@ -184,18 +198,7 @@ def test_drill_sigkill_mid_120s_clip_on_s3_resumes_it_bit_for_bit(
     """The same kill -9, after window 2 of 6, with the store on a real S3 server (moto over HTTP)."""
     write_config(project, moto_bucket.url, batch_size=1, store_extra=s3_extra(moto_bucket.server.endpoint_url))
     vg, name = clips(1, 120.0), "kill-window-s3"
-    jobs = jobs_from_variants(vg.variants(), name)
-    store = open_store(load_config().store)
-
-    monkeypatch.setenv(KILL_AT_ENV, "window2")
-    launch_and_wait(vg, name)
-    first = worker_log(name)
-    assert exit_statuses(first) == [128 + signal.SIGKILL]
-    assert list(store.list(f"{name}/partial/")) == [f"{name}/partial/{jobs[0].job_id}.codes"]
-
-    monkeypatch.delenv(KILL_AT_ENV)
-    launch_and_wait(vg, name)
-    log_text = worker_log(name)
+    jobs, store, _, log_text = kill_then_rerun(vg, name, "window2", monkeypatch)
     assert "resuming 1 clip(s) after window 2/6 (same batch: bit for bit)" in log_text
     assert window_lines(log_text) == [f"{i}/6" for i in range(1, 7)]  # one clip's windows, none twice
     assert_intact(store, jobs, log_text)
