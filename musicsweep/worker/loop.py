@@ -98,7 +98,6 @@ class Worker:
         self.times = WorkerTimes()  # the calibration's breakdown (costs/calibration.py)
         self.failed: list[str] = []
         self.saved: set[str] = set()
-        self.resumed_from: dict[str, int] = {}  # job id -> the window its clip resumed after
         self.skipped = 0
         self.spool = Spool(context.work_dir / "spool")
         self.saver = Saver()
@@ -158,8 +157,7 @@ class Worker:
         spooled = self.spool.get(job)  # killed after its upload: the spool still knows its real cost
         if not store.exists(paths.cost_key):
             # Create-only: the real row of a worker that is just finishing this clip must win.
-            timing = (spooled.generation_time_s, spooled.batch_size) if spooled else (None, 1)
-            store.put_new(paths.cost_key, json_bytes(self.cost_row(job, *timing).to_dict()))
+            store.put_new(paths.cost_key, json_bytes(self.cost_row(job, spooled).to_dict()))
         if not store.exists(paths.done_key):
             store.put_bytes(paths.done_key, b"recovered\n")
         self.spool.remove(job)
@@ -182,7 +180,10 @@ class Worker:
             self.claims.release(job.job_id)  # finished by its previous owner just before we took over
         return None
 
-    def cost_row(self, job: Job, generation_time_s: float | None, batch_size: int) -> CostRow:
+    def cost_row(self, job: Job, spooled: SpooledClip | None) -> CostRow:
+        """The clip's row from what its generator measured (kept with the spooled clip); without it
+        (a WAV found in the store, its spool entry gone) the time and cost are unknown."""
+        generation_time_s = None if spooled is None else spooled.generation_time_s
         cost = None if generation_time_s is None else marginal_cost_usd(generation_time_s, self.context.hourly_cost_usd)
         return CostRow(
             s3_filename=job.output_name,
@@ -197,17 +198,19 @@ class Worker:
             hourly_cost_usd=self.context.hourly_cost_usd,
             audio_seconds=job.duration_s,
             worker_id=self.context.worker_id,
-            batch_size=batch_size,
-            resumed_from_window=self.resumed_from.get(job.job_id),
+            batch_size=1 if spooled is None else spooled.batch_size,
+            resumed_from_window=None if spooled is None else spooled.resumed_from_window,
         )
 
-    def save(self, job: Job, clip: np.ndarray, sampling_rate: int, share_s: float, batch_size: int) -> SpooledClip:
+    def save(
+        self, job: Job, clip: np.ndarray, sampling_rate: int, share_s: float, batch_size: int, resumed_from: int | None
+    ) -> SpooledClip:
         """Spool the WAV as soon as it exists: from here on it is paid for and must not be lost."""
         import soundfile
 
         buffer = io.BytesIO()
         soundfile.write(buffer, clip, sampling_rate, subtype="PCM_16", format="WAV")
-        spooled = self.spool.put(job, buffer.getvalue(), share_s, batch_size)
+        spooled = self.spool.put(job, buffer.getvalue(), share_s, batch_size, resumed_from)
         log(f"generated {job.output_name}")
         return spooled
 
@@ -225,7 +228,7 @@ class Worker:
             self.context.store.put_file(paths.audio_key, spooled.wav)
             log(f"uploaded {job.output_name}")
             kill_point("upload")
-            row = self.cost_row(job, spooled.generation_time_s, spooled.batch_size)
+            row = self.cost_row(job, spooled)
             self.context.store.put_json(paths.cost_key, row.to_dict())
             self.context.store.put_bytes(paths.done_key, f"{time.time()}\n".encode())
         self.claims.release(job.job_id)
@@ -324,10 +327,9 @@ class Worker:
             self.generation_s += elapsed
             if resume is None:  # a resumed batch's time is not a whole batch's: kept out of the calibration
                 self.times.batch(first.model, len(part), first.duration_s, first.params.extend_stride_s, elapsed)
-            else:
-                self.resumed_from.update((job.job_id, resume.checkpoint.windows_done) for job in part)
+            resumed_from = None if resume is None else resume.checkpoint.windows_done
             spooled = [
-                self.save(job, clip, engine.sampling_rate, paid + elapsed / len(part), len(part))
+                self.save(job, clip, engine.sampling_rate, paid + elapsed / len(part), len(part), resumed_from)
                 for job, clip, paid in zip(part, clips, partial.paid_before(resume, part), strict=True)
             ]
             audio = first.duration_s * len(part)

@@ -3,7 +3,8 @@
 A clip is paid for once it is generated. It goes to the spool before its upload and leaves only
 after its `.done`, so a store outage, a full store or a kill between the two loses nothing: the
 next worker on this host uploads the spooled clip instead of generating it again. Each entry is
-the WAV plus a small JSON of what its cost row needs (generation time, batch size).
+the WAV plus a small JSON of what its cost row needs (generation time, batch size, and the window
+a resumed clip continued after), so the worker that uploads it writes the row the generator would.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class SpooledClip:
     wav: Path
     generation_time_s: float
     batch_size: int
+    resumed_from_window: int | None = None
 
 
 class Spool:
@@ -34,12 +36,15 @@ class Spool:
         wav = self.folder / job.output_name
         return wav, wav.with_name(wav.name + ".json")
 
-    def put(self, job: Job, wav_bytes: bytes, generation_time_s: float, batch_size: int) -> SpooledClip:
+    def put(
+        self, job: Job, wav_bytes: bytes, generation_time_s: float, batch_size: int, resumed_from: int | None = None
+    ) -> SpooledClip:
         """The WAV first, then its record: a record is never there without its whole WAV."""
         wav, meta = self._paths(job)
         atomic_write_bytes(wav, wav_bytes)
-        atomic_write_json(meta, {"generation_time_s": generation_time_s, "batch_size": batch_size})
-        return SpooledClip(wav, generation_time_s, batch_size)
+        record = {"generation_time_s": generation_time_s, "batch_size": batch_size, "resumed_from_window": resumed_from}
+        atomic_write_json(meta, record)
+        return SpooledClip(wav, generation_time_s, batch_size, resumed_from)
 
     def get(self, job: Job) -> SpooledClip | None:
         """The spooled clip of `job` if it is whole and of the job's length; a broken entry is dropped."""
@@ -51,7 +56,9 @@ class Spool:
             with open(wav, "rb") as handle:
                 header = handle.read(HEADER_BYTES)
             if wav_problem(header, wav.stat().st_size, job.duration_s) is None:
-                return SpooledClip(wav, float(record["generation_time_s"]), int(record["batch_size"]))
+                resumed_from = record.get("resumed_from_window")  # absent in entries of older workers
+                timing = float(record["generation_time_s"]), int(record["batch_size"])
+                return SpooledClip(wav, *timing, None if resumed_from is None else int(resumed_from))
         except (OSError, ValueError, KeyError, TypeError):
             pass
         self.remove(job)

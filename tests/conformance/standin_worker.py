@@ -59,7 +59,7 @@ def main(argv: list[str]) -> int:
     for job in jobs:
         assert worker.claims.acquire(job.job_id) is None, f"{job.job_id} is claimed by another worker"
         silence = np.zeros(int(SAMPLING_RATE * job.duration_s), dtype=np.float32)
-        worker.deliver(job, worker.save(job, silence, SAMPLING_RATE, share_s=0.01, batch_size=1))
+        worker.deliver(job, worker.save(job, silence, SAMPLING_RATE, share_s=0.01, batch_size=1, resumed_from=None))
     if (control / "linger").exists():
         while True:
             time.sleep(60)
