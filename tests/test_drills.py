@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
 import cloudpickle
@@ -100,25 +101,40 @@ def assert_intact(store: Store, jobs: list[Job], log_text: str) -> None:
     assert [log_text.count(f"generated {job.output_name}\n") for job in jobs] == [1] * len(jobs)
 
 
+def kill_then_rerun(
+    vg: VariantGenerator,
+    name: str,
+    kill_at: str,
+    monkeypatch: pytest.MonkeyPatch,
+    between: Callable[[Store, list[Job], str], None],
+) -> tuple[list[Job], Store, str, str]:
+    """Launch with the worker SIGKILLed at `kill_at` and check it died there; `between(store, jobs,
+    first log)` checks what the kill left (and may change the config); launch again. Returns the
+    jobs, the store, the first log and the whole log."""
+    jobs = jobs_from_variants(vg.variants(), name)
+    store = open_store(load_config().store)
+    monkeypatch.setenv(KILL_AT_ENV, kill_at)
+    launch_and_wait(vg, name)
+    first = worker_log(name)
+    assert exit_statuses(first) == [128 + signal.SIGKILL]
+    between(store, jobs, first)
+    monkeypatch.delenv(KILL_AT_ENV)
+    launch_and_wait(vg, name)
+    return jobs, store, first, worker_log(name)
+
+
 @pytest.mark.parametrize("phase", ["load", "generate", "upload"])
 def test_drill_sigkill_at_each_phase(project: Path, monkeypatch: pytest.MonkeyPatch, phase: str) -> None:
     write_config(project, "./runs", batch_size=2)
     vg, name = clips(4, 1), f"kill-{phase}"
-    jobs = jobs_from_variants(vg.variants(), name)
-    store = open_store(load_config().store)
 
-    monkeypatch.setenv(KILL_AT_ENV, phase)
-    launch_and_wait(vg, name)
-    first = worker_log(name)
-    assert exit_statuses(first) == [128 + signal.SIGKILL]
-    uploaded = sorted(k for k in store.list(f"{name}/audio/"))
-    assert len(uploaded) == (1 if phase == "upload" else 0)
-    assert first.count("generated ") == (2 if phase == "upload" else 0)  # a batch of 2 reached the spool
-    assert not any(k.endswith(".done") for k in store.list(f"{name}/markers/"))
+    def nothing_done(store: Store, jobs: list[Job], first: str) -> None:
+        uploaded = sorted(k for k in store.list(f"{name}/audio/"))
+        assert len(uploaded) == (1 if phase == "upload" else 0)
+        assert first.count("generated ") == (2 if phase == "upload" else 0)  # a batch of 2 reached the spool
+        assert not any(k.endswith(".done") for k in store.list(f"{name}/markers/"))
 
-    monkeypatch.delenv(KILL_AT_ENV)
-    launch_and_wait(vg, name)
-    text = worker_log(name)
+    jobs, store, first, text = kill_then_rerun(vg, name, phase, monkeypatch, nothing_done)
     assert exit_statuses(text) == [128 + signal.SIGKILL, 0]
     assert_intact(store, jobs, text)
     again = text[len(first) :]

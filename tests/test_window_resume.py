@@ -3,17 +3,15 @@ from its clips' own codes in any other; drills kill workers mid-clip on the loca
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from musicsweep import VariantGenerator, run_sweep
+from musicsweep import run_sweep
 from musicsweep.config import EngineConfig, load_config
 from musicsweep.engine import load_engine
 from musicsweep.engine.checkpoint import StopAtWindow, WindowCheckpoint
@@ -24,7 +22,6 @@ from musicsweep.store.local import LocalStore
 from musicsweep.sweep.plan import jobs_from_variants
 from musicsweep.worker import partial
 from musicsweep.worker.context import EXIT_STOPPED
-from musicsweep.worker.faults import KILL_AT_ENV
 from tests.fixtures.s3 import S3Bucket
 from tests.fixtures.servers import wait_until
 from tests.helpers import batch_seconds, wait_for_exit, window_lines
@@ -32,6 +29,7 @@ from tests.test_drills import (
     assert_intact,
     clips,
     exit_statuses,
+    kill_then_rerun,
     launch_and_wait,
     s3_extra,
     sweep_dir,
@@ -148,27 +146,10 @@ def clip_windows(log_text: str) -> int:
     return sum(int(line.rsplit(" of ", 1)[1].split(" ")[0]) for line in log_text.splitlines() if "] window " in line)
 
 
-def kill_then_rerun(
-    vg: VariantGenerator,
-    name: str,
-    kill_at: str,
-    monkeypatch: pytest.MonkeyPatch,
-    before_rerun: Callable[[], None] | None = None,
-) -> tuple[list[Job], Store, str, str]:
-    """Launch with the worker SIGKILLed at `kill_at`; check it died there, leaving each clip's
-    checkpoint; launch again. Returns the jobs, the store, the first log and the whole log."""
-    jobs = jobs_from_variants(vg.variants(), name)
-    store = open_store(load_config().store)
-    monkeypatch.setenv(KILL_AT_ENV, kill_at)
-    launch_and_wait(vg, name)
-    first = worker_log(name)
-    assert exit_statuses(first) == [128 + signal.SIGKILL]
-    assert sorted(store.list(f"{name}/partial/")) == sorted(f"{name}/partial/{j.job_id}.codes" for j in jobs)
-    monkeypatch.delenv(KILL_AT_ENV)
-    if before_rerun is not None:
-        before_rerun()
-    launch_and_wait(vg, name)
-    return jobs, store, first, worker_log(name)
+def left_checkpoints(store: Store, jobs: list[Job], first: str) -> None:
+    """The kill left each clip's checkpoint."""
+    sweep = jobs[0].sweep
+    assert sorted(store.list(f"{sweep}/partial/")) == sorted(f"{sweep}/partial/{j.job_id}.codes" for j in jobs)
 
 
 def test_drill_sigkill_mid_120s_clips_resumes_them_in_other_batches(
@@ -178,8 +159,14 @@ def test_drill_sigkill_mid_120s_clips_resumes_them_in_other_batches(
     generates only windows 4 to 6 of each, and each cost row counts both launches' time."""
     write_config(project, "./runs", batch_size=2)
     vg, name = clips(2, 120.0), "kill-window"
-    rerun_with_batches_of_one = functools.partial(write_config, project, "./runs", batch_size=1)
-    jobs, store, first, log_text = kill_then_rerun(vg, name, "window3", monkeypatch, rerun_with_batches_of_one)
+
+    def left_checkpoints_then_batches_of_one(store: Store, jobs: list[Job], first: str) -> None:
+        left_checkpoints(store, jobs, first)
+        write_config(project, "./runs", batch_size=1)
+
+    jobs, store, first, log_text = kill_then_rerun(
+        vg, name, "window3", monkeypatch, left_checkpoints_then_batches_of_one
+    )
     again = log_text[len(first) :]
     assert again.count("resuming 1 clip(s) after window 3/6 (other batch: a fresh RNG stream)") == 2
     assert window_lines(first) == ["1/6", "2/6", "3/6"] and window_lines(again) == ["4/6", "5/6", "6/6"] * 2
@@ -198,7 +185,7 @@ def test_drill_sigkill_mid_120s_clip_on_s3_resumes_it_bit_for_bit(
     """The same kill -9, after window 2 of 6, with the store on a real S3 server (moto over HTTP)."""
     write_config(project, moto_bucket.url, batch_size=1, store_extra=s3_extra(moto_bucket.server.endpoint_url))
     vg, name = clips(1, 120.0), "kill-window-s3"
-    jobs, store, _, log_text = kill_then_rerun(vg, name, "window2", monkeypatch)
+    jobs, store, _, log_text = kill_then_rerun(vg, name, "window2", monkeypatch, left_checkpoints)
     assert "resuming 1 clip(s) after window 2/6 (same batch: bit for bit)" in log_text
     assert window_lines(log_text) == [f"{i}/6" for i in range(1, 7)]  # one clip's windows, none twice
     assert_intact(store, jobs, log_text)
