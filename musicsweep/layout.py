@@ -285,6 +285,10 @@ class SweepDir:
         except MusicsweepError as error:
             raise MusicsweepError(f"{self.manifest}: {error}") from None
 
+    def read_manifest_if_any(self) -> Manifest | None:
+        """The manifest, or None before the sweep's first launch."""
+        return self.read_manifest() if self.manifest.exists() else None
+
     def write_manifest(self, manifest: Manifest) -> None:
         atomic_write_json(self.manifest, manifest.to_json())
 

@@ -82,6 +82,12 @@ class Manifest:
         """Each job's latest attempt: only that attempt's `.failed` counts."""
         return {job_id: entry.launch for job_id, entry in self.jobs.items()}
 
+    def launch_ids(self) -> tuple[str, ...]:
+        return tuple(record.id for record in self.launches)
+
+    def launch_record(self, launch_id: str | None) -> LaunchRecord | None:
+        return next((record for record in self.launches if record.id == launch_id), None)
+
     def state_of(self, key: str) -> Any:
         """A backend's own state, `{}` until its first launch."""
         return self.backend_state.get(key, {})

@@ -30,7 +30,7 @@ class SpanDecoder:
     """Decodes (B, K, frames) codes, fed as they grow, into B 1-D audio tensors."""
 
     def __init__(self, model: Any, frames: int, background: bool, span: int = DECODE_SPAN_FRAMES) -> None:
-        self.model, self.frames = model, frames
+        self.model = model
         self.hop = int(np.prod(model.config.audio_encoder.upsampling_ratios))
         starts = range(0, frames, span)
         # (start, end, left, right): the frames kept, and the slice decoded to get them

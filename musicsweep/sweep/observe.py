@@ -42,7 +42,7 @@ def stall_after_s(recovery: RecoveryConfig, manifest: Manifest, launch_id: str |
     """
     if recovery.stall_after_minutes is not None:
         return recovery.stall_after_minutes * 60
-    record = next((launch for launch in manifest.launches if launch.id == launch_id), None)
+    record = manifest.launch_record(launch_id)
     workers = (record.estimate or {}).get("workers", []) if record else []
     mine = next((entry for entry in workers if entry.get("worker_id") == worker), None)
     if mine is None:

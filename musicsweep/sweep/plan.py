@@ -102,19 +102,15 @@ def finished_in_store(store: Store, jobs: list[Job], sweep: SweepDir) -> set[str
 BUSY_STATES = (JobState.RUNNING, JobState.PENDING, JobState.STALLED)
 
 
-def launch_ids(sweep: SweepDir) -> tuple[str, ...]:
-    return tuple(record.id for record in sweep.read_manifest().launches) if sweep.manifest.exists() else ()
-
-
-def running_jobs(backend: Backend, sweep: SweepDir, config: Config) -> set[str]:
+def running_jobs(backend: Backend, sweep: SweepDir, manifest: Manifest | None, config: Config) -> set[str]:
     """Jobs an earlier launch of this sweep is still generating or has queued (a SLURM task waiting
     for a node, an instance booting), or whose lost worker's lease is still live: never start them
     twice. Read-only (a dry run calls it too)."""
-    if not sweep.manifest.exists():
+    if manifest is None:
         return set()
     from musicsweep.sweep.observe import observe
 
-    seen = observe(sweep, sweep.read_manifest(), backend, config)
+    seen = observe(sweep, manifest, backend, config)
     now = time.time()
     return {
         job_id
@@ -130,14 +126,15 @@ def make_plan(jobs: list[Job], config: Config, sweep_name: str, dry_run: bool = 
     if not dry_run:  # the check writes (a folder, a probe object); a dry run writes nothing
         store.check()
     sweep = SweepDir(config.sweeps_dir, sweep_name)
-    seen_launches = launch_ids(sweep)
+    manifest = sweep.read_manifest_if_any()
     finished = finished_in_store(store, jobs, sweep)
-    busy = running_jobs(backend, sweep, config)
+    busy = running_jobs(backend, sweep, manifest, config)
     skipped = [job for job in jobs if job.job_id in finished]
     running = [job for job in jobs if job.job_id in busy and job.job_id not in finished]
     pending = [job for job in jobs if job.job_id not in finished and job.job_id not in busy]
     shards = backend.shard(pending) if pending else []
-    plan = Plan(sweep, jobs, skipped, running, shards, backend, store_url=config.store.url, seen_launches=seen_launches)
+    plan = Plan(sweep, jobs, skipped, running, shards, backend, store_url=config.store.url)
+    plan.seen_launches = manifest.launch_ids() if manifest else ()
     if shards:
         plan.estimate = estimate_for(backend, shards, store)
         plan.job_estimate_s = plan.estimate.job_s
@@ -148,9 +145,11 @@ def make_plan(jobs: list[Job], config: Config, sweep_name: str, dry_run: bool = 
 def without_started_meanwhile(plan: Plan, config: Config) -> Plan:
     """The plan less the jobs another launch started (or finished) since it was made."""
     sweep = plan.sweep
-    if launch_ids(sweep) == plan.seen_launches or not plan.shards:
+    manifest = sweep.read_manifest_if_any()
+    if not plan.shards or (manifest.launch_ids() if manifest else ()) == plan.seen_launches:
         return plan
-    taken = running_jobs(plan.backend, sweep, config) | finished_in_store(open_store(config.store), plan.to_run, sweep)
+    busy = running_jobs(plan.backend, sweep, manifest, config)
+    taken = busy | finished_in_store(open_store(config.store), plan.to_run, sweep)
     keep = [job for job in plan.to_run if job.job_id not in taken]
     moved = [job for job in plan.to_run if job.job_id in taken]
     if not moved:
@@ -171,7 +170,7 @@ def launch(plan: Plan, config: Config) -> Plan:
 
 def launch_locked(plan: Plan, config: Config) -> None:
     sweep = plan.sweep
-    previous = sweep.read_manifest() if sweep.manifest.exists() else None
+    previous = sweep.read_manifest_if_any()
     launch_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
     manifest = previous or Manifest(sweep=sweep.name, created=time.time())
     record_settings(manifest, config)

@@ -81,6 +81,6 @@ def relaunch_jobs(config: Config, sweep: SweepDir, backend: Backend, job_ids: li
         return []
     manifest = sweep.read_manifest()
     everything = [sweep.read_spec(job_id) for job_id in manifest.jobs]
-    seen = tuple(record.id for record in manifest.launches)
-    plan = Plan(sweep, everything, [], [], backend.shard(jobs), backend, store_url=config.store.url, seen_launches=seen)
+    plan = Plan(sweep, everything, [], [], backend.shard(jobs), backend, store_url=config.store.url)
+    plan.seen_launches = manifest.launch_ids()
     return [job.job_id for job in launch(plan, config).to_run]

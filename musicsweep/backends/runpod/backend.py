@@ -425,7 +425,8 @@ class RunPodBackend(Backend):
         self.to_terminate = []
         owners = self.owners(manifest)
         # The manifest on disk, not auto_pull's copy: a launch running elsewhere writes it before its pods exist.
-        current = self.owners(sweep.read_manifest()) if sweep.manifest.exists() else owners
+        on_disk = sweep.read_manifest_if_any()
+        current = self.owners(on_disk) if on_disk else owners
         for record in [r for r in ledger.pods.values() if r.live and r.host]:
             if (record.launch_id, record.worker_id) not in current:
                 self.to_terminate.append((record.pod_id, "its jobs were relaunched elsewhere", {}))
