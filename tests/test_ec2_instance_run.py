@@ -30,13 +30,25 @@ def live_instance(ec2_project: EC2Project, name: str) -> str:
     return live[0]["InstanceId"]
 
 
-def assert_each_clip_once(ec2_project: EC2Project, name: str, job_ids: set[str]) -> None:
-    """Every clip is in the store, was claimed (so generated) exactly once, and is marked done."""
+def generated_hashes(ec2_project: EC2Project, name: str) -> list[str]:
+    """The hash8 of every clip the last instance's worker generated, from its `generated NAME` lines.
+
+    Claims are not generations: a worker stopped by a spot notice releases the clips it had claimed
+    ahead for its next batch, and the relaunched worker claims them again (a second generation of the
+    claim, one generation of the audio). Every instance runs worker 0, so read this after each one."""
+    body = ec2_project.bucket.server.client().get_object(
+        Bucket=ec2_project.bucket.name, Key=f"musicsweep/{name}/logs/worker_0.log"
+    )["Body"].read()
+    lines = [line for line in body.decode().splitlines() if "] generated " in line]
+    return [line.rsplit("_", 1)[-1].removesuffix(".wav") for line in lines]
+
+
+def assert_each_clip_once(ec2_project: EC2Project, name: str, job_ids: set[str], generated: list[str]) -> None:
+    """Every clip is in the store, was generated exactly once, and is marked done."""
     keys = ec2_project.s3_keys(f"{name}/")
     hashes = {job_id[:8] for job_id in job_ids}
     assert {k.rsplit("_", 1)[-1].removesuffix(".wav") for k in keys if k.startswith(f"{name}/audio/")} == hashes
-    claims = [k.split("/")[-2] for k in keys if k.startswith(f"{name}/claims/")]
-    assert sorted(claims) == sorted(job_ids)
+    assert sorted(generated) == sorted(hashes)
     assert {k.rsplit("/", 1)[-1] for k in keys if k.endswith(".done")} == {f"{j}.done" for j in job_ids}
 
 
@@ -50,7 +62,8 @@ def test_user_data_runs_the_shard_uploads_and_shuts_down(
     assert instance_sandbox.run(backend, instance_id) == 0
     assert instance_sandbox.shutdown_log.read_text().splitlines() == ["-h +30", "-h now"]
     assert ec2_project.imds.token_requests >= 1 and ec2_project.imds.unauthorized == 0
-    assert_each_clip_once(ec2_project, name, {job.job_id for job in plan.jobs})
+    job_ids = {job.job_id for job in plan.jobs}
+    assert_each_clip_once(ec2_project, name, job_ids, generated_hashes(ec2_project, name))
     keys = ec2_project.s3_keys(f"{name}/")
     heartbeats = [key for key in keys if key.startswith(f"{name}/markers/worker_0.") and key.endswith(".heartbeat")]
     assert f"{name}/logs/worker_0.log" in keys and len(heartbeats) == 1
@@ -79,6 +92,7 @@ def test_spot_notice_mid_run_stops_and_relaunch_finishes_the_rest(
     ec2_project.imds.interrupt()
     assert instance_sandbox.finish(backend, first, process) == 75  # EXIT_STOPPED
     assert instance_sandbox.shutdown_log.read_text().splitlines()[-1] == "-h now"
+    generated_first = generated_hashes(ec2_project, name)
 
     config = load_config()
     sweep = SweepDir(config.sweeps_dir, name)
@@ -102,5 +116,7 @@ def test_spot_notice_mid_run_stops_and_relaunch_finishes_the_rest(
     launches = sweep.read_manifest().launches
     assert [entry.jobs for entry in launches] == [6, len(left)]
     assert instance_sandbox.run(backend, second) == 0
-    assert_each_clip_once(ec2_project, name, job_ids)
+    generated_second = generated_hashes(ec2_project, name)
+    assert sorted(generated_second) == sorted(job_id[:8] for job_id in left)  # only what the first left
+    assert_each_clip_once(ec2_project, name, job_ids, generated_first + generated_second)
     assert set(backend.poll(sweep, sweep.read_manifest()).values()) == {JobState.DONE}
