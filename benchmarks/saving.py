@@ -81,18 +81,18 @@ def one_run(loaded: LoadedModel, server: S3Server, mode: str, run: int, args: ar
             engine_config=EngineConfig(batch_size=args.batch_size),
         )
         worker = Worker(context, StopFlag(), Claims(context.store, sweep, owner_of(context.host, sweep, 0)))
-        worker.engines["tiny"] = engine = MusicEngine(loaded, context.engine_config)  # the model is loaded once
-        generated, spooled = record_spans(engine, "generate"), record_spans(worker, "save")
+        worker.models.engines["tiny"] = engine = MusicEngine(loaded, context.engine_config)  # the model is loaded once
+        generated, spooled = record_spans(engine, "generate"), record_spans(worker.delivery, "spool_clip")
         if mode == "synchronous":
-            run_batch = worker.run_batch
-            worker.run_batch = lambda batch: (run_batch(batch), worker.saver.drain())  # type: ignore[method-assign]
+            run_batch = worker.batches.run
+            worker.batches.run = lambda batch: (run_batch(batch), worker.saver.drain())  # type: ignore[method-assign]
         count = args.batches * args.batch_size
         jobs = [Job(sweep, PROMPTS[i % len(PROMPTS)], args.clip_s, "tiny", i, f"clip{i}") for i in range(count)]
         started = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
             status = worker.run(jobs)
         wall = time.perf_counter() - started
-    assert status == 0 and len(worker.saved) == count, (status, len(worker.saved))
+    assert status == 0 and len(worker.tally.saved) == count, (status, len(worker.tally.saved))
     gaps = [nxt[0] - prev[1] for prev, nxt in zip(generated, generated[1:], strict=False)]
     return {
         "idle_s": sum(gaps),
@@ -100,7 +100,7 @@ def one_run(loaded: LoadedModel, server: S3Server, mode: str, run: int, args: ar
         "spool_ms_per_clip": 1000 * sum(end - start for start, end in spooled) / count,
         "drain_s": started + wall - generated[-1][1],
         "generate_s": sum(end - start for start, end in generated),
-        "upload_s": worker.times.upload_s,
+        "upload_s": worker.lifetime.times.upload_s,
         "wall_s": wall,
     }
 

@@ -27,6 +27,7 @@ from musicsweep.manifest import Manifest
 JOBS_DIR, SCRIPTS_DIR, LOGS_DIR, MARKERS_DIR = "jobs", "scripts", "logs", "markers"
 AUDIO_DIR, COSTS_DIR, WORKERS_DIR, CLAIMS_DIR = "audio", "costs", "workers", "claims"
 PARTIAL_DIR = "partial"
+SPOOL_DIR = "spool"  # in a host's work folder: clips generated but not yet done (worker/spool.py)
 PULLED_FOLDERS = (AUDIO_DIR, COSTS_DIR, MARKERS_DIR, LOGS_DIR, WORKERS_DIR)
 DONE_SUFFIX, FAILED_SUFFIX, PID_SUFFIX = ".done", ".failed", ".pid"
 # The estimate's history shared by a team (`estimate.share`); no sweep name starts with "_".
@@ -37,6 +38,11 @@ def calibration_file() -> Path:
     """This user's estimate history: `$XDG_CACHE_HOME/musicsweep/calibration.json` (default ~/.cache)."""
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "musicsweep" / "calibration.json"
+
+
+def spool_folder(work_dir: Path | str) -> Path:
+    """A host's spool, shared by its workers so the next one uploads what an earlier one generated."""
+    return Path(work_dir) / SPOOL_DIR
 
 
 def done_marker(job_id: str) -> str:

@@ -25,13 +25,13 @@ import pytest
 
 from musicsweep import VariantGenerator, run_sweep
 from musicsweep.config import StoreConfig, load_config
+from musicsweep.contract import TEST_KILL_AT, store_config_to_env
 from musicsweep.costs.rows import read_cost_report
 from musicsweep.job import Job
 from musicsweep.layout import SweepDir
-from musicsweep.store import open_store, store_config_to_env
+from musicsweep.store import open_store
 from musicsweep.store.base import Store
 from musicsweep.sweep.plan import jobs_from_variants
-from musicsweep.worker.faults import KILL_AT_ENV
 from musicsweep.worker.loop import EXIT_STORE_UNREACHABLE
 from tests.fixtures.s3 import RestartableS3rver, S3Bucket
 from tests.fixtures.servers import wait_until
@@ -113,12 +113,12 @@ def kill_then_rerun(
     jobs, the store, the first log and the whole log."""
     jobs = jobs_from_variants(vg.variants(), name)
     store = open_store(load_config().store)
-    monkeypatch.setenv(KILL_AT_ENV, kill_at)
+    monkeypatch.setenv(TEST_KILL_AT, kill_at)
     launch_and_wait(vg, name)
     first = worker_log(name)
     assert exit_statuses(first) == [128 + signal.SIGKILL]
     between(store, jobs, first)
-    monkeypatch.delenv(KILL_AT_ENV)
+    monkeypatch.delenv(TEST_KILL_AT)
     launch_and_wait(vg, name)
     return jobs, store, first, worker_log(name)
 

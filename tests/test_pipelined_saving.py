@@ -97,14 +97,15 @@ def spooled_batch(worker: Worker, jobs: list[Job]) -> list[SpooledClip]:
     """What run_batch hands the saver: the batch's clips claimed and in the spool."""
     for job in jobs:
         assert worker.claims.acquire(job.job_id) is None
-    return [worker.spool.put(job, wav_bytes(frames=int(job.duration_s * 32000)), 0.5, len(jobs)) for job in jobs]
+    spool = worker.delivery.spool
+    return [spool.put(job, wav_bytes(frames=int(job.duration_s * 32000)), 0.5, len(jobs)) for job in jobs]
 
 
 def recording_worker(tmp_path: Path, jobs: list[Job], fail_upload: int | None = None) -> tuple[Worker, RecordingStore]:
     worker = make_worker(tmp_path)
     store = RecordingStore(tmp_path / "store", fail_upload)
     worker.context.store = worker.claims.store = store
-    worker.progress = Progress(len(jobs), sum(job.duration_s for job in jobs))
+    worker.tally.progress = Progress(len(jobs), sum(job.duration_s for job in jobs))
     return worker, store
 
 
@@ -113,15 +114,15 @@ def test_each_clip_goes_wav_then_cost_row_then_done_batch_after_batch(tmp_path: 
     worker, store = recording_worker(tmp_path, jobs)
     with worker.saver:
         for part in (jobs[:2], jobs[2:]):
-            worker.saver.submit(functools.partial(worker.deliver_batch, part, spooled_batch(worker, part)))
+            worker.saver.submit(functools.partial(worker.delivery.deliver_batch, part, spooled_batch(worker, part)))
     ours = [(thread, key) for thread, key in store.writes if "/claims/" not in key]
     expected = []
     for job in jobs:
         paths = JobPaths.of(job, worker.context.work_dir)
         expected += [("saver", paths.audio_key), ("saver", paths.cost_key), ("saver", paths.done_key)]
     assert ours == expected
-    assert worker.saved == {job.job_id for job in jobs} and worker.progress.done_clips == 4
-    assert list(worker.spool.folder.iterdir()) == [], "a clip leaves the spool once it is done"
+    assert worker.tally.saved == {job.job_id for job in jobs} and worker.tally.progress.done_clips == 4
+    assert list(worker.delivery.spool.folder.iterdir()) == [], "a clip leaves the spool once it is done"
     assert not worker.claims.held
 
 
@@ -129,15 +130,15 @@ def test_an_upload_failing_on_the_saver_thread_fails_only_the_unsaved_clips(tmp_
     jobs = make_jobs(3, 1.0)
     worker, store = recording_worker(tmp_path, jobs, fail_upload=2)
     with worker.saver:
-        worker.saver.submit(functools.partial(worker.deliver_batch, jobs, spooled_batch(worker, jobs)))
+        worker.saver.submit(functools.partial(worker.delivery.deliver_batch, jobs, spooled_batch(worker, jobs)))
     paths = [JobPaths.of(job, worker.context.work_dir) for job in jobs]
     assert store.exists(paths[0].done_key) and not store.exists(paths[0].failed_key("test"))
     for failed in paths[1:]:
         assert store.exists(failed.failed_key("test")) and not store.exists(failed.done_key)
         assert "connection reset during upload" in store.get_bytes(failed.failed_key("test")).decode()
-    assert worker.failed == [job.job_id for job in jobs[1:]] and worker.saved == {jobs[0].job_id}
-    assert worker.progress.done_clips == 3 and worker.progress.done_audio_s == 1.0
-    assert sorted(p.name for p in worker.spool.folder.glob("*.wav")) == sorted(j.output_name for j in jobs[1:])
+    assert worker.tally.failed == [job.job_id for job in jobs[1:]] and worker.tally.saved == {jobs[0].job_id}
+    assert worker.tally.progress.done_clips == 3 and worker.tally.progress.done_audio_s == 1.0
+    assert sorted(p.name for p in worker.delivery.spool.folder.glob("*.wav")) == sorted(j.output_name for j in jobs[1:])
     assert not worker.claims.held, "failed clips are released for a relaunch"
 
 
@@ -173,7 +174,7 @@ def test_a_stop_waits_for_the_batch_being_delivered(tmp_path, monkeypatch) -> No
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     worker = make_worker(tmp_path, batch_size=2)
     jobs = make_jobs(4, 1.0)
-    deliver, submit = worker.deliver_batch, worker.saver.submit
+    deliver, submit = worker.delivery.deliver_batch, worker.saver.submit
 
     def slow_deliver(part: list[Job], spooled: list[SpooledClip]) -> None:
         time.sleep(1.0)  # still uploading when the main thread sees the stop
@@ -183,13 +184,13 @@ def test_a_stop_waits_for_the_batch_being_delivered(tmp_path, monkeypatch) -> No
         submit(task)
         worker.stop.event.set()  # SIGTERM right after the first batch was handed off
 
-    monkeypatch.setattr(worker, "deliver_batch", slow_deliver)
+    monkeypatch.setattr(worker.delivery, "deliver_batch", slow_deliver)
     monkeypatch.setattr(worker.saver, "submit", submit_then_stop)
     assert worker.run(jobs) == EXIT_STOPPED
     store = worker.context.store
     done = [store.exists(JobPaths.of(job, worker.context.work_dir).done_key) for job in jobs]
     assert done == [True, True, False, False], "the handed-off batch is delivered before the worker returns"
-    assert worker.saved == {job.job_id for job in jobs[:2]} and list(worker.spool.folder.iterdir()) == []
+    assert worker.tally.saved == {job.job_id for job in jobs[:2]} and list(worker.delivery.spool.folder.iterdir()) == []
 
 
 def test_a_stop_between_resume_parts_releases_no_claim_before_its_clip_is_delivered(tmp_path, monkeypatch) -> None:
@@ -197,7 +198,7 @@ def test_a_stop_between_resume_parts_releases_no_claim_before_its_clip_is_delive
     jobs = make_jobs(4, 1.0)
     worker, store = recording_worker(tmp_path, jobs)
     monkeypatch.setattr(partial, "resume_groups", lambda _store, batch: [batch[:2], batch[2:]])
-    deliver, submit = worker.deliver_batch, worker.saver.submit
+    deliver, submit = worker.delivery.deliver_batch, worker.saver.submit
 
     def slow_deliver(part: list[Job], spooled: list[SpooledClip]) -> None:
         time.sleep(0.5)
@@ -207,13 +208,14 @@ def test_a_stop_between_resume_parts_releases_no_claim_before_its_clip_is_delive
         submit(task)
         worker.stop.event.set()  # SIGTERM after the first part was handed off: run_claimed stops before the second
 
-    monkeypatch.setattr(worker, "deliver_batch", slow_deliver)
+    monkeypatch.setattr(worker.delivery, "deliver_batch", slow_deliver)
     monkeypatch.setattr(worker.saver, "submit", submit_then_stop)
     for job in jobs:
         assert worker.claims.acquire(job.job_id) is None
     with worker.saver:
         worker.run_claimed(jobs)
-        assert worker.saved == {job.job_id for job in jobs[:2]}, "run_claimed returns once the first part is delivered"
+        saved = {job.job_id for job in jobs[:2]}
+        assert worker.tally.saved == saved, "run_claimed returns once the first part is delivered"
     keys = [key for _, key in store.writes]
     for job in jobs[:2]:
         done = keys.index(JobPaths.of(job, worker.context.work_dir).done_key)
@@ -256,7 +258,7 @@ def test_a_sweep_through_the_worker_generates_while_the_last_batch_uploads(tmp_p
     assert sorted(p.name for p in (tmp_path / "store" / "s" / "audio").iterdir()) == sorted(j.output_name for j in jobs)
     assert len(list((tmp_path / "store" / "s" / "costs").iterdir())) == 6
     assert kinds.index("generate", 1) < kinds.index("done"), "the second batch generates while the first uploads"
-    assert worker.saved == {job.job_id for job in jobs} and not worker.failed and worker.skipped == 0
-    assert list(worker.spool.folder.iterdir()) == [] and not worker.claims.held
+    assert worker.tally.saved == {job.job_id for job in jobs} and not worker.tally.failed and worker.tally.skipped == 0
+    assert list(worker.delivery.spool.folder.iterdir()) == [] and not worker.claims.held
     assert "progress: 6/6 clips" in capsys.readouterr().out
-    assert worker.times.upload_s >= 6 * 0.3
+    assert worker.lifetime.times.upload_s >= 6 * 0.3

@@ -15,12 +15,11 @@ import pytest
 
 from musicsweep.cli.run import run_sweep
 from musicsweep.config import StoreConfig, load_config
+from musicsweep.contract import TEST_KILL_AFTER_UPLOAD, store_config_to_env
 from musicsweep.layout import SweepDir
 from musicsweep.states import JobState
-from musicsweep.store import store_config_to_env
 from musicsweep.store.s3 import S3Store
 from musicsweep.sweep.plan import jobs_from_variants
-from musicsweep.worker.loop import KILL_AFTER_UPLOAD_ENV
 from tests.fixtures.s3 import S3Bucket
 from tests.fixtures.servers import free_port
 from tests.helpers import wait_for_exit, wait_for_sweep, wav_info
@@ -121,14 +120,14 @@ def test_killed_after_upload_then_rerun_generates_nothing_twice(
     sweep = SweepDir(project / "runs", "killed")
     store = open_bucket_store(moto_bucket)
 
-    monkeypatch.setenv(KILL_AFTER_UPLOAD_ENV, "1")
+    monkeypatch.setenv(TEST_KILL_AFTER_UPLOAD, "1")
     assert set(run_and_wait("killed").values()) == {JobState.FAILED}
     keys = set(store.list("killed/"))
     first = next(job for job in jobs if f"killed/audio/{job.output_name}" in keys)
     assert sum(key.startswith("killed/audio/") for key in keys) == 1
     assert not any(key.startswith("killed/markers/") and key.endswith(".done") for key in keys)
 
-    monkeypatch.delenv(KILL_AFTER_UPLOAD_ENV)
+    monkeypatch.delenv(TEST_KILL_AFTER_UPLOAD)
     assert set(run_and_wait("killed").values()) == {JobState.DONE}
     log_text = sweep.worker(0).log.read_text()
     assert f"skip {first.output_name}: already in the store" in log_text

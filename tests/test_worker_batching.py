@@ -15,6 +15,7 @@ from musicsweep.layout import JobPaths
 from musicsweep.store import open_store
 from musicsweep.worker.claims import Claims, owner_of
 from musicsweep.worker.context import StopFlag, WorkerContext
+from musicsweep.worker.log import configure_logging
 from musicsweep.worker.loop import Worker
 from tests.helpers import wav_info
 
@@ -31,6 +32,7 @@ def make_worker(tmp_path: Path, **engine: object) -> Worker:
         engine_config=EngineConfig(**engine),
     )
     claims = Claims(context.store, "s", owner_of(context.host, context.launch_id, 0))
+    configure_logging()  # as the worker's entry point does: the tests read its log lines from stdout
     return Worker(context, StopFlag(), claims)
 
 
@@ -109,12 +111,12 @@ def test_unreachable_model_fails_its_jobs_at_once_and_the_others_run(tmp_path, m
     assert log.index("cache-ahead: model 'nobody/no-such-musicgen'") < log.index("loaded model tiny")
     assert log.index("FAILED") < log.index("loaded model tiny")
     assert store_path(worker, JobPaths.of(good[0], worker.context.work_dir).done_key).exists()
-    assert sorted(worker.failed) == sorted(job.job_id for job in bad)
+    assert sorted(worker.tally.failed) == sorted(job.job_id for job in bad)
 
 
 def test_auto_batch_size_on_cpu_is_the_fixed_default(tmp_path, load_counter):
     worker = make_worker(tmp_path, batch_size="auto", device="cpu")
-    assert worker.batch_size(make_jobs(1)[0]) == CPU_BATCH
+    assert worker.sizer.size(make_jobs(1)[0]) == CPU_BATCH
 
 
 def test_progress_rate_and_eta_leave_out_skipped_clips_and_model_loading(monkeypatch):
@@ -156,4 +158,4 @@ def test_an_upload_failing_midway_fails_only_the_unsaved_clips(tmp_path, monkeyp
     for paths in markers[1:]:
         assert store_path(worker, paths.failed_key("test")).exists()
         assert not store_path(worker, paths.done_key).exists()
-    assert worker.failed == [job.job_id for job in jobs[1:]]
+    assert worker.tally.failed == [job.job_id for job in jobs[1:]]

@@ -2,32 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import socket
 import threading
-import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from musicsweep import contract
 from musicsweep.config import EngineConfig
-from musicsweep.store import open_store, store_config_from_env
+from musicsweep.contract import DEFAULT_LEASE_S, WorkerEnv
+from musicsweep.store import open_store
 from musicsweep.store.base import Store
 from musicsweep.store.retry import RetryingStore
+from musicsweep.worker.log import log
 
 EXIT_STOPPED = 75
 EXIT_STORE_UNREACHABLE = 76
 
 
-def log(message: str) -> None:
-    """One write per line: the main, saver and heartbeat threads all log, and the drills count whole lines."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}\n", end="", flush=True)
-
-
 @dataclass
 class WorkerContext:
-    """The environment contract, read once."""
+    """The environment contract (`contract.WorkerEnv`), read once, with its store opened."""
 
     work_dir: Path
     store: Store
@@ -37,23 +32,23 @@ class WorkerContext:
     is_restart: bool
     launch_id: str
     engine_config: EngineConfig
-    lease_s: float = 300.0
+    lease_s: float = DEFAULT_LEASE_S
     host: str = field(default_factory=socket.gethostname)
 
     @classmethod
-    def from_env(cls, environ: dict[str, str]) -> WorkerContext:
-        engine_config = EngineConfig(**json.loads(environ.get(contract.ENGINE) or "{}"))
-        store_config = store_config_from_env(environ)
+    def from_env(cls, environ: Mapping[str, str]) -> WorkerContext:
+        env = WorkerEnv.from_env(environ)
+        launch = env.launch
         return cls(
-            work_dir=Path(environ[contract.JOB_DIR]),
-            store=RetryingStore(open_store(store_config), store_config.outage_budget_s, log),
-            worker_id=int(environ.get(contract.WORKER_ID, "0")),
-            num_workers=int(environ.get(contract.NUM_WORKERS, "1")),
-            hourly_cost_usd=float(environ.get(contract.HOURLY_COST_USD, "0")),
-            is_restart=environ.get(contract.IS_RESTART, "0") == "1",
-            launch_id=environ.get(contract.LAUNCH_ID, "manual"),
-            engine_config=engine_config,
-            lease_s=float(environ.get(contract.LEASE_S) or 300.0),
+            work_dir=Path(env.job_dir),
+            store=RetryingStore(open_store(launch.store), launch.store.outage_budget_s, log),
+            worker_id=env.worker_id,
+            num_workers=env.num_workers,
+            hourly_cost_usd=env.hourly_cost_usd,
+            is_restart=launch.is_restart,
+            launch_id=launch.launch_id,
+            engine_config=launch.engine,
+            lease_s=launch.lease_s,
         )
 
 

@@ -14,16 +14,15 @@ import os
 import signal
 import threading
 
-KILL_AT_ENV = "MUSICSWEEP_TEST_KILL_AT"
-KILL_AFTER_UPLOAD_ENV = "MUSICSWEEP_TEST_KILL_AFTER_UPLOAD"  # older spelling of KILL_AT=upload
-HANG_AT_ENV = "MUSICSWEEP_TEST_HANG_AT"
+from musicsweep.contract import TEST_HANG_AT, TEST_KILL_AFTER_UPLOAD, TEST_KILL_AT
+
 PHASES = ("load", "generate", "upload")
 
 
 def kill_point(phase: str) -> None:
     """SIGKILL this process, or hang it, if the drill asked for `phase`."""
-    wanted = os.environ.get(KILL_AT_ENV) or ("upload" if os.environ.get(KILL_AFTER_UPLOAD_ENV) == "1" else "")
+    wanted = os.environ.get(TEST_KILL_AT) or ("upload" if os.environ.get(TEST_KILL_AFTER_UPLOAD) == "1" else "")
     if wanted == phase:
         os.kill(os.getpid(), signal.SIGKILL)
-    if os.environ.get(HANG_AT_ENV) == phase:
+    if os.environ.get(TEST_HANG_AT) == phase:
         threading.Event().wait()

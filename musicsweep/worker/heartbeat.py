@@ -7,13 +7,15 @@ import threading
 import time
 from collections.abc import Callable
 
+from musicsweep.contract import TEST_HEARTBEAT_S
 from musicsweep.layout import WorkerPaths
 from musicsweep.store.base import Store
 from musicsweep.store.retry import direct
 from musicsweep.worker.claims import Claims
-from musicsweep.worker.context import WorkerContext, log
+from musicsweep.worker.context import WorkerContext
+from musicsweep.worker.log import log
 
-HEARTBEAT_INTERVAL_S = float(os.environ.get("MUSICSWEEP_HEARTBEAT_S", "60"))
+HEARTBEAT_INTERVAL_S = float(os.environ.get(TEST_HEARTBEAT_S, "60"))
 
 
 def heartbeat_interval(lease_s: float) -> float:

@@ -2,8 +2,8 @@
 
 It keeps the worker's side of the contract with the real code (the environment through
 `WorkerContext`, `.pid` files through `write_pid_files`, WAV, cost row and `.done` through
-`Worker.save` and `Worker.deliver`, into whatever store the backend configured), but generates silence instead of
-music, and it is steered by files in a control folder that the test owns:
+`Delivery.spool_clip` and `Delivery.deliver`, into whatever store the backend configured), but
+generates silence instead of music, and it is steered by files in a control folder that the test owns:
 
 - on start it spawns a child and a grandchild (as a model's data loaders would), so stopping a
   worker means stopping its whole tree, and records itself in `worker-{launch}-{worker}.json`;
@@ -59,7 +59,8 @@ def main(argv: list[str]) -> int:
     for job in jobs:
         assert worker.claims.acquire(job.job_id) is None, f"{job.job_id} is claimed by another worker"
         silence = np.zeros(int(SAMPLING_RATE * job.duration_s), dtype=np.float32)
-        worker.deliver(job, worker.save(job, silence, SAMPLING_RATE, share_s=0.01, batch_size=1, resumed_from=None))
+        delivery = worker.delivery
+        delivery.deliver(job, delivery.spool_clip(job, silence, SAMPLING_RATE, 0.01, batch_size=1, resumed_from=None))
     if (control / "linger").exists():
         while True:
             time.sleep(60)

@@ -14,9 +14,11 @@ import sys
 import time
 from pathlib import Path
 
+from musicsweep.contract import SWEEP, WorkerEnv
+from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
 from musicsweep.layout import JobPaths, SweepDir, WorkerPaths
-from musicsweep.store import open_store, store_config_from_env
+from musicsweep.store import open_store
 from musicsweep.store.base import Store
 from musicsweep.worker.finish import exit_reason, mark_unfinished
 
@@ -50,11 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=["fetch", "finish"])
     parser.add_argument("status", nargs="?", type=int, default=0, help="the worker's exit status (finish)")
     args = parser.parse_args(argv)
-    environ = dict(os.environ)
-    store = open_store(store_config_from_env(environ))
-    work_dir = Path(environ["MUSICSWEEP_JOB_DIR"])
-    sweep = SweepDir(work_dir.parent, environ["MUSICSWEEP_SWEEP"])
-    launch_id, worker_id = environ["MUSICSWEEP_LAUNCH_ID"], int(environ["MUSICSWEEP_WORKER_ID"])
+    env = WorkerEnv.from_env(os.environ)
+    if not env.launch.sweep:
+        raise MusicsweepError(f"{SWEEP} is not set: the instance's user data exports it")
+    store = open_store(env.launch.store)
+    sweep = SweepDir(Path(env.job_dir).parent, env.launch.sweep)
+    launch_id, worker_id = env.launch.launch_id, env.worker_id
     if args.action == "fetch":
         jobs = fetch(store, sweep, launch_id, worker_id)
         print(f"[musicsweep] fetched {len(jobs)} job spec(s)", flush=True)

@@ -46,7 +46,7 @@ from musicsweep.backends.ec2.pricing import (
     price_table,
 )
 from musicsweep.backends.ec2.userdata import InstanceWork, render_user_data
-from musicsweep.contract import sweep_environment
+from musicsweep.contract import store_config_to_env, sweep_environment
 from musicsweep.costs.estimate import Estimate, estimate_for
 from musicsweep.costs.summary import MachineTime, WorkerKey
 from musicsweep.errors import MusicsweepError
@@ -56,7 +56,7 @@ from musicsweep.manifest import Manifest
 from musicsweep.packaging import upload_wheel, wheel_key
 from musicsweep.scripts import write_script
 from musicsweep.states import Executor, JobState, job_states
-from musicsweep.store import open_store, store_config_to_env
+from musicsweep.store import open_store
 from musicsweep.store.base import Store
 from musicsweep.store.pull import pull_results
 

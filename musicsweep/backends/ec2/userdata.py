@@ -10,11 +10,12 @@ instances reach S3 through their instance profile.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 from musicsweep.backends.ec2.config import EC2Config
-from musicsweep.contract import LAUNCH_ID, worker_environment
+from musicsweep.contract import STORE, STORE_OPTIONS, LaunchEnv, WorkerEnv
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
 from musicsweep.layout import JOBS_DIR, PID_SUFFIX, JobPaths, WorkerPaths
@@ -42,8 +43,8 @@ wheel="${MUSICSWEEP_EC2_WHEEL##*/}"
 import json, os, sys
 import boto3
 from botocore.config import Config
-opts = json.loads(os.environ.get("MUSICSWEEP_STORE_OPTIONS") or "{}")
-bucket, _, prefix = os.environ["MUSICSWEEP_STORE"].removeprefix("s3://").partition("/")
+opts = json.loads(os.environ.get("{store_options}") or "{}")
+bucket, _, prefix = os.environ["{store}"].removeprefix("s3://").partition("/")
 key = "/".join(p for p in (prefix.strip("/"), os.environ["MUSICSWEEP_EC2_WHEEL"]) if p)
 style = Config(s3={"addressing_style": "path"}) if opts.get("endpoint_url") else None
 s3 = boto3.client("s3", endpoint_url=opts.get("endpoint_url"), region_name=opts.get("region"), config=style)
@@ -94,11 +95,10 @@ class InstanceWork:
 def render_user_data(settings: EC2Config, work: InstanceWork, launch_env: dict[str, str], where: str = "ec2") -> str:
     """The user-data script of one instance; raises MusicsweepError (naming `where`) above EC2's 16 KB limit."""
     work_dir = Path(settings.root) / work.sweep
-    env = worker_environment(launch_env, str(work_dir), work.worker_id, work.num_workers, work.hourly_usd)
+    launch = dataclasses.replace(LaunchEnv.from_env(launch_env), launch_id=work.launch_id, sweep=work.sweep)
+    env = WorkerEnv(launch, str(work_dir), work.worker_id, work.num_workers, work.hourly_usd).to_env()
     env |= {
         "AWS_DEFAULT_REGION": settings.region,
-        "MUSICSWEEP_SWEEP": work.sweep,
-        LAUNCH_ID: work.launch_id,
         "MUSICSWEEP_EC2_WHEEL": work.wheel_key,
         "MUSICSWEEP_EC2_IMDS": settings.imds_url.rstrip("/"),
         "MUSICSWEEP_EC2_POLL_S": f"{settings.imds_poll_s:g}",
@@ -114,7 +114,10 @@ def render_user_data(settings: EC2Config, work: InstanceWork, launch_env: dict[s
         specs=[str(JobPaths.of(job, Path()).spec) for job in work.jobs],
         python='"$MUSICSWEEP_EC2_PYTHON"',
         env=env,
-        prologue=PROLOGUE.replace("{jobs}", JOBS_DIR).replace("{pid}", PID_SUFFIX),
+        prologue=PROLOGUE.replace("{jobs}", JOBS_DIR)
+        .replace("{pid}", PID_SUFFIX)
+        .replace("{store}", STORE)
+        .replace("{store_options}", STORE_OPTIONS),
         epilogue=EPILOGUE,
     ).render()
     size = len(script.encode())
