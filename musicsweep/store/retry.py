@@ -5,6 +5,9 @@ paid for its clips. Every call of the wrapped store is retried while the outage 
 `outage_budget_s`; the budget counts from the first failure of the current outage (any success
 ends it), so a run of failing calls shares one budget instead of getting one each. Past it,
 `StoreUnreachable` tells the worker to stop with its own exit status and keep its spool.
+
+boto3's exceptions are imported only when an error comes from boto3 or botocore (they are loaded
+then): a worker with a folder store never loads the AWS SDK.
 """
 
 from __future__ import annotations
@@ -13,9 +16,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
-
-from boto3.exceptions import S3UploadFailedError
-from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, IncompleteReadError
 
 from musicsweep.store.base import ObjectInfo, Store
 
@@ -35,7 +35,14 @@ class TransferMismatch(Exception):
 
 def is_transient(error: BaseException) -> bool:
     """Network failures, server errors and mismatched uploads; not a refused key or a missing bucket."""
-    if isinstance(error, HTTPClientError | ConnectionError | IncompleteReadError | TransferMismatch):
+    if isinstance(error, TransferMismatch):
+        return True
+    if not type(error).__module__.startswith(("boto3", "botocore")):
+        return False
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, IncompleteReadError
+
+    if isinstance(error, HTTPClientError | ConnectionError | IncompleteReadError):
         return True
     if isinstance(error, ClientError):
         status = str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
