@@ -16,6 +16,7 @@ from musicsweep.store.base import Store
 from musicsweep.store.retry import RetryingStore
 from musicsweep.worker.log import log
 
+EXIT_BAD_ENVIRONMENT = 2  # a MUSICSWEEP_* value missing or malformed: nothing was started
 EXIT_STOPPED = 75
 EXIT_STORE_UNREACHABLE = 76
 

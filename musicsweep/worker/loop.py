@@ -54,7 +54,13 @@ from musicsweep.store.verify import stored_wav_problem
 from musicsweep.worker import partial
 from musicsweep.worker.batches import BatchRunner
 from musicsweep.worker.claims import Claim, Claims, owner_of
-from musicsweep.worker.context import EXIT_STOPPED, EXIT_STORE_UNREACHABLE, StopFlag, WorkerContext
+from musicsweep.worker.context import (
+    EXIT_BAD_ENVIRONMENT,
+    EXIT_STOPPED,
+    EXIT_STORE_UNREACHABLE,
+    StopFlag,
+    WorkerContext,
+)
 from musicsweep.worker.delivery import Delivery
 from musicsweep.worker.failures import Failures
 from musicsweep.worker.heartbeat import Heartbeat, heartbeat_interval
@@ -65,8 +71,6 @@ from musicsweep.worker.saver import Saver
 from musicsweep.worker.sizing import BatchSizer
 from musicsweep.worker.specs import LoadedSpecs, load_specs
 from musicsweep.worker.tally import Tally
-
-EXIT_BAD_ENVIRONMENT = 2
 
 __all__ = ["EXIT_STOPPED", "EXIT_STORE_UNREACHABLE", "main"]
 
