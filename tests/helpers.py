@@ -9,7 +9,7 @@ import wave
 from pathlib import Path
 
 from musicsweep.backends import get_backend
-from musicsweep.cli.auto_pull import OrphanTracker, poll_once
+from musicsweep.sweep.follow import OrphanTracker, poll_once
 from musicsweep.config import load_config
 from musicsweep.layout import SweepDir
 from musicsweep.states import FINISHED_STATES

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from musicsweep.backends import BACKEND_NAMES
-from musicsweep.cli.auto_pull import OrphanTracker, poll_once
+from musicsweep.sweep.follow import OrphanTracker, poll_once
 from musicsweep.layout import COSTS_DIR, MARKERS_DIR
 from musicsweep.states import FINISHED_STATES, JobState
 from musicsweep.sweep.plan import Plan

@@ -160,7 +160,7 @@ def test_a_killed_pulls_temporaries_are_removed_and_live_ones_kept(tmp_path: Pat
 def test_pull_keeps_no_torn_wav_and_auto_pull_counts_it_failed(
     moto_bucket, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from musicsweep.cli.auto_pull import unwhole_clips
+    from musicsweep.sweep.follow import unwhole_clips
     from musicsweep.config import StoreConfig
     from musicsweep.layout import SweepDir
     from musicsweep.manifest import JobEntry, Manifest

@@ -21,7 +21,7 @@ import yaml
 
 from musicsweep.backends import get_backend
 from musicsweep.backends.base import Launch
-from musicsweep.cli.auto_pull import OrphanTracker, poll_once, pull
+from musicsweep.sweep.follow import OrphanTracker, poll_once, pull
 from musicsweep.cli.run import run_sweep
 from musicsweep.config import load_config
 from musicsweep.errors import MusicsweepError

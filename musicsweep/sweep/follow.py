@@ -18,7 +18,6 @@ from musicsweep.backends import get_backend
 from musicsweep.backends.base import Backend
 from musicsweep.cli.display import SweepProgress, console, print_summary, summarize
 from musicsweep.cli.logs import show_library_logs
-from musicsweep.cli.polling import schedule_for
 from musicsweep.config import Config, load_config
 from musicsweep.costs.compare import write_summary_beside_estimate
 from musicsweep.errors import MusicsweepError
@@ -30,6 +29,7 @@ from musicsweep.store.retry import is_transient, one_line
 from musicsweep.store.verify import local_wav_problem
 from musicsweep.sweep.launched import launched_config
 from musicsweep.sweep.observe import Observation, observe
+from musicsweep.sweep.polling import schedule_for
 
 
 def clock(epoch: float) -> str:
