@@ -18,8 +18,8 @@ import pytest
 from musicsweep import MusicsweepError, run_sweep
 from musicsweep.backends.base import Backend
 from musicsweep.backends.runpod.api import Pod, Retry, RunPodAPI
-from musicsweep.sweep.follow import pull
 from musicsweep.cli.main import main as musicsweep_main
+from musicsweep.cli.pull import pull
 from musicsweep.config import Config, RecoveryConfig, StoreConfig, load_config
 from musicsweep.costs.summary import MachineTime, summarize
 from musicsweep.job import Job

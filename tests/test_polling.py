@@ -11,8 +11,8 @@ from rich.console import Console
 from musicsweep.backends.local import LocalBackend
 from musicsweep.backends.ssh import SSHBackend
 from musicsweep.cli.display import MovingBar
+from musicsweep.cli.pull import pull
 from musicsweep.cli.run import run_sweep
-from musicsweep.sweep.follow import pull
 from musicsweep.sweep.polling import PollSchedule, schedule_for
 
 

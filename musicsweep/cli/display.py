@@ -239,7 +239,7 @@ class MovingBar:
 
 
 class SweepProgress:
-    """auto_pull's view: a live per-host table and an overall bar on a terminal, a plain line per change otherwise."""
+    """Following's view: a live per-host table and an overall bar on a terminal, a plain line per change otherwise."""
 
     def __init__(self, sweep_name: str) -> None:
         self.sweep_name = sweep_name

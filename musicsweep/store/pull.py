@@ -16,8 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from musicsweep.atomic import atomic_write_json
-from musicsweep.costs.rows import read_cost_rows, write_cost_report
-from musicsweep.layout import COSTS_DIR, LOGS_DIR, PULLED_FOLDERS, SweepDir
+from musicsweep.layout import LOGS_DIR, PULLED_FOLDERS, SweepDir
 from musicsweep.store.base import ObjectInfo, Store
 from musicsweep.store.tempfiles import remove_stale_pull_temps
 from musicsweep.store.verify import HEADER_BYTES, parse_wav_header
@@ -104,9 +103,3 @@ def pull_results(store: Store, sweep: SweepDir) -> int:
     if index != before:
         atomic_write_json(index_path, index)
     return len(wanted)
-
-
-def merge_cost_report(sweep: SweepDir) -> Path:
-    """Rewrite `cost_report.csv` from every pulled cost row."""
-    write_cost_report(read_cost_rows(sweep.folder(COSTS_DIR)), sweep.cost_report)
-    return sweep.cost_report
