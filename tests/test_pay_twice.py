@@ -27,8 +27,9 @@ from musicsweep.layout import SweepDir
 from musicsweep.manifest import JobEntry, LaunchRecord, Manifest
 from musicsweep.states import JobState
 from musicsweep.store import open_store
+from musicsweep.sweep.launch import launch
 from musicsweep.sweep.observe import observe, stall_after_s
-from musicsweep.sweep.plan import jobs_from_variants, launch, make_plan
+from musicsweep.sweep.plan import jobs_from_variants, make_plan
 from musicsweep.worker.claims import Claims, Owner, current_claim
 from tests.fixtures.s3 import S3Bucket
 from tests.helpers import wait_for_sweep

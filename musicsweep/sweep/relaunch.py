@@ -18,8 +18,9 @@ from musicsweep.manifest import Manifest
 from musicsweep.states import JobState
 from musicsweep.store import open_store
 from musicsweep.store.base import Store
+from musicsweep.sweep.launch import launch
 from musicsweep.sweep.observe import Observation
-from musicsweep.sweep.plan import Plan, finished_in_store, launch
+from musicsweep.sweep.plan import Plan, finished_in_store
 
 
 @dataclass
