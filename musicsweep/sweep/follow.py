@@ -111,7 +111,7 @@ def unwhole_clips(sweep: SweepDir, manifest: Manifest, states: dict[str, JobStat
     problems = {}
     for job_id, state in states.items():
         if state == JobState.DONE:
-            problem = local_wav_problem(sweep.audio / manifest.jobs[job_id].output_name)
+            problem = local_wav_problem(sweep.clip(manifest.jobs[job_id].output_name))
             if problem is not None:
                 problems[job_id] = problem
     return problems

@@ -86,7 +86,7 @@ def finished_in_store(store: Store, jobs: list[Job], sweep: SweepDir) -> set[str
 
     A WAV of another size is partial (or from elsewhere): its job runs, and the worker replaces it.
     """
-    keys = store.list(f"{sweep.name}/")
+    keys = store.list(sweep.keys.prefix)
     finished = set()
     for job in jobs:
         paths = JobPaths.of(job, sweep.root)
