@@ -13,12 +13,13 @@ import argparse
 import sys
 from typing import Any
 
-from musicsweep.cli.display import SweepProgress, console, print_summary, summarize
+from musicsweep.cli.display import SweepProgress, print_summary, summarize
 from musicsweep.cli.logs import show_library_logs
 from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir
 from musicsweep.sweep.follow import FollowOptions, Notice, Round, Settled, follow
 from musicsweep.sweep.launched import open_launched
+from musicsweep.terminal import console
 
 
 def pull(name: str | None, report: bool = False, **options: Any) -> int:
