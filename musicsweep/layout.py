@@ -313,7 +313,7 @@ class SweepDir:
 
 
 def latest_sweep(sweeps_dir: Path) -> str:
-    """The most recently launched sweep, for `auto_pull` with no name."""
+    """The most recently launched sweep, for `pull`, `status` and `cancel` with no name."""
     manifests = sorted(sweeps_dir.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
     if not manifests:
         raise MusicsweepError(f"{sweeps_dir}: no sweeps found")

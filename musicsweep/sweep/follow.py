@@ -152,7 +152,7 @@ def follow(
                 yield Notice(f"job {job_id} ({manifest.jobs[job_id].output_name}): {verdict.stuck[job_id]}")
                 told_stuck.add(job_id)
             if verdict.ready:
-                yield from map(Notice, relaunch(config, sweep, backend, verdict.ready))
+                yield from map(Notice, try_relaunch(config, sweep, backend, verdict.ready))
                 manifest = sweep.read_manifest()
             elif all(state == JobState.DONE or job_id in verdict.stuck for job_id, state in states.items()):
                 break  # nothing can make progress any more
@@ -167,7 +167,7 @@ def follow(
     yield settle(sweep, manifest, backend, states, seen)
 
 
-def relaunch(config: Config, sweep: SweepDir, backend: Backend, job_ids: list[str]) -> list[str]:
+def try_relaunch(config: Config, sweep: SweepDir, backend: Backend, job_ids: list[str]) -> list[str]:
     """Relaunch `job_ids`; a failure counts as an attempt and is retried after its backoff."""
     try:
         relaunched = relaunch_jobs(config, sweep, backend, job_ids)
