@@ -26,7 +26,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from musicsweep import VariantGenerator, run_sweep  # noqa: E402
-from musicsweep.cli.auto_pull import pull  # noqa: E402
+from musicsweep.cli.pull import pull  # noqa: E402
 from musicsweep.layout import SweepDir  # noqa: E402
 from tests.fixtures.sshd import SSHServer, make_keys  # noqa: E402
 

@@ -1,6 +1,6 @@
-"""`python -m musicsweep.auto_pull [SWEEP]`: kept for the README and users' scripts (see `cli.auto_pull`)."""
+"""`python -m musicsweep.auto_pull [SWEEP]`: kept for the README and users' scripts (see `cli.pull`)."""
 
-from musicsweep.cli.auto_pull import main
+from musicsweep.cli.pull import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -70,8 +70,13 @@ class StoreKeys:
 
     sweep: str
 
+    @property
+    def prefix(self) -> str:
+        """Every key of the sweep: list it once to see all of them."""
+        return f"{self.sweep}/"
+
     def folder(self, name: str) -> str:
-        return f"{self.sweep}/{name}/"
+        return f"{self.prefix}{name}/"
 
     @property
     def markers(self) -> str:
@@ -122,6 +127,11 @@ class StoreKeys:
     def lifetime(self, worker_id: int, launch_id: str) -> str:
         """One record per launch, so a relaunched worker N never hides an earlier one's paid time."""
         return f"{self.sweep}/{WORKERS_DIR}/worker_{worker_id}.{launch_id}.json"
+
+
+def key_folder(key: str) -> str:
+    """The folder of a key `{sweep}/{folder}/...` (`audio`, `costs`, `markers`, ...)."""
+    return key.split("/")[1]
 
 
 def list_markers(store, sweep: str) -> set[str]:
@@ -241,9 +251,18 @@ class SweepDir:
     def audio(self) -> Path:
         return self.root / AUDIO_DIR
 
+    def clip(self, output_name: str) -> Path:
+        """A clip's pulled WAV."""
+        return self.audio / output_name
+
     def folder(self, name: str) -> Path:
         """A pulled folder (`costs`, `markers`, `workers`, ...) of the sweep."""
         return self.root / name
+
+    @property
+    def pulled_index(self) -> Path:
+        """What the pull copied, per key (`store.pull`)."""
+        return self.root / ".pulled.json"
 
     @property
     def cost_report(self) -> Path:
@@ -300,7 +319,7 @@ class SweepDir:
 
 
 def latest_sweep(sweeps_dir: Path) -> str:
-    """The most recently launched sweep, for `auto_pull` with no name."""
+    """The most recently launched sweep, for `pull`, `status` and `cancel` with no name."""
     manifests = sorted(sweeps_dir.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
     if not manifests:
         raise MusicsweepError(f"{sweeps_dir}: no sweeps found")

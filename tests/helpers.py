@@ -9,10 +9,11 @@ import wave
 from pathlib import Path
 
 from musicsweep.backends import get_backend
-from musicsweep.cli.auto_pull import OrphanTracker, poll_once
 from musicsweep.config import load_config
 from musicsweep.layout import SweepDir
 from musicsweep.states import FINISHED_STATES
+from musicsweep.sweep.follow import poll_once
+from musicsweep.sweep.trackers import OrphanTracker
 
 
 def wait_for_sweep(name: str, timeout_s: float = 240, interval_s: float = 1.0) -> dict[str, str]:

@@ -15,11 +15,10 @@ import numpy as np
 import soundfile
 
 from musicsweep.atomic import atomic_write_json, atomic_write_text
-from musicsweep.costs.rows import CostRow
+from musicsweep.costs.rows import CostRow, merge_cost_report
 from musicsweep.job import Job
 from musicsweep.layout import SweepDir
 from musicsweep.manifest import JobEntry, Manifest
-from musicsweep.store.pull import merge_cost_report
 
 RATE = 32000
 HOURLY_USD = 0.5

@@ -24,10 +24,11 @@ from pathlib import Path
 import pytest
 
 from musicsweep.backends import BACKEND_NAMES
-from musicsweep.cli.auto_pull import OrphanTracker, poll_once
 from musicsweep.layout import COSTS_DIR, MARKERS_DIR
 from musicsweep.states import FINISHED_STATES, JobState
+from musicsweep.sweep.follow import poll_once
 from musicsweep.sweep.plan import Plan
+from musicsweep.sweep.trackers import OrphanTracker
 from tests.conformance.harness import HARNESSES, BackendHarness
 from tests.fixtures.servers import wait_until
 

@@ -9,11 +9,18 @@ from pathlib import Path
 import pytest
 
 from musicsweep.config import StoreConfig
-from musicsweep.costs.rows import COLUMNS, CostRow, marginal_cost_usd, read_cost_report, write_cost_report
+from musicsweep.costs.rows import (
+    COLUMNS,
+    CostRow,
+    marginal_cost_usd,
+    merge_cost_report,
+    read_cost_report,
+    write_cost_report,
+)
 from musicsweep.costs.summary import MachineTime, WorkerLifetime, summarize, write_cost_summary
 from musicsweep.layout import SweepDir
 from musicsweep.store.local import LocalStore
-from musicsweep.store.pull import merge_cost_report, pull_results
+from musicsweep.store.pull import pull_results
 from musicsweep.store.s3 import S3Store
 from tests.fixtures.s3 import S3Bucket
 from tests.helpers import wav_bytes

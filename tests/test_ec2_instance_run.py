@@ -8,7 +8,7 @@ import json
 import time
 
 from musicsweep import run_sweep
-from musicsweep.cli.auto_pull import main as auto_pull
+from musicsweep.cli.pull import main as auto_pull
 from musicsweep.config import load_config
 from musicsweep.layout import SweepDir
 from musicsweep.states import JobState

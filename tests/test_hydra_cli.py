@@ -10,7 +10,7 @@ import pytest
 
 from musicsweep import VariantGenerator
 from musicsweep.backends import get_backend
-from musicsweep.cli.launch import stable_name
+from musicsweep.cli.hydra_app import stable_name
 from musicsweep.config import load_config
 from musicsweep.layout import SweepDir
 from musicsweep.sweep.plan import jobs_from_variants

@@ -16,7 +16,7 @@ import pytest
 import soundfile
 
 from musicsweep import MusicsweepError, VariantGenerator, run_sweep
-from musicsweep.cli.auto_pull import main as auto_pull_main
+from musicsweep.cli.pull import main as auto_pull_main
 from musicsweep.costs.rows import read_cost_report
 from musicsweep.layout import SweepDir
 from tests.helpers import wait_for_sweep, wav_info

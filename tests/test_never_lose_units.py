@@ -160,12 +160,12 @@ def test_a_killed_pulls_temporaries_are_removed_and_live_ones_kept(tmp_path: Pat
 def test_pull_keeps_no_torn_wav_and_auto_pull_counts_it_failed(
     moto_bucket, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from musicsweep.cli.auto_pull import unwhole_clips
     from musicsweep.config import StoreConfig
     from musicsweep.layout import SweepDir
     from musicsweep.manifest import JobEntry, Manifest
     from musicsweep.store.pull import pull_results
     from musicsweep.store.s3 import S3Store
+    from musicsweep.sweep.follow import unwhole_clips
 
     store = S3Store(StoreConfig(moto_bucket.url, endpoint_url=moto_bucket.server.endpoint_url, region="us-east-1"))
     sweep = SweepDir(tmp_path / "runs", "sw")

@@ -18,8 +18,8 @@ import pytest
 from musicsweep import MusicsweepError, run_sweep
 from musicsweep.backends.base import Backend
 from musicsweep.backends.runpod.api import Pod, Retry, RunPodAPI
-from musicsweep.cli.auto_pull import pull
 from musicsweep.cli.main import main as musicsweep_main
+from musicsweep.cli.pull import pull
 from musicsweep.config import Config, RecoveryConfig, StoreConfig, load_config
 from musicsweep.costs.summary import MachineTime, summarize
 from musicsweep.job import Job
@@ -27,8 +27,9 @@ from musicsweep.layout import SweepDir
 from musicsweep.manifest import JobEntry, LaunchRecord, Manifest
 from musicsweep.states import JobState
 from musicsweep.store import open_store
+from musicsweep.sweep.launch import launch
 from musicsweep.sweep.observe import observe, stall_after_s
-from musicsweep.sweep.plan import jobs_from_variants, launch, make_plan
+from musicsweep.sweep.plan import jobs_from_variants, make_plan
 from musicsweep.worker.claims import Claims, Owner, current_claim
 from tests.fixtures.s3 import S3Bucket
 from tests.helpers import wait_for_sweep

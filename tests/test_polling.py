@@ -10,10 +10,10 @@ from rich.console import Console
 
 from musicsweep.backends.local import LocalBackend
 from musicsweep.backends.ssh import SSHBackend
-from musicsweep.cli.auto_pull import pull
 from musicsweep.cli.display import MovingBar
-from musicsweep.cli.polling import PollSchedule, schedule_for
+from musicsweep.cli.pull import pull
 from musicsweep.cli.run import run_sweep
+from musicsweep.sweep.polling import PollSchedule, schedule_for
 
 
 def test_schedule_backs_off_while_nothing_changes_and_resets_on_a_change() -> None:

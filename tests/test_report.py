@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from musicsweep import VariantGenerator, run_sweep
-from musicsweep.cli.auto_pull import main as auto_pull_main
+from musicsweep.cli.pull import main as auto_pull_main
 from musicsweep.cli.report import main
 from musicsweep.layout import SweepDir
 from musicsweep.report.build import first_error_line, write_report

@@ -12,7 +12,7 @@ import pytest
 
 from musicsweep.backends import get_backend
 from musicsweep.backends.runpod.backend import PodLedger
-from musicsweep.cli.auto_pull import pull
+from musicsweep.cli.pull import pull
 from musicsweep.cli.run import run_sweep
 from musicsweep.config import load_config
 from musicsweep.costs.calibration import load_calibration

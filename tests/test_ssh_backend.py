@@ -21,7 +21,7 @@ import yaml
 
 from musicsweep.backends import get_backend
 from musicsweep.backends.base import Launch
-from musicsweep.cli.auto_pull import OrphanTracker, poll_once, pull
+from musicsweep.cli.pull import pull
 from musicsweep.cli.run import run_sweep
 from musicsweep.config import load_config
 from musicsweep.errors import MusicsweepError
@@ -29,8 +29,10 @@ from musicsweep.layout import SweepDir
 from musicsweep.packaging import build_wheel
 from musicsweep.remote.ssh import CONNECTIONS
 from musicsweep.states import JobState
+from musicsweep.sweep.follow import poll_once
 from musicsweep.sweep.observe import observe
 from musicsweep.sweep.plan import jobs_from_variants
+from musicsweep.sweep.trackers import OrphanTracker
 from tests.fixtures.s3 import S3Bucket
 from tests.fixtures.servers import free_port
 from tests.fixtures.sshd import SSHServer

@@ -1,8 +1,8 @@
 """`hydra/launcher=musicsweep`: every override combination becomes jobs of ONE musicsweep sweep.
 
 Hydra's own launchers run the task function once per combination and block until each ends. This one
-composes every combination's config, hands them all to `musicsweep.cli.launch.submit` (which plans and
-submits through the configured backend) and returns as soon as the workers are started.
+composes every combination's config, hands them all to `musicsweep.cli.hydra_app.run_requests`
+(which plans and launches through the configured backend) and returns as soon as the workers are started.
 """
 
 from collections.abc import Sequence
@@ -36,12 +36,12 @@ class MusicsweepLauncher(Launcher):
         self.hydra_context = hydra_context
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from musicsweep.cli.launch import request_from_cfg, submit
+        from musicsweep.cli.hydra_app import request_from_cfg, run_requests
 
         assert self.config is not None and self.hydra_context is not None
         loader = self.hydra_context.config_loader
         configs = [loader.load_sweep_config(self.config, list(overrides)) for overrides in job_overrides]
-        plan = submit([request_from_cfg(config) for config in configs])
+        plan = run_requests([request_from_cfg(config) for config in configs])
         return [
             JobReturn(
                 overrides=list(overrides),

@@ -1,1 +1,1 @@
-"""What the user types: `musicsweep`, launch, auto_pull, and the terminal display."""
+"""What the user types, parsed and printed: `musicsweep`, the Hydra app, `pull`, and the terminal display."""

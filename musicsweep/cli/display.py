@@ -6,15 +6,13 @@ aligned lines, so a log stays readable and greppable.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -22,6 +20,7 @@ from rich.table import Table
 from musicsweep.costs.estimate import PARTS
 from musicsweep.layout import COSTS_DIR, WORKERS_DIR
 from musicsweep.states import JobState
+from musicsweep.terminal import console, render_table
 
 if TYPE_CHECKING:
     from musicsweep.costs.estimate import Estimate
@@ -30,25 +29,7 @@ if TYPE_CHECKING:
     from musicsweep.manifest import Manifest
     from musicsweep.sweep.plan import Plan
 
-console = Console(highlight=False, markup=False, soft_wrap=not sys.stdout.isatty())
 STATE_COLUMNS = (JobState.PENDING, JobState.RUNNING, JobState.STALLED, JobState.DONE, JobState.FAILED, JobState.LOST)
-
-
-def render_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]], bold_last: bool = False):
-    """A rich Table on a terminal; aligned plain text otherwise (a wide plan must not wrap at 80 columns)."""
-    if console.is_terminal:
-        table = Table(title=title)
-        for header in headers:
-            table.add_column(header)
-        for index, row in enumerate(rows):
-            table.add_row(*row, style="bold" if bold_last and index == len(rows) - 1 else None)
-        return table
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
-    lines = [title] + [
-        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [headers, *rows]
-    ]
-    return "\n".join(lines)
 
 
 def format_duration(seconds: float) -> str:
@@ -239,7 +220,7 @@ class MovingBar:
 
 
 class SweepProgress:
-    """auto_pull's view: a live per-host table and an overall bar on a terminal, a plain line per change otherwise."""
+    """Following's view: a live per-host table and an overall bar on a terminal, a plain line per change otherwise."""
 
     def __init__(self, sweep_name: str) -> None:
         self.sweep_name = sweep_name

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from musicsweep.cli.display import console
+from musicsweep.terminal import console
 
 
 class ConsoleHandler(logging.Handler):

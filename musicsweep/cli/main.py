@@ -34,7 +34,7 @@ examples:
 
 
 def run_launch(argv: list[str]) -> int:
-    from musicsweep.cli.launch import main
+    from musicsweep.cli.hydra_app import main
 
     return main(argv)
 
@@ -62,7 +62,7 @@ def with_examples(argv: list[str], examples: str, main: Callable[[list[str]], in
 
 
 def run_pull(argv: list[str]) -> int:
-    from musicsweep.cli.auto_pull import main
+    from musicsweep.cli.pull import main
 
     return with_examples(argv, PULL_EXAMPLES, main)
 
@@ -92,9 +92,9 @@ def sweep_parser(command: str, description: str) -> argparse.ArgumentParser:
 
 def run_status(argv: list[str]) -> int:
     """Exit 0 when every job is finished, 3 while some are not."""
-    from musicsweep.cli.auto_pull import open_launched
     from musicsweep.cli.display import print_attempts, print_states
     from musicsweep.states import FINISHED_STATES
+    from musicsweep.sweep.launched import open_launched
     from musicsweep.sweep.observe import observe
 
     args = sweep_parser("status", "One poll of every job's state, per host. Pulls nothing, kills nothing.").parse_args(
@@ -108,7 +108,7 @@ def run_status(argv: list[str]) -> int:
 
 
 def run_cancel(argv: list[str]) -> int:
-    from musicsweep.cli.auto_pull import open_launched
+    from musicsweep.sweep.launched import open_launched
 
     args = sweep_parser("cancel", "Stop every worker of a sweep. Finished clips stay in the store.").parse_args(argv)
     sweep, manifest, _config, backend = open_launched(args.sweep)

@@ -9,7 +9,8 @@ from musicsweep.cli.display import print_plan
 from musicsweep.cli.logs import show_library_logs
 from musicsweep.config import Config
 from musicsweep.errors import MusicsweepError
-from musicsweep.sweep.plan import Plan, jobs_from_variants, launch, make_plan, resolve_config
+from musicsweep.sweep.launch import launch
+from musicsweep.sweep.plan import Plan, jobs_from_variants, make_plan, resolve_config
 from musicsweep.sweep.variants import VariantGenerator
 
 

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from musicsweep.atomic import atomic_write_text
+from musicsweep.layout import COSTS_DIR, SweepDir
 
 
 @dataclass(frozen=True)
@@ -71,3 +72,9 @@ def read_cost_rows(folder: Path) -> list[CostRow]:
 def read_cost_report(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def merge_cost_report(sweep: SweepDir) -> Path:
+    """Rewrite the sweep's `cost_report.csv` from every pulled cost row."""
+    write_cost_report(read_cost_rows(sweep.folder(COSTS_DIR)), sweep.cost_report)
+    return sweep.cost_report

@@ -34,7 +34,7 @@ def guarded(name: str, action: Callable[[], str], fix: str = "") -> Check:
 
 
 def render(checks: list[Check]):
-    from musicsweep.cli.display import render_table
+    from musicsweep.terminal import render_table
 
     rows = [[check.name, check.status, check.detail, check.fix or "-"] for check in checks]
     failed = sum(check.failed for check in checks)

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", action="append", default=[], help="also check this model (repeatable)")
     args = parser.parse_args(argv)
     checks = run_doctor(args.backend, args.fix, args.model)
-    from musicsweep.cli.display import console
+    from musicsweep.terminal import console
 
     console.print(render(checks))
     failed = [check for check in checks if check.failed]

@@ -16,8 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from musicsweep.atomic import atomic_write_json
-from musicsweep.costs.rows import read_cost_rows, write_cost_report
-from musicsweep.layout import COSTS_DIR, LOGS_DIR, PULLED_FOLDERS, SweepDir
+from musicsweep.layout import AUDIO_DIR, LOGS_DIR, PULLED_FOLDERS, SweepDir, key_folder
 from musicsweep.store.base import ObjectInfo, Store
 from musicsweep.store.tempfiles import remove_stale_pull_temps
 from musicsweep.store.verify import HEADER_BYTES, parse_wav_header
@@ -54,7 +53,7 @@ def download_problem(path: Path, key: str, info: ObjectInfo) -> str | None:
     """Why a downloaded file is not the listed object (size, MD5), or, for a WAV, not a whole one."""
     if not same_content(path, info):
         return f"got {path.stat().st_size} bytes, not the listed {info.size} bytes with ETag {info.etag}"
-    if key.split("/")[1] == "audio" and key.endswith(".wav"):
+    if key_folder(key) == AUDIO_DIR and key.endswith(".wav"):
         with open(path, "rb") as handle:
             header = parse_wav_header(handle.read(HEADER_BYTES))
         if header is None or header.declared_size != info.size:
@@ -70,13 +69,13 @@ def pull_results(store: Store, sweep: SweepDir) -> int:
     tries again. Temporary files left by an earlier, killed pull are removed first.
     """
     for folder in PULLED_FOLDERS:
-        remove_stale_pull_temps(sweep.root / folder)
-    index_path = sweep.root / ".pulled.json"
+        remove_stale_pull_temps(sweep.folder(folder))
+    index_path = sweep.pulled_index
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
     before = dict(index)
     wanted: dict[str, ObjectInfo] = {}
-    for key, info in sorted(store.list(f"{sweep.name}/").items()):
-        folder = key.split("/")[1]
+    for key, info in sorted(store.list(sweep.keys.prefix).items()):
+        folder = key_folder(key)
         target = sweep.local_file(key)
         if folder not in PULLED_FOLDERS or store.local_path(key) == target:
             continue
@@ -104,9 +103,3 @@ def pull_results(store: Store, sweep: SweepDir) -> int:
     if index != before:
         atomic_write_json(index_path, index)
     return len(wanted)
-
-
-def merge_cost_report(sweep: SweepDir) -> Path:
-    """Rewrite `cost_report.csv` from every pulled cost row."""
-    write_cost_report(read_cost_rows(sweep.folder(COSTS_DIR)), sweep.cost_report)
-    return sweep.cost_report

@@ -1,1 +1,1 @@
-"""From variants to launched jobs: `variants` and `prompts` describe, `plan` plans and launches."""
+"""From variants to launched jobs: `variants` and `prompts` describe, `plan` plans, `launch` launches."""

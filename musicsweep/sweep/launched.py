@@ -1,6 +1,6 @@
 """The settings a sweep was launched with, recorded in its manifest and used by every later command.
 
-auto_pull, status, cancel and relaunch rebuild their `Config` from the manifest (store, the
+`pull`, status, cancel and relaunch rebuild their `Config` from the manifest (store, the
 backend's settings, engine and recovery), so an edit of musicsweep.yaml, or a store or Hydra
 `backend.settings` override given only at launch, never silently redirects a running sweep. When
 musicsweep.yaml now says something else, they warn once and keep the launched values.
@@ -12,7 +12,10 @@ import dataclasses
 import logging
 from dataclasses import asdict
 
-from musicsweep.config import Config, EngineConfig, RecoveryConfig, StoreConfig, typed_section
+from musicsweep.backends import get_backend
+from musicsweep.backends.base import Backend
+from musicsweep.config import Config, EngineConfig, RecoveryConfig, StoreConfig, load_config, typed_section
+from musicsweep.layout import SweepDir, latest_sweep
 from musicsweep.manifest import Manifest
 
 logger = logging.getLogger(__name__)
@@ -47,3 +50,12 @@ def launched_config(config: Config, manifest: Manifest) -> Config:
                 f"{where}: key '{key}' differs from the launch of sweep {manifest.sweep}; using the launched value"
             )
     return dataclasses.replace(config, **launched)
+
+
+def open_launched(name: str | None) -> tuple[SweepDir, Manifest, Config, Backend]:
+    """The sweep (default: the latest), its manifest, and the config and backend it was launched with."""
+    config = load_config()
+    sweep = SweepDir(config.sweeps_dir, name or latest_sweep(config.sweeps_dir))
+    manifest = sweep.read_manifest()
+    config = launched_config(config, manifest)
+    return sweep, manifest, config, get_backend(manifest.backend, config)

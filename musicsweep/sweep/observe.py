@@ -9,7 +9,7 @@
 - a `lost` job gets its lease expiry: that of its claim in the store, else its worker's last
   heartbeat (or when it was first seen lost) plus `recovery.lease_s`. It stays `lost` (never
   relaunched) until then.
-Nothing is written anywhere: a dry run, `status` and auto_pull all call this.
+Nothing is written anywhere: a dry run, `status` and following all call this.
 """
 
 from __future__ import annotations

@@ -1,31 +1,28 @@
-"""Turn variants into jobs, plan them against the store, and launch them on a backend."""
+"""Turn variants into jobs and plan them against the store: what runs where, what is skipped, the cost.
+
+`sweep.launch` launches a plan."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
-import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from musicsweep.backends import BACKEND_NAMES, get_backend, unknown_backend
-from musicsweep.backends.base import Backend, Launch, LaunchFailed, Shard
+from musicsweep.backends.base import Backend, Shard
 from musicsweep.config import Config, check_store_url, load_config
-from musicsweep.contract import sweep_environment
 from musicsweep.costs.estimate import Estimate, estimate_for
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import MAX_DURATION_S, Job
 from musicsweep.layout import JobPaths, SweepDir
-from musicsweep.manifest import JobEntry, LaunchRecord, Manifest
+from musicsweep.manifest import Manifest
 from musicsweep.states import JobState
 from musicsweep.store import open_store
 from musicsweep.store.base import Store
 from musicsweep.store.verify import expected_wav_size
-from musicsweep.sweep.launched import record_settings
-from musicsweep.sweep.lock import launch_lock
 from musicsweep.sweep.variants import NAME_KEY, canonical_json
 
 _SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -89,7 +86,7 @@ def finished_in_store(store: Store, jobs: list[Job], sweep: SweepDir) -> set[str
 
     A WAV of another size is partial (or from elsewhere): its job runs, and the worker replaces it.
     """
-    keys = store.list(f"{sweep.name}/")
+    keys = store.list(sweep.keys.prefix)
     finished = set()
     for job in jobs:
         paths = JobPaths.of(job, sweep.root)
@@ -140,87 +137,6 @@ def make_plan(jobs: list[Job], config: Config, sweep_name: str, dry_run: bool = 
         plan.job_estimate_s = plan.estimate.job_s
         plan.estimate_s, plan.estimate_usd = plan.estimate.wall_s, plan.estimate.paid_usd
     return plan
-
-
-def without_started_meanwhile(plan: Plan, config: Config) -> Plan:
-    """The plan less the jobs another launch started (or finished) since it was made."""
-    sweep = plan.sweep
-    manifest = sweep.read_manifest_if_any()
-    if not plan.shards or (manifest.launch_ids() if manifest else ()) == plan.seen_launches:
-        return plan
-    busy = running_jobs(plan.backend, sweep, manifest, config)
-    taken = busy | finished_in_store(open_store(config.store), plan.to_run, sweep)
-    keep = [job for job in plan.to_run if job.job_id not in taken]
-    moved = [job for job in plan.to_run if job.job_id in taken]
-    if not moved:
-        return plan
-    print(f"another launch of sweep {sweep.name} started {len(moved)} of these job(s) meanwhile; launching {len(keep)}")
-    shards = plan.backend.shard(keep) if keep else []
-    return dataclasses.replace(plan, shards=shards, running=plan.running + moved, estimate=None)
-
-
-def launch(plan: Plan, config: Config) -> Plan:
-    """Under the sweep's launch lock: drop what another launch started meanwhile, write specs,
-    manifest and scripts, then start the workers. Returns the plan as launched."""
-    with launch_lock(plan.sweep):
-        plan = without_started_meanwhile(plan, config)
-        launch_locked(plan, config)
-    return plan
-
-
-def launch_locked(plan: Plan, config: Config) -> None:
-    sweep = plan.sweep
-    previous = sweep.read_manifest_if_any()
-    launch_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
-    manifest = previous or Manifest(sweep=sweep.name, created=time.time())
-    record_settings(manifest, config)
-    for job in plan.jobs:
-        sweep.write_spec(job)
-        known = manifest.jobs.get(job.job_id)
-        entry = JobEntry.of(job, json.loads(canonical_json(job.variant)))
-        if known is not None:  # where and how often it ran so far stays
-            for name in ("worker", "host", "launch", "attempts", "launched_at", "error"):
-                setattr(entry, name, getattr(known, name))
-        manifest.jobs[job.job_id] = entry
-    now = time.time()
-    for shard in plan.shards:
-        for job in shard.jobs:
-            entry = manifest.jobs[job.job_id]
-            entry.worker, entry.host, entry.launch = shard.worker_id, shard.host, launch_id
-            entry.attempts, entry.launched_at, entry.error = entry.attempts + 1, now, None
-            sweep.job(job).pid.unlink(missing_ok=True)
-    if plan.estimate is None and plan.shards:  # a relaunch shards without make_plan
-        plan.estimate = estimate_for(plan.backend, plan.shards, open_store(config.store))
-    record = LaunchRecord(launch_id, now, len(plan.to_run), estimate=plan.estimate.to_dict() if plan.estimate else None)
-    manifest.launches.append(record)
-    sweep.write_manifest(manifest)
-    if not plan.shards:
-        return
-    env = sweep_environment(config, launch_id, is_restart=previous is not None)
-    try:
-        state = plan.backend.submit(Launch(sweep, launch_id, previous is not None, env), plan.shards)
-    except MusicsweepError as error:
-        record_launch_error(sweep, manifest, plan.shards, record, error)
-        raise
-    manifest.backend_state |= state
-    sweep.write_manifest(manifest)
-
-
-def record_launch_error(
-    sweep: SweepDir, manifest: Manifest, shards: list[Shard], record: LaunchRecord, error: MusicsweepError
-) -> None:
-    """The jobs whose workers never started read `failed` with the launch's error, so a re-run or
-    `--relaunch-failed` can start them (they would otherwise stay pending for ever)."""
-    line = " ".join(str(error).split())
-    record.error = line
-    workers = error.workers if isinstance(error, LaunchFailed) else {shard.worker_id for shard in shards}
-    for shard in shards:
-        if shard.worker_id in workers:
-            for job in shard.jobs:
-                manifest.jobs[job.job_id].error = f"launch {record.id} failed: {line}"
-    if isinstance(error, LaunchFailed):
-        manifest.backend_state |= error.state
-    sweep.write_manifest(manifest)
 
 
 def resolve_config(config: Config | None, backend: str | None, store: str | None) -> Config:

@@ -2,7 +2,7 @@
 
 A job is relaunched at most `recovery.max_attempts` times in all, `backoff_s` × 2^(attempt-1)
 after its latest launch; a `lost` job only once its lease has expired; a permanent failure (see
-`musicsweep.failure`) never. `judge` sorts the jobs into ready, waiting and stuck, so auto_pull
+`musicsweep.failure`) never. `judge` sorts the jobs into ready, waiting and stuck, so following
 can stop by itself once nothing can make progress.
 """
 
@@ -18,8 +18,9 @@ from musicsweep.manifest import Manifest
 from musicsweep.states import JobState
 from musicsweep.store import open_store
 from musicsweep.store.base import Store
+from musicsweep.sweep.launch import launch
 from musicsweep.sweep.observe import Observation
-from musicsweep.sweep.plan import Plan, finished_in_store, launch
+from musicsweep.sweep.plan import Plan, finished_in_store
 
 
 @dataclass

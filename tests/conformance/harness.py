@@ -34,7 +34,8 @@ from musicsweep.backends.base import Backend
 from musicsweep.config import load_config
 from musicsweep.layout import SweepDir
 from musicsweep.states import JobState
-from musicsweep.sweep.plan import Plan, jobs_from_variants, launch, make_plan
+from musicsweep.sweep.launch import launch
+from musicsweep.sweep.plan import Plan, jobs_from_variants, make_plan
 from tests.conformance.standin_worker import CONTROL_ENV
 from tests.fixtures.servers import free_port, wait_until
 

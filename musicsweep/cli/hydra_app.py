@@ -55,8 +55,8 @@ class SweepAxes:
 
 
 @dataclass(frozen=True)
-class LaunchRequest:
-    """One composed config, reduced to what a launch needs."""
+class SweepRequest:
+    """One composed config, reduced to the sweep it asks for and where it runs."""
 
     name: str | None
     variants: list[dict[str, Any]]
@@ -124,14 +124,14 @@ def infrastructure(section: dict[str, Any]) -> Config:
     return config.with_overrides(backend=backend, backends=backends, store=store)
 
 
-def request_from_cfg(cfg: DictConfig) -> LaunchRequest:
+def request_from_cfg(cfg: DictConfig) -> SweepRequest:
     """Validate one composed config; errors name the Hydra key."""
     section = OmegaConf.to_container(cfg, resolve=True)
     axes = typed_section(SweepAxes, section["sweep"], "sweep")
     model = str(section["model"]["name"])
     name = section.get("name")
     flags = section["launch"]
-    return LaunchRequest(
+    return SweepRequest(
         None if name is None else str(name),
         sweep_variants(axes, model),
         infrastructure(section),
@@ -146,7 +146,7 @@ def stable_name(variants: list[dict[str, Any]], max_duration_s: float = MAX_DURA
     return f"sweep-{hashlib.sha256(','.join(ids).encode()).hexdigest()[:8]}"
 
 
-def submit(requests: list[LaunchRequest]) -> Plan:
+def run_requests(requests: list[SweepRequest]) -> Plan:
     """One sweep from one or more composed configs (a multirun's combinations), via `run_sweep`."""
     first = requests[0]
     for other in requests[1:]:
@@ -168,7 +168,7 @@ def submit(requests: list[LaunchRequest]) -> Plan:
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def app(cfg: DictConfig) -> None:
     try:
-        submit([request_from_cfg(cfg)])
+        run_requests([request_from_cfg(cfg)])
     except MusicsweepError as error:  # Hydra would wrap it in a multi-line report
         raise SystemExit(report_error(error)) from None
 

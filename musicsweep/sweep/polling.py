@@ -1,4 +1,4 @@
-"""When auto_pull polls next: soon after a change, less often while nothing changes.
+"""When following a sweep polls next: soon after a change, less often while nothing changes.
 
 A local poll is a `ps` and a folder listing, so the local backend polls every half second at
 first and a finished sweep is reported at once; a poll that costs ssh round trips or API calls
