@@ -30,7 +30,7 @@ from musicsweep.curate.page import ab_results_html, curation_extras
 from musicsweep.curate.ratings import check_rating, save_rating
 from musicsweep.errors import MusicsweepError
 from musicsweep.layout import AUDIO_DIR, SweepDir
-from musicsweep.report.build import ReportData, prepare_report, write_static_page
+from musicsweep.report.build import ReportData, collect_clips, prepare_report, write_static_page
 from musicsweep.report.html import render_page
 from musicsweep.report.model import DONE
 
@@ -232,7 +232,9 @@ class CurationServer(ThreadingHTTPServer):
 
 def open_server(sweep: SweepDir, rater: str, ab_axis: str | None, workers: int | None, port: int = 0) -> CurationServer:
     """Draw the report (images and the static page), then bind the server; nothing is served yet."""
+    if ab_axis is not None:  # a bad --ab fails before any image is drawn
+        check_axis(collect_clips(sweep, sweep.read_manifest()), ab_axis, sweep.audio)
     data = prepare_report(sweep, workers)
-    curation = Curation(sweep, data, rater, ab_axis)  # a bad --ab fails before anything is written
+    curation = Curation(sweep, data, rater, ab_axis)
     write_static_page(sweep, data)
     return CurationServer(curation, port)
