@@ -28,8 +28,8 @@ def serve(sweep: SweepDir, rater: str, ab_axis: str | None, workers: int | None,
     from musicsweep.curate.server import open_server
 
     server = open_server(sweep, rater, ab_axis, workers, port)
-    what = f"blind A/B on {ab_axis}" if ab_axis else "rating"
-    print(f"{what} page for {sweep.name} (as {rater}): {server.url}", flush=True)
+    what = f"blind A/B page ({ab_axis})" if ab_axis else "rating page"
+    print(f"{what} for {sweep.name} (as {rater}): {server.url}", flush=True)
     print("stop with Ctrl-C; every change is already saved", flush=True)
     try:
         server.serve_forever()
