@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -18,7 +17,7 @@ from musicsweep.curate.server import CurationServer, open_server
 from musicsweep.curate.stats import wilson_interval
 from musicsweep.layout import SweepDir
 from musicsweep.report.build import write_report
-from tests.fixtures.browser import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS
+from tests.fixtures.browser import chromium_driver
 from tests.synthetic_sweep import FakeClip, write_synthetic_sweep
 
 GUIDANCE = (2.125, 4.375, 6.625)  # texts that appear nowhere else on the page
@@ -27,23 +26,9 @@ GUIDANCE = (2.125, 4.375, 6.625)  # texts that appear nowhere else on the page
 @pytest.fixture(scope="module")
 def chrome(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """Headless Chromium with the performance log on (CDP Network events), for this module only."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    folder = tmp_path_factory.mktemp("chromium-curation")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={folder / 'profile'}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
-    driver.set_page_load_timeout(30)
-    driver.set_script_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(folder / "profile", ignore_errors=True)
+    yield from chromium_driver(
+        tmp_path_factory.mktemp("chromium-curation"), {"goog:loggingPrefs": {"performance": "ALL"}}
+    )
 
 
 @pytest.fixture(scope="module")

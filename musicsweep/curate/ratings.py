@@ -123,10 +123,6 @@ class ClipVerdict:
     def discarded(self) -> bool:
         return any(r.keep is False for r in self.ratings)
 
-    @property
-    def notes(self) -> str:
-        return " | ".join(f"{r.rater}: {r.note}" for r in self.ratings if r.note)
-
 
 def verdicts(latest: dict[tuple[str, str], Rating], rater: str | None = None) -> dict[str, ClipVerdict]:
     """clip -> its verdict, from every rater or only `rater`."""

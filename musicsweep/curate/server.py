@@ -198,8 +198,7 @@ class CurationHandler(BaseHTTPRequestHandler):
         }.items():
             self.send_header(name, value)
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        self.wfile.write(body)
 
     def safe_path(self) -> str:
         """The request path with the token left out, for the log."""
