@@ -193,6 +193,15 @@ def _blind_bytes(running: CurationServer, url: str) -> bytes:
     return running.curation.blind.audio(url.removeprefix("blind/")).read_bytes()
 
 
+def test_a_busy_port_is_one_line_error(server: CurationServer, sweeps, capsys) -> None:
+    from musicsweep.cli.report import main
+
+    assert main([str(sweeps[1].root), "--serve", "--port", str(server.port)]) == 2
+    assert (
+        capsys.readouterr().err == f"error: --port {server.port}: cannot listen on 127.0.0.1: Address already in use\n"
+    )
+
+
 def test_an_axis_without_fair_pairs_is_one_line_error(tmp_path: Path, capsys) -> None:
     from musicsweep.cli.report import main
 

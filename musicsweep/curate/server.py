@@ -96,10 +96,12 @@ class CurationHandler(BaseHTTPRequestHandler):
             route = self.authorized_route()
             self.route(method, route)
         except Refused as refused:
+            self.close_connection = True  # a body left unread must not be taken for the next request
             if refused.status in (HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND):
                 logger.warning("refused %s %s (%s): %s", method, self.safe_path(), refused.status.value, refused.reason)
             self.send_text(refused.status, refused.reason)
         except MusicsweepError as error:
+            self.close_connection = True
             self.send_text(HTTPStatus.BAD_REQUEST, " ".join(str(error).split()))
 
     def authorized_route(self) -> str:
@@ -147,7 +149,6 @@ class CurationHandler(BaseHTTPRequestHandler):
         if length is None or not length.isdigit():
             raise MusicsweepError("Content-Length required")
         if int(length) > MAX_BODY_BYTES:
-            self.close_connection = True  # the unread body must not be parsed as the next request
             raise MusicsweepError(f"request body is {length} bytes; at most {MAX_BODY_BYTES}")
         body = self.rfile.read(int(length))
         if not body:
@@ -194,6 +195,7 @@ class CurationHandler(BaseHTTPRequestHandler):
             "Referrer-Policy": "no-referrer",
             "X-Content-Type-Options": "nosniff",
             "Accept-Ranges": "bytes",
+            **({"Connection": "close"} if self.close_connection else {}),
             **(headers or {}),
         }.items():
             self.send_header(name, value)
@@ -212,10 +214,13 @@ class CurationServer(ThreadingHTTPServer):
     """Bound to 127.0.0.1 on a free port; `url` is the one address that works."""
 
     daemon_threads = True
+    curation: Curation  # set once the page is drawn: the port is bound first, so a busy one fails early
 
-    def __init__(self, curation: Curation, port: int = 0) -> None:
-        self.curation = curation
-        super().__init__(("127.0.0.1", port), CurationHandler)
+    def __init__(self, port: int = 0) -> None:
+        try:
+            super().__init__(("127.0.0.1", port), CurationHandler)
+        except OSError as error:
+            raise MusicsweepError(f"--port {port}: cannot listen on 127.0.0.1: {error.strerror or error}") from None
         self.port = self.server_address[1]
         self.allowed_hosts = {f"127.0.0.1:{self.port}", f"localhost:{self.port}"}
 
@@ -230,10 +235,15 @@ class CurationServer(ThreadingHTTPServer):
 
 
 def open_server(sweep: SweepDir, rater: str, ab_axis: str | None, workers: int | None, port: int = 0) -> CurationServer:
-    """Draw the report (images and the static page), then bind the server; nothing is served yet."""
-    if ab_axis is not None:  # a bad --ab fails before any image is drawn
-        check_axis(collect_clips(sweep, sweep.read_manifest()), ab_axis, sweep.audio)
-    data = prepare_report(sweep, workers)
-    curation = Curation(sweep, data, rater, ab_axis)
-    write_static_page(sweep, data)
-    return CurationServer(curation, port)
+    """Bind the port, check --ab, then draw the report (images and the static page); nothing is served yet."""
+    server = CurationServer(port)
+    try:
+        if ab_axis is not None:  # a bad --ab fails before any image is drawn
+            check_axis(collect_clips(sweep, sweep.read_manifest()), ab_axis, sweep.audio)
+        data = prepare_report(sweep, workers)
+        server.curation = Curation(sweep, data, rater, ab_axis)
+        write_static_page(sweep, data)
+    except BaseException:
+        server.server_close()
+        raise
+    return server

@@ -8,9 +8,12 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from musicsweep.errors import MusicsweepError
+
+if TYPE_CHECKING:
+    from musicsweep.layout import SweepDir
 
 NAME_KEY = "_name"
 
@@ -85,7 +88,7 @@ class VariantGenerator:
     @classmethod
     def from_ratings(
         cls,
-        sweep: Any,
+        sweep: str | Path | SweepDir,
         min_rating: float = 4,
         seeds_per_clip: int = 4,
         explore: dict[str, float] | None = None,
