@@ -11,6 +11,7 @@ from rich.table import Table
 from musicsweep.atomic import atomic_write_text
 from musicsweep.cli.report import sweep_of
 from musicsweep.curate.ab import axis_results, read_choices
+from musicsweep.curate.page import swept_values
 from musicsweep.curate.ratings import latest_ratings
 from musicsweep.curate.table import AB_COLUMNS, ab_rows, csv_text, rating_rows
 from musicsweep.report.build import collect_clips
@@ -23,7 +24,7 @@ EPILOG = """examples:
 def print_rows(console: Console, title: str, rows: list[dict], columns: list[str]) -> None:
     table = Table(title=title, title_justify="left")
     for column in columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column in ("clip", "value"))
     for row in rows:
         table.add_row(*(str(row.get(column, "")) for column in columns))
     console.print(table)
@@ -57,7 +58,9 @@ def main(argv: list[str]) -> int:
             atomic_write_text(ab_path, csv_text(results, AB_COLUMNS))
             print(f"A/B results: {len(results)} row(s) -> {ab_path}")
         return 0
-    print_rows(console, f"ratings of {sweep.name}: {len(ratings)} (latest per clip and rater)", ratings, columns)
+    fixed = set(columns) - {"clip", "rater", "rating", "keep", "note"} - set(swept_values(clips))
+    shown = [column for column in columns if column not in fixed]  # the CSV keeps the axes that never vary
+    print_rows(console, f"ratings of {sweep.name}: {len(ratings)} (latest per clip and rater)", ratings, shown)
     if results:
         print_rows(console, "blind A/B (win rate over decisive choices; 95% Wilson interval)", results, AB_COLUMNS)
     else:
