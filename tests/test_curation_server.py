@@ -241,3 +241,19 @@ def test_cli_serves_until_interrupted(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(30) == 0
+
+
+def test_ratings_survive_a_restart(server: CurationServer, sweeps) -> None:
+    token, clip = server.curation.token, job_ids(sweeps[0])[0]
+    assert request(server, "POST", f"/{token}/api/rate", {"clip": clip, "rating": 3, "note": "again"})[0] == 200
+    restarted = open_server(sweeps[0], "ann", None, workers=1)
+    restarted.start_in_thread()
+    try:
+        assert restarted.curation.token != token
+        assert request(restarted, "GET", f"/{token}/")[0] == 403  # the old URL is dead
+        status, page = request(restarted, "GET", f"/{restarted.curation.token}/")
+        assert status == 200
+        assert f'data-clip="{clip}" data-rating="3" data-keep=""'.encode() in page and b'value="again"' in page
+    finally:
+        restarted.shutdown()
+        restarted.server_close()
