@@ -19,7 +19,8 @@ commands:
   pull     follow a sweep: poll, kill orphans, pull WAVs, write cost_report.csv (= python -m musicsweep.auto_pull)
   status   one poll of every job's state, per host; pulls nothing
   cancel   stop every worker of a sweep
-  report   write the HTML listening report (= python -m musicsweep.report)
+  report   write the HTML listening report (= python -m musicsweep.report); --serve to rate, --ab AXIS for blind A/B
+  ratings  print a sweep's ratings and blind A/B results (--csv FILE to write them)
   doctor   check everything a launch needs, report every problem in one table (--fix: the safe fixes)
 
 examples:
@@ -29,11 +30,17 @@ examples:
   musicsweep status night-run
   musicsweep cancel night-run
   musicsweep report night-run
+  musicsweep report night-run --serve            # rate clips in the browser; --ab model for blind A/B
+  musicsweep launch --from-ratings night-run --min-rating 4 --explore guidance_scale=±1
   musicsweep doctor --backend ssh --fix
 """
 
 
 def run_launch(argv: list[str]) -> int:
+    if any(arg.split("=")[0] == "--from-ratings" for arg in argv):
+        from musicsweep.cli.from_ratings import main as from_ratings
+
+        return from_ratings(argv)
     from musicsweep.cli.hydra_app import main
 
     return main(argv)
@@ -71,6 +78,12 @@ def run_report(argv: list[str]) -> int:
     from musicsweep.cli.report import main
 
     return with_examples(argv, REPORT_EXAMPLES, main)
+
+
+def run_ratings(argv: list[str]) -> int:
+    from musicsweep.cli.ratings import main
+
+    return main(argv)
 
 
 def run_doctor(argv: list[str]) -> int:
@@ -123,6 +136,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "status": run_status,
     "cancel": run_cancel,
     "report": run_report,
+    "ratings": run_ratings,
     "doctor": run_doctor,
 }
 

@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from musicsweep.errors import MusicsweepError
 from musicsweep.layout import WORKERS_DIR, SweepDir
 from musicsweep.manifest import Manifest
 from musicsweep.report.audio_checks import AudioCheck, check_samples, read_wav
-from musicsweep.report.grid import BOOKKEEPING_KEYS, build_grid
+from musicsweep.report.grid import BOOKKEEPING_KEYS, Grid, build_grid
 from musicsweep.report.html import render_page
 from musicsweep.report.model import DONE, FAILED, NO_AUDIO, UNFINISHED, Clip, Summary
 
@@ -186,8 +187,17 @@ def summarize(sweep: SweepDir, manifest: Manifest, clips: list[Clip]) -> Summary
     )
 
 
-def write_report(sweep: SweepDir, workers: int | None = None) -> Path:
-    """Write `report/index.html` (and its images) for the sweep; returns the page's path."""
+@dataclass(frozen=True)
+class ReportData:
+    """Everything the page is drawn from; the listening server keeps it to redraw the page per request."""
+
+    clips: list[Clip]
+    grid: Grid
+    summary: Summary
+
+
+def prepare_report(sweep: SweepDir, workers: int | None = None) -> ReportData:
+    """Read the sweep, measure its WAVs and draw their images (skipping images that are up to date)."""
     missing = [name for name in ("matplotlib", "soundfile") if importlib.util.find_spec(name) is None]
     if missing:
         raise MusicsweepError(f"the report needs {' and '.join(missing)}: pip install 'musicsweep[report]'")
@@ -195,8 +205,19 @@ def write_report(sweep: SweepDir, workers: int | None = None) -> Path:
     clips = collect_clips(sweep, manifest)
     analyze_all(clips, sweep, workers)
     grid = build_grid([(clip.prompt, clip.axes) for clip in clips])
-    summary = summarize(sweep, manifest, clips)
+    return ReportData(clips, grid, summarize(sweep, manifest, clips))
+
+
+def write_static_page(sweep: SweepDir, data: ReportData) -> Path:
+    """`report/index.html` with the saved ratings and A/B results shown read-only; returns its path."""
+    from musicsweep.curate.page import static_extras
+
     page = sweep.report_dir / "index.html"
-    atomic_write_text(page, render_page(summary, grid, clips))
-    logger.info(summary.checks_line)
+    atomic_write_text(page, render_page(data.summary, data.grid, data.clips, static_extras(sweep.root, data.clips)))
+    logger.info(data.summary.checks_line)
     return page
+
+
+def write_report(sweep: SweepDir, workers: int | None = None) -> Path:
+    """Write `report/index.html` (and its images) for the sweep; returns the page's path."""
+    return write_static_page(sweep, prepare_report(sweep, workers))

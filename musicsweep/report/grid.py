@@ -14,7 +14,8 @@ from typing import Any
 from musicsweep.sweep.variants import NAME_KEY, canonical_json
 
 # Variant keys that name or locate a clip but never change its sound.
-BOOKKEEPING_KEYS = frozenset({"prompt", "row", "file_name", "base_name", "extra_pull_dirs", NAME_KEY})
+# `source_clip` is the rated clip a follow-up sweep (VariantGenerator.from_ratings) started from.
+BOOKKEEPING_KEYS = frozenset({"prompt", "row", "file_name", "base_name", "extra_pull_dirs", "source_clip", NAME_KEY})
 
 Column = tuple[tuple[str, str], ...]
 
@@ -23,7 +24,7 @@ def _is_scalar(value: Any) -> bool:
     return value is None or isinstance(value, str | int | float | bool)
 
 
-def _sort_key(value: Any) -> tuple[int, float, str]:
+def value_sort_key(value: Any) -> tuple[int, float, str]:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return (0, float(value), "")
     return (1, 0.0, str(value))
@@ -83,7 +84,7 @@ def build_grid(items: list[tuple[str, dict[str, Any]]]) -> Grid:
         column = tuple((key, format_value(values.get(key, "-"))) for key in axes)
         cells.setdefault((prompt, column), []).append(index)
     raw = {tuple((k, format_value(v.get(k, "-"))) for k in axes): v for _, v in items}
-    columns = sorted(raw, key=lambda column: [_sort_key(raw[column].get(key)) for key in axes])
+    columns = sorted(raw, key=lambda column: [value_sort_key(raw[column].get(key)) for key in axes])
     prompts = sorted({prompt for prompt, _ in items}, key=str.casefold)
     return Grid(prompts, axes, labels, columns, cells, row_notes(items, axes))
 

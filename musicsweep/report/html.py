@@ -7,6 +7,7 @@ every file name through URL quoting, so a prompt such as `<b>drums & bass</b>` s
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from html import escape
 from urllib.parse import quote
 
@@ -81,7 +82,22 @@ def render_summary(summary: Summary, clips: list[Clip]) -> str:
     return f'<h1>{escape(summary.name)}</h1>\n<dl class="summary">{items}</dl>'
 
 
-def render_clip(clip: Clip) -> str:
+@dataclass(frozen=True)
+class PageExtras:
+    """What curation adds to the page (musicsweep.curate.page): a header block, per-clip blocks and
+    data attributes, and a script. The report itself stays free of curation logic."""
+
+    head: str = ""
+    header: str = ""
+    clip_parts: dict[str, str] = field(default_factory=dict)
+    clip_attributes: dict[str, str] = field(default_factory=dict)
+    script: str = ""
+
+
+NO_EXTRAS = PageExtras()
+
+
+def render_clip(clip: Clip, extras: PageExtras = NO_EXTRAS) -> str:
     """Player, image, facts and flags of one clip; its state and error line if it has no audio."""
     parts = []
     if clip.state != DONE:
@@ -117,12 +133,14 @@ def render_clip(clip: Clip) -> str:
             + "".join(f'<li title="{escape(why)}">{escape(flag)}: {escape(why)}</li>' for flag, why in flags.items())
             + "</ul>"
         )
+    parts.append(extras.clip_parts.get(clip.job_id, ""))
     css = "clip" + (" problem" if clip.state != DONE or flags else "")
     attributes = f'class="{css}" id="clip-{escape(clip.job_id)}" data-state="{escape(clip.state)}"'
+    attributes += extras.clip_attributes.get(clip.job_id, "")
     return f"<div {attributes}>{''.join(parts)}</div>"
 
 
-def render_table(grid: Grid, clips: list[Clip]) -> str:
+def render_table(grid: Grid, clips: list[Clip], extras: PageExtras = NO_EXTRAS) -> str:
     head = "".join(f'<th scope="col">{escape(grid.label(column))}</th>' for column in grid.columns)
     rows = []
     for prompt in grid.prompts:
@@ -131,7 +149,7 @@ def render_table(grid: Grid, clips: list[Clip]) -> str:
         cells = []
         for column in grid.columns:
             indices = grid.cells.get((prompt, column), [])
-            inner = "".join(render_clip(clips[i]) for i in indices)
+            inner = "".join(render_clip(clips[i], extras) for i in indices)
             cells.append(f"<td>{inner}</td>" if indices else '<td class="empty">-</td>')
         rows.append(f'<tr><th scope="row" class="prompt">{header}</th>{"".join(cells)}</tr>')
     return (
@@ -140,11 +158,13 @@ def render_table(grid: Grid, clips: list[Clip]) -> str:
     )
 
 
-def render_page(summary: Summary, grid: Grid, clips: list[Clip]) -> str:
+def render_page(summary: Summary, grid: Grid, clips: list[Clip], extras: PageExtras = NO_EXTRAS) -> str:
+    script = f"<script>{extras.script}</script>\n" if extras.script else ""
     return (
         '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{escape(summary.name)}: musicsweep listening report</title>\n<style>{STYLE}</style>\n</head>\n"
-        f"<body>\n<header>{render_summary(summary, clips)}</header>\n<main>\n{render_table(grid, clips)}\n</main>\n"
-        "</body>\n</html>\n"
+        f"<title>{escape(summary.name)}: musicsweep listening report</title>\n<style>{STYLE}</style>\n"
+        f"{extras.head}</head>\n"
+        f"<body>\n<header>{render_summary(summary, clips)}{extras.header}</header>\n"
+        f"<main>\n{render_table(grid, clips, extras)}\n</main>\n{script}</body>\n</html>\n"
     )

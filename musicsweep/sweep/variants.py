@@ -8,9 +8,12 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from musicsweep.errors import MusicsweepError
+
+if TYPE_CHECKING:
+    from musicsweep.layout import SweepDir
 
 NAME_KEY = "_name"
 
@@ -81,6 +84,25 @@ class VariantGenerator:
         for key in ("prompt", "duration_s", "file_name"):
             generator.derive(key, _row_field(key), hide=key != "file_name")
         return generator
+
+    @classmethod
+    def from_ratings(
+        cls,
+        sweep: str | Path | SweepDir,
+        min_rating: float = 4,
+        seeds_per_clip: int = 4,
+        explore: dict[str, float] | None = None,
+        rater: str | None = None,
+    ) -> VariantGenerator:
+        """The kept or top-rated clips of a rated sweep (name, folder or SweepDir), each with new seeds.
+
+        A clip counts when a rater kept it, or when its raters' mean rating is at least `min_rating`
+        and nobody discarded it (`rater` limits this to one rater). `explore={"guidance_scale": 1}`
+        also runs each favourite at its value -1 and +1. See musicsweep.curate.favourites.
+        """
+        from musicsweep.curate.favourites import fill_generator
+
+        return fill_generator(cls(), sweep, min_rating, seeds_per_clip, explore, rater)
 
     def _order(self) -> list[str]:
         """Keys in dependency order; a missing key or a cycle is an error naming the keys."""
