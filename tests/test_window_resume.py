@@ -25,7 +25,7 @@ from musicsweep.worker.context import EXIT_STOPPED
 from tests.fixtures.s3 import S3Bucket
 from tests.fixtures.servers import wait_until
 from tests.helpers import batch_seconds, wait_for_exit, window_lines
-from tests.test_drills import (
+from tests.test_local_drills import (
     assert_intact,
     clips,
     exit_statuses,
