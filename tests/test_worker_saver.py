@@ -22,8 +22,7 @@ from musicsweep.worker.context import EXIT_STOPPED, EXIT_STORE_UNREACHABLE, Stop
 from musicsweep.worker.loop import Worker, main
 from musicsweep.worker.saver import Saver
 from musicsweep.worker.spool import SpooledClip
-from tests.helpers import wav_bytes
-from tests.test_worker_batching import make_jobs, make_worker
+from tests.helpers import make_jobs, make_worker, wav_bytes
 
 
 def fail(error: BaseException) -> None:
