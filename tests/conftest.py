@@ -122,4 +122,3 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef, request: pytest.FixtureR
     item = getattr(request, "_pyfuncitem", None)
     if item is not None and fixturedef.func.__module__.startswith(FIXTURE_MODULES) and not is_e2e(item):
         pytest.fail(f"{item.nodeid} starts {fixturedef.argname}: mark it @pytest.mark.e2e", pytrace=False)
-

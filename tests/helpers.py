@@ -29,6 +29,11 @@ from musicsweep.worker.context import StopFlag, WorkerContext
 from musicsweep.worker.faults import KILL_AT_ENV
 from musicsweep.worker.loop import Worker
 
+COLLIDING = [  # job ids of 32 bits collided for this pair (both 1 s clips on tiny)
+    {"prompt": "prompt number 51", "duration_s": 1, "model": "tiny", "seed": 6},
+    {"prompt": "prompt number 85", "duration_s": 1, "model": "tiny", "seed": 75},
+]
+
 
 def wait_for_sweep(name: str, timeout_s: float = 240, interval_s: float = 1.0) -> dict[str, str]:
     """Poll like auto_pull until every job is finished; returns the final states."""

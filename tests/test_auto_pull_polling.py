@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
-
-from rich.console import Console
 
 from musicsweep.backends.local import LocalBackend
 from musicsweep.backends.ssh import SSHBackend
 from musicsweep.cli.auto_pull import pull
-from musicsweep.cli.display import MovingBar
 from musicsweep.cli.polling import PollSchedule, schedule_for
 from musicsweep.cli.run import run_sweep
 
@@ -28,28 +24,6 @@ def test_local_polls_sooner_than_remote_and_interval_is_the_ceiling() -> None:
     assert SSHBackend.poll_interval_s == (2.0, 10.0)
     schedule = schedule_for(SSHBackend.poll_interval_s, 1.0)
     assert (schedule.first, schedule.longest) == (1.0, 1.0)
-
-
-def render(bar: MovingBar) -> str:
-    console = Console(file=io.StringIO(), width=100, force_terminal=False, color_system=None)
-    console.print(bar)
-    return console.file.getvalue()
-
-
-def test_bar_and_elapsed_time_move_between_polls() -> None:
-    started = time.monotonic() - 20.0
-    bar = MovingBar(started)
-    bar.update(total=4, finished=0, running=4, now=started + 1)
-    assert bar.completed(started + 5) is None  # no pace yet: the bar pulses
-    bar.update(total=4, finished=1, running=3, now=started + 10)
-    assert bar.completed(started + 10) == 1.0
-    assert bar.completed(started + 15) == 1.5  # 10 s per job so far
-    assert bar.completed(started + 100) == 1 + 0.95 * 3  # never past the running jobs
-    first = render(bar)
-    time.sleep(1.1)
-    second = render(bar)
-    assert "1/4 finished" in first and "1/4 finished" in second
-    assert first != second, "the elapsed time and the bar advance without a poll"
 
 
 def test_local_sweep_is_reported_soon_after_its_last_clip(project: Path) -> None:
