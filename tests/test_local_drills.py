@@ -45,6 +45,8 @@ from tests.helpers import (
     write_local_config,
 )
 
+pytestmark = pytest.mark.e2e  # every drill runs real worker processes
+
 OUTAGE_S = 15
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import starts_a_worker
+from tests.tiers import starts_a_worker
 
 TESTS = Path(__file__).parent
 
@@ -46,5 +46,5 @@ def test_no_test_module_imports_another() -> None:
     ],
 )
 def test_the_tier_guard_knows_a_worker_start(args: list[str], worker: bool) -> None:
-    """What `tier_guard` (tests/conftest.py) refuses in a test not marked e2e."""
+    """What `tier_guard` (tests/tiers.py) refuses in a test not marked e2e."""
     assert starts_a_worker(args) is worker

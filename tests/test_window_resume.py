@@ -154,6 +154,7 @@ def left_checkpoints(store: Store, jobs: list[Job], first: str) -> None:
     assert sorted(store.list(f"{sweep}/partial/")) == sorted(f"{sweep}/partial/{j.job_id}.codes" for j in jobs)
 
 
+@pytest.mark.e2e
 def test_drill_sigkill_mid_120s_clips_resumes_them_in_other_batches(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -195,6 +196,7 @@ def test_drill_sigkill_mid_120s_clip_on_s3_resumes_it_bit_for_bit(
     assert store.get_json(f"{name}/costs/{jobs[0].job_id}.json")["resumed_from_window"] == 2
 
 
+@pytest.mark.e2e
 def test_drill_sigterm_mid_window_stops_at_the_boundary(project: Path) -> None:
     """SIGTERM during window 2 of 3: the worker finishes it, checkpoints, exits 75; the rerun adds one window."""
     write_local_config(project, "./runs", batch_size=1)
