@@ -29,9 +29,9 @@ from timing import describe_host
 
 from musicsweep import VariantGenerator, run_sweep
 from musicsweep.config import load_config
+from musicsweep.contract import TEST_KILL_AT
 from musicsweep.costs.continuation import WINDOW_S, windows_s
 from musicsweep.layout import SweepDir
-from musicsweep.worker.faults import KILL_AT_ENV
 from tests.helpers import batch_seconds, wait_for_exit, window_lines
 
 CONFIG = """backend: local
@@ -55,13 +55,13 @@ def launch(name: str, duration_s: float, kill_at: str = "") -> tuple[float, str]
     log = SweepDir(load_config().sweeps_dir, name).worker(0).log
     before = len(log.read_text()) if log.exists() else 0
     if kill_at:
-        os.environ[KILL_AT_ENV] = kill_at
+        os.environ[TEST_KILL_AT] = kill_at
     started = time.perf_counter()
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the plan, printed at every launch
             run_sweep(vg, name=name)
     finally:
-        os.environ.pop(KILL_AT_ENV, None)
+        os.environ.pop(TEST_KILL_AT, None)
     wait_for_exit(int(SweepDir(load_config().sweeps_dir, name).worker(0).pid.read_text()), 1800)
     return time.perf_counter() - started, log.read_text()[before:]
 

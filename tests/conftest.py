@@ -1,5 +1,7 @@
 """Shared fixtures. Each real server (sshd, S3, SLURM, ...) lives in its own module under
-`tests/fixtures/`, which is loaded here as a pytest plugin."""
+`tests/fixtures/`, which is loaded here as a pytest plugin; `tests/tiers.py` (also a plugin, so
+its hooks see session-wide fixtures too) sorts tests into the quick and the e2e tier.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +13,14 @@ import pytest
 # Fixture modules import each other (servers, s3): rewrite their asserts whoever imports first.
 pytest.register_assert_rewrite("tests.fixtures")
 NOT_PLUGINS = {"__init__", "servers"}  # servers.py holds plain helpers for the fixture modules
-pytest_plugins = sorted(
-    f"tests.fixtures.{path.stem}"
-    for path in (Path(__file__).parent / "fixtures").glob("*.py")
-    if path.stem not in NOT_PLUGINS
-)
+pytest_plugins = [
+    "tests.tiers",
+    *sorted(
+        f"tests.fixtures.{path.stem}"
+        for path in (Path(__file__).parent / "fixtures").glob("*.py")
+        if path.stem not in NOT_PLUGINS
+    ),
+]
 
 PROJECT_CONFIG = """\
 backend: local

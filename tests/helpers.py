@@ -1,19 +1,40 @@
-"""Test helpers shared by the backend tests."""
+"""Test helpers shared by several test modules (a test module never imports another)."""
 
 from __future__ import annotations
 
+import io
+import signal
 import struct
 import subprocess
 import time
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+import yaml
+
+from musicsweep import VariantGenerator, run_sweep
 from musicsweep.backends import get_backend
-from musicsweep.config import load_config
+from musicsweep.config import EngineConfig, StoreConfig, load_config
+from musicsweep.contract import TEST_KILL_AT
+from musicsweep.job import Job
 from musicsweep.layout import SweepDir
 from musicsweep.states import FINISHED_STATES
+from musicsweep.store import open_store
+from musicsweep.store.base import Store
 from musicsweep.sweep.follow import poll_once
+from musicsweep.sweep.plan import jobs_from_variants
 from musicsweep.sweep.trackers import OrphanTracker
+from musicsweep.worker.claims import Claims, owner_of
+from musicsweep.worker.context import StopFlag, WorkerContext
+from musicsweep.worker.log import configure_logging
+from musicsweep.worker.loop import Worker
+
+COLLIDING = [  # job ids of 32 bits collided for this pair (both 1 s clips on tiny)
+    {"prompt": "prompt number 51", "duration_s": 1, "model": "tiny", "seed": 6},
+    {"prompt": "prompt number 85", "duration_s": 1, "model": "tiny", "seed": 75},
+]
 
 
 def wait_for_sweep(name: str, timeout_s: float = 240, interval_s: float = 1.0) -> dict[str, str]:
@@ -70,3 +91,124 @@ def window_lines(log_text: str) -> list[str]:
 def batch_seconds(log_text: str) -> list[float]:
     """Each batch's generation time, from the workers' `batch of N x Ds in Ts` log lines."""
     return [float(line.rsplit(" in ", 1)[1].split("s ")[0]) for line in log_text.splitlines() if "] batch of " in line]
+
+
+def make_worker(tmp_path: Path, **engine: object) -> Worker:
+    context = WorkerContext(
+        work_dir=tmp_path / "work",
+        store=open_store(StoreConfig(url=str(tmp_path / "store"))),
+        worker_id=0,
+        num_workers=1,
+        hourly_cost_usd=1.0,
+        is_restart=False,
+        launch_id="test",
+        engine_config=EngineConfig(**engine),
+    )
+    claims = Claims(context.store, "s", owner_of(context.host, context.launch_id, 0))
+    configure_logging()  # as the worker's entry point does: the tests read its log lines from stdout
+    return Worker(context, StopFlag(), claims)
+
+
+def make_jobs(count: int, duration_s: float = 2.0, model: str = "tiny") -> list[Job]:
+    variants = [{"prompt": f"clip {i}", "duration_s": duration_s, "model": model, "seed": i} for i in range(count)]
+    return [Job.from_variant(v, sweep="s", where=f"variant {i}") for i, v in enumerate(variants)]
+
+
+def write_local_config(project: Path, store: str, batch_size: int, store_extra: str = "") -> None:
+    (project / "musicsweep.yaml").write_text(
+        f"backend: local\nstore:\n  url: {store}\n{store_extra}sweeps_dir: ./runs\n"
+        f"engine:\n  batch_size: {batch_size}\nbackends:\n  local:\n    workers: 1\n    hourly_cost_usd: 0.5\n"
+    )
+
+
+def s3_extra(endpoint_url: str, budget_s: float | None = None) -> str:
+    budget = f"  outage_budget_s: {budget_s}\n" if budget_s is not None else ""
+    return f"  endpoint_url: {endpoint_url}\n  region: us-east-1\n{budget}"
+
+
+def clips(count: int, duration_s: float) -> VariantGenerator:
+    vg = VariantGenerator()
+    vg.add("prompt", ["warm lofi piano", "fast techno drums", "slow ambient strings", "solo cello"][:count])
+    vg.add("duration_s", [duration_s])
+    vg.add("seed", [5])
+    return vg
+
+
+def sweep_dir(name: str) -> SweepDir:
+    return SweepDir(load_config().sweeps_dir, name)
+
+
+def launch_and_wait(vg: VariantGenerator, name: str, timeout_s: float = 240) -> None:
+    """Launch on the local backend and wait until the worker script has exited."""
+    run_sweep(vg, name=name)
+    wait_for_exit(int(sweep_dir(name).worker(0).pid.read_text()), timeout_s)
+
+
+def worker_log(name: str) -> str:
+    return sweep_dir(name).worker(0).log.read_text()
+
+
+def exit_statuses(log_text: str) -> list[int]:
+    return [int(line.rsplit(" ", 1)[1]) for line in log_text.splitlines() if "worker exited with status" in line]
+
+
+def assert_intact(store: Store, jobs: list[Job], log_text: str) -> None:
+    """Every clip once, whole, with one cost row and `.done`, generated once."""
+    sweep = jobs[0].sweep
+    keys = store.list(f"{sweep}/")
+    folder = {kind: sorted(k for k in keys if k.startswith(f"{sweep}/{kind}/")) for kind in ("audio", "costs")}
+    assert folder["audio"] == sorted(f"{sweep}/audio/{job.output_name}" for job in jobs)
+    assert folder["costs"] == sorted(f"{sweep}/costs/{job.job_id}.json" for job in jobs)
+    for job in jobs:
+        data = store.get_bytes(f"{sweep}/audio/{job.output_name}")
+        with wave.open(io.BytesIO(data)) as handle:
+            rate, channels, frames = handle.getframerate(), handle.getnchannels(), handle.getnframes()
+        assert (rate, channels, frames) == (32000, 1, round(job.duration_s * 32000)), job.output_name
+        assert len(data) == 44 + 2 * frames
+        assert store.get_json(f"{sweep}/costs/{job.job_id}.json")["s3_filename"] == job.output_name
+        assert f"{sweep}/markers/{job.job_id}.done" in keys
+    assert [log_text.count(f"generated {job.output_name}\n") for job in jobs] == [1] * len(jobs)
+
+
+def kill_then_rerun(
+    vg: VariantGenerator,
+    name: str,
+    kill_at: str,
+    monkeypatch: pytest.MonkeyPatch,
+    between: Callable[[Store, list[Job], str], None],
+) -> tuple[list[Job], Store, str, str]:
+    """Launch with the worker SIGKILLed at `kill_at` and check it died there; `between(store, jobs,
+    first log)` checks what the kill left (and may change the config); launch again. Returns the
+    jobs, the store, the first log and the whole log."""
+    jobs = jobs_from_variants(vg.variants(), name)
+    store = open_store(load_config().store)
+    monkeypatch.setenv(TEST_KILL_AT, kill_at)
+    launch_and_wait(vg, name)
+    first = worker_log(name)
+    assert exit_statuses(first) == [128 + signal.SIGKILL]
+    between(store, jobs, first)
+    monkeypatch.delenv(TEST_KILL_AT)
+    launch_and_wait(vg, name)
+    return jobs, store, first, worker_log(name)
+
+
+SLURM_SETTINGS = {
+    "partition": "debug",
+    "cpus_per_task": 1,
+    "time": "10:00",
+    "array_parallelism": 2,
+    "hourly_cost_usd": 1.5,
+    "prepare": ["export MUSICSWEEP_PREPARED=yes", 'echo "prepared: $MUSICSWEEP_PREPARED"'],
+    "sbatch_lines": ["--comment=musicsweep-test", "#SBATCH --nice=0"],
+}
+
+
+def write_slurm_config(project: Path, engine_batch_size: int = 4, **slurm: object) -> None:
+    config = {
+        "backend": "slurm",
+        "store": "./runs",
+        "sweeps_dir": "./runs",
+        "engine": {"batch_size": engine_batch_size},
+        "backends": {"slurm": {**SLURM_SETTINGS, **slurm}},
+    }
+    (project / "musicsweep.yaml").write_text(yaml.safe_dump(config))

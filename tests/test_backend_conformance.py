@@ -32,6 +32,8 @@ from musicsweep.sweep.trackers import OrphanTracker
 from tests.conformance.harness import HARNESSES, BackendHarness
 from tests.fixtures.servers import wait_until
 
+pytestmark = pytest.mark.e2e  # every harness starts stand-in worker processes
+
 CLIPS = 4  # two workers of two clips each
 
 P, R, D, O, F, L = (  # noqa: E741

@@ -36,6 +36,7 @@ def alive(pid: int) -> bool:
     return bool(stat) and not stat.startswith("Z")
 
 
+@pytest.mark.e2e
 def test_launch_status_cancel(project: Path) -> None:
     # Clips long enough that the worker is still generating when cancel arrives.
     launched = cli("launch", "sweep.prompts=[a,b]", "sweep.durations=[60]", "name=cli-run")

@@ -171,3 +171,7 @@ def test_pull_from_a_local_store_in_place_copies_nothing(tmp_path: Path) -> None
     sweep = SweepDir(tmp_path / "runs", "sw")
     store.put_bytes("sw/audio/a_1.wav", b"A")
     assert pull_results(store, sweep) == 0
+
+
+def test_paid_counts_machines_that_never_wrote_a_lifetime() -> None:
+    assert summarize([], [], {("L1", 0): MachineTime(0.0, 3600.0, 1.0)}).paid_usd == pytest.approx(1.0)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from musicsweep import VariantGenerator
-from musicsweep.cli.auto_pull import main as auto_pull_main
 from musicsweep.cli.main import main
+from musicsweep.cli.pull import main as auto_pull_main
 from musicsweep.curate.ab import save_choice
 from musicsweep.curate.favourites import new_seeds, parse_explore
 from musicsweep.curate.ratings import RATINGS_FILE, check_rating, save_rating

@@ -24,7 +24,7 @@ from tests.fixtures.s3 import S3Bucket
 from tests.fixtures.servers import free_port
 from tests.fixtures.slurm import SlurmCluster
 from tests.fixtures.sshd import SSHServer
-from tests.test_slurm_backend import write_config as write_slurm_config
+from tests.helpers import write_slurm_config
 
 
 @pytest.fixture(autouse=True)

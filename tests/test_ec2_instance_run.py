@@ -36,9 +36,11 @@ def generated_hashes(ec2_project: EC2Project, name: str) -> list[str]:
     Claims are not generations: a worker stopped by a spot notice releases the clips it had claimed
     ahead for its next batch, and the relaunched worker claims them again (a second generation of the
     claim, one generation of the audio). Every instance runs worker 0, so read this after each one."""
-    body = ec2_project.bucket.server.client().get_object(
-        Bucket=ec2_project.bucket.name, Key=f"musicsweep/{name}/logs/worker_0.log"
-    )["Body"].read()
+    body = (
+        ec2_project.bucket.server.client()
+        .get_object(Bucket=ec2_project.bucket.name, Key=f"musicsweep/{name}/logs/worker_0.log")["Body"]
+        .read()
+    )
     lines = [line for line in body.decode().splitlines() if "] generated " in line]
     return [line.rsplit("_", 1)[-1].removesuffix(".wav") for line in lines]
 

@@ -53,6 +53,7 @@ def cancel_after(project: Path):
             get_backend("local", config).cancel(sweep, sweep.read_manifest())
 
 
+@pytest.mark.e2e
 def test_overrides_give_the_same_jobs_as_the_sweep_script(project: Path, cancel_after: list[str]) -> None:
     cancel_after.append("from-cli")
     result = launch(
@@ -69,6 +70,7 @@ def test_overrides_give_the_same_jobs_as_the_sweep_script(project: Path, cancel_
     assert manifest_ids("from-cli") == expected
 
 
+@pytest.mark.e2e
 def test_multirun_is_one_sweep_submitted_without_waiting(project: Path, cancel_after: list[str]) -> None:
     cancel_after.append("multi")
     result = launch("-m", "sweep.durations=1,2", "sweep.prompts=[ambient pad]", "sweep.seeds=[5]", "name=multi")

@@ -11,6 +11,8 @@ from musicsweep.job import Job
 from musicsweep.layout import JobPaths
 from musicsweep.scripts import WorkerScript, write_script
 from musicsweep.states import JobState
+from musicsweep.sweep.plan import jobs_from_variants
+from tests.helpers import COLLIDING
 
 
 def make_job(**changes) -> Job:
@@ -106,3 +108,16 @@ def test_classify_states() -> None:
         "f": JobState.FAILED,
         "g": JobState.PENDING,  # an older attempt's failure never hides the latest attempt
     }
+
+
+def test_job_ids_are_16_hex_and_the_32_bit_collision_is_gone() -> None:
+    first, second = jobs_from_variants(COLLIDING, "s")
+    assert first.job_id[:8] == second.job_id[:8], "the reported 32-bit collision"
+    assert first.job_id != second.job_id and len(first.job_id) == 16
+    assert first.output_name == f"prompt_number_51_{first.job_id[:8]}.wav"  # hash8 stays in the file name
+
+
+def test_a_job_id_collision_is_refused_at_plan_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Job, "job_id", property(lambda job: "0" * 16))
+    with pytest.raises(MusicsweepError, match=r"variant 1: job id 0{16} collides with variant 0 \(different audio\)"):
+        jobs_from_variants(COLLIDING, "s")

@@ -19,6 +19,7 @@ from musicsweep import MusicsweepError, VariantGenerator, run_sweep
 from musicsweep.cli.pull import main as auto_pull_main
 from musicsweep.costs.rows import read_cost_report
 from musicsweep.layout import SweepDir
+from tests.fixtures.servers import wait_until
 from tests.helpers import wait_for_sweep, wav_info
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +30,7 @@ def quickstart_generator() -> VariantGenerator:
     return runpy.run_path(str(REPO / "examples" / "quickstart.py"))["vg"]
 
 
+@pytest.mark.e2e
 def test_quickstart_sweep_end_to_end(project: Path) -> None:
     run_sweep(quickstart_generator(), name="first-sweep")
     states = wait_for_sweep("first-sweep")
@@ -88,6 +90,7 @@ def wait_for_group_to_die(pgid: int, timeout_s: float = 30) -> None:
     raise TimeoutError(f"process group {pgid} still alive after SIGKILL")
 
 
+@pytest.mark.e2e
 def test_sigkill_mid_sweep_then_rerun_finishes_without_regenerating(project: Path) -> None:
     vg = VariantGenerator()
     vg.add("prompt", ["rain on a tin roof", "deep house groove", "solo cello"])
@@ -119,6 +122,7 @@ def test_sigkill_mid_sweep_then_rerun_finishes_without_regenerating(project: Pat
     assert len(read_cost_report(sweep / "cost_report.csv")) == 6
 
 
+@pytest.mark.e2e
 def test_orphan_worker_tree_is_killed(project: Path) -> None:
     """`.done` present while the worker lives on: auto_pull kills its whole process group."""
     vg = VariantGenerator()
@@ -129,9 +133,12 @@ def test_orphan_worker_tree_is_killed(project: Path) -> None:
     sweep = SweepDir(project / "runs", "orphans")
     job_id = next(iter(sweep.read_manifest().jobs))
     tree = subprocess.Popen(["bash", "-c", "sleep 300 & sleep 300; wait"], start_new_session=True)
-    time.sleep(0.3)
-    children = subprocess.run(["pgrep", "-g", str(tree.pid)], capture_output=True, text=True).stdout.split()
-    assert len(children) >= 2
+
+    def group() -> list[str]:
+        return subprocess.run(["pgrep", "-g", str(tree.pid)], capture_output=True, text=True).stdout.split()
+
+    wait_until(lambda: len(group()) >= 3, 30, "bash and its two sleeps")  # a fixed 0.3 s raced the forks
+    children = group()
     (sweep.root / "jobs" / f"{job_id}.pid").write_text(f"{tree.pid} {tree.pid}\n")
     assert auto_pull_main(["orphans", "--once", "--orphan-grace", "0"]) == 0
     tree.wait(10)

@@ -46,6 +46,7 @@ def test_readme_names_both_commands() -> None:
     assert (REPO / ".ci/run").read_text().rstrip().endswith("\n./scripts/test")
 
 
+@pytest.mark.e2e
 def test_command_one_on_a_fresh_clone(tmp_path: Path) -> None:
     clone = fresh_clone(tmp_path / "clone")
     assert not (clone / ".venv").exists() and not (clone / "runs").exists()

@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
-from musicsweep.backends.runpod.api import NoCapacity, Retry, RunPodAPI, api_key_from, b64
-from musicsweep.errors import MusicsweepError
+from musicsweep import MusicsweepError
+from musicsweep.backends.runpod.api import NoCapacity, Pod, Retry, RunPodAPI, api_key_from, b64
 from tests.fixtures.runpod_graphql import ACCOUNT_KEY, RunPodStandIn
 
 FAST = Retry(attempts=3, backoff_s=0.01)
@@ -99,3 +100,16 @@ def test_a_create_whose_reply_was_lost_does_not_make_a_second_pod(
     runpod_standin.lose_reply_of.add("podFindAndDeployOnDemand")
     pod_id = api.create_pod("musicsweep s L1 w0", "NVIDIA L40S", **POD_OPTIONS)
     assert [pod.id for pod in runpod_standin.live_pods()] == [pod_id]
+
+
+def test_runpod_terminate_is_verified_after_its_last_call() -> None:
+    """The pod is gone only after the last allowed call: that is a success, not 'still not terminated'."""
+    api = RunPodAPI.__new__(RunPodAPI)
+    api.retry, api.runpod = Retry(attempts=2, backoff_s=0), SimpleNamespace(terminate_pod=None)
+    live = Pod("p1", "musicsweep s L1 w0", "RUNNING", 0.5, None)
+    answers = iter([live, live, None])
+    calls: list[str] = []
+    api.get_pod = lambda pod_id: next(answers)  # type: ignore[method-assign]
+    api._call = lambda what, function, *args: calls.append(what)  # type: ignore[method-assign]
+    assert api.terminate_pod("p1") is True
+    assert calls == ["terminate pod p1", "terminate pod p1"]

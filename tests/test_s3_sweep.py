@@ -57,8 +57,12 @@ def run_and_wait(name: str) -> dict[str, str]:
     return states
 
 
-def uploads(log_text: str, output_name: str) -> int:
-    return log_text.count(f"uploaded {output_name}\n")
+def generations(log_text: str, output_name: str) -> int:
+    """How often the clip was generated (what is paid for), from the worker's `generated NAME` lines.
+
+    Uploads would undercount: a worker whose claim was taken over generates the clip and then
+    drops it without uploading, so one upload can hide two generations."""
+    return log_text.count(f"generated {output_name}\n")
 
 
 def check_wav(data: bytes, duration_s: float) -> None:
@@ -131,7 +135,7 @@ def test_killed_after_upload_then_rerun_generates_nothing_twice(
     assert set(run_and_wait("killed").values()) == {JobState.DONE}
     log_text = sweep.worker(0).log.read_text()
     assert f"skip {first.output_name}: already in the store" in log_text
-    assert [uploads(log_text, job.output_name) for job in jobs] == [1, 1, 1]
+    assert [generations(log_text, job.output_name) for job in jobs] == [1, 1, 1]
     keys = set(store.list("killed/"))
     assert {f"killed/markers/{job.job_id}.done" for job in jobs} <= keys
     for job in jobs:
@@ -168,7 +172,7 @@ def test_two_launches_racing_on_one_job_list(project: Path, s3_bucket: S3Bucket)
 
     texts = [log.read_text() for log in logs]
     for job in jobs:
-        assert sum(uploads(text, job.output_name) for text in texts) == 1, texts
+        assert sum(generations(text, job.output_name) for text in texts) == 1, texts
     store = open_bucket_store(s3_bucket)
     keys = set(store.list("race/"))
     for job in jobs:

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 
 from musicsweep import MusicsweepError, run_sweep
 from musicsweep.backends import get_backend
@@ -25,29 +24,9 @@ from musicsweep.worker.context import EXIT_STOPPED
 from tests.fixtures.servers import wait_until
 from tests.fixtures.slurm import SlurmCluster
 from tests.fixtures.sshd import SSHServer
-from tests.helpers import wait_for_sweep, wav_info, window_lines
+from tests.helpers import wait_for_sweep, wav_info, window_lines, write_slurm_config
 
 SECRET = "tok-9f2c61d4e0b7a35c"
-SLURM_SETTINGS = {
-    "partition": "debug",
-    "cpus_per_task": 1,
-    "time": "10:00",
-    "array_parallelism": 2,
-    "hourly_cost_usd": 1.5,
-    "prepare": ["export MUSICSWEEP_PREPARED=yes", 'echo "prepared: $MUSICSWEEP_PREPARED"'],
-    "sbatch_lines": ["--comment=musicsweep-test", "#SBATCH --nice=0"],
-}
-
-
-def write_config(project: Path, engine_batch_size: int = 4, **slurm: object) -> None:
-    config = {
-        "backend": "slurm",
-        "store": "./runs",
-        "sweeps_dir": "./runs",
-        "engine": {"batch_size": engine_batch_size},
-        "backends": {"slurm": {**SLURM_SETTINGS, **slurm}},
-    }
-    (project / "musicsweep.yaml").write_text(yaml.safe_dump(config))
 
 
 def variants(prompts: list[str], durations: list[float]) -> list[dict]:
@@ -103,7 +82,7 @@ def test_unlimited_and_unreadable_time_limits() -> None:
 
 
 def test_sweep_runs_as_one_throttled_array(project: Path, slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
-    write_config(project, shards=3)
+    write_slurm_config(project, shards=3)
     clips = variants(["warm lofi piano", "bright synth arp", "slow ambient pad", "dusty breakbeat"], [2])
     plan = run_sweep(clips + variants(["tense strings", "glassy bells"], [3]), "arr")
     sweep = plan.sweep
@@ -148,7 +127,7 @@ def test_sweep_runs_as_one_throttled_array(project: Path, slurm_cluster: SlurmCl
 def test_preempted_task_is_requeued_and_completes_without_duplicates(
     project: Path, slurm_cluster: SlurmCluster
 ) -> None:
-    write_config(project, engine_batch_size=1, shards=1)
+    write_slurm_config(project, engine_batch_size=1, shards=1)
     plan = run_sweep(variants(["rainy jazz trio", "driving techno"], [4, 5]), "pre")
     sweep = plan.sweep
     task = array_task(sweep)
@@ -185,7 +164,7 @@ def test_usr2_mid_clip_requeues_the_task_and_it_resumes_from_the_checkpoint(
 ) -> None:
     """SIGUSR2 during a 120 s clip: the worker stops at the next window boundary with its checkpoint,
     the task is requeued, and the restart generates only the windows left."""
-    write_config(project, engine_batch_size=1, shards=1)
+    write_slurm_config(project, engine_batch_size=1, shards=1)
     plan = run_sweep(variants(["rainy jazz trio"], [120]), "usr2")
     sweep = plan.sweep
     log = sweep.root / "logs" / "worker_0.log"
@@ -205,7 +184,7 @@ def test_usr2_mid_clip_requeues_the_task_and_it_resumes_from_the_checkpoint(
 
 
 def test_cancel_leaves_no_process_behind(project: Path, slurm_cluster: SlurmCluster) -> None:
-    write_config(project, engine_batch_size=1, shards=2)
+    write_slurm_config(project, engine_batch_size=1, shards=2)
     plan = run_sweep(variants(["calm harp", "noisy drums", "soft choir"], [5, 5.5]), "can")
     sweep = plan.sweep
     # Cancel mid-sweep, between batches: the worker stops at once (EXIT_STOPPED) and the epilogue
@@ -232,7 +211,7 @@ def test_a_cancelled_task_is_not_requeued_by_its_epilogue(
         f"#!/bin/bash\ntrap 'sleep 1; exit {EXIT_STOPPED}' TERM USR2\ntouch {started}\nsleep 60 & wait $!\n"
     )
     stand_in.chmod(0o755)
-    write_config(project, shards=1, python=str(stand_in))
+    write_slurm_config(project, shards=1, python=str(stand_in))
     plan = run_sweep(variants(["never generated"], [2]), "stand-in")
     backend = get_backend("slurm", load_config())
     wait_until(started.exists, 120, "the stand-in worker")
@@ -245,7 +224,7 @@ def test_a_cancelled_task_is_not_requeued_by_its_epilogue(
 
 
 def test_task_that_dies_without_markers_fails_its_jobs(project: Path, slurm_cluster: SlurmCluster) -> None:
-    write_config(project, shards=1, prepare=["test -d /nonexistent-musicsweep-module"])
+    write_slurm_config(project, shards=1, prepare=["test -d /nonexistent-musicsweep-module"])
     plan = run_sweep(variants(["never generated", "also never"], [2]), "dies")
     states = wait_for_sweep("dies", timeout_s=120)
     assert set(states.values()) == {JobState.FAILED} and len(states) == 2
@@ -264,7 +243,7 @@ def test_task_that_dies_without_markers_fails_its_jobs(project: Path, slurm_clus
 def test_bad_cluster_settings_fail_at_submit_with_sbatchs_message(
     project: Path, slurm_cluster: SlurmCluster, setting: dict, sbatch_says: str, key: str
 ) -> None:
-    write_config(project, **setting)
+    write_slurm_config(project, **setting)
     with pytest.raises(MusicsweepError) as error:
         run_sweep(variants(["never runs"], [2]), "bad")
     message = str(error.value)
@@ -287,7 +266,7 @@ def test_bad_cluster_settings_fail_at_submit_with_sbatchs_message(
 def test_bad_config_fails_before_anything_is_written(
     project: Path, slurm_cluster: SlurmCluster, setting: dict, message: str
 ) -> None:
-    write_config(project, **setting)
+    write_slurm_config(project, **setting)
     with pytest.raises(MusicsweepError, match=re.escape(message)):
         run_sweep(variants(["never runs"], [2]), "bad")
     assert not (project / "runs" / "bad").exists()
@@ -304,7 +283,7 @@ def test_sweep_submitted_through_an_ssh_login_node(
     # The loopback "login node" is this machine: same SLURM_CONF (forwarded on ssh's stdin) and Python.
     entry = login.entry(python=sys.executable, env=["SLURM_CONF", "MUSICSWEEP_TEST_TOKEN"])
     show_token_hash = 'echo "token: $(printf %s "${MUSICSWEEP_TEST_TOKEN:-}" | sha256sum | cut -c1-16)"'
-    write_config(project, shards=1, login=entry, prepare=[show_token_hash])
+    write_slurm_config(project, shards=1, login=entry, prepare=[show_token_hash])
     plan = run_sweep(variants(["remote cello", "remote flute"], [2]), "via-login")
     sweep = plan.sweep
     remote_sweep = login.root / "remote" / "runs" / "via-login"
@@ -333,7 +312,7 @@ def test_bad_partition_through_the_login_node(
     project: Path, slurm_cluster: SlurmCluster, sshd_factory: Callable[[str], SSHServer]
 ) -> None:
     login = sshd_factory("127.0.0.4")
-    write_config(project, partition="nope", login=login.entry(python=sys.executable, env=["SLURM_CONF"]))
+    write_slurm_config(project, partition="nope", login=login.entry(python=sys.executable, env=["SLURM_CONF"]))
     with pytest.raises(MusicsweepError, match="backends.slurm.partition': sbatch rejected the settings: sbatch: error"):
         run_sweep(variants(["never runs"], [2]), "bad")
     assert not (project / "runs" / "bad").exists()

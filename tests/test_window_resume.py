@@ -24,17 +24,19 @@ from musicsweep.worker import partial
 from musicsweep.worker.context import EXIT_STOPPED
 from tests.fixtures.s3 import S3Bucket
 from tests.fixtures.servers import wait_until
-from tests.helpers import batch_seconds, wait_for_exit, window_lines
-from tests.test_drills import (
+from tests.helpers import (
     assert_intact,
+    batch_seconds,
     clips,
     exit_statuses,
     kill_then_rerun,
     launch_and_wait,
     s3_extra,
     sweep_dir,
+    wait_for_exit,
+    window_lines,
     worker_log,
-    write_config,
+    write_local_config,
 )
 
 PROMPTS, SEEDS, DURATION_S = ["slow ambient drone", "fast techno"], [5, 6], 50.0  # 30 + 18 + 2 s
@@ -152,17 +154,18 @@ def left_checkpoints(store: Store, jobs: list[Job], first: str) -> None:
     assert sorted(store.list(f"{sweep}/partial/")) == sorted(f"{sweep}/partial/{j.job_id}.codes" for j in jobs)
 
 
+@pytest.mark.e2e
 def test_drill_sigkill_mid_120s_clips_resumes_them_in_other_batches(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """kill -9 after window 3 of 6 of a batch of two 120 s clips; the rerun, one clip per batch,
     generates only windows 4 to 6 of each, and each cost row counts both launches' time."""
-    write_config(project, "./runs", batch_size=2)
+    write_local_config(project, "./runs", batch_size=2)
     vg, name = clips(2, 120.0), "kill-window"
 
     def left_checkpoints_then_batches_of_one(store: Store, jobs: list[Job], first: str) -> None:
         left_checkpoints(store, jobs, first)
-        write_config(project, "./runs", batch_size=1)
+        write_local_config(project, "./runs", batch_size=1)
 
     jobs, store, first, log_text = kill_then_rerun(
         vg, name, "window3", monkeypatch, left_checkpoints_then_batches_of_one
@@ -183,7 +186,7 @@ def test_drill_sigkill_mid_120s_clip_on_s3_resumes_it_bit_for_bit(
     project: Path, moto_bucket: S3Bucket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The same kill -9, after window 2 of 6, with the store on a real S3 server (moto over HTTP)."""
-    write_config(project, moto_bucket.url, batch_size=1, store_extra=s3_extra(moto_bucket.server.endpoint_url))
+    write_local_config(project, moto_bucket.url, batch_size=1, store_extra=s3_extra(moto_bucket.server.endpoint_url))
     vg, name = clips(1, 120.0), "kill-window-s3"
     jobs, store, _, log_text = kill_then_rerun(vg, name, "window2", monkeypatch, left_checkpoints)
     assert "resuming 1 clip(s) after window 2/6 (same batch: bit for bit)" in log_text
@@ -193,9 +196,10 @@ def test_drill_sigkill_mid_120s_clip_on_s3_resumes_it_bit_for_bit(
     assert store.get_json(f"{name}/costs/{jobs[0].job_id}.json")["resumed_from_window"] == 2
 
 
+@pytest.mark.e2e
 def test_drill_sigterm_mid_window_stops_at_the_boundary(project: Path) -> None:
     """SIGTERM during window 2 of 3: the worker finishes it, checkpoints, exits 75; the rerun adds one window."""
-    write_config(project, "./runs", batch_size=1)
+    write_local_config(project, "./runs", batch_size=1)
     vg, name = clips(1, 60.0), "term-window"
     jobs = jobs_from_variants(vg.variants(), name)
     store = open_store(load_config().store)

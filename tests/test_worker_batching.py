@@ -8,37 +8,10 @@ from pathlib import Path
 import pytest
 
 import musicsweep.engine
-from musicsweep.config import EngineConfig, StoreConfig
 from musicsweep.engine.batching import CPU_BATCH, INJECT_ENV
-from musicsweep.job import Job
 from musicsweep.layout import JobPaths
-from musicsweep.store import open_store
-from musicsweep.worker.claims import Claims, owner_of
-from musicsweep.worker.context import StopFlag, WorkerContext
-from musicsweep.worker.log import configure_logging
 from musicsweep.worker.loop import Worker
-from tests.helpers import wav_info
-
-
-def make_worker(tmp_path: Path, **engine: object) -> Worker:
-    context = WorkerContext(
-        work_dir=tmp_path / "work",
-        store=open_store(StoreConfig(url=str(tmp_path / "store"))),
-        worker_id=0,
-        num_workers=1,
-        hourly_cost_usd=1.0,
-        is_restart=False,
-        launch_id="test",
-        engine_config=EngineConfig(**engine),
-    )
-    claims = Claims(context.store, "s", owner_of(context.host, context.launch_id, 0))
-    configure_logging()  # as the worker's entry point does: the tests read its log lines from stdout
-    return Worker(context, StopFlag(), claims)
-
-
-def make_jobs(count: int, duration_s: float = 2.0, model: str = "tiny") -> list[Job]:
-    variants = [{"prompt": f"clip {i}", "duration_s": duration_s, "model": model, "seed": i} for i in range(count)]
-    return [Job.from_variant(v, sweep="s", where=f"variant {i}") for i, v in enumerate(variants)]
+from tests.helpers import make_jobs, make_worker, wav_info
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from musicsweep.cli.launch import stable_name
+from musicsweep.cli.hydra_app import stable_name
 from musicsweep.cli.run import run_sweep
 from musicsweep.config import load_config
 from musicsweep.curate.favourites import parse_explore, resolve_sweep

@@ -22,8 +22,7 @@ from musicsweep.worker.context import EXIT_STOPPED, EXIT_STORE_UNREACHABLE, Stop
 from musicsweep.worker.loop import Worker, main
 from musicsweep.worker.saver import Saver
 from musicsweep.worker.spool import SpooledClip
-from tests.helpers import wav_bytes
-from tests.test_worker_batching import make_jobs, make_worker
+from tests.helpers import make_jobs, make_worker, wav_bytes
 
 
 def fail(error: BaseException) -> None:
@@ -232,8 +231,13 @@ def test_a_sweep_through_the_worker_generates_while_the_last_batch_uploads(tmp_p
     events: list[tuple[str, str]] = []
     store = worker.context.store
     real_put_file, real_put_bytes, real_generate = store.put_file, store.put_bytes, MusicEngine.generate
+    # The first upload waits (up to 60 s) for the second batch to start generating: pipelined, it
+    # starts at once; saved on the main thread, it cannot, and the order below tells. A fixed sleep
+    # alone raced the main thread on a loaded machine.
+    second_batch = threading.Event()
 
     def slow_upload(key: str, path: Path) -> None:
+        second_batch.wait(60)
         time.sleep(0.3)  # a remote store
         real_put_file(key, path)
         events.append(("upload", key))
@@ -245,6 +249,8 @@ def test_a_sweep_through_the_worker_generates_while_the_last_batch_uploads(tmp_p
 
     def generate(self: MusicEngine, *args, **kwargs):
         events.append(("generate", ""))
+        if [kind for kind, _ in events].count("generate") == 2:
+            second_batch.set()
         return real_generate(self, *args, **kwargs)
 
     monkeypatch.setattr(store, "put_file", slow_upload)

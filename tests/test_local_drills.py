@@ -9,73 +9,46 @@ flight never got there, so generating it again is the only way to have it).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import wave
-from collections.abc import Callable
 from pathlib import Path
 
 import cloudpickle
 import pytest
 
-from musicsweep import VariantGenerator, run_sweep
+from musicsweep import run_sweep
 from musicsweep.config import StoreConfig, load_config
-from musicsweep.contract import TEST_KILL_AT, store_config_to_env
+from musicsweep.contract import store_config_to_env
 from musicsweep.costs.rows import read_cost_report
 from musicsweep.job import Job
-from musicsweep.layout import SweepDir
 from musicsweep.store import open_store
 from musicsweep.store.base import Store
 from musicsweep.sweep.plan import jobs_from_variants
 from musicsweep.worker.loop import EXIT_STORE_UNREACHABLE
 from tests.fixtures.s3 import RestartableS3rver, S3Bucket
 from tests.fixtures.servers import wait_until
-from tests.helpers import wait_for_exit, wait_for_sweep, wav_bytes
+from tests.helpers import (
+    assert_intact,
+    clips,
+    exit_statuses,
+    kill_then_rerun,
+    launch_and_wait,
+    s3_extra,
+    sweep_dir,
+    wait_for_exit,
+    wait_for_sweep,
+    wav_bytes,
+    worker_log,
+    write_local_config,
+)
+
+pytestmark = pytest.mark.e2e  # every drill runs real worker processes
 
 OUTAGE_S = 15
-
-
-def write_config(project: Path, store: str, batch_size: int, store_extra: str = "") -> None:
-    (project / "musicsweep.yaml").write_text(
-        f"backend: local\nstore:\n  url: {store}\n{store_extra}sweeps_dir: ./runs\n"
-        f"engine:\n  batch_size: {batch_size}\nbackends:\n  local:\n    workers: 1\n    hourly_cost_usd: 0.5\n"
-    )
-
-
-def s3_extra(endpoint_url: str, budget_s: float | None = None) -> str:
-    budget = f"  outage_budget_s: {budget_s}\n" if budget_s is not None else ""
-    return f"  endpoint_url: {endpoint_url}\n  region: us-east-1\n{budget}"
-
-
-def clips(count: int, duration_s: float) -> VariantGenerator:
-    vg = VariantGenerator()
-    vg.add("prompt", ["warm lofi piano", "fast techno drums", "slow ambient strings", "solo cello"][:count])
-    vg.add("duration_s", [duration_s])
-    vg.add("seed", [5])
-    return vg
-
-
-def sweep_dir(name: str) -> SweepDir:
-    return SweepDir(load_config().sweeps_dir, name)
-
-
-def launch_and_wait(vg: VariantGenerator, name: str, timeout_s: float = 240) -> None:
-    """Launch on the local backend and wait until the worker script has exited."""
-    run_sweep(vg, name=name)
-    wait_for_exit(int(sweep_dir(name).worker(0).pid.read_text()), timeout_s)
-
-
-def worker_log(name: str) -> str:
-    return sweep_dir(name).worker(0).log.read_text()
-
-
-def exit_statuses(log_text: str) -> list[int]:
-    return [int(line.rsplit(" ", 1)[1]) for line in log_text.splitlines() if "worker exited with status" in line]
 
 
 def spooled(name: str) -> list[str]:
@@ -83,49 +56,9 @@ def spooled(name: str) -> list[str]:
     return sorted(p.name for p in folder.glob("*.wav")) if folder.exists() else []
 
 
-def assert_intact(store: Store, jobs: list[Job], log_text: str) -> None:
-    """Every clip once, whole, with one cost row and `.done`, generated once."""
-    sweep = jobs[0].sweep
-    keys = store.list(f"{sweep}/")
-    folder = {kind: sorted(k for k in keys if k.startswith(f"{sweep}/{kind}/")) for kind in ("audio", "costs")}
-    assert folder["audio"] == sorted(f"{sweep}/audio/{job.output_name}" for job in jobs)
-    assert folder["costs"] == sorted(f"{sweep}/costs/{job.job_id}.json" for job in jobs)
-    for job in jobs:
-        data = store.get_bytes(f"{sweep}/audio/{job.output_name}")
-        with wave.open(io.BytesIO(data)) as handle:
-            rate, channels, frames = handle.getframerate(), handle.getnchannels(), handle.getnframes()
-        assert (rate, channels, frames) == (32000, 1, round(job.duration_s * 32000)), job.output_name
-        assert len(data) == 44 + 2 * frames
-        assert store.get_json(f"{sweep}/costs/{job.job_id}.json")["s3_filename"] == job.output_name
-        assert f"{sweep}/markers/{job.job_id}.done" in keys
-    assert [log_text.count(f"generated {job.output_name}\n") for job in jobs] == [1] * len(jobs)
-
-
-def kill_then_rerun(
-    vg: VariantGenerator,
-    name: str,
-    kill_at: str,
-    monkeypatch: pytest.MonkeyPatch,
-    between: Callable[[Store, list[Job], str], None],
-) -> tuple[list[Job], Store, str, str]:
-    """Launch with the worker SIGKILLed at `kill_at` and check it died there; `between(store, jobs,
-    first log)` checks what the kill left (and may change the config); launch again. Returns the
-    jobs, the store, the first log and the whole log."""
-    jobs = jobs_from_variants(vg.variants(), name)
-    store = open_store(load_config().store)
-    monkeypatch.setenv(TEST_KILL_AT, kill_at)
-    launch_and_wait(vg, name)
-    first = worker_log(name)
-    assert exit_statuses(first) == [128 + signal.SIGKILL]
-    between(store, jobs, first)
-    monkeypatch.delenv(TEST_KILL_AT)
-    launch_and_wait(vg, name)
-    return jobs, store, first, worker_log(name)
-
-
 @pytest.mark.parametrize("phase", ["load", "generate", "upload"])
 def test_drill_sigkill_at_each_phase(project: Path, monkeypatch: pytest.MonkeyPatch, phase: str) -> None:
-    write_config(project, "./runs", batch_size=2)
+    write_local_config(project, "./runs", batch_size=2)
     vg, name = clips(4, 1), f"kill-{phase}"
 
     def nothing_done(store: Store, jobs: list[Job], first: str) -> None:
@@ -145,7 +78,7 @@ def test_drill_sigkill_at_each_phase(project: Path, monkeypatch: pytest.MonkeyPa
 
 def test_drill_s3_server_down_15_s_mid_sweep(project: Path, restartable_s3rver: RestartableS3rver) -> None:
     server = restartable_s3rver
-    write_config(project, "s3://drill/musicsweep", batch_size=1, store_extra=s3_extra(server.endpoint_url))
+    write_local_config(project, "s3://drill/musicsweep", batch_size=1, store_extra=s3_extra(server.endpoint_url))
     vg, name = clips(4, 2), "outage"
     jobs = jobs_from_variants(vg.variants(), name)
     run_sweep(vg, name=name)
@@ -184,7 +117,7 @@ def test_drill_outage_past_the_budget_then_restart_uploads_the_spool(
 ) -> None:
     server = restartable_s3rver
     extra = s3_extra(server.endpoint_url, budget_s=3)
-    write_config(project, "s3://drill/musicsweep", batch_size=3, store_extra=extra)
+    write_local_config(project, "s3://drill/musicsweep", batch_size=3, store_extra=extra)
     vg = clips(1, 1)
     vg.update("prompt", ["warm lofi piano", "fast techno drums", "slow ambient strings", "solo cello"])
     vg.update("duration_s", lambda prompt: [1 if prompt == "warm lofi piano" else 6])  # then a batch of 3
@@ -230,7 +163,7 @@ def small_tmpfs(tmp_path: Path):
 
 
 def test_drill_full_local_store_then_freed(project: Path, small_tmpfs: Path) -> None:
-    write_config(project, str(small_tmpfs), batch_size=3)
+    write_local_config(project, str(small_tmpfs), batch_size=3)
     vg, name = clips(3, 2), "full"
     jobs = jobs_from_variants(vg.variants(), name)
     launch_and_wait(vg, name)
@@ -251,7 +184,7 @@ def test_drill_full_local_store_then_freed(project: Path, small_tmpfs: Path) -> 
 
 
 def test_drill_truncated_spec_fails_one_job(project: Path) -> None:
-    write_config(project, "./runs", batch_size=3)
+    write_local_config(project, "./runs", batch_size=3)
     vg, name = clips(3, 1), "truncated"
     jobs = jobs_from_variants(vg.variants(), name)
     sweep = sweep_dir(name)
@@ -283,7 +216,7 @@ def test_drill_killed_pull_leaves_nothing_behind(
     project: Path, moto_bucket: S3Bucket, stall_proxy_factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     endpoint = moto_bucket.server.endpoint_url
-    write_config(project, moto_bucket.url, batch_size=3, store_extra=s3_extra(endpoint))
+    write_local_config(project, moto_bucket.url, batch_size=3, store_extra=s3_extra(endpoint))
     vg, name = clips(3, 1), "pulled"
     jobs = jobs_from_variants(vg.variants(), name)
     launch_and_wait(vg, name)
@@ -293,7 +226,7 @@ def test_drill_killed_pull_leaves_nothing_behind(
         wav.unlink()
 
     proxy = stall_proxy_factory(int(endpoint.rsplit(":", 1)[1]))
-    write_config(project, moto_bucket.url, batch_size=3, store_extra=s3_extra(proxy.endpoint_url))
+    write_local_config(project, moto_bucket.url, batch_size=3, store_extra=s3_extra(proxy.endpoint_url))
     manifest = local.read_manifest()  # auto_pull reads the store the sweep was launched with
     manifest.store["endpoint_url"] = proxy.endpoint_url
     local.write_manifest(manifest)
@@ -324,7 +257,7 @@ def test_drill_killed_pull_leaves_nothing_behind(
 def test_drill_partial_object_in_the_store_is_replaced(project: Path, restartable_s3rver: RestartableS3rver) -> None:
     """What s3rver on a full disk kept: the first 32 KB of a clip under its full key, with and without `.done`."""
     store_extra = s3_extra(restartable_s3rver.endpoint_url)
-    write_config(project, "s3://drill/musicsweep", batch_size=3, store_extra=store_extra)
+    write_local_config(project, "s3://drill/musicsweep", batch_size=3, store_extra=store_extra)
     vg, name = clips(2, 2), "partial"
     jobs = jobs_from_variants(vg.variants(), name)
     store = open_store(load_config().store)
