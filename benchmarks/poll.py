@@ -18,12 +18,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from musicsweep.backends.hosts import hosts_state  # noqa: E402
 from musicsweep.backends.ssh import HOSTS_STATE, SSHBackend  # noqa: E402
 from musicsweep.config import parse_config  # noqa: E402
 from musicsweep.job import Job  # noqa: E402
 from musicsweep.layout import SweepDir  # noqa: E402
 from musicsweep.manifest import JobEntry, Manifest  # noqa: E402
+from musicsweep.remote.hosts import hosts_state  # noqa: E402
 from musicsweep.remote.ssh import CONNECTIONS  # noqa: E402
 from musicsweep.states import JobState  # noqa: E402
 from tests.fixtures.sshd import SSHServer, make_keys  # noqa: E402

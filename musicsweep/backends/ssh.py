@@ -18,7 +18,14 @@ from collections import defaultdict
 from pathlib import Path
 
 from musicsweep.backends.base import Backend, Launch, LaunchFailed, Shard, balanced_shards
-from musicsweep.backends.hosts import (
+from musicsweep.backends.probe import HostProbe, classify
+from musicsweep.config import Config
+from musicsweep.errors import MusicsweepError
+from musicsweep.job import Job
+from musicsweep.layout import LOGS_DIR, JobPaths, SweepDir, list_markers
+from musicsweep.manifest import Manifest
+from musicsweep.remote.codesync import code_filters
+from musicsweep.remote.hosts import (
     check_host,
     deploy,
     environment_setup,
@@ -37,14 +44,7 @@ from musicsweep.backends.hosts import (
     uses_default_setup,
     warn_failures,
 )
-from musicsweep.backends.probe import HostProbe, classify
-from musicsweep.config import Config
-from musicsweep.errors import MusicsweepError
-from musicsweep.job import Job
-from musicsweep.layout import LOGS_DIR, JobPaths, SweepDir, list_markers
-from musicsweep.manifest import Manifest
-from musicsweep.packaging import require_packaging
-from musicsweep.remote.codesync import code_filters
+from musicsweep.remote.packaging import require_packaging
 from musicsweep.remote.ssh import (
     HostUnreachable,
     SSHHost,

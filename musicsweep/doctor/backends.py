@@ -27,8 +27,8 @@ def local_checks(config: Config, fix: bool) -> list[Check]:
 
 
 def ssh_checks(config: Config, fix: bool) -> list[Check]:
-    from musicsweep.backends.hosts import parse_settings
     from musicsweep.doctor.ssh import ssh_host_checks
+    from musicsweep.remote.hosts import parse_settings
 
     settings = parse_settings(config)
     if not settings.hosts:

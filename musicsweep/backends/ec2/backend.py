@@ -53,7 +53,7 @@ from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
 from musicsweep.layout import StoreKeys, SweepDir, list_markers, marker_job_id
 from musicsweep.manifest import Manifest
-from musicsweep.packaging import upload_wheel, wheel_key
+from musicsweep.remote.packaging import upload_wheel, wheel_key
 from musicsweep.scripts import write_script
 from musicsweep.states import Executor, JobState, job_states
 from musicsweep.store import open_store, store_config_to_env

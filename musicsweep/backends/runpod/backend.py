@@ -32,7 +32,16 @@ from pathlib import Path
 
 from musicsweep.atomic import atomic_write_json, atomic_write_text
 from musicsweep.backends.base import Backend, Launch, Shard, balanced_shards
-from musicsweep.backends.hosts import (
+from musicsweep.backends.probe import HostProbe, classify
+from musicsweep.backends.runpod.api import NoCapacity, Pod, Retry, RunPodAPI, api_key_from, b64
+from musicsweep.config import Config, typed_section
+from musicsweep.costs.summary import MachineTime, WorkerKey
+from musicsweep.errors import MusicsweepError
+from musicsweep.job import Job
+from musicsweep.layout import LOGS_DIR, SweepDir, list_markers
+from musicsweep.manifest import Manifest
+from musicsweep.remote.codesync import code_filters
+from musicsweep.remote.hosts import (
     check_host,
     deploy,
     environment_setup,
@@ -46,15 +55,6 @@ from musicsweep.backends.hosts import (
     start_workers,
     warn_failures,
 )
-from musicsweep.backends.probe import HostProbe, classify
-from musicsweep.backends.runpod.api import NoCapacity, Pod, Retry, RunPodAPI, api_key_from, b64
-from musicsweep.config import Config, typed_section
-from musicsweep.costs.summary import MachineTime, WorkerKey
-from musicsweep.errors import MusicsweepError
-from musicsweep.job import Job
-from musicsweep.layout import LOGS_DIR, SweepDir, list_markers
-from musicsweep.manifest import Manifest
-from musicsweep.remote.codesync import code_filters
 from musicsweep.remote.ssh import HostUnreachable, SSHHost, combined_error, on_hosts
 from musicsweep.scripts import write_script
 from musicsweep.states import FINISHED_STATES, JobState, marker_state

@@ -25,15 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from musicsweep.backends.base import Backend, Launch, Shard, balanced_shards
-from musicsweep.backends.hosts import check_host, deploy, environment_setup, pull_host, python_of
-from musicsweep.backends.slurm.login import run_here, run_on_login
 from musicsweep.config import Config, at_least, typed_section
 from musicsweep.contract import worker_environment
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
 from musicsweep.layout import LOGS_DIR, MARKERS_DIR, SCRIPTS_DIR, JobPaths, SweepDir, WorkerPaths, list_markers
 from musicsweep.manifest import Manifest
+from musicsweep.remote.batch import run_here, run_on_login
 from musicsweep.remote.codesync import DEFAULT_EXCLUDES, code_filters
+from musicsweep.remote.hosts import check_host, deploy, environment_setup, pull_host, python_of
 from musicsweep.remote.ssh import HostUnreachable, SSHHost, run_ssh
 from musicsweep.scripts import WorkerScript, write_script
 from musicsweep.states import Executor, JobState, job_states
