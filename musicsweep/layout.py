@@ -251,6 +251,16 @@ class SweepDir:
     def report_dir(self) -> Path:
         return self.root / "report"
 
+    @property
+    def pod_ledger(self) -> Path:
+        """RunPod's record of every pod the sweep created."""
+        return self.root / "runpod" / "pods.json"
+
+    @property
+    def pod_costs(self) -> Path:
+        """The pod ledger as a table: each pod's paid life and price."""
+        return self.root / "runpod" / "pods.csv"
+
     def job(self, job: Job) -> JobPaths:
         return JobPaths.of(job, self.root)
 
@@ -291,6 +301,17 @@ class SweepDir:
 
     def write_manifest(self, manifest: Manifest) -> None:
         atomic_write_json(self.manifest, manifest.to_json())
+
+
+def slurm_scripts(launch_id: str) -> str:
+    """A SLURM launch's own scripts folder, relative to the work dir: a relaunch never rewrites a
+    queued task's script."""
+    return f"{SCRIPTS_DIR}/slurm-{launch_id}"
+
+
+def slurm_output(work_dir: str) -> str:
+    """sbatch's `--output` pattern: one log per array task, beside the workers' logs."""
+    return f"{work_dir}/{LOGS_DIR}/slurm_%A_%a.out"
 
 
 def latest_sweep(sweeps_dir: Path) -> str:

@@ -253,9 +253,9 @@ def finish(
     """Release what is left, write the cost summary (and report), print the end summary."""
     backend.cleanup(sweep, manifest)
     failed = sorted(job_id for job_id, state in states.items() if state == JobState.FAILED)
-    paid = backend.machine_times(sweep, manifest)
+    paid = backend.billing.machine_times(sweep, manifest)
     cost, beside = write_summary_beside_estimate(sweep, manifest, paid)
-    record_calibration(backend.config, sweep, manifest, paid, backend.worker_machines(sweep, manifest))
+    record_calibration(backend.config, sweep, manifest, paid, backend.billing.worker_machines(sweep, manifest))
     if report:  # after the cost summary, whose paid total the report shows
         from musicsweep.report.build import write_report
 
