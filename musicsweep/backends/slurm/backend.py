@@ -11,8 +11,9 @@ task (up to `max_requeues` times). A requeued task skips the clips already in th
 
 Status costs one `squeue` call for every array of the sweep, plus one listing of the markers.
 
-Modules: `settings` (musicsweep.yaml), `scripts` (the bash SLURM runs), `queue` (squeue's answer),
-`state` (what the manifest keeps); `musicsweep.remote.batch` runs the client commands.
+Modules: `settings` (musicsweep.yaml), `cluster` (where sbatch runs, and how the compute nodes
+see the sweep), `scripts` (the bash SLURM runs), `queue` (squeue's answer), `state` (what the
+manifest keeps).
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ from __future__ import annotations
 import math
 import os
 import shlex
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from musicsweep.backends.base import Backend, Launch, Shard, balanced_shards
+from musicsweep.backends.slurm.cluster import Cluster
 from musicsweep.backends.slurm.queue import (
     ACTIVE_STATES,
     QUEUED_STATES,
@@ -42,7 +42,6 @@ from musicsweep.contract import worker_environment
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
 from musicsweep.layout import (
-    LOGS_DIR,
     MARKERS_DIR,
     JobPaths,
     SweepDir,
@@ -52,14 +51,12 @@ from musicsweep.layout import (
     slurm_scripts,
 )
 from musicsweep.manifest import Manifest
-from musicsweep.remote.batch import run_here, run_on_login
-from musicsweep.remote.codesync import DEFAULT_EXCLUDES, code_filters
-from musicsweep.remote.hosts import check_host, deploy, environment_setup, pull_host, python_of
-from musicsweep.remote.ssh import HostUnreachable, run_ssh
+from musicsweep.remote.hosts import check_host
+from musicsweep.remote.ssh import HostUnreachable
 from musicsweep.scripts import WorkerScript, write_script
 from musicsweep.states import JobState, job_states
 from musicsweep.store import open_store
-from musicsweep.store.pull import PULLED_FOLDERS, pull_results
+from musicsweep.store.pull import pull_results
 
 CANCEL_WAIT_S = 60.0
 
@@ -73,34 +70,12 @@ class SlurmBackend(Backend):
         self.where = config.where("backends.slurm")
         self.settings = typed_section(SlurmConfig, config.backend_section("slurm"), self.where)
         check_settings(self.settings, config)
-        self.login = self.settings.login
+        self.cluster = Cluster(config, self.settings, self.where)
+        self.login = self.settings.login  # the login node's host entry, for `musicsweep doctor`
 
     def key(self, name: str) -> str:
         """`FILE: key 'backends.slurm.NAME'`, for error messages."""
         return self.config.where(f"backends.slurm.{name}")
-
-    @property
-    def store_on_cluster_disk(self) -> bool:
-        """Through a login node, a folder store lives on the cluster's disk (as with SSH hosts)."""
-        return self.login is not None and not self.config.store.url.startswith("s3://")
-
-    def run_all(self, commands: list[list[str]], stdin: str | None = None) -> list[subprocess.CompletedProcess]:
-        """SLURM client commands on the login node: this machine, or one ssh round trip."""
-        if self.login is not None:
-            return run_on_login(self.login, commands, stdin)
-        try:
-            return run_here(commands, stdin)
-        except FileNotFoundError as error:
-            raise MusicsweepError(
-                f"{self.where}: {error.filename} not found: run on a SLURM login node or set backends.slurm.login"
-            ) from None
-
-    def run(self, command: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
-        return self.run_all([command], stdin)[0]
-
-    def job_dir(self, sweep: SweepDir) -> str:
-        """The sweep folder as the compute nodes see it (a shared filesystem)."""
-        return self.login.work_dir(sweep.name) if self.login is not None else str(sweep.root)
 
     def validate(self, dry_run: bool = False) -> None:
         """Let sbatch judge the settings (`--test-only` submits nothing), then check the USR2 lead."""
@@ -111,7 +86,7 @@ class SlurmBackend(Backend):
                 raise MusicsweepError(f"{self.key('login.env')}: {missing[0]} is not set in this environment")
             check_host(self.login, write=not dry_run)
         test_script = f"#!/usr/bin/env bash\n{self.settings.header_lines()}\ntrue\n"
-        result = self.run(["sbatch", "--test-only", *self.settings.sbatch_options()], stdin=test_script)
+        result = self.cluster.run(["sbatch", "--test-only", *self.settings.sbatch_options()], stdin=test_script)
         if result.returncode != 0:
             message = one_line(result.stderr or result.stdout)
             raise MusicsweepError(f"{self.culprit(message)}: sbatch rejected the settings: {message}")
@@ -136,24 +111,18 @@ class SlurmBackend(Backend):
         host = f"slurm:{self.settings.partition or 'default'}"
         return balanced_shards(jobs, [(host, self.settings.hourly_cost_usd)] * max(1, count))
 
-    def python(self) -> str:
-        """The worker's interpreter command, as written in the script (like the other backends)."""
-        if self.settings.python:
-            return self.settings.python
-        return python_of(self.login) if self.login is not None else sys.executable
-
     def worker_script(self, launch: Launch, shard: Shard, num_workers: int) -> WorkerScript:
-        job_dir = self.job_dir(launch.sweep)
-        cluster_disk = self.login.runs_dir if self.store_on_cluster_disk else None
-        env = worker_environment(launch.env, job_dir, shard.worker_id, num_workers, shard.hourly_cost_usd, cluster_disk)
+        job_dir = self.cluster.job_dir(launch.sweep)
+        store_dir = self.cluster.store_dir()
+        env = worker_environment(launch.env, job_dir, shard.worker_id, num_workers, shard.hourly_cost_usd, store_dir)
         return WorkerScript(
             sweep=launch.sweep.name,
             worker_id=shard.worker_id,
             num_workers=num_workers,
-            cwd=self.login.code_dir if self.login is not None else str(self.config.base_dir),
+            cwd=self.cluster.code_dir(),
             log=str(WorkerPaths(Path(job_dir), launch.sweep.name, shard.worker_id).log),
             specs=[str(JobPaths.of(job, job_dir).spec) for job in shard.jobs],
-            python=self.python(),
+            python=self.cluster.python(),
             env=env,
             prologue=task_prologue(self.settings.prepare),
             epilogue=task_epilogue(self.settings.max_requeues),
@@ -167,7 +136,7 @@ class SlurmBackend(Backend):
         for shard in shards:
             script = self.worker_script(launch, shard, len(shards))
             write_script(sweep.root / scripts / f"worker_{shard.worker_id}.sh", script.render())
-        job_dir = self.job_dir(sweep)
+        job_dir = self.cluster.job_dir(sweep)
         header = ARRAY_SCRIPT.format(
             sweep=sweep.name,
             launch_id=launch.launch_id,
@@ -175,10 +144,7 @@ class SlurmBackend(Backend):
             folder=shlex.quote(f"{job_dir}/{scripts}"),
         )
         write_script(sweep.root / scripts / "array.sh", header)
-        if self.login is not None:
-            self.deploy(sweep)
-        else:
-            sweep.folder(LOGS_DIR).mkdir(parents=True, exist_ok=True)  # sbatch does not create --output's folder
+        self.cluster.prepare(sweep)
         command = [
             "sbatch",
             "--parsable",
@@ -190,7 +156,7 @@ class SlurmBackend(Backend):
             *self.settings.sbatch_options(),
             f"{job_dir}/{scripts}/array.sh",
         ]
-        result = self.run(command)
+        result = self.cluster.run(command)
         if result.returncode != 0:
             raise MusicsweepError(f"{self.where}: sbatch failed: {one_line(result.stderr or result.stdout)}")
         array_job_id = result.stdout.strip().splitlines()[-1].split(";")[0]
@@ -199,39 +165,28 @@ class SlurmBackend(Backend):
         state.arrays[launch.launch_id] = SlurmArray(array_job_id, tasks)
         return state
 
-    def deploy(self, sweep: SweepDir) -> None:
-        """Through a login node: push code, specs and scripts, and build the environment once (the
-        SSH backend's steps; compute nodes see them on the shared filesystem)."""
-        host = self.login
-        outputs = [Path(self.config.sweeps_dir)]
-        if self.store_on_cluster_disk:
-            outputs.append(Path(self.config.store.url))
-        deploy(
-            host, self.config.base_dir, code_filters(self.config.base_dir, [], list(DEFAULT_EXCLUDES), outputs), sweep
-        )
-        setup = environment_setup(host, sweep, self.config.base_dir)
-        run_ssh(host, "bash -s", stdin=f"mkdir -p {shlex.quote(self.job_dir(sweep))}/logs\n{setup}", what="setup")
-
     def task_states(self, manifest: Manifest) -> dict[str, str] | None:
         """Every task of every array of the sweep, in one squeue call; None if SLURM does not answer."""
         array_ids = manifest.state_of(SlurmArrays).array_ids()
         if not array_ids:
             return {}
         try:
-            return parse_squeue(self.run(squeue_command(array_ids)))
+            return parse_squeue(self.cluster.run(squeue_command(array_ids)))
         except HostUnreachable:
             return None
 
     def queue_and_markers(self, sweep: SweepDir, manifest: Manifest) -> tuple[dict[str, str] | None, set[str] | None]:
         """squeue first, then the marker names, so a task that ends in between has already written
         its markers; through a login node with the store on its disk, both in one round trip."""
-        if not self.store_on_cluster_disk:
+        if not self.cluster.store_on_cluster_disk:
             queue = self.task_states(manifest)
             store = open_store(self.config.store)
             return queue, list_markers(store, sweep.name)
-        listing = ["ls", "-1", f"{self.job_dir(sweep)}/{MARKERS_DIR}"]
+        listing = ["ls", "-1", f"{self.cluster.job_dir(sweep)}/{MARKERS_DIR}"]
         try:
-            squeue, markers = self.run_all([squeue_command(manifest.state_of(SlurmArrays).array_ids()), listing])
+            squeue, markers = self.cluster.run_all(
+                [squeue_command(manifest.state_of(SlurmArrays).array_ids()), listing]
+            )
         except HostUnreachable:
             return None, None
         return parse_squeue(squeue), set(markers.stdout.split())
@@ -250,17 +205,13 @@ class SlurmBackend(Backend):
         tasks = manifest.state_of(SlurmArrays).task_of_jobs(manifest)
         orphan_tasks = sorted({tasks[job_id] for job_id in job_ids if job_id in tasks})
         if orphan_tasks:
-            self.run(["scancel", *orphan_tasks])
+            self.cluster.run(["scancel", *orphan_tasks])
 
     def fetch(self, sweep: SweepDir, manifest: Manifest) -> None:
         """Pull the store into the sweep folder; through a login node, rsync the cluster-side results
         (or, with an S3 store, the logs) first."""
         store = open_store(self.config.store)
-        if self.login is not None:
-            target, folders = (store.local_path(sweep.name), PULLED_FOLDERS)
-            if not self.store_on_cluster_disk:
-                target, folders = sweep.root, (LOGS_DIR,)
-            pull_host(self.login, sweep.name, target, folders)
+        self.cluster.pull(sweep, store)
         pull_results(store, sweep)
 
     def cancel(self, sweep: SweepDir, manifest: Manifest) -> None:
@@ -268,7 +219,7 @@ class SlurmBackend(Backend):
         array_ids = manifest.state_of(SlurmArrays).array_ids()
         if not array_ids:
             return
-        result = self.run(["scancel", *array_ids])
+        result = self.cluster.run(["scancel", *array_ids])
         if result.returncode != 0:
             raise MusicsweepError(f"{self.where}: scancel failed: {one_line(result.stderr)}")
         deadline = time.monotonic() + CANCEL_WAIT_S
