@@ -30,23 +30,22 @@ from musicsweep.backends.base import Backend, Launch, Shard, balanced_shards
 from musicsweep.backends.ec2.billing import EC2Billing
 from musicsweep.backends.ec2.config import EC2Config, load_ec2_config
 from musicsweep.backends.ec2.instances import (
+    check_no_second_fleet,
     describe_workers,
     ec2_call,
     instance_executor,
     newest_by_worker,
-    tag,
-    worker_key,
 )
-from musicsweep.backends.ec2.launch import LIVE_STATES, SWEEP_TAG, Blocked, launch_instance, run_request, worker_tags
-from musicsweep.backends.ec2.pricing import LaunchOption, current_spot_prices, launch_options, price_table
+from musicsweep.backends.ec2.launch import LIVE_STATES, Blocked, launch_instance, run_request, worker_tags
+from musicsweep.backends.ec2.pricing import LaunchOption, current_spot_prices, hourly_rate, launch_options, price_table
 from musicsweep.backends.ec2.state import EC2Instances, StartedInstance
 from musicsweep.backends.ec2.userdata import InstanceWork, render_user_data
 from musicsweep.billing import WorkerKey
 from musicsweep.contract import sweep_environment
-from musicsweep.costs.estimate import Estimate, estimate_for
+from musicsweep.costs.estimate import estimate_for
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
-from musicsweep.layout import StoreKeys, SweepDir, list_markers, marker_job_id
+from musicsweep.layout import SweepDir, list_markers
 from musicsweep.manifest import Manifest
 from musicsweep.remote.packaging import upload_wheel, wheel_key
 from musicsweep.scripts import write_script
@@ -96,34 +95,6 @@ class EC2Backend(Backend):
 
     # --- before launch -------------------------------------------------------------------------
 
-    def _check_fleet(self, jobs: list[Job]) -> list[str]:
-        """Refuse clips that live workers of this sweep already run; report every live worker."""
-        sweep = jobs[0].sweep
-        live = self.instances(states=LIVE_STATES)
-        ours = [i for i in live if tag(i, SWEEP_TAG) == sweep]
-        wanted = {job.job_id for job in jobs}
-        done = {marker_job_id(name) for name in list_markers(self.store, sweep)} - {None}
-        for instance in ours:
-            launch_id, worker_id = worker_key(instance)
-            if self.store.exists(StoreKeys(sweep).instance_end(launch_id, worker_id)):
-                continue  # its script has finished and marked what it left: it is only shutting down
-            listed = StoreKeys(sweep).shard(launch_id, worker_id)
-            # No shard list: assume the worst, that it runs these clips.
-            running = set(self.store.get_json(listed)["jobs"]) - done if self.store.exists(listed) else wanted
-            if running & wanted:
-                raise MusicsweepError(
-                    f"ec2: instance {instance['InstanceId']} ({instance['State']['Name']}) already runs "
-                    f"{len(running & wanted)} of these clips of sweep {sweep!r}: not starting a second fleet "
-                    f"(wait for it, or terminate it with auto_pull --cleanup)"
-                )
-        notes = [f"live musicsweep workers: {len(ours)} of this sweep, {len(live) - len(ours)} of other sweeps"]
-        return notes + [f"  {i['InstanceId']} {i['InstanceType']} {tag(i, SWEEP_TAG)}" for i in live]
-
-    @staticmethod
-    def _fleet_cost(estimate: Estimate, hourly_usd: float) -> float:
-        """The calibrated instance seconds of the fleet at another option's rate."""
-        return estimate.machine_s * hourly_usd / 3600.0
-
     def _check_user_data(self, shards: list[Shard]) -> None:
         """Render every shard's script with placeholders of the real lengths: over 16 KB fails here."""
         placeholder = wheel_key("0" * 64, f"musicsweep-{version('musicsweep')}-py3-none-any.whl")
@@ -155,7 +126,7 @@ class EC2Backend(Backend):
                 f"{self._where('instance_types')}: no spot price at or below max_price for "
                 f"{', '.join(settings.instance_types)} in {settings.region}"
             )
-        notes = price_table(quotes) + self._check_fleet(jobs)
+        notes = price_table(quotes) + check_no_second_fleet(self.instances(states=LIVE_STATES), self.store, jobs)
         if settings.instances is not None:
             count = settings.instances
         elif settings.clips_per_instance is not None:
@@ -163,8 +134,7 @@ class EC2Backend(Backend):
         else:
             count = 1
         first = options[0]
-        rate = settings.hourly_cost_usd if settings.hourly_cost_usd is not None else first.hourly_usd
-        shards = balanced_shards(jobs, [(f"{first.instance_type}@{first.zone}", rate)] * count)
+        shards = balanced_shards(jobs, [(f"{first.instance_type}@{first.zone}", hourly_rate(settings, first))] * count)
         self._check_user_data(shards)
         estimate = estimate_for(self.config, self.name, self.billing, shards, self.store)
         cost = estimate.paid_usd
@@ -182,8 +152,9 @@ class EC2Backend(Backend):
                 f"{self._where('max_total_usd')}: estimated cost ${cost:.2f} is above the limit "
                 f"${settings.max_total_usd:.2f}: nothing was started"
             )
-        # Fallbacks that would take the fleet over the limit are never tried.
-        self.options = [o for o in options if self._fleet_cost(estimate, self._rate(o)) <= settings.max_total_usd]
+        # Fallbacks that would take the fleet's calibrated instance seconds over the limit are never tried.
+        fleet_usd = {o: estimate.machine_s * hourly_rate(settings, o) / 3600.0 for o in options}
+        self.options = [o for o in options if fleet_usd[o] <= settings.max_total_usd]
         return shards
 
     # --- launch ----------------------------------------------------------------------------------
@@ -227,7 +198,7 @@ class EC2Backend(Backend):
                     option.instance_type,
                     option.zone,
                     option.market,
-                    self._rate(option),
+                    hourly_rate(self.settings, option),
                 )
                 logger.info(
                     f"ec2: started {instance['InstanceId']} ({option.describe()}) for worker {work.worker_id} "
@@ -243,11 +214,8 @@ class EC2Backend(Backend):
 
     def _user_data(self, work: InstanceWork, option: LaunchOption, env: dict[str, str]) -> str:
         """The script for `work` on `option`: its hourly rate is the option's."""
-        priced = dataclasses.replace(work, hourly_usd=self._rate(option))
+        priced = dataclasses.replace(work, hourly_usd=hourly_rate(self.settings, option))
         return render_user_data(self.settings, priced, env, self._where("instances"))
-
-    def _rate(self, option: LaunchOption) -> float:
-        return self.settings.hourly_cost_usd if self.settings.hourly_cost_usd is not None else option.hourly_usd
 
     def user_data(self, instance_id: str) -> str:
         """The script an instance was given (what it runs at boot)."""

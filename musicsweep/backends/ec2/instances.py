@@ -15,7 +15,8 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from musicsweep.backends.ec2.launch import LAUNCH_TAG, LIVE_STATES, SWEEP_TAG, WORKER_TAG
 from musicsweep.billing import WorkerKey
 from musicsweep.errors import MusicsweepError
-from musicsweep.layout import StoreKeys
+from musicsweep.job import Job
+from musicsweep.layout import StoreKeys, list_markers, marker_job_id
 from musicsweep.states import Executor, JobState
 from musicsweep.store.base import Store
 
@@ -87,3 +88,26 @@ def ended_at(instance: dict, store: Store, sweep: str) -> datetime:
     if instance["State"]["Name"] not in LIVE_STATES and store.exists(record):
         return datetime.fromtimestamp(store.get_json(record)["end"], UTC)
     return datetime.now(UTC)
+
+
+def check_no_second_fleet(live: list[dict], store: Store, jobs: list[Job]) -> list[str]:
+    """Refuse clips that `live` workers of this sweep already run; report every live worker."""
+    sweep = jobs[0].sweep
+    ours = [i for i in live if tag(i, SWEEP_TAG) == sweep]
+    wanted = {job.job_id for job in jobs}
+    done = {marker_job_id(name) for name in list_markers(store, sweep)} - {None}
+    for instance in ours:
+        launch_id, worker_id = worker_key(instance)
+        if store.exists(StoreKeys(sweep).instance_end(launch_id, worker_id)):
+            continue  # its script has finished and marked what it left: it is only shutting down
+        listed = StoreKeys(sweep).shard(launch_id, worker_id)
+        # No shard list: assume the worst, that it runs these clips.
+        running = set(store.get_json(listed)["jobs"]) - done if store.exists(listed) else wanted
+        if running & wanted:
+            raise MusicsweepError(
+                f"ec2: instance {instance['InstanceId']} ({instance['State']['Name']}) already runs "
+                f"{len(running & wanted)} of these clips of sweep {sweep!r}: not starting a second fleet "
+                f"(wait for it, or terminate it with auto_pull --cleanup)"
+            )
+    notes = [f"live musicsweep workers: {len(ours)} of this sweep, {len(live) - len(ours)} of other sweeps"]
+    return notes + [f"  {i['InstanceId']} {i['InstanceType']} {tag(i, SWEEP_TAG)}" for i in live]
