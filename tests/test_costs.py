@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from musicsweep.billing import MachineTime
 from musicsweep.config import StoreConfig
 from musicsweep.costs.rows import COLUMNS, CostRow, marginal_cost_usd, read_cost_report, write_cost_report
-from musicsweep.costs.summary import MachineTime, WorkerLifetime, summarize, write_cost_summary
+from musicsweep.costs.summary import WorkerLifetime, summarize, write_cost_summary
 from musicsweep.layout import SweepDir
 from musicsweep.store.local import LocalStore
 from musicsweep.store.pull import merge_cost_report, pull_results

@@ -18,10 +18,11 @@ import pytest
 from musicsweep import MusicsweepError, run_sweep
 from musicsweep.backends.base import Backend
 from musicsweep.backends.runpod.api import Pod, Retry, RunPodAPI
+from musicsweep.billing import MachineTime
 from musicsweep.cli.auto_pull import pull
 from musicsweep.cli.main import main as musicsweep_main
 from musicsweep.config import Config, RecoveryConfig, StoreConfig, load_config
-from musicsweep.costs.summary import MachineTime, summarize
+from musicsweep.costs.summary import summarize
 from musicsweep.job import Job
 from musicsweep.layout import SweepDir
 from musicsweep.manifest import JobEntry, LaunchRecord, Manifest
