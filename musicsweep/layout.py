@@ -303,15 +303,30 @@ class SweepDir:
         atomic_write_json(self.manifest, manifest.to_json())
 
 
-def slurm_scripts(launch_id: str) -> str:
-    """A SLURM launch's own scripts folder, relative to the work dir: a relaunch never rewrites a
-    queued task's script."""
-    return f"{SCRIPTS_DIR}/slurm-{launch_id}"
+@dataclass(frozen=True)
+class SlurmLaunchPaths:
+    """A SLURM launch's scripts and task logs under a work dir (the sweep folder here, or as the
+    compute nodes see it). Each launch has its own scripts folder, so a relaunch never rewrites a
+    queued task's script; the array script runs `worker_{task}.sh` beside it."""
 
+    work_dir: str
+    launch_id: str
 
-def slurm_output(work_dir: str) -> str:
-    """sbatch's `--output` pattern: one log per array task, beside the workers' logs."""
-    return f"{work_dir}/{LOGS_DIR}/slurm_%A_%a.out"
+    @property
+    def folder(self) -> str:
+        return f"{self.work_dir}/{SCRIPTS_DIR}/slurm-{self.launch_id}"
+
+    def worker_script(self, worker_id: int) -> str:
+        return f"{self.folder}/worker_{worker_id}.sh"
+
+    @property
+    def array_script(self) -> str:
+        return f"{self.folder}/array.sh"
+
+    @property
+    def task_logs(self) -> str:
+        """sbatch's `--output` pattern: one log per array task, beside the workers' logs."""
+        return f"{self.work_dir}/{LOGS_DIR}/slurm_%A_%a.out"
 
 
 def latest_sweep(sweeps_dir: Path) -> str:

@@ -44,11 +44,10 @@ from musicsweep.job import Job
 from musicsweep.layout import (
     MARKERS_DIR,
     JobPaths,
+    SlurmLaunchPaths,
     SweepDir,
     WorkerPaths,
     list_markers,
-    slurm_output,
-    slurm_scripts,
 )
 from musicsweep.manifest import Manifest
 from musicsweep.remote.hosts import check_host
@@ -132,18 +131,18 @@ class SlurmBackend(Backend):
         """Write one worker script per task (in a per-launch folder, so a relaunch never rewrites a
         queued task's script) and the array script, then submit the whole launch with one sbatch."""
         sweep = launch.sweep
-        scripts = slurm_scripts(launch.launch_id)
+        here = SlurmLaunchPaths(str(sweep.root), launch.launch_id)
+        there = SlurmLaunchPaths(self.cluster.job_dir(sweep), launch.launch_id)
         for shard in shards:
             script = self.worker_script(launch, shard, len(shards))
-            write_script(sweep.root / scripts / f"worker_{shard.worker_id}.sh", script.render())
-        job_dir = self.cluster.job_dir(sweep)
+            write_script(Path(here.worker_script(shard.worker_id)), script.render())
         header = ARRAY_SCRIPT.format(
             sweep=sweep.name,
             launch_id=launch.launch_id,
             sbatch_lines=self.settings.header_lines(),
-            folder=shlex.quote(f"{job_dir}/{scripts}"),
+            folder=shlex.quote(there.folder),
         )
-        write_script(sweep.root / scripts / "array.sh", header)
+        write_script(Path(here.array_script), header)
         self.cluster.prepare(sweep)
         command = [
             "sbatch",
@@ -152,9 +151,9 @@ class SlurmBackend(Backend):
             f"--signal=B:USR2@{self.settings.signal_lead_s}",
             "--requeue",
             f"--job-name={self.settings.job_name or f'musicsweep-{sweep.name}'}",
-            f"--output={slurm_output(job_dir)}",
+            f"--output={there.task_logs}",
             *self.settings.sbatch_options(),
-            f"{job_dir}/{scripts}/array.sh",
+            there.array_script,
         ]
         result = self.cluster.run(command)
         if result.returncode != 0:
