@@ -18,8 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from musicsweep.backends.hosts import hosts_state  # noqa: E402
-from musicsweep.backends.ssh import HOSTS_STATE, SSHBackend  # noqa: E402
+from musicsweep.backends.ssh import SSHBackend, SSHHosts  # noqa: E402
 from musicsweep.config import parse_config  # noqa: E402
 from musicsweep.job import Job  # noqa: E402
 from musicsweep.layout import SweepDir  # noqa: E402
@@ -36,7 +35,8 @@ def fake_finished_sweep(folder: Path, servers: list[SSHServer], count: int) -> t
     raw = {"backend": "ssh", "backends": {"ssh": {"hosts": [server.entry() for server in servers]}}}
     config = parse_config(raw, "benchmark", folder)
     sweep = SweepDir(config.sweeps_dir, "bench")
-    manifest = Manifest(sweep="bench", backend="ssh", backend_state={HOSTS_STATE: hosts_state(hosts)})
+    manifest = Manifest(sweep="bench", backend="ssh")
+    manifest.keep_state(SSHHosts({host.label: host for host in hosts}))
     for index in range(count):
         job = Job("bench", f"prompt {index}", 2.0, "tiny", index, f"clip_{index}")
         host = hosts[index % len(hosts)]

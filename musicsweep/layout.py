@@ -276,6 +276,16 @@ class SweepDir:
     def report_dir(self) -> Path:
         return self.root / "report"
 
+    @property
+    def pod_ledger(self) -> Path:
+        """RunPod's record of every pod the sweep created."""
+        return self.root / "runpod" / "pods.json"
+
+    @property
+    def pod_costs(self) -> Path:
+        """The pod ledger as a table: each pod's paid life and price."""
+        return self.root / "runpod" / "pods.csv"
+
     def job(self, job: Job) -> JobPaths:
         return JobPaths.of(job, self.root)
 
@@ -316,6 +326,32 @@ class SweepDir:
 
     def write_manifest(self, manifest: Manifest) -> None:
         atomic_write_json(self.manifest, manifest.to_json())
+
+
+@dataclass(frozen=True)
+class SlurmLaunchPaths:
+    """A SLURM launch's scripts and task logs under a work dir (the sweep folder here, or as the
+    compute nodes see it). Each launch has its own scripts folder, so a relaunch never rewrites a
+    queued task's script; the array script runs `worker_{task}.sh` beside it."""
+
+    work_dir: str
+    launch_id: str
+
+    @property
+    def folder(self) -> str:
+        return f"{self.work_dir}/{SCRIPTS_DIR}/slurm-{self.launch_id}"
+
+    def worker_script(self, worker_id: int) -> str:
+        return f"{self.folder}/worker_{worker_id}.sh"
+
+    @property
+    def array_script(self) -> str:
+        return f"{self.folder}/array.sh"
+
+    @property
+    def task_logs(self) -> str:
+        """sbatch's `--output` pattern: one log per array task, beside the workers' logs."""
+        return f"{self.work_dir}/{LOGS_DIR}/slurm_%A_%a.out"
 
 
 def latest_sweep(sweeps_dir: Path) -> str:

@@ -1,21 +1,37 @@
 """The manifest: what a sweep holds and where each job was sent, as typed records.
 
 `{sweep}/manifest.json` is written atomically by the launcher only, at each launch. Backends read
-it to poll, fetch and cancel; they keep their own per-sweep state (instances, arrays, hosts) in
-`backend_state`, under a key of their own. It is the truth about a sweep: the store, backend
-settings, engine and recovery settings it was launched with (`musicsweep.sweep.launched`), and
-each job's attempts, so later edits of musicsweep.yaml never silently redirect a running sweep.
+it to poll, fetch and cancel; each keeps its own per-sweep record (instances, arrays, hosts) as a
+typed `BackendState` that writes and reads its own JSON, in `backend_state` under its `KEY`. It is
+the truth about a sweep: the store, backend settings, engine and recovery settings it was launched
+with (`musicsweep.sweep.launched`), and each job's attempts, so later edits of musicsweep.yaml
+never silently redirect a running sweep.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Protocol, Self, TypeVar
 
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
 
 REQUIRED_JOB_KEYS = ("prompt", "duration_s", "output_name")
+
+
+class BackendState(Protocol):
+    """A backend's own record of a sweep. `from_json({})` is the empty record (before any launch);
+    the JSON keeps its shape, so a manifest written by an earlier version still loads."""
+
+    KEY: ClassVar[str]
+
+    def to_json(self) -> dict[str, Any]: ...
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> Self: ...
+
+
+S = TypeVar("S", bound=BackendState)
 
 
 @dataclass
@@ -88,9 +104,14 @@ class Manifest:
     def launch_record(self, launch_id: str | None) -> LaunchRecord | None:
         return next((record for record in self.launches if record.id == launch_id), None)
 
-    def state_of(self, key: str) -> Any:
-        """A backend's own state, `{}` until its first launch."""
-        return self.backend_state.get(key, {})
+    def state_of(self, kind: type[S]) -> S:
+        """A backend's own record, empty until its first launch."""
+        return kind.from_json(self.backend_state.get(kind.KEY, {}))
+
+    def keep_state(self, state: BackendState | None) -> None:
+        """Store what `submit` returned (or `LaunchFailed` carried), replacing that backend's earlier record."""
+        if state is not None:
+            self.backend_state[state.KEY] = state.to_json()
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

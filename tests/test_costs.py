@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from musicsweep.billing import MachineTime
 from musicsweep.config import StoreConfig
 from musicsweep.costs.rows import (
     COLUMNS,
@@ -17,7 +18,7 @@ from musicsweep.costs.rows import (
     read_cost_report,
     write_cost_report,
 )
-from musicsweep.costs.summary import MachineTime, WorkerLifetime, summarize, write_cost_summary
+from musicsweep.costs.summary import WorkerLifetime, summarize, write_cost_summary
 from musicsweep.layout import SweepDir
 from musicsweep.store.local import LocalStore
 from musicsweep.store.pull import pull_results

@@ -14,8 +14,9 @@ import musicsweep.cli.display as display
 import musicsweep.sweep.plan as sweep_module
 from musicsweep import MusicsweepError, VariantGenerator, run_sweep
 from musicsweep.backends.local import LocalBackend
+from musicsweep.billing import HostBilling
 from musicsweep.cli.run import confirm_spending
-from musicsweep.config import load_config
+from musicsweep.config import Config, load_config
 from musicsweep.layout import SweepDir
 from musicsweep.store.local import LocalStore
 from musicsweep.store.verify import expected_wav_size
@@ -38,7 +39,9 @@ def generator(prompts: list[str], durations: list[float]) -> VariantGenerator:
 class PaidLocalBackend(LocalBackend):
     """The local backend, flagged as one that spends money, to exercise the confirmation rule."""
 
-    spends_money = True
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.billing = HostBilling(spends_money=True)
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(project: Path) -> None:

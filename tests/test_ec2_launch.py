@@ -92,7 +92,7 @@ def test_dry_run_then_launch_tags_describe_poll_cleanup(ec2_project: EC2Project,
 
     backend.cleanup(sweep, manifest)
     assert {i["State"]["Name"] for i in backend.instances(name)} == {"terminated"}
-    times = backend.machine_times(sweep, manifest)
+    times = backend.billing.machine_times(sweep, manifest)
     assert len(times) == 3 and all(t.end >= t.start for t in times.values())
 
 

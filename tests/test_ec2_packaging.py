@@ -5,7 +5,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from musicsweep.packaging import upload_wheel
+from musicsweep.remote.packaging import upload_wheel
 from musicsweep.store.local import LocalStore
 
 

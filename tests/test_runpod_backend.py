@@ -10,7 +10,9 @@ import pytest
 
 from musicsweep.backends.base import Launch, Shard
 from musicsweep.backends.runpod.api import RunPodAPI
-from musicsweep.backends.runpod.backend import BOOT_SCRIPT, PodLedger, RunPodBackend
+from musicsweep.backends.runpod.backend import RunPodBackend
+from musicsweep.backends.runpod.ledger import PodLedger
+from musicsweep.backends.runpod.scripts import BOOT_SCRIPT
 from musicsweep.config import load_config
 from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir
@@ -35,7 +37,7 @@ def test_no_capacity_on_the_first_type_moves_to_the_next(runpod_project: RunPodP
     standin.no_capacity.add("NVIDIA L40S")
     backend, launch, shards = provisioning()
     backend.validate()
-    ready = backend.provision(PodLedger(launch.sweep), launch, shards)
+    ready = backend.pods.provision(PodLedger(launch.sweep), launch, shards)
     record = ready[0]
     assert record.gpu_type == "NVIDIA RTX A6000" and record.cost_per_hr == pytest.approx(0.49)
     assert [op for op in standin.operations if op.startswith("deploy")] == [
@@ -61,7 +63,7 @@ def test_a_pod_without_public_port_is_terminated_at_its_deadline(runpod_project:
     runpod_project.configure(ready_timeout_s=1)
     backend, launch, shards = provisioning()
     ledger = PodLedger(launch.sweep)
-    ready = backend.provision(ledger, launch, shards)
+    ready = backend.pods.provision(ledger, launch, shards)
     first = next(r for r in ledger.pods.values() if r.gpu_type == "NVIDIA L40S")
     assert first.ended is not None and first.terminated_by == "not ready within 1s"
     assert f"podTerminate {first.pod_id}" in standin.operations
@@ -69,7 +71,7 @@ def test_a_pod_without_public_port_is_terminated_at_its_deadline(runpod_project:
     assert [pod.id for pod in standin.live_pods()] == [ready[0].pod_id]
     assert first.pod_id in ledger.costs_path.read_text()
     backend.cancel(launch.sweep, Manifest())
-    (paid,) = backend.machine_times(launch.sweep, Manifest()).values()  # the discarded pod was paid for too
+    (paid,) = backend.billing.machine_times(launch.sweep, Manifest()).values()  # the discarded pod was paid for too
     pods = PodLedger(launch.sweep).pods.values()
     assert paid.cost_usd == pytest.approx(sum((r.ended - r.created) * r.cost_per_hr / 3600 for r in pods))
     assert paid.start == first.created
@@ -78,7 +80,7 @@ def test_a_pod_without_public_port_is_terminated_at_its_deadline(runpod_project:
 def test_a_502_while_provisioning_is_retried(runpod_project: RunPodProject) -> None:
     runpod_project.standin.fail_next = [502, 502]
     backend, launch, shards = provisioning(2)
-    ready = backend.provision(PodLedger(launch.sweep), launch, shards)
+    ready = backend.pods.provision(PodLedger(launch.sweep), launch, shards)
     assert sorted(ready) == [0, 1]
     backend.cancel(launch.sweep, Manifest())
     assert runpod_project.standin.live_pods() == []
@@ -146,7 +148,7 @@ def test_auto_pull_terminates_a_pod_once_its_jobs_are_done_and_an_unreachable_po
     runpod_project: RunPodProject,
 ) -> None:
     backend, launch, shards = provisioning()
-    (record,) = backend.provision(PodLedger(launch.sweep), launch, shards).values()
+    (record,) = backend.pods.provision(PodLedger(launch.sweep), launch, shards).values()
     manifest = Manifest(jobs={job_id: JobEntry(worker=0, launch="L1") for job_id in ("aaaa0001", "aaaa0002")})
     runpod_project.server.stop()
     assert backend.poll(launch.sweep, manifest) == dict.fromkeys(manifest.jobs, "lost")
@@ -164,13 +166,13 @@ def test_auto_pull_terminates_a_pod_once_its_jobs_are_done_and_an_unreachable_po
     ended = PodLedger(launch.sweep).pods[record.pod_id]
     assert ended.terminated_by == "all its jobs finished"
     assert backend.poll(launch.sweep, manifest) == {"aaaa0001": "done", "aaaa0002": "failed"}
-    (times,) = backend.machine_times(launch.sweep, manifest).values()
+    (times,) = backend.billing.machine_times(launch.sweep, manifest).values()
     assert times.hourly_cost_usd == pytest.approx(0.86) and times.end == ended.ended
 
 
 def test_a_pod_whose_jobs_were_all_relaunched_elsewhere_is_terminated(runpod_project: RunPodProject) -> None:
     backend, launch, shards = provisioning()
-    (record,) = backend.provision(PodLedger(launch.sweep), launch, shards).values()
+    (record,) = backend.pods.provision(PodLedger(launch.sweep), launch, shards).values()
     launch.sweep.write_manifest(Manifest(jobs={"aaaa0001": JobEntry(worker=0, launch="L2")}))
     stale_copy = Manifest(jobs={"aaaa0001": JobEntry(worker=0, launch="L1")})  # auto_pull's copy from before
     assert backend.poll(launch.sweep, stale_copy) == {"aaaa0001": "lost"}

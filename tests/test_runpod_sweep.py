@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from musicsweep.backends import get_backend
-from musicsweep.backends.runpod.backend import PodLedger
+from musicsweep.backends.runpod.ledger import PodLedger
 from musicsweep.cli.pull import pull
 from musicsweep.cli.run import run_sweep
 from musicsweep.config import load_config

@@ -15,7 +15,8 @@ import pytest
 
 from musicsweep import MusicsweepError, run_sweep
 from musicsweep.backends import get_backend
-from musicsweep.backends.slurm.backend import STATE_KEY, time_limit_s
+from musicsweep.backends.slurm.settings import time_limit_s
+from musicsweep.backends.slurm.state import SlurmArrays
 from musicsweep.config import load_config
 from musicsweep.layout import SweepDir
 from musicsweep.remote.ssh import CONNECTIONS
@@ -39,7 +40,7 @@ def variants(prompts: list[str], durations: list[float]) -> list[dict]:
 
 
 def array_task(sweep: SweepDir, task: int = 0) -> str:
-    arrays = sweep.read_manifest().backend_state[STATE_KEY]
+    arrays = sweep.read_manifest().backend_state[SlurmArrays.KEY]
     (array,) = arrays.values()
     return f"{array['array_job_id']}_{task}"
 

@@ -26,7 +26,7 @@ from musicsweep.cli.run import run_sweep
 from musicsweep.config import load_config
 from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir
-from musicsweep.packaging import build_wheel
+from musicsweep.remote.packaging import build_wheel
 from musicsweep.remote.ssh import CONNECTIONS
 from musicsweep.states import JobState
 from musicsweep.sweep.follow import poll_once

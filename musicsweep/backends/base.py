@@ -1,4 +1,9 @@
-"""The executor interface every backend implements: validate, shard, submit, poll, fetch, kill, cancel."""
+"""The executor interface every backend implements: validate, shard, submit, poll, fetch, kill, cancel.
+
+Only the lifecycle lives here. What a backend pays for is its `billing` (`musicsweep.billing`), and
+what it keeps about a sweep is a typed record of its own (`manifest.BackendState`), so neither the
+cost code nor the manifest needs to know any backend.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,12 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
+from musicsweep.billing import Billing, HostBilling
 from musicsweep.config import Config
-from musicsweep.costs.summary import MachineTime, WorkerKey
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
 from musicsweep.layout import SweepDir
-from musicsweep.manifest import Manifest
+from musicsweep.manifest import BackendState, Manifest
 from musicsweep.states import JobState
 
 
@@ -35,18 +40,10 @@ class Launch:
     env: dict[str, str]
 
 
-@dataclass(frozen=True)
-class BackendFigures:
-    """What a backend knows better than history: EC2's `throughput` and `startup_minutes`."""
-
-    throughput: tuple[float, str] | None = None  # audio s per wall s for every model, and its key
-    boot: tuple[float, str] | None = None  # seconds, and its key
-
-
 class LaunchFailed(MusicsweepError):
     """`submit` started some workers but not those of `workers`; `state` is still to be kept."""
 
-    def __init__(self, message: str, state: dict, workers: set[int]) -> None:
+    def __init__(self, message: str, state: BackendState | None, workers: set[int]) -> None:
         super().__init__(message)
         self.state, self.workers = state, workers
 
@@ -55,8 +52,6 @@ class Backend(ABC):
     """Small executor interface: validate, shard, submit, poll, fetch, kill, cancel."""
 
     name: ClassVar[str]
-    spends_money: ClassVar[bool] = False
-    boots_machines: ClassVar[bool] = False  # the bill starts at a machine's boot (EC2, RunPod)
     # auto_pull's waits between polls: (after a change, the longest while nothing changes)
     poll_interval_s: ClassVar[tuple[float, float]] = (2.0, 10.0)
     queues: ClassVar[bool] = False  # a worker may wait long in a queue (SLURM): no start timeout
@@ -64,6 +59,7 @@ class Backend(ABC):
     def __init__(self, config: Config) -> None:
         self.config = config
         self.unreachable_why: dict[str, str] = {}  # host -> why the last poll could not reach it
+        self.billing: Billing = HostBilling()  # cloud backends replace it with their provider's
 
     def validate(self, dry_run: bool = False) -> None:
         """Check everything a launch needs (hosts, credentials, limits) before any write.
@@ -77,8 +73,9 @@ class Backend(ABC):
         """Split jobs over workers; jobs of one (model, params, duration) stay together."""
 
     @abstractmethod
-    def submit(self, launch: Launch, shards: list[Shard]) -> dict:
-        """Write scripts and start workers; returns backend state to keep in the manifest."""
+    def submit(self, launch: Launch, shards: list[Shard]) -> BackendState | None:
+        """Write scripts and start workers; returns this backend's record of the sweep to keep in
+        the manifest (None when it keeps nothing there)."""
 
     @abstractmethod
     def poll(self, sweep: SweepDir, manifest: Manifest) -> dict[str, JobState]:
@@ -104,24 +101,6 @@ class Backend(ABC):
     def cleanup(self, sweep: SweepDir, manifest: Manifest) -> None:
         """Release any paid resource left (instances, pods); nothing to do for plain hosts."""
         return None
-
-    def machine_kind(self, shard: Shard) -> str:
-        """What the estimate's calibration is keyed by: the host label, or a cloud's machine type."""
-        return shard.host
-
-    def estimate_figures(self) -> BackendFigures:
-        """Figures this backend's own settings give, which beat history (EC2: throughput, startup)."""
-        return BackendFigures()
-
-    def worker_machines(self, sweep: SweepDir, manifest: Manifest) -> dict[WorkerKey, str]:
-        """The machine each worker really ran on where it can differ from `machine_kind` at plan
-        time (a fallback instance or GPU type), so the calibration files it under the right one."""
-        return {}
-
-    def machine_times(self, sweep: SweepDir, manifest: Manifest) -> dict[WorkerKey, MachineTime]:
-        """The provider's own paid (start, end, hourly rate) per (launch id, worker id), where it has
-        one (EC2 spot price history, RunPod costPerHr); workers missing here count their own lifetime."""
-        return {}
 
 
 def balanced_shards(jobs: list[Job], slots: list[tuple[str, float]]) -> list[Shard]:

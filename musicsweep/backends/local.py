@@ -79,7 +79,7 @@ class LocalBackend(Backend):
         slots = [("localhost", self.settings.hourly_cost_usd)] * self.settings.workers
         return balanced_shards(jobs, slots)
 
-    def submit(self, launch: Launch, shards: list[Shard]) -> dict:
+    def submit(self, launch: Launch, shards: list[Shard]) -> None:
         sweep = launch.sweep
         python = self.settings.python or sys.executable
         for shard in shards:
@@ -105,7 +105,6 @@ class LocalBackend(Backend):
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
             atomic_write_text(paths.pid, f"{process.pid}\n")
-        return {}
 
     def _probe(self, sweep: SweepDir) -> HostProbe:
         markers_dir = sweep.folder(MARKERS_DIR)

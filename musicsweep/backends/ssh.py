@@ -1,7 +1,7 @@
 """SSH hosts backend: rsync the code, prepare a uv environment once, start detached workers, and
 poll, pull and kill over one ssh round trip per host.
 
-Per-host steps are plain functions over `SSHHost` in `backends/hosts.py`, shared with the RunPod
+Per-host steps are plain functions over `SSHHost` in `remote/hosts.py`, shared with the RunPod
 and SLURM backends for hosts they build themselves; `SSHBackend` is a thin loop over the
 configured hosts.
 
@@ -15,17 +15,25 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar, Self
 
 from musicsweep.backends.base import Backend, Launch, LaunchFailed, Shard, balanced_shards
-from musicsweep.backends.hosts import (
+from musicsweep.backends.probe import HostProbe, classify
+from musicsweep.config import Config
+from musicsweep.errors import MusicsweepError
+from musicsweep.job import Job
+from musicsweep.layout import LOGS_DIR, JobPaths, SweepDir, list_markers
+from musicsweep.manifest import Manifest
+from musicsweep.remote.codesync import code_filters
+from musicsweep.remote.hosts import (
     check_host,
     deploy,
     environment_setup,
     forget_stale,
     host_worker_script,
     hosts_from_state,
-    hosts_state,
     kill_groups,
     parse_settings,
     prepare_block,
@@ -37,14 +45,7 @@ from musicsweep.backends.hosts import (
     uses_default_setup,
     warn_failures,
 )
-from musicsweep.backends.probe import HostProbe, classify
-from musicsweep.config import Config
-from musicsweep.errors import MusicsweepError
-from musicsweep.job import Job
-from musicsweep.layout import LOGS_DIR, JobPaths, SweepDir, list_markers
-from musicsweep.manifest import Manifest
-from musicsweep.packaging import require_packaging
-from musicsweep.remote.codesync import code_filters
+from musicsweep.remote.packaging import require_packaging
 from musicsweep.remote.ssh import (
     HostUnreachable,
     SSHHost,
@@ -58,7 +59,21 @@ from musicsweep.store.pull import PULLED_FOLDERS, pull_results
 
 logger = logging.getLogger(__name__)
 
-HOSTS_STATE = "ssh_hosts"
+
+@dataclass
+class SSHHosts:
+    """What the manifest keeps of an SSH sweep: the host entries it was launched on, by label, so
+    auto_pull reaches them even if musicsweep.yaml changes."""
+
+    KEY: ClassVar[str] = "ssh_hosts"
+    hosts: dict[str, SSHHost] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {label: asdict(host) for label, host in self.hosts.items()}
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> Self:
+        return cls(hosts_from_state(payload))
 
 
 class SSHBackend(Backend):
@@ -80,7 +95,7 @@ class SSHBackend(Backend):
 
     def hosts_of(self, manifest: Manifest) -> dict[str, SSHHost]:
         """Hosts by label: the configured ones, overridden by those the sweep was launched on."""
-        return self.configured() | hosts_from_state(manifest.state_of(HOSTS_STATE))
+        return self.configured() | manifest.state_of(SSHHosts).hosts
 
     def validate(self, dry_run: bool = False) -> None:
         hosts = list(self.settings.hosts)
@@ -107,7 +122,7 @@ class SSHBackend(Backend):
     def worker_script(self, launch: Launch, shard: Shard, host: SSHHost, slot: int, workers: int) -> WorkerScript:
         return host_worker_script(launch, shard, host, slot, workers, host_disk=self.store_is_host_disk)
 
-    def submit(self, launch: Launch, shards: list[Shard]) -> dict:
+    def submit(self, launch: Launch, shards: list[Shard]) -> SSHHosts:
         sweep = launch.sweep
         configured = self.configured()
         by_host: dict[str, list[Shard]] = defaultdict(list)
@@ -137,10 +152,10 @@ class SSHBackend(Backend):
 
         results = on_hosts(hosts, launch_on)
         error = combined_error(results)
-        previous = hosts_from_state(sweep.read_manifest().state_of(HOSTS_STATE))
+        previous = sweep.read_manifest().state_of(SSHHosts).hosts
         others = [host for label, host in previous.items() if label not in by_host and label not in self.unreachable]
         warn_failures(on_hosts(others, lambda host: forget_stale(host, sweep.name, stale)), "stale marker cleanup")
-        state = {HOSTS_STATE: hosts_state([*previous.values(), *hosts])}
+        state = SSHHosts(previous | {host.label: host for host in hosts})
         if error is not None:
             failed = {
                 s.worker_id for label, r in results.items() if isinstance(r, MusicsweepError) for s in by_host[label]

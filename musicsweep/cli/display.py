@@ -93,7 +93,7 @@ def print_plan(plan: Plan, short: bool) -> None:
 
 def print_workers(plan: Plan, estimate: Estimate) -> None:
     """Each worker's estimate in the bill's parts (boot only where machines boot)."""
-    parts = [part for part in PARTS if part != "boot" or plan.backend.boots_machines]
+    parts = [part for part in PARTS if part != "boot" or plan.backend.billing.boots_machines]
     rows = []
     for shard, worker in zip(plan.shards, estimate.workers, strict=True):
         rows.append(

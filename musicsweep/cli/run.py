@@ -42,7 +42,7 @@ def run_sweep(
 
 def confirm_spending(plan: Plan, yes: bool) -> None:
     """A backend that spends money starts only after a yes: `yes=True`, or an answer typed on the terminal."""
-    if yes or not plan.backend.spends_money or not plan.to_run:
+    if yes or not plan.backend.billing.spends_money or not plan.to_run:
         return
     name = plan.backend.name
     if not sys.stdin.isatty():

@@ -19,7 +19,7 @@ from statistics import fmean
 from typing import Any
 
 from musicsweep.atomic import atomic_write_json
-from musicsweep.costs.summary import MachineTime, WorkerKey
+from musicsweep.billing import MachineTime, WorkerKey
 from musicsweep.layout import CALIBRATION_KEY, WORKERS_DIR, SweepDir, calibration_file
 from musicsweep.manifest import Manifest
 from musicsweep.store.base import Store, json_bytes

@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from musicsweep.billing import MachineTime, WorkerKey
 from musicsweep.costs.calibration import MeasuredWorker, read_measured
 from musicsweep.costs.estimate import PARTS
-from musicsweep.costs.summary import CostSummary, MachineTime, WorkerKey, write_cost_summary
+from musicsweep.costs.summary import CostSummary, write_cost_summary
 from musicsweep.layout import SweepDir
 from musicsweep.manifest import Manifest
 

@@ -16,12 +16,12 @@ from dataclasses import asdict, dataclass, field
 from statistics import median
 from typing import TYPE_CHECKING, Any
 
-from musicsweep.backends.base import BackendFigures
+from musicsweep.billing import Billing, EstimateFigures
 from musicsweep.costs.calibration import Calibration, CalibrationKey, load_calibration
 from musicsweep.costs.continuation import work_s
 
 if TYPE_CHECKING:
-    from musicsweep.backends.base import Backend, Shard
+    from musicsweep.backends.base import Shard
     from musicsweep.config import Config
     from musicsweep.store.base import Store
 
@@ -161,14 +161,14 @@ class Estimator:
         backend: str,
         boots: bool,
         calibration: Calibration | None = None,
-        figures: BackendFigures | None = None,
+        figures: EstimateFigures | None = None,
     ) -> None:
         self.config = config
         self.settings = config.estimate
         self.backend = backend
         self.boots = boots
         self.calibration = calibration or Calibration()
-        self.figures = figures or BackendFigures()
+        self.figures = figures or EstimateFigures()
         self.sources: dict[tuple[str, str], str] = {}  # (machine, figure) -> source
         self.history: list[int] = []
         self.machine = ""
@@ -301,8 +301,10 @@ class Estimator:
         return self.from_history(label, key, values, detail) or self.note(label, Figure.guess(default))
 
 
-def estimate_for(backend: Backend, shards: Sequence[Shard], store: Store | None = None) -> Estimate:
+def estimate_for(
+    config: Config, backend: str, billing: Billing, shards: Sequence[Shard], store: Store | None = None
+) -> Estimate:
     """The estimate of `shards` on `backend`, with the user's history (and the team's, if shared)."""
-    figures = backend.estimate_figures()
-    estimator = Estimator.load(backend.config, backend.name, backend.boots_machines, store, figures=figures)
-    return estimator.estimate(shards, backend.machine_kind)
+    figures = billing.estimate_figures()
+    estimator = Estimator.load(config, backend, billing.boots_machines, store, figures=figures)
+    return estimator.estimate(shards, lambda shard: billing.machine_kind(shard.host))

@@ -15,27 +15,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from musicsweep.atomic import atomic_write_json
+from musicsweep.billing import MachineTime, WorkerKey
 from musicsweep.costs.rows import CostRow, read_cost_rows
 from musicsweep.layout import COSTS_DIR, WORKERS_DIR, SweepDir
-
-WorkerKey = tuple[str, int]
-
-
-@dataclass(frozen=True)
-class MachineTime:
-    """A worker's paid span (epoch seconds) and its hourly rate."""
-
-    start: float
-    end: float
-    hourly_cost_usd: float
-
-    @property
-    def seconds(self) -> float:
-        return max(0.0, self.end - self.start)
-
-    @property
-    def cost_usd(self) -> float:
-        return self.seconds * self.hourly_cost_usd / 3600.0
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ def local_checks(config: Config, fix: bool) -> list[Check]:
 
 
 def ssh_checks(config: Config, fix: bool) -> list[Check]:
-    from musicsweep.backends.hosts import parse_settings
     from musicsweep.doctor.ssh import ssh_host_checks
+    from musicsweep.remote.hosts import parse_settings
 
     settings = parse_settings(config)
     if not settings.hosts:
@@ -52,7 +52,7 @@ def slurm_checks(config: Config, fix: bool) -> list[Check]:
 
 def sbatch_verdict(backend) -> str:
     backend.validate(dry_run=True)
-    return f"sbatch accepts: {' '.join(backend.sbatch_options()) or 'the defaults'}"
+    return f"sbatch accepts: {' '.join(backend.settings.sbatch_options()) or 'the defaults'}"
 
 
 def ec2_checks(config: Config, fix: bool) -> list[Check]:
@@ -146,11 +146,12 @@ def api_key_check(api_key_from, settings, where: str) -> str:
 
 
 def gpu_types_check(backend) -> str:
-    backend.load_prices()
-    unknown = [gpu for gpu in backend.settings.gpu_types if gpu not in backend.gpu_prices]
+    backend.billing.load_prices()
+    prices = backend.billing.gpu_prices
+    unknown = [gpu for gpu in backend.settings.gpu_types if gpu not in prices]
     if unknown:
         raise MusicsweepError(f"unknown GPU type(s): {', '.join(unknown)}")
-    return ", ".join(f"{gpu} ${backend.gpu_prices[gpu]:.2f}/h" for gpu in backend.settings.gpu_types)
+    return ", ".join(f"{gpu} ${prices[gpu]:.2f}/h" for gpu in backend.settings.gpu_types)
 
 
 CHECKS = {

@@ -76,7 +76,7 @@ def describe_gpu(name: str, found: dict, engine: EngineConfig) -> Check:
 
 def checkout_venv() -> Path | None:
     """This checkout, when this interpreter is its uv venv (the only env `--fix` may change)."""
-    from musicsweep.packaging import project_root
+    from musicsweep.remote.packaging import project_root
 
     try:
         root = project_root()

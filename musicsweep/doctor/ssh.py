@@ -45,7 +45,7 @@ fi
 
 
 def probe_script(host: SSHHost, bundle: WorkerBundle | None) -> str:
-    from musicsweep.backends.hosts import uses_default_setup
+    from musicsweep.remote.hosts import uses_default_setup
 
     script = env_exports(host.env) + PROBE.format(
         remote_dir=shlex.quote(host.remote_dir), stamp_file=shlex.quote(f"{host.remote_dir}/.musicsweep-env")
@@ -69,7 +69,7 @@ def connection_fix(message: str) -> str:
 
 
 def host_checks(host: SSHHost, found: dict[str, str] | MusicsweepError, bundle, base_dir, engine) -> list[Check]:
-    from musicsweep.backends.hosts import setup_stamp, uses_default_setup
+    from musicsweep.remote.hosts import setup_stamp, uses_default_setup
 
     label = f"ssh {host.label}"
     if isinstance(found, MusicsweepError):
@@ -154,7 +154,7 @@ def known_hosts_check(host: SSHHost, fix: bool) -> Check:
 
 
 def worker_bundle_for_doctor(hosts: list[SSHHost], folder: Path) -> WorkerBundle | Check | None:
-    from musicsweep.backends.hosts import uses_default_setup
+    from musicsweep.remote.hosts import uses_default_setup
 
     if not any(uses_default_setup(host) for host in hosts):
         return None

@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from musicsweep.packaging import build_wheel, export_pylock
+from musicsweep.remote.packaging import build_wheel, export_pylock
 
 FOLDER = "setup"  # in the sweep folder, next to jobs/ and scripts/
 PYLOCK = "pylock.toml"

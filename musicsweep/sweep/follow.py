@@ -181,9 +181,11 @@ def settle(
 ) -> Settled:
     """Release what is left, write the cost summary and add the sweep to the estimate's history."""
     backend.cleanup(sweep, manifest)
-    paid = backend.machine_times(sweep, manifest)
+    paid = backend.billing.machine_times(sweep, manifest)
     cost, beside = write_summary_beside_estimate(sweep, manifest, paid)
-    calibration = record_calibration(backend.config, sweep, manifest, paid, backend.worker_machines(sweep, manifest))
+    calibration = record_calibration(
+        backend.config, sweep, manifest, paid, backend.billing.worker_machines(sweep, manifest)
+    )
     failed = {job_id: seen.reasons.get(job_id) for job_id, state in sorted(states.items()) if state == JobState.FAILED}
     return Settled(manifest, states, failed, cost, beside, calibration)
 

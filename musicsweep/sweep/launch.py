@@ -79,7 +79,9 @@ def launch_locked(plan: Plan, config: Config) -> None:
             entry.attempts, entry.launched_at, entry.error = entry.attempts + 1, now, None
             sweep.job(job).pid.unlink(missing_ok=True)
     if plan.estimate is None and plan.shards:  # a relaunch shards without make_plan
-        plan.estimate = estimate_for(plan.backend, plan.shards, open_store(config.store))
+        plan.estimate = estimate_for(
+            config, plan.backend.name, plan.backend.billing, plan.shards, open_store(config.store)
+        )
     record = LaunchRecord(launch_id, now, len(plan.to_run), estimate=plan.estimate.to_dict() if plan.estimate else None)
     manifest.launches.append(record)
     sweep.write_manifest(manifest)
@@ -91,7 +93,7 @@ def launch_locked(plan: Plan, config: Config) -> None:
     except MusicsweepError as error:
         record_launch_error(sweep, manifest, plan.shards, record, error)
         raise
-    manifest.backend_state |= state
+    manifest.keep_state(state)
     sweep.write_manifest(manifest)
 
 
@@ -108,5 +110,5 @@ def record_launch_error(
             for job in shard.jobs:
                 manifest.jobs[job.job_id].error = f"launch {record.id} failed: {line}"
     if isinstance(error, LaunchFailed):
-        manifest.backend_state |= error.state
+        manifest.keep_state(error.state)
     sweep.write_manifest(manifest)

@@ -133,7 +133,7 @@ def make_plan(jobs: list[Job], config: Config, sweep_name: str, dry_run: bool = 
     plan = Plan(sweep, jobs, skipped, running, shards, backend, store_url=config.store.url)
     plan.seen_launches = manifest.launch_ids() if manifest else ()
     if shards:
-        plan.estimate = estimate_for(backend, shards, store)
+        plan.estimate = estimate_for(config, backend.name, backend.billing, shards, store)
         plan.job_estimate_s = plan.estimate.job_s
         plan.estimate_s, plan.estimate_usd = plan.estimate.wall_s, plan.estimate.paid_usd
     return plan

@@ -478,7 +478,7 @@ class RunPodHarness(BackendHarness):
     def submit_held(self, plan: Plan, observe: Observer) -> None:
         """Pods are created but not ready yet: the first readiness check is the moment."""
         backend = plan.backend
-        original = backend.answers_ssh
+        original = backend.pods.answers_ssh
         observed: list[bool] = []
 
         def answers_ssh(record, pod):
@@ -487,11 +487,11 @@ class RunPodHarness(BackendHarness):
                 observe(self.fresh_backend().poll(plan.sweep, plan.sweep.read_manifest()))
             return original(record, pod)
 
-        backend.answers_ssh = answers_ssh
+        backend.pods.answers_ssh = answers_ssh
         launch(plan, load_config())
 
     def pod_records(self, sweep: SweepDir) -> list:
-        from musicsweep.backends.runpod.backend import PodLedger
+        from musicsweep.backends.runpod.ledger import PodLedger
 
         return list(PodLedger(sweep).pods.values())
 

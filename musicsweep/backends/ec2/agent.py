@@ -9,6 +9,7 @@ Its keys are `layout.StoreKeys`', the same the launcher uploads specs and shard 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -23,6 +24,7 @@ from musicsweep.store.base import Store
 from musicsweep.worker.finish import exit_reason, mark_unfinished
 
 NOTICE_FILE = "spot-notice.json"
+logger = logging.getLogger(__name__)
 
 
 def fetch(store: Store, sweep: SweepDir, launch_id: str, worker_id: int) -> list[Job]:
@@ -48,6 +50,7 @@ def finish(store: Store, sweep: SweepDir, launch_id: str, worker_id: int, status
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="[musicsweep] %(message)s", stream=sys.stdout)  # the instance's log
     parser = argparse.ArgumentParser(prog="python -m musicsweep.backends.ec2.agent", description=__doc__)
     parser.add_argument("action", choices=["fetch", "finish"])
     parser.add_argument("status", nargs="?", type=int, default=0, help="the worker's exit status (finish)")
@@ -60,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     launch_id, worker_id = env.launch.launch_id, env.worker_id
     if args.action == "fetch":
         jobs = fetch(store, sweep, launch_id, worker_id)
-        print(f"[musicsweep] fetched {len(jobs)} job spec(s)", flush=True)
+        logger.info(f"fetched {len(jobs)} job spec(s)")
     else:
         marked = finish(store, sweep, launch_id, worker_id, args.status)
-        print(f"[musicsweep] {len(marked)} unfinished clip(s) marked for relaunch", flush=True)
+        logger.info(f"{len(marked)} unfinished clip(s) marked for relaunch")
     return 0
 
 

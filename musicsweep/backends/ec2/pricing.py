@@ -83,6 +83,11 @@ def launch_options(quotes: list[SpotQuote], settings: EC2Config) -> list[LaunchO
     return options
 
 
+def hourly_rate(settings: EC2Config, option: LaunchOption) -> float:
+    """What a worker on `option` is billed at: the configured `hourly_cost_usd`, else the option's price."""
+    return settings.hourly_cost_usd if settings.hourly_cost_usd is not None else option.hourly_usd
+
+
 def price_table(quotes: list[SpotQuote]) -> list[str]:
     """One line per instance type: its price in every zone, cheapest first."""
     lines = []

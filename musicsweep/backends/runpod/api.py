@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import re
 import sys
@@ -28,6 +29,7 @@ from typing import Any, TypeVar
 from musicsweep.errors import MusicsweepError
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 DEFAULT_API_URL = "https://api.runpod.io"
 _NO_CAPACITY = re.compile(r"no (longer any )?instances available", re.IGNORECASE)
 _POD_ID = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -53,7 +55,7 @@ class Retry:
                 if not transient(error) or attempt == self.attempts:
                     raise
                 delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
-                print(f"[musicsweep] RunPod API: {what}: {describe(error)}; retry {attempt} in {delay:g}s", flush=True)
+                logger.warning(f"RunPod API: {what}: {describe(error)}; retry {attempt} in {delay:g}s")
                 time.sleep(delay)
         raise AssertionError("unreachable")
 
@@ -194,10 +196,10 @@ def terminate_self(environ: dict[str, str], retry: Retry = Retry()) -> int:
     """The backstop on the pod: terminate this pod with its own pod-scoped key."""
     pod_id, key = environ.get("RUNPOD_POD_ID", ""), environ.get("RUNPOD_API_KEY", "")
     if not pod_id or not key:
-        print("[musicsweep] no RUNPOD_POD_ID/RUNPOD_API_KEY here: not a RunPod pod, nothing to terminate")
+        logger.info("no RUNPOD_POD_ID/RUNPOD_API_KEY here: not a RunPod pod, nothing to terminate")
         return 0
     if not _POD_ID.match(pod_id):
-        print(f"[musicsweep] RUNPOD_POD_ID {pod_id!r} is malformed: not terminating")
+        logger.error(f"RUNPOD_POD_ID {pod_id!r} is malformed: not terminating")
         return 1
     query = f'mutation {{ podTerminate(input: {{podId: "{pod_id}"}}) }}'
     request = urllib.request.Request(
@@ -218,16 +220,17 @@ def terminate_self(environ: dict[str, str], retry: Retry = Retry()) -> int:
     try:
         reply = retry.run("terminate this pod", call, transient)
     except Exception as error:
-        print(f"[musicsweep] self-termination failed: {describe(error)}")
+        logger.error(f"self-termination failed: {describe(error)}")
         return 1
     if reply.get("errors"):
-        print(f"[musicsweep] self-termination refused: {reply['errors'][0].get('message', '')[:200]}")
+        logger.error(f"self-termination refused: {reply['errors'][0].get('message', '')[:200]}")
         return 1
-    print(f"[musicsweep] terminating pod {pod_id}")
+    logger.info(f"terminating pod {pod_id}")
     return 0
 
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["terminate-self"]:
         sys.exit("usage: python -m musicsweep.backends.runpod.api terminate-self")
+    logging.basicConfig(level=logging.INFO, format="[musicsweep] %(message)s", stream=sys.stdout)  # the pod's log
     sys.exit(terminate_self(dict(os.environ)))

@@ -24,7 +24,7 @@ HASH_LENGTH = 12
 
 def project_root() -> Path:
     """The source tree this package was imported from (it must have its pyproject.toml)."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     if not (root / "pyproject.toml").is_file():
         raise MusicsweepError(
             f"{root}: no pyproject.toml, so musicsweep cannot be packaged for remote hosts: install it from a "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shlex
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from musicsweep.backends.base import Launch, Shard
@@ -91,12 +91,8 @@ def parse_settings(config: Config) -> HostSettings:
     return settings
 
 
-def hosts_state(hosts: list[SSHHost]) -> dict[str, dict]:
-    """Host entries as kept in the manifest, so auto_pull reaches them even if the config changes."""
-    return {host.label: asdict(host) for host in hosts}
-
-
 def hosts_from_state(state: dict[str, dict]) -> dict[str, SSHHost]:
+    """Host entries as a manifest or ledger keeps them (`asdict` of each), by label."""
     return {label: typed_section(SSHHost, entry, f"manifest host {label}") for label, entry in state.items()}
 
 

@@ -1,0 +1,46 @@
+"""What the manifest keeps of a SLURM sweep: each launch's array job and the jobs of each task.
+
+The JSON is `{launch id: {"array_job_id": "123", "tasks": {"0": [job ids]}}}`, as manifests have
+always held it under `slurm_arrays`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Self
+
+from musicsweep.manifest import Manifest
+
+
+@dataclass(frozen=True)
+class SlurmArray:
+    array_job_id: str
+    tasks: dict[str, list[str]]  # task id -> its job ids
+
+
+@dataclass
+class SlurmArrays:
+    KEY: ClassVar[str] = "slurm_arrays"
+    arrays: dict[str, SlurmArray] = field(default_factory=dict)  # launch id -> its array
+
+    def to_json(self) -> dict[str, Any]:
+        return {launch_id: asdict(array) for launch_id, array in self.arrays.items()}
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> Self:
+        return cls({launch_id: SlurmArray(**array) for launch_id, array in payload.items()})
+
+    def array_ids(self) -> list[str]:
+        return sorted({array.array_job_id for array in self.arrays.values()})
+
+    def task_of_jobs(self, manifest: Manifest) -> dict[str, str]:
+        """job_id -> `ARRAY_TASK` of the launch that last submitted it."""
+        tasks: dict[str, str] = {}
+        for job_id, entry in manifest.jobs.items():
+            array = self.arrays.get(entry.launch or "")
+            if array is None:
+                continue
+            for task_id, job_ids in array.tasks.items():
+                if job_id in job_ids:
+                    tasks[job_id] = f"{array.array_job_id}_{task_id}"
+        return tasks
