@@ -15,11 +15,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "musicsweep"
 
 LAYERS = (
     ("cli",),
+    ("curate",),
     ("doctor", "report"),
     ("sweep",),
     ("backends",),
     ("remote", "worker"),
-    ("contract", "costs", "engine", "packaging"),
+    ("contract", "costs", "engine"),
+    ("billing",),
     ("scripts", "store"),
     ("config", "failure", "states"),
     ("layout",),
@@ -36,8 +38,17 @@ ENTRY_POINTS = {"__init__.py", "auto_pull.py", "launch.py", "report/__main__.py"
 UPWARD = {
     ("config", "backends"): "config.py checks `backend:` against backends/registry.py, data only "
     "(name -> 'module:Class'), so config validation and get_backend read one list of names",
-    ("costs", "backends"): "costs/estimate.py prices shards with the backend's BackendFigures; open: "
-    "backends/base.py reports machine time in costs/summary.py's types, so the two form a circle",
+    ("costs", "backends"): "costs/estimate.py names backends/base.py's Shard in type hints only "
+    "(under TYPE_CHECKING): the estimate prices the shards a backend made",
+    ("remote", "backends"): "remote/hosts.py renders a host's worker script from the backend "
+    "interface's Launch and Shard records and reads hosts with backends/probe.py, the bash probe the "
+    "local backend shares; open: both could move below backends/",
+    ("remote", "worker"): "remote/hosts.py checks a host's python with worker/deps.py's remote_check, "
+    "so the launcher and the worker name missing modules with one message",
+    ("report", "curate"): "the static report shows the saved ratings and A/B results read-only: "
+    "report/build.py draws curate/page.py's parts through one lazy import",
+    ("sweep", "curate"): "VariantGenerator.from_ratings, where sweep scripts look for it, forwards "
+    "through one lazy import to curate/favourites.py, which builds on the sweep's variants",
 }
 
 
