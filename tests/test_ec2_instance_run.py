@@ -31,7 +31,7 @@ def live_instance(ec2_project: EC2Project, name: str) -> str:
 
 
 def generated_hashes(ec2_project: EC2Project, name: str) -> list[str]:
-    """The hash8 of every clip the last instance's worker generated, from its `generated NAME` lines.
+    """The hash8 of every `generated NAME` line in the worker log the last instance uploaded.
 
     Claims are not generations: a worker stopped by a spot notice releases the clips it had claimed
     ahead for its next batch, and the relaunched worker claims them again (a second generation of the
