@@ -12,6 +12,7 @@ from dataclasses import asdict
 
 from musicsweep.config import Config, EngineConfig
 from musicsweep.store import store_config_to_env
+from musicsweep.version import version
 
 JOB_DIR = "MUSICSWEEP_JOB_DIR"
 WORKER_ID = "MUSICSWEEP_WORKER_ID"
@@ -22,6 +23,7 @@ LAUNCH_ID = "MUSICSWEEP_LAUNCH_ID"
 ENGINE = "MUSICSWEEP_ENGINE"
 STORE, STORE_OPTIONS = "MUSICSWEEP_STORE", "MUSICSWEEP_STORE_OPTIONS"
 LEASE_S = "MUSICSWEEP_LEASE_S"
+VERSION = "MUSICSWEEP_VERSION"  # the launcher's musicsweep version: a worker of another refuses to run
 
 
 def engine_json(engine: EngineConfig) -> str:
@@ -35,6 +37,7 @@ def sweep_environment(config: Config, launch_id: str, is_restart: bool) -> dict[
         LAUNCH_ID: launch_id,
         ENGINE: engine_json(config.engine),
         LEASE_S: repr(float(config.recovery.lease_s)),
+        VERSION: version(),
     }
 
 

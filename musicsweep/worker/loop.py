@@ -63,6 +63,7 @@ from musicsweep.worker.saver import Saver
 from musicsweep.worker.specs import LoadedSpecs, load_specs
 from musicsweep.worker.spool import Spool, SpooledClip
 from musicsweep.worker.timing import WorkerTimes
+from musicsweep.worker.version import refuse_other_version
 
 __all__ = ["EXIT_STOPPED", "EXIT_STORE_UNREACHABLE", "KILL_AFTER_UPLOAD_ENV", "main"]
 
@@ -468,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Generate the clips of the given job spec files.")
     parser.add_argument("specs", nargs="+", type=Path)
     args = parser.parse_args(argv)
+    refuse_other_version(os.environ)
     context = WorkerContext.from_env(dict(os.environ))
     stop = StopFlag()
     stop.install()
