@@ -1,4 +1,4 @@
-"""The `musicsweep` console script: one entry point for launch, pull, status, cancel and report.
+"""The `musicsweep` console script: one entry point for launch, pull, status, cancel, report, list and init.
 
 `launch`, `pull` and `report` hand their arguments to the modules that own them (the Hydra app,
 auto_pull, the report), so each keeps one parser; `status` and `cancel` are small enough to live here.
@@ -21,6 +21,8 @@ commands:
   cancel   stop every worker of a sweep
   report   write the HTML listening report (= python -m musicsweep.report)
   doctor   check everything a launch needs, report every problem in one table (--fix: the safe fixes)
+  list     every sweep in sweeps_dir, newest first: progress, state, paid cost (--refresh: poll them)
+  init     write a commented musicsweep.yaml and an example sweep.py into the current folder
 
 examples:
   musicsweep launch 'sweep.prompts=[lofi piano,dark techno]' 'sweep.durations=[30,180]' sweep.seeds=[1,2]
@@ -30,6 +32,8 @@ examples:
   musicsweep cancel night-run
   musicsweep report night-run
   musicsweep doctor --backend ssh --fix
+  musicsweep init && python sweep.py && musicsweep pull
+  musicsweep --version            # the version, and the checkout (git commit) or wheel it runs from
 """
 
 
@@ -79,6 +83,18 @@ def run_doctor(argv: list[str]) -> int:
     return main(argv)
 
 
+def run_list(argv: list[str]) -> int:
+    from musicsweep.cli.sweeps_list import main
+
+    return main(argv)
+
+
+def run_init(argv: list[str]) -> int:
+    from musicsweep.cli.init import main
+
+    return main(argv)
+
+
 def sweep_parser(command: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"musicsweep {command}",
@@ -109,10 +125,12 @@ def run_status(argv: list[str]) -> int:
 
 def run_cancel(argv: list[str]) -> int:
     from musicsweep.cli.auto_pull import open_launched
+    from musicsweep.cli.sweeps_list import record_cancel
 
     args = sweep_parser("cancel", "Stop every worker of a sweep. Finished clips stay in the store.").parse_args(argv)
     sweep, manifest, _config, backend = open_launched(args.sweep)
     backend.cancel(sweep, manifest)
+    record_cancel(sweep)
     print(f"cancelled sweep {sweep.name} on {manifest.backend}")
     return 0
 
@@ -124,21 +142,30 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "cancel": run_cancel,
     "report": run_report,
     "doctor": run_doctor,
+    "list": run_list,
+    "init": run_init,
 }
+
+
+def top_parser() -> argparse.ArgumentParser:
+    from musicsweep.version import describe
+
+    parser = argparse.ArgumentParser(
+        prog="musicsweep",
+        description="Launch and follow sweeps of MusicGen text-to-music generation.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=describe())
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     show_library_logs()
     if not argv or argv[0] not in COMMANDS:
-        parser = argparse.ArgumentParser(
-            prog="musicsweep",
-            description="Launch and follow sweeps of MusicGen text-to-music generation.",
-            epilog=EXAMPLES,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        parser.add_argument("command", choices=sorted(COMMANDS))
-        parser.parse_args(argv[:1])  # prints help for -h, a usage error for anything else
+        top_parser().parse_args(argv[:1])  # prints help, or the version, or a usage error
         return 2
     try:
         return COMMANDS[argv[0]](argv[1:])
