@@ -33,6 +33,7 @@ LEAKY_ENV = ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "MUSICSWEEP_CONFIG", "PYTH
 class WheelInstall:
     wheel: Path
     venv: Path
+    uv_cache: str  # the warm one: each test's XDG_CACHE_HOME is its own (conftest.calibration_cache)
 
     @property
     def bin(self) -> Path:
@@ -72,11 +73,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> WheelInstall:
     wheel = next((root / "dist").glob("musicsweep-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
         (root / "pylock.toml").write_bytes(archive.read("musicsweep/pylock.worker.toml"))
+    uv_cache = subprocess.run(["uv", "cache", "dir"], capture_output=True, text=True, check=True).stdout.strip()
     uv("venv", "--quiet", "--python", sys.executable, str(root / "venv"), cwd=root)
     python = str(root / "venv/bin/python")
     uv("pip", "install", "--quiet", "--python", python, "-r", "pylock.toml", cwd=root)
     uv("pip", "install", "--quiet", "--python", python, "--no-deps", str(wheel), cwd=root)
-    return WheelInstall(wheel, root / "venv")
+    return WheelInstall(wheel, root / "venv", uv_cache)
 
 
 def package_files(site: Path) -> dict[str, str]:
@@ -142,6 +144,7 @@ def test_ec2_instance_installs_the_wheel_from_the_store(
     [instance_id] = ec2_project.instance_ids(name)
     monkeypatch.setenv("PATH", installed.env()["PATH"])  # the instance's python3 has boto3, as AMIs with it do
     monkeypatch.setenv("UV_OFFLINE", "1")
+    monkeypatch.setenv("UV_CACHE_DIR", installed.uv_cache)
     sandbox = make_sandbox(tmp_path / "instance-bin", python=None)
     assert sandbox.run(ec2_project.backend(), instance_id) == 0
     instance_venv = next((ec2_project.instance_root / name).glob("venv/lib/python3.*/site-packages"))
