@@ -8,6 +8,7 @@ stand-in whose instance installs the wheel from the store, and `musicsweep init`
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import subprocess
@@ -95,6 +96,42 @@ def test_version_names_the_wheel(installed: WheelInstall, tmp_path: Path) -> Non
     result = installed.musicsweep("--version", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"musicsweep 0.1.0 from {installed.wheel.name}, installed in {installed.site}\n"
+
+
+REBUILD = """
+import sys
+from pathlib import Path
+from musicsweep.packaging import build_wheel, export_pins
+for folder in sys.argv[1:]:
+    Path(folder).mkdir()
+    print(build_wheel(Path(folder)), export_pins(Path(folder)))
+"""
+
+
+def test_rebuilt_wheel_is_valid_and_the_same_every_time(installed: WheelInstall, tmp_path: Path) -> None:
+    """From the wheel install: RECORD's sha256 and size match every file, the files are the
+    installed wheel's, and two rebuilds are byte-identical (the hosts' content-hash stamps)."""
+    result = installed.run([str(installed.bin / "python"), "-c", REBUILD, "one", "two"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(tmp_path / "one" / installed.wheel.name), "True"] + [
+        str(tmp_path / "two" / installed.wheel.name),
+        "True",
+    ]
+    one, two = (tmp_path / folder / installed.wheel.name for folder in ("one", "two"))
+    assert one.read_bytes() == two.read_bytes()
+    assert (tmp_path / "one/pylock.toml").read_bytes() == (tmp_path / "two/pylock.toml").read_bytes()
+    with zipfile.ZipFile(one) as rebuilt, zipfile.ZipFile(installed.wheel) as built:
+        assert sorted(rebuilt.namelist()) == sorted(built.namelist())
+        record = rebuilt.read("musicsweep-0.1.0.dist-info/RECORD").decode().splitlines()
+        for line in record:
+            name, digest, size = line.rsplit(",", 2)
+            if name.endswith("/RECORD"):
+                continue
+            data = rebuilt.read(name)
+            assert data == built.read(name) and int(size) == len(data)
+            expected = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            assert digest == f"sha256={expected}"
+        assert len(record) == len(rebuilt.namelist())
 
 
 def test_ssh_host_gets_the_same_code_from_a_wheel_install(
