@@ -162,7 +162,7 @@ def worker_bundle_for_doctor(hosts: list[SSHHost], folder: Path) -> WorkerBundle
     try:
         return build_bundle(folder / "setup")
     except MusicsweepError as error:
-        return Check("worker wheel", FAIL, str(error), "launch from a musicsweep checkout (an editable install)")
+        return Check("worker wheel", FAIL, str(error), "pip install uv (a checkout builds the wheel with it)")
 
 
 def ssh_host_checks(hosts: list[SSHHost], config: Config, fix: bool) -> list[Check]:
