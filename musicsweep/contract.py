@@ -21,6 +21,7 @@ from typing import TypeVar
 
 from musicsweep.config import DEFAULT_OUTAGE_BUDGET_S, Config, EngineConfig, RecoveryConfig, StoreConfig
 from musicsweep.errors import MusicsweepError
+from musicsweep.version import version
 
 JOB_DIR = "MUSICSWEEP_JOB_DIR"
 WORKER_ID = "MUSICSWEEP_WORKER_ID"
@@ -150,7 +151,9 @@ class WorkerEnv:
 
 def sweep_environment(config: Config, launch_id: str, is_restart: bool) -> dict[str, str]:
     """What every worker of one launch shares, as the variables a backend carries to its hosts."""
-    launch = LaunchEnv(config.store, launch_id, is_restart, config.engine, float(config.recovery.lease_s))
+    launch = LaunchEnv(
+        config.store, launch_id, is_restart, config.engine, float(config.recovery.lease_s), version=version()
+    )
     return launch.to_env()
 
 

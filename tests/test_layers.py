@@ -23,7 +23,7 @@ LAYERS = (
     ("contract", "costs", "engine"),
     ("billing",),
     ("scripts", "store"),
-    ("config", "failure", "states"),
+    ("config", "failure", "states", "version"),
     ("layout",),
     ("manifest",),
     ("job",),

@@ -76,6 +76,7 @@ def test_a_missing_required_value_names_the_variable(name: str) -> None:
         WorkerEnv.from_env(environ)
 
 
+@pytest.mark.e2e
 def test_a_worker_with_a_bad_environment_says_one_line_and_exits_2(tmp_path) -> None:
     environ = {"PATH": "/usr/bin:/bin", contract.STORE: str(tmp_path), contract.JOB_DIR: str(tmp_path)}
     environ[contract.WORKER_ID] = "two"

@@ -1,4 +1,4 @@
-"""The `musicsweep` console script: one entry point for launch, pull, status, cancel and report.
+"""The `musicsweep` console script: one entry point for launch, pull, status, cancel, report, list and init.
 
 `launch`, `pull` and `report` hand their arguments to the modules that own them (the Hydra app,
 auto_pull, the report), so each keeps one parser; `status` and `cancel` are small enough to live here.
@@ -22,6 +22,8 @@ commands:
   report   write the HTML listening report (= python -m musicsweep.report); --serve to rate, --ab AXIS for blind A/B
   ratings  print a sweep's ratings and blind A/B results (--csv FILE to write them)
   doctor   check everything a launch needs, report every problem in one table (--fix: the safe fixes)
+  list     every sweep in sweeps_dir, newest first: progress, state, paid cost (--refresh: poll them)
+  init     write a commented musicsweep.yaml and an example sweep.py into the current folder
 
 examples:
   musicsweep launch 'sweep.prompts=[lofi piano,dark techno]' 'sweep.durations=[30,180]' sweep.seeds=[1,2]
@@ -33,6 +35,8 @@ examples:
   musicsweep report night-run --serve            # rate clips in the browser; --ab model for blind A/B
   musicsweep launch --from-ratings night-run --min-rating 4 --explore guidance_scale=±1
   musicsweep doctor --backend ssh --fix
+  musicsweep init && python sweep.py && musicsweep pull
+  musicsweep --version            # the version, and the checkout (git commit) or wheel it runs from
 """
 
 
@@ -92,6 +96,18 @@ def run_doctor(argv: list[str]) -> int:
     return main(argv)
 
 
+def run_list(argv: list[str]) -> int:
+    from musicsweep.cli.sweeps_list import main
+
+    return main(argv)
+
+
+def run_init(argv: list[str]) -> int:
+    from musicsweep.cli.init import main
+
+    return main(argv)
+
+
 def sweep_parser(command: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"musicsweep {command}",
@@ -121,11 +137,13 @@ def run_status(argv: list[str]) -> int:
 
 
 def run_cancel(argv: list[str]) -> int:
+    from musicsweep.cli.sweeps_list import record_cancel
     from musicsweep.sweep.launched import open_launched
 
     args = sweep_parser("cancel", "Stop every worker of a sweep. Finished clips stay in the store.").parse_args(argv)
     sweep, manifest, _config, backend = open_launched(args.sweep)
     backend.cancel(sweep, manifest)
+    record_cancel(sweep)
     print(f"cancelled sweep {sweep.name} on {manifest.backend}")
     return 0
 
@@ -138,21 +156,30 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "report": run_report,
     "ratings": run_ratings,
     "doctor": run_doctor,
+    "list": run_list,
+    "init": run_init,
 }
+
+
+def top_parser() -> argparse.ArgumentParser:
+    from musicsweep.version import describe
+
+    parser = argparse.ArgumentParser(
+        prog="musicsweep",
+        description="Launch and follow sweeps of MusicGen text-to-music generation.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=describe())
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     show_library_logs()
     if not argv or argv[0] not in COMMANDS:
-        parser = argparse.ArgumentParser(
-            prog="musicsweep",
-            description="Launch and follow sweeps of MusicGen text-to-music generation.",
-            epilog=EXAMPLES,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        parser.add_argument("command", choices=sorted(COMMANDS))
-        parser.parse_args(argv[:1])  # prints help for -h, a usage error for anything else
+        top_parser().parse_args(argv[:1])  # prints help, or the version, or a usage error
         return 2
     try:
         return COMMANDS[argv[0]](argv[1:])

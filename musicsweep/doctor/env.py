@@ -76,11 +76,10 @@ def describe_gpu(name: str, found: dict, engine: EngineConfig) -> Check:
 
 def checkout_venv() -> Path | None:
     """This checkout, when this interpreter is its uv venv (the only env `--fix` may change)."""
-    from musicsweep.remote.packaging import project_root
+    from musicsweep.version import checkout_root
 
-    try:
-        root = project_root()
-    except MusicsweepError:
+    root = checkout_root()
+    if root is None:
         return None
     venv = root / ".venv"
     return root if Path(sys.prefix).resolve() == venv.resolve() and (root / "uv.lock").is_file() else None

@@ -18,7 +18,8 @@ from musicsweep.config import Config, EngineConfig
 from musicsweep.doctor.env import describe_gpu, torch_probe
 from musicsweep.doctor.result import FAIL, FIXED, NOTE, OK, Check
 from musicsweep.errors import MusicsweepError
-from musicsweep.remote.bundle import PYLOCK, WorkerBundle, build_bundle
+from musicsweep.remote.packaging import PYLOCK
+from musicsweep.remote.bundle import WorkerBundle, build_bundle
 from musicsweep.remote.ssh import SSHHost, env_exports, on_hosts, run_ssh
 from musicsweep.worker.deps import FIX, probe_code
 
@@ -161,7 +162,7 @@ def worker_bundle_for_doctor(hosts: list[SSHHost], folder: Path) -> WorkerBundle
     try:
         return build_bundle(folder / "setup")
     except MusicsweepError as error:
-        return Check("worker wheel", FAIL, str(error), "launch from a musicsweep checkout (an editable install)")
+        return Check("worker wheel", FAIL, str(error), "pip install uv (a checkout builds the wheel with it)")
 
 
 def ssh_host_checks(hosts: list[SSHHost], config: Config, fix: bool) -> list[Check]:

@@ -1,4 +1,4 @@
-"""What the default SSH setup installs: this project's wheel and its pinned runtime dependencies.
+"""What the default SSH setup installs: this musicsweep's wheel and its pinned runtime dependencies.
 
 Built once per sweep folder and launch process (hosts are set up in parallel threads, so a lock
 guards the build), into `{sweep}/setup/`, which `deploy` pushes with the specs and scripts. The
@@ -14,17 +14,16 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from musicsweep.remote.packaging import build_wheel, export_pylock
+from musicsweep.remote.packaging import build_wheel, export_pins
 
 FOLDER = "setup"  # in the sweep folder, next to jobs/ and scripts/
-PYLOCK = "pylock.toml"
 
 
 @dataclass(frozen=True)
 class WorkerBundle:
     folder: Path
     wheel: str  # file name of the wheel in `folder`
-    pinned: bool  # `folder/pylock.toml` holds the runtime dependencies
+    pinned: bool  # `folder/pylock.toml` holds the runtime dependencies, else `constraints.txt` pins them
     digest: str
 
 
@@ -46,7 +45,7 @@ def build_bundle(folder: Path) -> WorkerBundle:
     folder.mkdir(parents=True)
     with tempfile.TemporaryDirectory(prefix="musicsweep-wheel-") as scratch:
         wheel = shutil.move(build_wheel(Path(scratch)), folder)
-    pinned = export_pylock(folder / PYLOCK)
+    pinned = export_pins(folder)
     digest = hashlib.sha256()
     for path in sorted(folder.iterdir()):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())

@@ -32,7 +32,8 @@ logger = logging.getLogger(__name__)
 
 # Used when a host names neither `python` nor `setup`, in `{remote_dir}/code`: installs uv if
 # missing, makes `.venv`, and installs the pinned runtime dependencies and this project's wheel
-# from the bundle that `deploy` pushed (never the dev group, never musicsweep from an index). Each
+# from the bundle that `deploy` pushed (never the dev group, never musicsweep from an index; with no
+# lock, `constraints.txt` pins the launcher's installed versions). Each
 # install tries the host's uv cache first (`--offline`), then the package index.
 DEFAULT_SETUP = """\
 export PATH="$HOME/.local/bin:$HOME/.cargo/bin:$PATH"
@@ -48,7 +49,7 @@ bundle=$MUSICSWEEP_SETUP_DIR
 if [ -f "$bundle/pylock.toml" ]; then
   install -r "$bundle/pylock.toml" && install --no-deps --reinstall-package musicsweep "$bundle/$MUSICSWEEP_WHEEL"
 else
-  install --reinstall-package musicsweep "musicsweep[worker] @ file://$bundle/$MUSICSWEEP_WHEEL"
+  install -c "$bundle/constraints.txt" --reinstall-package musicsweep "musicsweep[worker] @ file://$bundle/$MUSICSWEEP_WHEEL"
 fi
 """
 POLL_TIMEOUT_S = 60  # a host whose probe hangs this long counts as unreachable for this poll

@@ -38,7 +38,10 @@ class WorkerContext:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WorkerContext:
-        env = WorkerEnv.from_env(environ)
+        return cls.of(WorkerEnv.from_env(environ))
+
+    @classmethod
+    def of(cls, env: WorkerEnv) -> WorkerContext:
         launch = env.launch
         return cls(
             work_dir=Path(env.job_dir),

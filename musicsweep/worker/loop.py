@@ -44,6 +44,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from musicsweep.atomic import atomic_write_text
+from musicsweep.contract import WorkerEnv
 from musicsweep.engine.checkpoint import StopAtWindow
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
@@ -51,6 +52,7 @@ from musicsweep.layout import JobPaths, WorkerPaths
 from musicsweep.store.base import Store
 from musicsweep.store.retry import StoreUnreachable, direct
 from musicsweep.store.verify import stored_wav_problem
+from musicsweep.version import describe
 from musicsweep.worker import partial
 from musicsweep.worker.batches import BatchRunner
 from musicsweep.worker.claims import Claim, Claims, owner_of
@@ -71,6 +73,7 @@ from musicsweep.worker.saver import Saver
 from musicsweep.worker.sizing import BatchSizer
 from musicsweep.worker.specs import LoadedSpecs, load_specs
 from musicsweep.worker.tally import Tally
+from musicsweep.worker.version import other_version_refusal
 
 __all__ = ["EXIT_STOPPED", "EXIT_STORE_UNREACHABLE", "main"]
 
@@ -232,10 +235,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("specs", nargs="+", type=Path)
     args = parser.parse_args(argv)
     configure_logging()
+    log(describe())
     try:
-        context = WorkerContext.from_env(os.environ)
+        env = WorkerEnv.from_env(os.environ)
+        context = WorkerContext.of(env)
     except MusicsweepError as error:
         log(f"error: {error}")
+        return EXIT_BAD_ENVIRONMENT
+    refusal = other_version_refusal(env.launch.version)
+    if refusal:
+        log(f"error: {refusal}")
         return EXIT_BAD_ENVIRONMENT
     stop = StopFlag()
     stop.install()

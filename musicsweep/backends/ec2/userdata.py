@@ -1,7 +1,8 @@
 """An instance's user data: the common worker script with an EC2 prologue and epilogue.
 
 The prologue schedules the `shutdown -h +N` backstop and a `shutdown -h now` on any exit, installs
-uv and `musicsweep[worker]` from the wheel in the store, fetches the shard's job specs, and starts
+uv (unless the image has it) and `musicsweep[worker]` from the wheel in the store, with the pinned
+dependencies the wheel carries, fetches the shard's job specs, and starts
 a watcher that polls IMDSv2 `spot/instance-action`: on a notice it sends USR2 to the script, which
 forwards it to the worker (it stops after the current batch). The epilogue marks what is left for
 relaunch and uploads the log. Every value travels as a quoted export; no credential is included:
@@ -31,16 +32,21 @@ trap 'shutdown -h now' EXIT
 trap ':' USR2
 if [ -z "${MUSICSWEEP_EC2_PYTHON:-}" ]; then
   export HOME="${HOME:-/root}"
-  # uv from the package index, in its own venv (system pips are often externally managed)
-  python3 -m venv uvenv && uvenv/bin/pip install -q uv || exit 1
-  uvenv/bin/uv venv -q --python "$MUSICSWEEP_EC2_PYTHON_VERSION" venv || exit 1
-  uvenv/bin/uv pip install -q --python venv/bin/python boto3 || exit 1
+  # uv and boto3 (to fetch the wheel): the image's own if it has them, else from the package index
+  # (uv in its own venv: system pips are often externally managed)
+  musicsweep_uv=$(command -v uv) \
+    || { python3 -m venv uvenv && uvenv/bin/pip install -q uv && musicsweep_uv="$PWD/uvenv/bin/uv"; } || exit 1
+  "$musicsweep_uv" venv -q --python "$MUSICSWEEP_EC2_PYTHON_VERSION" venv || exit 1
+  fetch=python3
+  python3 -c 'import boto3' 2>/dev/null \
+    || { "$musicsweep_uv" pip install -q --python venv/bin/python boto3 && fetch=venv/bin/python; } || exit 1
   MUSICSWEEP_EC2_PYTHON="$PWD/venv/bin/python"
-  musicsweep_install=1
+else
+  fetch="$MUSICSWEEP_EC2_PYTHON"
 fi
 wheel="${MUSICSWEEP_EC2_WHEEL##*/}"
-"$MUSICSWEEP_EC2_PYTHON" - "$wheel" <<'PY' || exit 1
-import json, os, sys
+"$fetch" - "$wheel" <<'PY' || exit 1
+import json, os, sys, zipfile
 import boto3
 from botocore.config import Config
 opts = json.loads(os.environ.get("{store_options}") or "{}")
@@ -49,9 +55,14 @@ key = "/".join(p for p in (prefix.strip("/"), os.environ["MUSICSWEEP_EC2_WHEEL"]
 style = Config(s3={"addressing_style": "path"}) if opts.get("endpoint_url") else None
 s3 = boto3.client("s3", endpoint_url=opts.get("endpoint_url"), region_name=opts.get("region"), config=style)
 s3.download_file(bucket, key, sys.argv[1])
+with zipfile.ZipFile(sys.argv[1]) as wheel:  # the runtime pins the wheel carries (hatch_build.py)
+    if "musicsweep/pylock.worker.toml" in wheel.namelist():
+        open("pylock.toml", "wb").write(wheel.read("musicsweep/pylock.worker.toml"))
 PY
-if [ -n "${musicsweep_install:-}" ]; then
-  uvenv/bin/uv pip install -q --python venv/bin/python "musicsweep[worker] @ file://$PWD/$wheel" || exit 1
+if [ -n "${musicsweep_uv:-}" ]; then
+  install() { "$musicsweep_uv" pip install -q --python venv/bin/python "$@"; }
+  if [ -f pylock.toml ]; then install -r pylock.toml && install --no-deps "$PWD/$wheel"
+  else install "musicsweep[worker] @ file://$PWD/$wheel"; fi || exit 1
 fi
 "$MUSICSWEEP_EC2_PYTHON" -m musicsweep.backends.ec2.agent fetch || exit 1
 musicsweep_watch() {
