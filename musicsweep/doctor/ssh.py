@@ -18,8 +18,8 @@ from musicsweep.config import Config, EngineConfig
 from musicsweep.doctor.env import describe_gpu, torch_probe
 from musicsweep.doctor.result import FAIL, FIXED, NOTE, OK, Check
 from musicsweep.errors import MusicsweepError
-from musicsweep.remote.packaging import PYLOCK
 from musicsweep.remote.bundle import WorkerBundle, build_bundle
+from musicsweep.remote.packaging import PYLOCK
 from musicsweep.remote.ssh import SSHHost, env_exports, on_hosts, run_ssh
 from musicsweep.worker.deps import FIX, probe_code
 
