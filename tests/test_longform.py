@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from musicsweep.config import EngineConfig
-from musicsweep.engine import decode, load_engine
+from musicsweep.engine import load_engine, token_loop
+from musicsweep.engine.codec import decode_codes
 from musicsweep.engine.longform import Window, plan_windows
-from musicsweep.engine.spans import decode_codes
 from musicsweep.engine.tiny import build_tiny_model
 from musicsweep.job import GenerationParams
 
@@ -38,7 +38,7 @@ def spy_on_windows(engine, decoder: str, monkeypatch) -> list[tuple[int, tuple[i
 
         model.generate = spy
     else:
-        original = decode.run_window
+        original = token_loop.run_window
 
         def spy(steps, delayed, sampler, guided):
             batch, codebooks, length = delayed.codes.shape
@@ -46,7 +46,7 @@ def spy_on_windows(engine, decoder: str, monkeypatch) -> list[tuple[int, tuple[i
             calls.append((length - delayed.context - 1, prompt))
             return original(steps, delayed, sampler, guided)
 
-        monkeypatch.setattr(decode, "run_window", spy)
+        monkeypatch.setattr(token_loop, "run_window", spy)
     return calls
 
 

@@ -25,11 +25,11 @@ import numpy as np
 from musicsweep.config import EngineConfig
 from musicsweep.engine.batching import auto_batch_size, check_injected_failure
 from musicsweep.engine.checkpoint import WindowCallback, WindowCheckpoint, capture_rng, restore_rng
+from musicsweep.engine.codec import SpanDecoder
 from musicsweep.engine.loading import LoadedModel, load_model, torch_threads
 from musicsweep.engine.longform import WINDOW_S, Window, generate_codes, plan_windows
 from musicsweep.engine.normalize import normalize
 from musicsweep.engine.sampling import sampling_kwargs
-from musicsweep.engine.spans import SpanDecoder
 from musicsweep.job import GenerationParams
 
 
@@ -130,7 +130,7 @@ class MusicEngine:
         """The undelayed codes of every window, by `engine.decoder` (fast unless the model needs transformers)."""
         model = self.loaded.model
         if self.config.decoder == "fast":
-            from musicsweep.engine.decode import FastLoop
+            from musicsweep.engine.token_loop import FastLoop
 
             if FastLoop.supports(model):
                 if self._fast_loop is None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from musicsweep.engine.decoder import FastDecoder, KVCache, TextKV
+from musicsweep.engine.transformer import FastDecoder, KVCache, TextKV
 
 BUCKET = 256
 TEXT_BUCKET = 64

@@ -15,13 +15,13 @@ import torch
 
 from musicsweep.config import EngineConfig
 from musicsweep.engine import load_engine, steps
-from musicsweep.engine.decode import FastLoop, generate_codes_fast
-from musicsweep.engine.decoder import FastDecoder
 from musicsweep.engine.loading import torch_threads
 from musicsweep.engine.longform import Window, generate_codes, plan_windows
 from musicsweep.engine.sampling import CodeSampler, sampling_kwargs
 from musicsweep.engine.steps import StaticSteps, StepsCache
 from musicsweep.engine.tiny import build_small_sized_model, build_tiny_model
+from musicsweep.engine.token_loop import FastLoop, generate_codes_fast
+from musicsweep.engine.transformer import FastDecoder
 from musicsweep.job import GenerationParams
 
 GREEDY = GenerationParams(top_k=1)

@@ -24,10 +24,10 @@ from typing import Any
 
 import torch
 
-from musicsweep.engine.decoder import FastDecoder, TextKV
 from musicsweep.engine.longform import Window
 from musicsweep.engine.sampling import CodeSampler
 from musicsweep.engine.steps import EagerSteps, GraphedSteps, StepsCache, eager_steps
+from musicsweep.engine.transformer import FastDecoder, TextKV
 from musicsweep.job import GenerationParams
 
 
