@@ -16,7 +16,7 @@ import argparse
 import sys
 import time
 
-from timing import DECODERS, PARAMS, PROMPTS, clips, describe_host, engines, median_times
+from timing import PARAMS, PROMPTS, TOKEN_LOOPS, clips, describe_host, engines, median_times
 
 from musicsweep.config import EngineConfig
 from musicsweep.engine import MusicEngine, load_engine
@@ -49,14 +49,12 @@ def generate_in_batches(engine: MusicEngine, count: int, batch: int, duration_s:
         engine.generate(prompts[start : start + batch], seeds[start : start + batch], duration_s, PARAMS)
 
 
-def bench_against_plain(
-    by_decoder: dict[str, MusicEngine], count: int, batch: int, clip_s: float, repeats: int
-) -> None:
+def bench_against_plain(by_loop: dict[str, MusicEngine], count: int, batch: int, clip_s: float, repeats: int) -> None:
     print(f"\n{count} clips of {clip_s:g} s: plain generate one at a time vs musicsweep at batch {batch}")
     print(f"median of {repeats} interleaved runs")
-    plain_engine = next(iter(by_decoder.values()))
+    plain_engine = next(iter(by_loop.values()))
     runs = {"plain generate, 1 at a time": lambda: plain_generate(plain_engine, count, clip_s)}
-    for name, engine in by_decoder.items():
+    for name, engine in by_loop.items():
         runs[f"musicsweep {name}, batch {batch}"] = lambda engine=engine: generate_in_batches(
             engine, count, batch, clip_s
         )
@@ -67,14 +65,14 @@ def bench_against_plain(
         print(f"{name:<30} {wall:>8.2f} {count * clip_s / wall:>10.2f} {plain / wall:>8.2f}x")
 
 
-def bench_longform(by_decoder: dict[str, MusicEngine], long_s: float, short_s: float, repeats: int) -> None:
+def bench_longform(by_loop: dict[str, MusicEngine], long_s: float, short_s: float, repeats: int) -> None:
     print(f"\nlong-form scaling: one clip, median of {repeats} interleaved runs")
     runs = {}
-    for name, engine in by_decoder.items():
+    for name, engine in by_loop.items():
         runs[(name, short_s)] = lambda engine=engine: engine.generate(PROMPTS[:1], [0], short_s, PARAMS)
         runs[(name, long_s)] = lambda engine=engine: engine.generate(PROMPTS[:1], [0], long_s, PARAMS)
     walls = median_times(runs, repeats)
-    for name in by_decoder:
+    for name in by_loop:
         short, long = walls[(name, short_s)], walls[(name, long_s)]
         times = f"time({short_s:g} s) = {short:.2f} s, time({long_s:g} s) = {long:.2f} s"
         print(f"{name}: {times}, ratio {long / short:.2f}")
@@ -101,14 +99,14 @@ def bench_real_size(args: argparse.Namespace, device: str) -> None:
         f"\nreal size: {args.real_clip_s:g} s clips on {device}, guidance 3.0, top_k 250, "
         f"{args.threads} threads, median of {args.real_repeats} interleaved runs"
     )
-    print(f"{'dtype':>9} {'batch':>5} {'decoder':>7} {'wall s':>8} {'ms/step':>8} {'clips/h':>8} {'vs hf':>6}")
+    print(f"{'dtype':>9} {'batch':>5} {'loop':>7} {'wall s':>8} {'ms/step':>8} {'clips/h':>8} {'vs hf':>6}")
     for dtype_name in args.real_dtypes:
-        by_decoder = real_size_engines(dtype_name, device, args.threads)
-        loaded = next(iter(by_decoder.values())).loaded
+        by_loop = real_size_engines(dtype_name, device, args.threads)
+        loaded = next(iter(by_loop.values())).loaded
         steps = int(args.real_clip_s * loaded.frame_rate) + loaded.num_codebooks - 1
         for batch in args.real_batches:
             runs = {}
-            for name, engine in by_decoder.items():
+            for name, engine in by_loop.items():
                 engine.generate(*clips(batch), 0.2, PARAMS)  # warm-up
                 runs[name] = lambda engine=engine, batch=batch: engine.generate(*clips(batch), args.real_clip_s, PARAMS)
             walls = median_times(runs, args.real_repeats)
@@ -124,14 +122,14 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="auto, cpu or cuda (GPU figures: benchmarks/gpu.sh)")
-    parser.add_argument("--decoders", nargs="+", default=list(DECODERS), choices=DECODERS)
+    parser.add_argument("--token_loops", nargs="+", default=list(TOKEN_LOOPS), choices=TOKEN_LOOPS)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--clips", type=int, default=8, help="clips in the comparison with plain generate")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--clip-s", type=float, default=5.0)
     parser.add_argument("--long-s", type=float, default=300.0)
     parser.add_argument("--short-s", type=float, default=30.0)
-    parser.add_argument("--long-decoders", nargs="*", default=["fast"], choices=DECODERS, help="empty: skip")
+    parser.add_argument("--long-token_loops", nargs="*", default=["fast"], choices=TOKEN_LOOPS, help="empty: skip")
     parser.add_argument("--skip-tiny", action="store_true", help="only the real-size part")
     parser.add_argument("--real-size", action="store_true", help="also time a random musicgen-small-sized model")
     parser.add_argument("--real-batches", type=int, nargs="+", default=[4])
@@ -144,12 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"host: {describe_host()}; device {device}")
     if not args.skip_tiny:
         tiny = load_engine("tiny", EngineConfig(device=device)).loaded
-        by_decoder = engines(tiny, tuple(args.decoders))
-        for engine in by_decoder.values():
+        by_loop = engines(tiny, tuple(args.token_loops))
+        for engine in by_loop.values():
             engine.generate(PROMPTS[:1], [0], 1.0, PARAMS)  # warm-up
-        bench_against_plain(by_decoder, args.clips, args.batch, args.clip_s, args.repeats)
-        if args.long_decoders:
-            bench_longform(engines(tiny, tuple(args.long_decoders)), args.long_s, args.short_s, args.repeats)
+        bench_against_plain(by_loop, args.clips, args.batch, args.clip_s, args.repeats)
+        if args.long_token_loops:
+            bench_longform(engines(tiny, tuple(args.long_token_loops)), args.long_s, args.short_s, args.repeats)
     if args.real_size:
         bench_real_size(args, device)
     return 0

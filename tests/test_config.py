@@ -1,5 +1,6 @@
 """musicsweep.yaml: search order, defaults, and errors that name the file and key."""
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,22 @@ def test_malformed_config_names_file_and_key(tmp_path: Path, monkeypatch: pytest
 
         get_backend(config.backend, config)
     assert message in str(error.value)
+
+
+def test_engine_decoder_is_read_as_token_loop_with_one_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "musicsweep.yaml"
+    path.write_text("engine:\n  decoder: hf\n")
+    monkeypatch.setenv("MUSICSWEEP_CONFIG", str(path))
+    logger = logging.getLogger("musicsweep.config")
+    logger.addHandler(caplog.handler)  # seen even where the CLI's handler stops propagation
+    try:
+        assert load_config().engine.token_loop == "hf"
+    finally:
+        logger.removeHandler(caplog.handler)
+    (record,) = caplog.records
+    assert record.getMessage().endswith("musicsweep.yaml: key 'engine'.decoder is deprecated: write token_loop")
+    path.write_text("engine:\n  decoder: hf\n  token_loop: fast\n")
+    with pytest.raises(MusicsweepError, match=r"engine'\.decoder: renamed to 'token_loop'; give only 'token_loop'"):
+        load_config()

@@ -1,6 +1,6 @@
-"""Decode codes to audio span by span, each span as soon as the codes it needs are generated.
+"""The audio codec: codes to audio span by span, each span as soon as the codes it needs are generated.
 
-The codec decodes a long clip in spans of DECODE_SPAN_FRAMES, each with DECODE_CONTEXT_FRAMES of
+The codec decodes a long clip in spans of SPAN_FRAMES, each with SPAN_CONTEXT_FRAMES of
 codes on either side that are decoded and then dropped at a frame boundary. With 2 s of context
 the result equals one decode of the whole clip to float rounding (about 1e-7 of full scale, far
 below a 16-bit step; tests/test_longform.py checks it), yet each span's activations stay in CPU
@@ -12,7 +12,7 @@ main thread (torch runs each thread's ops on its own core). The last spans of a 
 that is left when its last window ends, and a clip resumed from a checkpoint decodes the windows
 it skipped while it generates the rest. The spans and their slices are the same either way, so
 the audio is too. On CUDA spans are decoded at the end: the decode is quick there, and a second
-thread's kernels must not meet the decode loop's CUDA graph capture.
+thread's kernels must not meet the token loop's CUDA graph capture.
 """
 
 from __future__ import annotations
@@ -22,20 +22,20 @@ from typing import Any
 
 import numpy as np
 
-DECODE_SPAN_FRAMES = 1500
-DECODE_CONTEXT_FRAMES = 100
+SPAN_FRAMES = 1500
+SPAN_CONTEXT_FRAMES = 100
 
 
-class SpanDecoder:
+class SpanCodec:
     """Decodes (B, K, frames) codes, fed as they grow, into B 1-D audio tensors."""
 
-    def __init__(self, model: Any, frames: int, background: bool, span: int = DECODE_SPAN_FRAMES) -> None:
+    def __init__(self, model: Any, frames: int, background: bool, span: int = SPAN_FRAMES) -> None:
         self.model = model
         self.hop = int(np.prod(model.config.audio_encoder.upsampling_ratios))
         starts = range(0, frames, span)
         # (start, end, left, right): the frames kept, and the slice decoded to get them
         self.spans = [
-            (s, min(frames, s + span), max(0, s - DECODE_CONTEXT_FRAMES), min(frames, s + span + DECODE_CONTEXT_FRAMES))
+            (s, min(frames, s + span), max(0, s - SPAN_CONTEXT_FRAMES), min(frames, s + span + SPAN_CONTEXT_FRAMES))
             for s in starts
         ]
         self.background = background and len(self.spans) > 1  # one span: nothing to overlap
@@ -46,7 +46,7 @@ class SpanDecoder:
         import torch
 
         codec = self.model.audio_encoder
-        # The class's own decode: the `hf` decoder shadows the instance's to capture each window's codes.
+        # The class's own decode: the `hf` token loop shadows the instance's to capture each window's codes.
         decode = type(codec).decode
         with torch.no_grad():
             audio = [decode(codec, clip[None, None], audio_scales=[None]).audio_values[0, 0] for clip in codes]
@@ -60,7 +60,7 @@ class SpanDecoder:
                 return
             piece = codes[:, :, left:right].clone()
             if self.background:
-                self.pool = self.pool or ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+                self.pool = self.pool or ThreadPoolExecutor(max_workers=1, thread_name_prefix="codec")
                 self.pieces.append(self.pool.submit(self._decode, piece, start, end, left))
             else:
                 self.pieces.append(self._decode(piece, start, end, left))
@@ -84,6 +84,6 @@ class SpanDecoder:
             self.pool = None
 
 
-def decode_codes(model: Any, codes: Any, span: int = DECODE_SPAN_FRAMES) -> list[Any]:
+def codes_to_audio(model: Any, codes: Any, span: int = SPAN_FRAMES) -> list[Any]:
     """Decode (B, K, T) codes to B 1-D audio tensors at once, span by span."""
-    return SpanDecoder(model, codes.shape[-1], background=False, span=span).finish(codes)
+    return SpanCodec(model, codes.shape[-1], background=False, span=span).finish(codes)

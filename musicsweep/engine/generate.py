@@ -2,9 +2,9 @@
 
 Reproducibility: a batch draws all its samples from one RNG stream, seeded from its clips' seeds
 in order (`batch_seed`). Re-running the same jobs in the same batch composition (same clips, same
-order, same batch size, same device and dtype) gives the same WAVs bit for bit; both decoders
-(`engine.decoder`) draw the same codes from the same logits, so in float32 on CPU they give the
-same WAVs too (tests/test_decode.py), while other dtypes and devices may round them apart. When the
+order, same batch size, same device and dtype) gives the same WAVs bit for bit; both token loops
+(`engine.token_loop`) draw the same codes from the same logits, so in float32 on CPU they give the
+same WAVs too (tests/test_token_loop.py), while other dtypes and devices may round them apart. When the
 composition changes (other batch mates, another order, a smaller batch after out-of-memory
 back-off, a re-run of only the failed clips) each clip is still a valid sample for its prompt,
 but a different one: its seed no longer reproduces the earlier audio. The same holds for a batch
@@ -25,7 +25,7 @@ import numpy as np
 from musicsweep.config import EngineConfig
 from musicsweep.engine.batching import auto_batch_size, check_injected_failure
 from musicsweep.engine.checkpoint import WindowCallback, WindowCheckpoint, capture_rng, restore_rng
-from musicsweep.engine.codec import SpanDecoder
+from musicsweep.engine.codec import SpanCodec
 from musicsweep.engine.loading import LoadedModel, load_model, torch_threads
 from musicsweep.engine.longform import WINDOW_S, Window, generate_codes, plan_windows
 from musicsweep.engine.normalize import normalize
@@ -89,7 +89,7 @@ class MusicEngine:
                 restore_rng(resume.rng_state, device)
         else:
             torch.manual_seed(batch_seed(seeds))
-        spans = SpanDecoder(model, sum(w.new_frames for w in windows), background=device == "cpu")
+        spans = SpanCodec(model, sum(w.new_frames for w in windows), background=device == "cpu")
         counter = iter(range(done + 1, len(windows) + 1))
 
         def after_window(so_far: Any) -> None:
@@ -103,11 +103,11 @@ class MusicEngine:
                 if codes is not None:
                     spans.feed(codes)  # the windows the checkpoint holds decode while the rest generate
                 codes = self.generate_codes(dict(inputs), windows[done:], params, codes, after_window)
-                decoded = spans.finish(codes)
+                audio = spans.finish(codes)
             finally:
                 spans.close()
         samples = int(round(duration_s * self.sampling_rate))
-        return [self._finish(clip.float().cpu().numpy(), samples) for clip in decoded]
+        return [self._finish(clip.float().cpu().numpy(), samples) for clip in audio]
 
     def fits(self, checkpoint: WindowCheckpoint, batch: int, windows: list[Window]) -> bool:
         """A checkpoint of this batch's shape, ending at one of its window boundaries, short of the last."""
@@ -127,15 +127,15 @@ class MusicEngine:
         codes: Any = None,
         on_window: Callable[[Any], None] | None = None,
     ) -> Any:
-        """The undelayed codes of every window, by `engine.decoder` (fast unless the model needs transformers)."""
+        """The undelayed codes of every window, by `engine.token_loop` (fast unless the model needs transformers)."""
         model = self.loaded.model
-        if self.config.decoder == "fast":
-            from musicsweep.engine.token_loop import FastLoop
+        if self.config.token_loop == "fast":
+            from musicsweep.engine.token_loop import TokenLoop
 
-            if FastLoop.supports(model):
+            if TokenLoop.supports(model):
                 if self._fast_loop is None:
                     window_frames = int(round(WINDOW_S * self.loaded.frame_rate))
-                    self._fast_loop = FastLoop(model, self.loaded.device, window_frames)
+                    self._fast_loop = TokenLoop(model, self.loaded.device, window_frames)
                 return self._fast_loop(inputs, windows, params, codes, on_window)
         sampling = functools.partial(sampling_kwargs, params)
         return generate_codes(model, inputs, windows, sampling, codes, on_window)

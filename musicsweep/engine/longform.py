@@ -7,7 +7,7 @@ window is conditioned on the last `WINDOW_S - stride` seconds of *codes* (passed
 of each window are captured by wrapping `audio_encoder.decode` for the duration of the call (the
 wrapper skips the per-window decode). All codes are concatenated and decoded per clip, so audio is
 never re-encoded and there are no seams from overlapping waveforms (the decode runs in spans with
-enough code context to equal a single decode; see `engine.spans`).
+enough code context to equal a single decode; see `engine.codec`).
 """
 
 from __future__ import annotations
