@@ -10,6 +10,7 @@
   `transformer` is MusicGen's transformer over a static KV cache, `steps` the eager, static-shape
   and CUDA-graph step runners.
 - `codec`: the audio codec, codes to audio in spans (`SpanCodec`), once per clip.
+- `inputs`: melodies (chroma per window) and audio prompts (codes, the first window's context).
 - `sampling`: guidance and top-k/top-p sampling over the candidates only (transformers' own is
   dominated by its full-vocabulary multinomial on CPU).
 - `batching`: `auto` batch size, back-off in halves, failure injection for tests.

@@ -27,10 +27,14 @@ SPAN_CONTEXT_FRAMES = 100
 
 
 class SpanCodec:
-    """Decodes (B, K, frames) codes, fed as they grow, into B 1-D audio tensors."""
+    """Decodes (B, K, frames) codes, fed as they grow, into B (channels, samples) audio tensors.
+
+    A stereo model's codebooks interleave its channels (left, right, left, ...): each channel's
+    codes go through the mono codec on their own, as transformers' stereo `generate` does."""
 
     def __init__(self, model: Any, frames: int, background: bool, span: int = SPAN_FRAMES) -> None:
         self.model = model
+        self.channels = int(model.decoder.config.audio_channels)
         self.hop = int(np.prod(model.config.audio_encoder.upsampling_ratios))
         starts = range(0, frames, span)
         # (start, end, left, right): the frames kept, and the slice decoded to get them
@@ -49,8 +53,16 @@ class SpanCodec:
         # The class's own decode: the `hf` token loop shadows the instance's to capture each window's codes.
         decode = type(codec).decode
         with torch.no_grad():
-            audio = [decode(codec, clip[None, None], audio_scales=[None]).audio_values[0, 0] for clip in codes]
-        return [clip[(start - left) * self.hop : (end - left) * self.hop] for clip in audio]
+            audio = [
+                torch.stack(
+                    [
+                        decode(codec, clip[c :: self.channels][None, None], audio_scales=[None]).audio_values[0, 0]
+                        for c in range(self.channels)
+                    ]
+                )
+                for clip in codes
+            ]
+        return [clip[:, (start - left) * self.hop : (end - left) * self.hop] for clip in audio]
 
     def feed(self, codes: Any) -> None:
         """Start every span whose slice `codes` (the frames generated so far) now covers."""
@@ -66,7 +78,7 @@ class SpanCodec:
                 self.pieces.append(self._decode(piece, start, end, left))
 
     def finish(self, codes: Any) -> list[Any]:
-        """Decode what is left of the whole clip's codes; one audio tensor per clip."""
+        """Decode what is left of the whole clip's codes; one (channels, samples) tensor per clip."""
         import torch
 
         self.background = False  # nothing left to overlap with
@@ -75,7 +87,7 @@ class SpanCodec:
             pieces = [piece.result() if isinstance(piece, Future) else piece for piece in self.pieces]
         finally:
             self.close()
-        return [torch.cat([piece[index] for piece in pieces]) for index in range(codes.shape[0])]
+        return [torch.cat([piece[index] for piece in pieces], dim=-1) for index in range(codes.shape[0])]
 
     def close(self) -> None:
         """Drop spans not yet decoded (the batch stopped at a window, or failed)."""
@@ -85,5 +97,5 @@ class SpanCodec:
 
 
 def codes_to_audio(model: Any, codes: Any, span: int = SPAN_FRAMES) -> list[Any]:
-    """Decode (B, K, T) codes to B 1-D audio tensors at once, span by span."""
+    """Decode (B, K, T) codes to B (channels, samples) audio tensors at once, span by span."""
     return SpanCodec(model, codes.shape[-1], background=False, span=span).finish(codes)

@@ -8,8 +8,10 @@ per-step overhead:
   (`CachedTransformer.text_kv`), shared by every window of a long clip;
 - the self-attention keys and values go into one preallocated `KVCache`;
 - the delay pattern is index arithmetic on a (batch, codebooks, length) buffer: codebook k's frame
-  t sits at position t + 1 + k, and a sampled code is kept only where its frame is one the window
-  generates; every other position holds the pad code or the window's prompt (`DelayedWindow`);
+  t sits at position t + 1 + delay(k), and a sampled code is kept only where its frame is one the
+  window generates; every other position holds the pad code or the window's context, an earlier
+  window's codes or an audio prompt's (`DelayedWindow`). delay(k) is k, or k // 2 for a stereo
+  model, whose left and right codebooks alternate and share their delay;
 - the sampler is `CodeSampler`, fed the same (batch * codebooks) rows in the same order as under
   transformers, so the same seed draws the same codes with either token loop.
 
@@ -35,23 +37,26 @@ from musicsweep.job import GenerationParams
 class DelayedWindow:
     """One window's codes in MusicGen's delayed layout: `context` frames given, `new` to generate."""
 
-    codes: torch.Tensor  # (batch, codebooks, context + new + codebooks)
+    codes: torch.Tensor  # (batch, codebooks, context + new + max delay + 1)
     free: torch.Tensor  # (codebooks, same length) bool: where a sampled code is kept
+    delays: torch.Tensor  # (codebooks,) each codebook's delay
     context: int
     new: int
 
     @classmethod
     def start(
-        cls, prompt: torch.Tensor | None, batch: int, codebooks: int, window: Window, pad: int, device: Any
+        cls, prompt: torch.Tensor | None, batch: int, delays: torch.Tensor, window: Window, pad: int
     ) -> DelayedWindow:
         """Lay out `prompt` (batch, codebooks, context_frames) undelayed codes; the rest is the pad code."""
         context, new = window.context_frames, window.new_frames
-        length = context + new + codebooks
+        codebooks, device = delays.shape[0], delays.device
+        length = context + new + int(delays.max()) + 1
         codes = torch.full((batch, codebooks, length), pad, dtype=torch.long, device=device)
         for codebook in range(codebooks if prompt is not None else 0):
-            codes[:, codebook, 1 + codebook : 1 + codebook + context] = prompt[:, codebook]
-        frame = torch.arange(length, device=device)[None, :] - 1 - torch.arange(codebooks, device=device)[:, None]
-        return cls(codes, (frame >= context) & (frame < context + new), context, new)
+            first = 1 + int(delays[codebook])
+            codes[:, codebook, first : first + context] = prompt[:, codebook]
+        frame = torch.arange(length, device=device)[None, :] - 1 - delays[:, None]
+        return cls(codes, (frame >= context) & (frame < context + new), delays, context, new)
 
     @property
     def length(self) -> int:
@@ -65,8 +70,8 @@ class DelayedWindow:
 
     def new_frames(self) -> torch.Tensor:
         """The generated frames, undelayed: (batch, codebooks, new)."""
-        batch, codebooks, _ = self.codes.shape
-        first = self.context + 1 + torch.arange(codebooks, device=self.codes.device)
+        batch = self.codes.shape[0]
+        first = self.context + 1 + self.delays
         index = first[:, None] + torch.arange(self.new, device=self.codes.device)[None, :]
         return self.codes.gather(2, index.expand(batch, -1, -1))
 
@@ -118,18 +123,19 @@ def run_token_loop(
     and `on_window` are as in `longform.generate_codes` (resuming, checkpoints).
     """
     codebooks = transformer.num_codebooks
+    delays = transformer.delays
     pad = int(transformer.model.generation_config.pad_token_id)
     guided = is_guided(sampler.guidance_scale)
     repeat = 2 if guided else 1
     batch = inputs["input_ids"].shape[0]
-    capacity = max(w.context_frames + w.new_frames for w in windows) + codebooks - 1
+    capacity = max(w.context_frames + w.new_frames for w in windows) + int(delays.max())
     with torch.inference_mode():
         steps = make_steps(transformer, repeat * batch, capacity, encode_text(transformer, inputs, guided), repeat)
         if codes is None:
             codes = torch.empty((batch, codebooks, 0), dtype=torch.long, device=transformer.device)
         for window in windows:
             prompt = codes[:, :, codes.shape[-1] - window.context_frames :] if window.context_frames else None
-            delayed = DelayedWindow.start(prompt, batch, codebooks, window, pad, transformer.device)
+            delayed = DelayedWindow.start(prompt, batch, delays, window, pad)
             run_window(steps, delayed, sampler, guided)
             codes = torch.cat([codes, delayed.new_frames()], dim=-1)
             if on_window is not None:
@@ -142,14 +148,15 @@ class TokenLoop:
 
     def __init__(self, model: Any, device: str, window_frames: int, graphs: bool = True) -> None:
         self.transformer = CachedTransformer(model)
-        capacity = window_frames + self.transformer.num_codebooks - 1
+        capacity = window_frames + int(self.transformer.delays.max())
         use_graphs = graphs and str(device).startswith("cuda")
         self.make_steps = StepsCache(GraphedSteps, capacity) if use_graphs else eager_steps
 
     @staticmethod
     def supports(model: Any) -> bool:
-        """Mono, text-conditioned MusicGen; -melody (prepended conditioning) and stereo stay on transformers."""
-        return type(model).__name__ == "MusicgenForConditionalGeneration" and model.decoder.config.audio_channels == 1
+        """Text-conditioned MusicGen, mono or stereo; -melody (conditioning prepended to the
+        transformer's inputs, no cross-attention) stays on transformers' `generate`."""
+        return type(model).__name__ == "MusicgenForConditionalGeneration"
 
     def __call__(
         self,

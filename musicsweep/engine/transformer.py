@@ -62,6 +62,9 @@ class CachedTransformer:
         # one per codebook plus a stack (a small copy: 16 MB for musicgen-small in bfloat16)
         self.lm_heads = torch.cat([head.weight for head in causal_lm.lm_heads])
         self.width = int(decoder.config.hidden_size)
+        # the delay pattern: codebook k waits k steps; a stereo model's left and right alternate
+        channels = int(causal_lm.config.audio_channels)
+        self.delays = torch.arange(self.num_codebooks, device=self.device) // channels
 
     @property
     def dtype(self) -> torch.dtype:

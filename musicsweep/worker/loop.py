@@ -59,6 +59,7 @@ from musicsweep.worker.claims import Claim, Claims, owner_of
 from musicsweep.worker.context import EXIT_STOPPED, EXIT_STORE_UNREACHABLE, StopFlag, WorkerContext, log
 from musicsweep.worker.faults import KILL_AFTER_UPLOAD_ENV, kill_point
 from musicsweep.worker.heartbeat import Heartbeat, heartbeat_interval
+from musicsweep.worker.inputs import InputCache
 from musicsweep.worker.saver import Saver
 from musicsweep.worker.specs import LoadedSpecs, load_specs
 from musicsweep.worker.spool import Spool, SpooledClip
@@ -100,6 +101,7 @@ class Worker:
         self.saved: set[str] = set()
         self.skipped = 0
         self.spool = Spool(context.work_dir / "spool")
+        self.inputs = InputCache(context.store)  # melodies and audio prompts, read once each
         self.saver = Saver()
         self.counting = threading.Lock()  # the main and saver threads both count finished clips
 
@@ -148,7 +150,7 @@ class Worker:
         """
         paths = JobPaths.of(job, self.context.work_dir)
         store = self.context.store
-        problem = stored_wav_problem(store, paths.audio_key, job.duration_s)
+        problem = stored_wav_problem(store, paths.audio_key, job.wav_seconds, job.channels)
         if problem == "missing":
             return False
         if problem is not None:
@@ -176,7 +178,10 @@ class Worker:
             return other
         paths = JobPaths.of(job, self.context.work_dir)
         store = self.context.store
-        if store.exists(paths.done_key) and stored_wav_problem(store, paths.audio_key, job.duration_s) is None:
+        if (
+            store.exists(paths.done_key)
+            and stored_wav_problem(store, paths.audio_key, job.wav_seconds, job.channels) is None
+        ):
             self.claims.release(job.job_id)  # finished by its previous owner just before we took over
         return None
 
@@ -310,7 +315,8 @@ class Worker:
                 log(f"resuming {len(part)} clip(s) after window {window} ({how})")
             prompts, seeds = [j.prompt for j in part], [j.seed for j in part]
             on_window = functools.partial(self.window_done, part, partial.paid_before(resume, part), started)
-            clips = engine.generate(prompts, seeds, first.duration_s, first.params, checkpoint, on_window)
+            inputs = self.inputs.for_batch(part)
+            clips = engine.generate(prompts, seeds, first.duration_s, first.params, checkpoint, on_window, inputs)
             kill_point("generate")
             return clips, time.monotonic() - started, resume
 
