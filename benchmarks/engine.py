@@ -2,6 +2,7 @@
 
     uv run python benchmarks/engine.py                         # tiny model
     uv run python benchmarks/engine.py --skip-tiny --real-size # random musicgen-small-sized model, bf16, batch 4
+    uv run python benchmarks/engine.py --skip-tiny --modes     # stereo, audio prompt, melody (docs/modes.md)
 
 Every figure is the median of `--repeats` runs that take turns (interleaved), so load bursts on a
 shared host hit every configuration alike. Targets (issue 18, 2 CPU cores): the tiny model's 8
@@ -13,6 +14,7 @@ in benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 
@@ -20,6 +22,7 @@ from timing import PARAMS, PROMPTS, TOKEN_LOOPS, clips, describe_host, engines, 
 
 from musicsweep.config import EngineConfig
 from musicsweep.engine import MusicEngine, load_engine
+from musicsweep.engine.inputs import ClipInputs
 from musicsweep.engine.loading import LoadedModel, pick_device, torch_threads
 
 
@@ -117,21 +120,53 @@ def bench_real_size(args: argparse.Namespace, device: str) -> None:
                 )
 
 
+def mode_inputs(mode: str, batch: int, clip_s: float) -> ClipInputs | None:
+    """A 1 s audio prompt or a melody as long as the clip, per clip of the batch (tones: the content is irrelevant)."""
+    import numpy as np
+
+    tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(int(clip_s * 32000)) / 32000).astype(np.float32)[None]
+    if mode == "audio prompt":
+        return ClipInputs(audio_prompts=[tone[:, :32000]] * batch)
+    if mode == "melody":
+        return ClipInputs(melodies=[tone] * batch)
+    return None
+
+
+MODES = {"text": "tiny", "stereo": "tiny-stereo", "audio prompt": "tiny", "melody": "tiny-melody"}
+
+
+def bench_modes(batch: int, clip_s: float, repeats: int, device: str) -> None:
+    """Each mode through both token loops on its tiny model: what a mode costs, and where `fast` helps
+    (melody runs on transformers' generate under either setting)."""
+    print(f"\nmodes: {batch} clips of {clip_s:g} s on the tiny models, median of {repeats} interleaved runs")
+    prompts, seeds = clips(batch)
+    runs = {}
+    for mode, name in MODES.items():
+        inputs = mode_inputs(mode, batch, clip_s)
+        for loop, engine in engines(load_engine(name, EngineConfig(device=device)).loaded).items():
+            engine.generate(prompts[:1], seeds[:1], 1.0, PARAMS)  # warm-up
+            run = functools.partial(engine.generate, prompts, seeds, clip_s, PARAMS, inputs=inputs)
+            runs[f"{mode:>12} {loop:>4}"] = run
+    for label, wall in median_times(runs, repeats).items():
+        print(f"{label}  {wall:7.2f} s  {batch * clip_s / wall:6.2f} audio s/s")
+
+
 def main(argv: list[str] | None = None) -> int:
     import os
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="auto, cpu or cuda (GPU figures: benchmarks/gpu.sh)")
-    parser.add_argument("--token_loops", nargs="+", default=list(TOKEN_LOOPS), choices=TOKEN_LOOPS)
+    parser.add_argument("--token-loops", nargs="+", default=list(TOKEN_LOOPS), choices=TOKEN_LOOPS)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--clips", type=int, default=8, help="clips in the comparison with plain generate")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--clip-s", type=float, default=5.0)
     parser.add_argument("--long-s", type=float, default=300.0)
     parser.add_argument("--short-s", type=float, default=30.0)
-    parser.add_argument("--long-token_loops", nargs="*", default=["fast"], choices=TOKEN_LOOPS, help="empty: skip")
+    parser.add_argument("--long-token-loops", nargs="*", default=["fast"], choices=TOKEN_LOOPS, help="empty: skip")
     parser.add_argument("--skip-tiny", action="store_true", help="only the real-size part")
     parser.add_argument("--real-size", action="store_true", help="also time a random musicgen-small-sized model")
+    parser.add_argument("--modes", action="store_true", help="also time stereo, audio prompt and melody")
     parser.add_argument("--real-batches", type=int, nargs="+", default=[4])
     parser.add_argument("--real-dtypes", nargs="+", default=["bfloat16"])
     parser.add_argument("--real-clip-s", type=float, default=5.0)
@@ -148,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_against_plain(by_loop, args.clips, args.batch, args.clip_s, args.repeats)
         if args.long_token_loops:
             bench_longform(engines(tiny, tuple(args.long_token_loops)), args.long_s, args.short_s, args.repeats)
+    if args.modes:
+        bench_modes(args.batch, args.clip_s, args.repeats, device)
     if args.real_size:
         bench_real_size(args, device)
     return 0
