@@ -74,7 +74,7 @@ def test_decoding_in_spans_equals_one_decode_of_the_whole_clip():
     codes = torch.randint(0, 2048, (1, 4, 3500), generator=torch.Generator().manual_seed(7))  # 70 s
     whole = codes_to_audio(model, codes, span=codes.shape[-1])[0]
     spans = codes_to_audio(model, codes)[0]
-    assert spans.shape == whole.shape == (3500 * 640,)
+    assert spans.shape == whole.shape == (1, 3500 * 640)  # (channels, samples)
     assert torch.max(torch.abs(spans - whole)) <= 1e-6 * torch.max(torch.abs(whole))
 
 
