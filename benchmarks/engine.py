@@ -2,6 +2,7 @@
 
     uv run python benchmarks/engine.py                         # tiny model
     uv run python benchmarks/engine.py --skip-tiny --real-size # random musicgen-small-sized model, bf16, batch 4
+    uv run python benchmarks/engine.py --skip-tiny --modes     # stereo, audio prompt, melody (docs/modes.md)
 
 Every figure is the median of `--repeats` runs that take turns (interleaved), so load bursts on a
 shared host hit every configuration alike. Targets (issue 18, 2 CPU cores): the tiny model's 8
@@ -13,13 +14,15 @@ in benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 
-from timing import DECODERS, PARAMS, PROMPTS, clips, describe_host, engines, median_times
+from timing import PARAMS, PROMPTS, TOKEN_LOOPS, clips, describe_host, engines, median_times
 
 from musicsweep.config import EngineConfig
 from musicsweep.engine import MusicEngine, load_engine
+from musicsweep.engine.inputs import ClipInputs
 from musicsweep.engine.loading import LoadedModel, pick_device, torch_threads
 
 
@@ -49,14 +52,12 @@ def generate_in_batches(engine: MusicEngine, count: int, batch: int, duration_s:
         engine.generate(prompts[start : start + batch], seeds[start : start + batch], duration_s, PARAMS)
 
 
-def bench_against_plain(
-    by_decoder: dict[str, MusicEngine], count: int, batch: int, clip_s: float, repeats: int
-) -> None:
+def bench_against_plain(by_loop: dict[str, MusicEngine], count: int, batch: int, clip_s: float, repeats: int) -> None:
     print(f"\n{count} clips of {clip_s:g} s: plain generate one at a time vs musicsweep at batch {batch}")
     print(f"median of {repeats} interleaved runs")
-    plain_engine = next(iter(by_decoder.values()))
+    plain_engine = next(iter(by_loop.values()))
     runs = {"plain generate, 1 at a time": lambda: plain_generate(plain_engine, count, clip_s)}
-    for name, engine in by_decoder.items():
+    for name, engine in by_loop.items():
         runs[f"musicsweep {name}, batch {batch}"] = lambda engine=engine: generate_in_batches(
             engine, count, batch, clip_s
         )
@@ -67,14 +68,14 @@ def bench_against_plain(
         print(f"{name:<30} {wall:>8.2f} {count * clip_s / wall:>10.2f} {plain / wall:>8.2f}x")
 
 
-def bench_longform(by_decoder: dict[str, MusicEngine], long_s: float, short_s: float, repeats: int) -> None:
+def bench_longform(by_loop: dict[str, MusicEngine], long_s: float, short_s: float, repeats: int) -> None:
     print(f"\nlong-form scaling: one clip, median of {repeats} interleaved runs")
     runs = {}
-    for name, engine in by_decoder.items():
+    for name, engine in by_loop.items():
         runs[(name, short_s)] = lambda engine=engine: engine.generate(PROMPTS[:1], [0], short_s, PARAMS)
         runs[(name, long_s)] = lambda engine=engine: engine.generate(PROMPTS[:1], [0], long_s, PARAMS)
     walls = median_times(runs, repeats)
-    for name in by_decoder:
+    for name in by_loop:
         short, long = walls[(name, short_s)], walls[(name, long_s)]
         times = f"time({short_s:g} s) = {short:.2f} s, time({long_s:g} s) = {long:.2f} s"
         print(f"{name}: {times}, ratio {long / short:.2f}")
@@ -101,14 +102,14 @@ def bench_real_size(args: argparse.Namespace, device: str) -> None:
         f"\nreal size: {args.real_clip_s:g} s clips on {device}, guidance 3.0, top_k 250, "
         f"{args.threads} threads, median of {args.real_repeats} interleaved runs"
     )
-    print(f"{'dtype':>9} {'batch':>5} {'decoder':>7} {'wall s':>8} {'ms/step':>8} {'clips/h':>8} {'vs hf':>6}")
+    print(f"{'dtype':>9} {'batch':>5} {'loop':>7} {'wall s':>8} {'ms/step':>8} {'clips/h':>8} {'vs hf':>6}")
     for dtype_name in args.real_dtypes:
-        by_decoder = real_size_engines(dtype_name, device, args.threads)
-        loaded = next(iter(by_decoder.values())).loaded
+        by_loop = real_size_engines(dtype_name, device, args.threads)
+        loaded = next(iter(by_loop.values())).loaded
         steps = int(args.real_clip_s * loaded.frame_rate) + loaded.num_codebooks - 1
         for batch in args.real_batches:
             runs = {}
-            for name, engine in by_decoder.items():
+            for name, engine in by_loop.items():
                 engine.generate(*clips(batch), 0.2, PARAMS)  # warm-up
                 runs[name] = lambda engine=engine, batch=batch: engine.generate(*clips(batch), args.real_clip_s, PARAMS)
             walls = median_times(runs, args.real_repeats)
@@ -119,21 +120,53 @@ def bench_real_size(args: argparse.Namespace, device: str) -> None:
                 )
 
 
+def mode_inputs(mode: str, batch: int, clip_s: float) -> ClipInputs | None:
+    """A 1 s audio prompt or a melody as long as the clip, per clip of the batch (tones: the content is irrelevant)."""
+    import numpy as np
+
+    tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(int(clip_s * 32000)) / 32000).astype(np.float32)[None]
+    if mode == "audio prompt":
+        return ClipInputs(audio_prompts=[tone[:, :32000]] * batch)
+    if mode == "melody":
+        return ClipInputs(melodies=[tone] * batch)
+    return None
+
+
+MODES = {"text": "tiny", "stereo": "tiny-stereo", "audio prompt": "tiny", "melody": "tiny-melody"}
+
+
+def bench_modes(batch: int, clip_s: float, repeats: int, device: str) -> None:
+    """Each mode through both token loops on its tiny model: what a mode costs, and where `fast` helps
+    (melody runs on transformers' generate under either setting)."""
+    print(f"\nmodes: {batch} clips of {clip_s:g} s on the tiny models, median of {repeats} interleaved runs")
+    prompts, seeds = clips(batch)
+    runs = {}
+    for mode, name in MODES.items():
+        inputs = mode_inputs(mode, batch, clip_s)
+        for loop, engine in engines(load_engine(name, EngineConfig(device=device)).loaded).items():
+            engine.generate(prompts[:1], seeds[:1], 1.0, PARAMS)  # warm-up
+            run = functools.partial(engine.generate, prompts, seeds, clip_s, PARAMS, inputs=inputs)
+            runs[f"{mode:>12} {loop:>4}"] = run
+    for label, wall in median_times(runs, repeats).items():
+        print(f"{label}  {wall:7.2f} s  {batch * clip_s / wall:6.2f} audio s/s")
+
+
 def main(argv: list[str] | None = None) -> int:
     import os
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="auto, cpu or cuda (GPU figures: benchmarks/gpu.sh)")
-    parser.add_argument("--decoders", nargs="+", default=list(DECODERS), choices=DECODERS)
+    parser.add_argument("--token-loops", nargs="+", default=list(TOKEN_LOOPS), choices=TOKEN_LOOPS)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--clips", type=int, default=8, help="clips in the comparison with plain generate")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--clip-s", type=float, default=5.0)
     parser.add_argument("--long-s", type=float, default=300.0)
     parser.add_argument("--short-s", type=float, default=30.0)
-    parser.add_argument("--long-decoders", nargs="*", default=["fast"], choices=DECODERS, help="empty: skip")
+    parser.add_argument("--long-token-loops", nargs="*", default=["fast"], choices=TOKEN_LOOPS, help="empty: skip")
     parser.add_argument("--skip-tiny", action="store_true", help="only the real-size part")
     parser.add_argument("--real-size", action="store_true", help="also time a random musicgen-small-sized model")
+    parser.add_argument("--modes", action="store_true", help="also time stereo, audio prompt and melody")
     parser.add_argument("--real-batches", type=int, nargs="+", default=[4])
     parser.add_argument("--real-dtypes", nargs="+", default=["bfloat16"])
     parser.add_argument("--real-clip-s", type=float, default=5.0)
@@ -144,12 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"host: {describe_host()}; device {device}")
     if not args.skip_tiny:
         tiny = load_engine("tiny", EngineConfig(device=device)).loaded
-        by_decoder = engines(tiny, tuple(args.decoders))
-        for engine in by_decoder.values():
+        by_loop = engines(tiny, tuple(args.token_loops))
+        for engine in by_loop.values():
             engine.generate(PROMPTS[:1], [0], 1.0, PARAMS)  # warm-up
-        bench_against_plain(by_decoder, args.clips, args.batch, args.clip_s, args.repeats)
-        if args.long_decoders:
-            bench_longform(engines(tiny, tuple(args.long_decoders)), args.long_s, args.short_s, args.repeats)
+        bench_against_plain(by_loop, args.clips, args.batch, args.clip_s, args.repeats)
+        if args.long_token_loops:
+            bench_longform(engines(tiny, tuple(args.long_token_loops)), args.long_s, args.short_s, args.repeats)
+    if args.modes:
+        bench_modes(args.batch, args.clip_s, args.repeats, device)
     if args.real_size:
         bench_real_size(args, device)
     return 0

@@ -3,7 +3,7 @@
     bash benchmarks/gpu.sh                 # CUDA: musicgen-small-sized bf16 at batch 1, 8, 32 (+ medium-sized)
     bash benchmarks/gpu.sh --device cpu    # smoke test with the tiny model, a few seconds
 
-Prints, and writes to `--out`: ms per decode step for each decoder and batch (codes only, the median
+Prints, and writes to `--out`: ms per token step for each token loop and batch (codes only, the median
 of interleaved runs), peak GPU memory, audio seconds per wall second of whole clips at the largest
 batch, the 300 s vs 30 s long-form ratio, then the medium-sized model at batch 1 and 8 if the time
 budget allows. The models have random weights, built on the device: nothing is downloaded.
@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from timing import DECODERS, PARAMS, clips, codes_run, describe_host, engines, median_times
+from timing import PARAMS, TOKEN_LOOPS, clips, codes_run, describe_host, engines, median_times
 
 from musicsweep.engine import MusicEngine
 from musicsweep.engine.loading import LoadedModel, torch_threads
@@ -75,18 +75,18 @@ def peak_gib(run: Callable[[], object], peaks: dict[str, float], name: str) -> C
 
 def bench_steps(report: Report, loaded: LoadedModel, batches: list[int], clip_s: float, repeats: int) -> None:
     """ms per decode step, hf and fast side by side, each batch's runs interleaved."""
-    by_decoder = engines(loaded)
+    by_loop = engines(loaded)
     report(f"\n{loaded.name}: {clip_s:g} s clips, codes only, median of {repeats} interleaved runs")
     report("| batch | hf ms/step | fast ms/step | fast / hf | hf peak GiB | fast peak GiB |")
     report("|---|---|---|---|---|---|")
     for batch in batches:
         runs, peaks = {}, {}
-        for name in DECODERS:
-            run, steps = codes_run(by_decoder[name], batch, clip_s)
+        for name in TOKEN_LOOPS:
+            run, steps = codes_run(by_loop[name], batch, clip_s)
             run()  # warm-up: CUDA graph capture, allocator growth
             runs[name] = peak_gib(run, peaks, name)
         walls = median_times(runs, repeats)
-        hf, fast = (1000 * walls[name] / steps for name in DECODERS[::-1])
+        hf, fast = (1000 * walls[name] / steps for name in TOKEN_LOOPS[::-1])
         report(
             f"| {batch} | {hf:.2f} | {fast:.2f} | {hf / fast:.2f}x | "
             f"{peaks.get('hf', 0.0):.2f} | {peaks.get('fast', 0.0):.2f} |"
@@ -94,7 +94,7 @@ def bench_steps(report: Report, loaded: LoadedModel, batches: list[int], clip_s:
 
 
 def bench_throughput(report: Report, engine: MusicEngine, batch: int, clip_s: float, repeats: int) -> None:
-    """Whole clips (codes, EnCodec decode, levels) with the fast decoder: audio seconds per wall second."""
+    """Whole clips (codes, EnCodec decode, levels) with the fast token loop: audio seconds per wall second."""
 
     def run() -> None:
         engine.generate(*clips(batch), clip_s, PARAMS)

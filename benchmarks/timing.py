@@ -1,4 +1,4 @@
-"""Shared by benchmarks/engine.py and benchmarks/gpu.py: interleaved medians, engines per decoder, clips."""
+"""Shared by benchmarks/engine.py and benchmarks/gpu.py: interleaved medians, engines per token loop, clips."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from musicsweep.job import GenerationParams  # noqa: E402
 
 PROMPTS = ["lofi hip hop with warm piano", "epic orchestral trailer", "minimal techno", "ambient drone"]
 PARAMS = GenerationParams()
-DECODERS = ("fast", "hf")
+TOKEN_LOOPS = ("fast", "hf")
 
 
 def synchronize() -> None:
@@ -51,9 +51,9 @@ def clips(count: int) -> tuple[list[str], list[int]]:
     return [PROMPTS[i % len(PROMPTS)] for i in range(count)], list(range(count))
 
 
-def engines(loaded: LoadedModel, decoders: tuple[str, ...] = DECODERS) -> dict[str, MusicEngine]:
-    """One engine per decoder, sharing the loaded model."""
-    return {name: MusicEngine(loaded, EngineConfig(decoder=name)) for name in decoders}
+def engines(loaded: LoadedModel, token_loops: tuple[str, ...] = TOKEN_LOOPS) -> dict[str, MusicEngine]:
+    """One engine per token loop, sharing the loaded model."""
+    return {name: MusicEngine(loaded, EngineConfig(token_loop=name)) for name in token_loops}
 
 
 def codes_run(engine: MusicEngine, batch: int, clip_s: float) -> tuple[Callable[[], object], int]:

@@ -8,6 +8,7 @@ names the file and the key. Backends parse their own section with `typed_section
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 import types
@@ -46,12 +47,12 @@ class StoreConfig:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """How workers generate: batch size (`auto` or a number), device, dtype, decode loop, normalisation."""
+    """How workers generate: batch size (`auto` or a number), device, dtype, token loop, normalisation."""
 
     batch_size: int | str = "auto"
     device: str = "auto"
     dtype: str = "auto"
-    decoder: str = "fast"  # fast: our own decode loop (engine/decode.py); hf: transformers' generate
+    token_loop: str = "fast"  # fast: our own (engine/token_loop.py); hf: transformers' generate
     normalize: str = "peak"
     peak_dbfs: float = -1.0
     loudness_lufs: float = -14.0
@@ -170,7 +171,8 @@ def parse_config(raw: Any, source: str, base_dir: Path) -> Config:
             raise MusicsweepError(unknown_backend_message(name, f"{source}: key 'backends.{name}'"))
         if section is not None and not isinstance(section, dict):
             raise MusicsweepError(f"{source}: key 'backends.{name}' must be a mapping")
-    engine = typed_section(EngineConfig, raw.get("engine") or {}, f"{source}: key 'engine'")
+    engine_raw = renamed_keys(raw.get("engine") or {}, ENGINE_RENAMED, f"{source}: key 'engine'")
+    engine = typed_section(EngineConfig, engine_raw, f"{source}: key 'engine'")
     validate_engine(engine, f"{source}: key 'engine'")
     estimate = typed_section(EstimateConfig, raw.get("estimate") or {}, f"{source}: key 'estimate'")
     validate_estimate(estimate, f"{source}: key 'estimate'")
@@ -206,6 +208,24 @@ def check_store_url(url: str, where: str) -> None:
         raise MusicsweepError(f"{where}: {url!r} looks like an S3 URL: write s3://bucket/prefix (two slashes)")
 
 
+ENGINE_RENAMED = {"decoder": "token_loop"}  # old key -> new key, still read with a warning
+
+
+def renamed_keys(raw: Any, renamed: dict[str, str], where: str) -> Any:
+    """Read a section's old key names as the new ones, with a one-line warning; both at once is an error."""
+    if not isinstance(raw, dict) or not set(raw) & set(renamed):
+        return raw
+    raw = dict(raw)
+    for old, new in renamed.items():
+        if old not in raw:
+            continue
+        if new in raw:
+            raise MusicsweepError(f"{where}.{old}: renamed to {new!r}; give only {new!r}")
+        logging.getLogger(__name__).warning("%s.%s is deprecated: write %s", where, old, new)
+        raw[new] = raw.pop(old)
+    return raw
+
+
 def validate_engine(engine: EngineConfig, where: str) -> None:
     if isinstance(engine.batch_size, str) and engine.batch_size != "auto":
         raise MusicsweepError(f"{where}.batch_size: expected 'auto' or a positive integer, got {engine.batch_size!r}")
@@ -214,7 +234,7 @@ def validate_engine(engine: EngineConfig, where: str) -> None:
     choices = {
         "device": ("auto", "cpu", "cuda"),
         "dtype": ("auto", "float32", "float16", "bfloat16"),
-        "decoder": ("fast", "hf"),
+        "token_loop": ("fast", "hf"),
         "normalize": ("peak", "loudness", "none"),
     }
     for key, allowed in choices.items():

@@ -15,9 +15,13 @@ from musicsweep.errors import MusicsweepError
 from musicsweep.models import validate_model_name
 
 AUDIO_FIELDS = ("prompt", "duration_s", "model", "seed", "params")
+DEFAULT_MODEL = "tiny"
 MAX_DURATION_S = 1800.0  # `max_duration_s` in musicsweep.yaml: a typo such as 1e9 must not launch
 METADATA_PREFIX = "meta_"  # variant keys meant as metadata, beside those added with hide=True
+INPUT_KEYS = ("melody", "audio_prompt")  # paths to audio files, read and checked at plan time (sweep/inputs.py)
 JOB_KEYS = ("prompt", "duration_s", "model", "seed", "file_name", "base_name", "extra_pull_dirs")
+JOB_KEYS = (*JOB_KEYS, *INPUT_KEYS, "prompt_in_output")
+SAMPLING_RATE = 32000  # every MusicGen model's (EnCodec 32 kHz); input audio is converted to it
 
 
 def number(value: Any, where: str, integer: bool = False) -> float | int:
@@ -72,6 +76,21 @@ class GenerationParams:
         return params
 
 
+@dataclass(frozen=True)
+class InputAudio:
+    """A melody or audio prompt as a job holds it: the content hash of its 32 kHz WAV (its store key,
+    `StoreKeys.input_audio`), its length and channels; `source` is the user's path, for messages."""
+
+    sha256: str
+    samples: int  # at SAMPLING_RATE
+    channels: int
+    source: str = field(default="", compare=False)
+
+    @property
+    def seconds(self) -> float:
+        return self.samples / SAMPLING_RATE
+
+
 def slugify(text: str, max_length: int = 40) -> str:
     """A file-name-safe, readable stem."""
     slug = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()
@@ -91,13 +110,38 @@ class Job:
     params: GenerationParams = field(default_factory=GenerationParams)
     variant: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     extra_pull_dirs: tuple[str, ...] = ()
+    melody: InputAudio | None = None  # chroma conditioning, on melody models
+    audio_prompt: InputAudio | None = None  # audio to continue: the clip's first `audio_prompt.seconds`
+    prompt_in_output: bool = False  # the written WAV starts with the audio prompt (as the codec renders it)
+    channels: int = 1  # of the written WAV: the model's
 
     @property
     def audio_content(self) -> str:
-        """The canonical JSON of the fields that change the audio."""
+        """The canonical JSON of the fields that change the audio (an input by its content hash;
+        the keys of inputs a job lacks are left out, so a text-only job keeps its id)."""
         content = {"prompt": self.prompt, "duration_s": float(self.duration_s), "model": self.model}
         content |= {"seed": int(self.seed), "params": asdict(self.params)}
+        if self.melody is not None:
+            content["melody"] = self.melody.sha256
+        if self.audio_prompt is not None:
+            content |= {"audio_prompt": self.audio_prompt.sha256, "prompt_in_output": self.prompt_in_output}
         return json.dumps(content, sort_keys=True, separators=(",", ":"))
+
+    @property
+    def inputs(self) -> tuple[InputAudio, ...]:
+        return tuple(audio for audio in (self.melody, self.audio_prompt) if audio is not None)
+
+    @property
+    def wav_seconds(self) -> float:
+        return self.wav_samples / SAMPLING_RATE
+
+    @property
+    def wav_samples(self) -> int:
+        """Samples per channel of the written WAV: the clip less a dropped audio prompt."""
+        total = int(round(self.duration_s * SAMPLING_RATE))
+        if self.audio_prompt is not None and not self.prompt_in_output:
+            return total - self.audio_prompt.samples
+        return total
 
     @property
     def job_id(self) -> str:
@@ -114,9 +158,14 @@ class Job:
         return f"{self.base_name}_{self.hash8}.wav"
 
     @property
-    def group_key(self) -> tuple[str, GenerationParams, float]:
-        """Jobs with the same key can share one generate() call."""
-        return (self.model, self.params, float(self.duration_s))
+    def group_key(self) -> tuple:
+        """Jobs with the same key can share one generate() call: inputs of one shape (melodies of any
+        content; audio prompts of one length, kept or dropped alike)."""
+        key: tuple = (self.model, self.params, float(self.duration_s))
+        if self.melody is not None or self.audio_prompt is not None:
+            prompt = None if self.audio_prompt is None else (self.audio_prompt.samples, self.prompt_in_output)
+            key += (self.melody is not None, prompt)
+        return key
 
     @classmethod
     def from_variant(
@@ -126,11 +175,15 @@ class Job:
         where: str,
         max_duration_s: float = MAX_DURATION_S,
         metadata_keys: frozenset[str] = frozenset(),
+        inputs: dict[str, InputAudio] | None = None,
+        channels: int = 1,
     ) -> Job:
         """Build a job from a variant dict; `where` names the variant in error messages.
 
         Every key must be a job or generation key, a key in `metadata_keys` (added with
         hide=True) or one named `meta_...`: a misspelt generation key must not be ignored silently.
+        `inputs` holds the files the variant's `melody` / `audio_prompt` paths name, as read and
+        checked by `sweep.inputs`; `channels` is the model's (`models.model_traits`).
         """
         check_keys(variant, metadata_keys, where)
         missing = [key for key in ("prompt", "duration_s") if key not in variant]
@@ -149,7 +202,7 @@ class Job:
                 f"{where}: key 'duration_s' is {duration:g} s, above max_duration_s ({max_duration_s:g} s; "
                 "raise it in musicsweep.yaml if you mean it)"
             )
-        model = str(variant.get("model", "tiny"))
+        model = str(variant.get("model", DEFAULT_MODEL))
         validate_model_name(model, f"{where}: key 'model'")
         seed = number(variant.get("seed", 0), f"{where}: key 'seed'", integer=True)
         params = GenerationParams.from_mapping(
@@ -157,7 +210,32 @@ class Job:
         )
         base = slugify(str(variant.get("file_name") or variant.get("base_name") or prompt))
         extra = tuple(str(path) for path in variant.get("extra_pull_dirs", ()))
-        return cls(sweep, prompt, duration, model, seed, base, params, dict(variant), extra)
+        inputs = inputs or {}
+        unread = [key for key in INPUT_KEYS if variant.get(key) is not None and key not in inputs]
+        if unread:
+            raise MusicsweepError(f"{where}: key {unread[0]!r} was not read (sweep.inputs.read_inputs reads it)")
+        keep = variant.get("prompt_in_output")
+        if keep is not None and not isinstance(keep, bool):
+            raise MusicsweepError(f"{where}: key 'prompt_in_output' must be true or false, got {keep!r}")
+        if keep is not None and "audio_prompt" not in inputs:
+            raise MusicsweepError(f"{where}: key 'prompt_in_output' needs an 'audio_prompt'")
+        keep = bool(keep)
+        melody, audio_prompt = inputs.get("melody"), inputs.get("audio_prompt")
+        return cls(
+            sweep,
+            prompt,
+            duration,
+            model,
+            seed,
+            base,
+            params,
+            dict(variant),
+            extra,
+            melody,
+            audio_prompt,
+            keep,
+            channels,
+        )
 
 
 def check_keys(variant: dict[str, Any], metadata_keys: frozenset[str], where: str) -> None:

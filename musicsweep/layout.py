@@ -26,7 +26,7 @@ from musicsweep.manifest import Manifest
 
 JOBS_DIR, SCRIPTS_DIR, LOGS_DIR, MARKERS_DIR = "jobs", "scripts", "logs", "markers"
 AUDIO_DIR, COSTS_DIR, WORKERS_DIR, CLAIMS_DIR = "audio", "costs", "workers", "claims"
-PARTIAL_DIR = "partial"
+PARTIAL_DIR, INPUTS_DIR = "partial", "inputs"
 SPOOL_DIR = "spool"  # in a host's work folder: clips generated but not yet done (worker/spool.py)
 PULLED_FOLDERS = (AUDIO_DIR, COSTS_DIR, MARKERS_DIR, LOGS_DIR, WORKERS_DIR)
 DONE_SUFFIX, FAILED_SUFFIX, PID_SUFFIX = ".done", ".failed", ".pid"
@@ -104,6 +104,10 @@ class StoreKeys:
     def partial(self, job_id: str) -> str:
         """A long clip's codes at its last window boundary (`worker.partial`), gone once `.done`."""
         return f"{self.sweep}/{PARTIAL_DIR}/{job_id}.codes"
+
+    def input_audio(self, sha256: str) -> str:
+        """A melody or audio prompt, 32 kHz, content-addressed: shipped once, read by every worker."""
+        return f"{self.sweep}/{INPUTS_DIR}/{sha256}.wav"
 
     def spec(self, job_id: str) -> str:
         """A job's spec in the store, for hosts that fetch their work from it (EC2)."""

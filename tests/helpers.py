@@ -23,6 +23,7 @@ from musicsweep.layout import SweepDir
 from musicsweep.states import FINISHED_STATES
 from musicsweep.store import open_store
 from musicsweep.store.base import Store
+from musicsweep.store.s3 import S3Store
 from musicsweep.sweep.follow import poll_once
 from musicsweep.sweep.plan import jobs_from_variants
 from musicsweep.sweep.trackers import OrphanTracker
@@ -30,6 +31,7 @@ from musicsweep.worker.claims import Claims, owner_of
 from musicsweep.worker.context import StopFlag, WorkerContext
 from musicsweep.worker.log import configure_logging
 from musicsweep.worker.loop import Worker
+from tests.fixtures.s3 import S3Bucket
 
 COLLIDING = [  # job ids of 32 bits collided for this pair (both 1 s clips on tiny)
     {"prompt": "prompt number 51", "duration_s": 1, "model": "tiny", "seed": 6},
@@ -212,3 +214,18 @@ def write_slurm_config(project: Path, engine_batch_size: int = 4, **slurm: objec
         "backends": {"slurm": {**SLURM_SETTINGS, **slurm}},
     }
     (project / "musicsweep.yaml").write_text(yaml.safe_dump(config))
+
+
+def write_s3_config(project: Path, store_url: str, endpoint_url: str, batch_size: int = 4) -> None:
+    """A local-backend musicsweep.yaml whose store is a bucket on a loopback S3 server."""
+    (project / "musicsweep.yaml").write_text(
+        f"backend: local\n"
+        f"store:\n  url: {store_url}\n  endpoint_url: {endpoint_url}\n  region: us-east-1\n"
+        f"sweeps_dir: ./runs\nengine:\n  batch_size: {batch_size}\n"
+        f"backends:\n  local:\n    workers: 1\n    hourly_cost_usd: 0.5\n"
+    )
+
+
+def open_bucket_store(bucket: S3Bucket) -> S3Store:
+    """The bucket as the launcher and workers see it."""
+    return S3Store(StoreConfig(bucket.url, endpoint_url=bucket.server.endpoint_url, region="us-east-1"))

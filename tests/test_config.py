@@ -1,5 +1,7 @@
 """musicsweep.yaml: search order, defaults, and errors that name the file and key."""
 
+import logging
+import logging.handlers
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,21 @@ def test_malformed_config_names_file_and_key(tmp_path: Path, monkeypatch: pytest
 
         get_backend(config.backend, config)
     assert message in str(error.value)
+
+
+def test_engine_decoder_is_read_as_token_loop_with_one_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "musicsweep.yaml"
+    path.write_text("engine:\n  decoder: hf\n")
+    monkeypatch.setenv("MUSICSWEEP_CONFIG", str(path))
+    logger = logging.getLogger("musicsweep.config")
+    seen = logging.handlers.BufferingHandler(capacity=10)
+    logger.addHandler(seen)  # on the logger itself: seen whatever handlers the CLI set up above it
+    try:
+        assert load_config().engine.token_loop == "hf"
+    finally:
+        logger.removeHandler(seen)
+    (record,) = seen.buffer
+    assert record.getMessage().endswith("musicsweep.yaml: key 'engine'.decoder is deprecated: write token_loop")
+    path.write_text("engine:\n  decoder: hf\n  token_loop: fast\n")
+    with pytest.raises(MusicsweepError, match=r"engine'\.decoder: renamed to 'token_loop'; give only 'token_loop'"):
+        load_config()

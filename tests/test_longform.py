@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from musicsweep.config import EngineConfig
-from musicsweep.engine import decode, load_engine
+from musicsweep.engine import load_engine, token_loop
+from musicsweep.engine.codec import codes_to_audio
 from musicsweep.engine.longform import Window, plan_windows
-from musicsweep.engine.spans import decode_codes
 from musicsweep.engine.tiny import build_tiny_model
 from musicsweep.job import GenerationParams
 
@@ -24,10 +24,10 @@ def test_window_plan_for_70_and_300_seconds():
         plan_windows(100, 50, 30.0)
 
 
-def spy_on_windows(engine, decoder: str, monkeypatch) -> list[tuple[int, tuple[int, int] | None]]:
+def spy_on_windows(engine, loop: str, monkeypatch) -> list[tuple[int, tuple[int, int] | None]]:
     """Record each window's (decode steps, prompt shape as transformers takes it: batch * codebooks x frames)."""
     calls = []
-    if decoder == "hf":
+    if loop == "hf":
         model = engine.loaded.model
         original = model.generate
 
@@ -38,7 +38,7 @@ def spy_on_windows(engine, decoder: str, monkeypatch) -> list[tuple[int, tuple[i
 
         model.generate = spy
     else:
-        original = decode.run_window
+        original = token_loop.run_window
 
         def spy(steps, delayed, sampler, guided):
             batch, codebooks, length = delayed.codes.shape
@@ -46,15 +46,15 @@ def spy_on_windows(engine, decoder: str, monkeypatch) -> list[tuple[int, tuple[i
             calls.append((length - delayed.context - 1, prompt))
             return original(steps, delayed, sampler, guided)
 
-        monkeypatch.setattr(decode, "run_window", spy)
+        monkeypatch.setattr(token_loop, "run_window", spy)
     return calls
 
 
-@pytest.mark.parametrize("decoder", ["fast", "hf"])
-def test_70_second_clips_are_four_windows_and_exactly_70_seconds(decoder, monkeypatch):
-    engine = load_engine("tiny", EngineConfig(decoder=decoder))
+@pytest.mark.parametrize("loop", ["fast", "hf"])
+def test_70_second_clips_are_four_windows_and_exactly_70_seconds(loop, monkeypatch):
+    engine = load_engine("tiny", EngineConfig(token_loop=loop))
     model = engine.loaded.model
-    calls = spy_on_windows(engine, decoder, monkeypatch)
+    calls = spy_on_windows(engine, loop, monkeypatch)
     clips = engine.generate(["slow ambient drone", "fast techno"], [5, 6], 70.0, GenerationParams())
     # 30 + 18 + 18 + 4 seconds of new frames (+3 for the codebook delay); the batch of two long
     # clips shares each call, conditioned on the last 12 s (600 frames) of codes per codebook.
@@ -72,14 +72,14 @@ def test_decoding_in_spans_equals_one_decode_of_the_whole_clip():
     """Spans with code context on both sides give the single decode's audio: no seams at span edges."""
     model, _ = build_tiny_model()
     codes = torch.randint(0, 2048, (1, 4, 3500), generator=torch.Generator().manual_seed(7))  # 70 s
-    whole = decode_codes(model, codes, span=codes.shape[-1])[0]
-    spans = decode_codes(model, codes)[0]
-    assert spans.shape == whole.shape == (3500 * 640,)
+    whole = codes_to_audio(model, codes, span=codes.shape[-1])[0]
+    spans = codes_to_audio(model, codes)[0]
+    assert spans.shape == whole.shape == (1, 3500 * 640)  # (channels, samples)
     assert torch.max(torch.abs(spans - whole)) <= 1e-6 * torch.max(torch.abs(whole))
 
 
 def test_melody_architecture_loads_from_a_folder_and_continues_text_only(tmp_path):
-    """-melody prepends its conditioning to the decoder's inputs: continuation and prefill still hold."""
+    """-melody prepends its conditioning to the transformer's inputs: continuation and prefill still hold."""
     model, tokenizer = build_tiny_model(melody=True)
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)  # no feature extractor: text-only needs no torchaudio

@@ -18,11 +18,10 @@ from musicsweep.config import StoreConfig, load_config
 from musicsweep.contract import TEST_KILL_AFTER_UPLOAD, store_config_to_env
 from musicsweep.layout import SweepDir
 from musicsweep.states import JobState
-from musicsweep.store.s3 import S3Store
 from musicsweep.sweep.plan import jobs_from_variants
 from tests.fixtures.s3 import S3Bucket
 from tests.fixtures.servers import free_port
-from tests.helpers import wait_for_exit, wait_for_sweep, wav_info
+from tests.helpers import open_bucket_store, wait_for_exit, wait_for_sweep, wav_info, write_s3_config
 
 PROMPTS = ["warm lofi piano", "fast techno drums", "slow ambient strings"]
 VARIANTS = [{"prompt": prompt, "duration_s": 2, "model": "tiny", "seed": 3} for prompt in PROMPTS]
@@ -34,19 +33,6 @@ try:
 except MusicsweepError as error:
     sys.exit(f"error: {{error}}")
 """
-
-
-def write_config(project: Path, store_url: str, endpoint_url: str, batch_size: int = 4) -> None:
-    (project / "musicsweep.yaml").write_text(
-        f"backend: local\n"
-        f"store:\n  url: {store_url}\n  endpoint_url: {endpoint_url}\n  region: us-east-1\n"
-        f"sweeps_dir: ./runs\nengine:\n  batch_size: {batch_size}\n"
-        f"backends:\n  local:\n    workers: 1\n    hourly_cost_usd: 0.5\n"
-    )
-
-
-def open_bucket_store(bucket: S3Bucket) -> S3Store:
-    return S3Store(StoreConfig(bucket.url, endpoint_url=bucket.server.endpoint_url, region="us-east-1"))
 
 
 def run_and_wait(name: str) -> dict[str, str]:
@@ -72,7 +58,7 @@ def check_wav(data: bytes, duration_s: float) -> None:
 
 
 def test_quickstart_sweep_on_s3(project: Path, s3_bucket: S3Bucket, capsys: pytest.CaptureFixture[str]) -> None:
-    write_config(project, s3_bucket.url, s3_bucket.server.endpoint_url)
+    write_s3_config(project, s3_bucket.url, s3_bucket.server.endpoint_url)
     assert set(run_and_wait("s3-sweep").values()) == {JobState.DONE}
 
     pulled = subprocess.run(
@@ -119,7 +105,7 @@ def test_quickstart_sweep_on_s3(project: Path, s3_bucket: S3Bucket, capsys: pyte
 def test_killed_after_upload_then_rerun_generates_nothing_twice(
     project: Path, moto_bucket: S3Bucket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write_config(project, moto_bucket.url, moto_bucket.server.endpoint_url, batch_size=1)
+    write_s3_config(project, moto_bucket.url, moto_bucket.server.endpoint_url, batch_size=1)
     jobs = jobs_from_variants(VARIANTS, "killed")
     sweep = SweepDir(project / "runs", "killed")
     store = open_bucket_store(moto_bucket)
@@ -196,7 +182,7 @@ def test_bad_store_fails_before_anything_starts(
         expected = "access denied to bucket 'no-such-bucket' (check credentials and permissions)"
     if problem == "unreachable endpoint":
         endpoint, expected = f"http://127.0.0.1:{free_port()}", "cannot connect to the endpoint"
-    write_config(project, f"s3://{bucket}/prefix", endpoint)
+    write_s3_config(project, f"s3://{bucket}/prefix", endpoint)
     (project / "sweep.py").write_text(SWEEP_SCRIPT.format(variants=VARIANTS))
 
     result = subprocess.run([sys.executable, "sweep.py"], capture_output=True, text=True, timeout=60)

@@ -42,9 +42,9 @@ from tests.helpers import (
 PROMPTS, SEEDS, DURATION_S = ["slow ambient drone", "fast techno"], [5, 6], 50.0  # 30 + 18 + 2 s
 
 
-@pytest.mark.parametrize("decoder", ["fast", "hf"])
-def test_resume_after_a_window_equals_the_uninterrupted_batch(decoder: str) -> None:
-    engine = load_engine("tiny", EngineConfig(decoder=decoder))
+@pytest.mark.parametrize("token_loop", ["fast", "hf"])
+def test_resume_after_a_window_equals_the_uninterrupted_batch(token_loop: str) -> None:
+    engine = load_engine("tiny", EngineConfig(token_loop=token_loop))
     seen: list[WindowCheckpoint] = []
     whole = engine.generate(PROMPTS, SEEDS, DURATION_S, GenerationParams(), on_window=seen.append)
     assert [(c.windows_done, c.windows_total) for c in seen] == [(1, 3), (2, 3), (3, 3)]

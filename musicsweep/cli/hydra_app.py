@@ -52,6 +52,9 @@ class SweepAxes:
     top_p: list[float] | float | None = None
     temperature: list[float] | float | None = None
     extend_stride_s: list[float] | float | None = None
+    melodies: list[str] | str | None = None
+    audio_prompts: list[str] | str | None = None
+    prompt_in_output: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,11 @@ def sweep_variants(axes: SweepAxes, model: str) -> list[dict[str, Any]]:
     for key in GenerationParams.__dataclass_fields__:
         if getattr(axes, key) is not None:
             generator.add(key, as_list(getattr(axes, key)))
+    for key, axis in (("melody", axes.melodies), ("audio_prompt", axes.audio_prompts)):
+        if axis is not None:
+            generator.add(key, as_list(axis))
+    if axes.prompt_in_output is not None:
+        generator.add("prompt_in_output", [axes.prompt_in_output])
     return generator.variants()
 
 

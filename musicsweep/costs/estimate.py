@@ -206,7 +206,7 @@ class Estimator:
         groups: dict[tuple, list] = {}
         for job in shard.jobs:
             groups.setdefault(job.group_key, []).append(job)
-        for (model, params, duration_s), jobs in groups.items():
+        for (model, params, duration_s, *_inputs), jobs in groups.items():
             size = self.batch_size(keys[model])
             work = work_s(duration_s, params.extend_stride_s)
             for start in range(0, len(jobs), size):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from musicsweep.config import EngineConfig
 from musicsweep.doctor.result import FAIL, OK, SKIP, Check
-from musicsweep.models import resolve_model_name
+from musicsweep.models import TINY_MODELS, resolve_model_name
 
 TOKEN_FIX = "export HF_TOKEN=… (a token with access to the model; forward it to hosts with env: [HF_TOKEN])"
 
@@ -24,7 +24,7 @@ def model_checks(names: list[str], engine: EngineConfig) -> list[Check]:
 
 def model_check(name: str, engine: EngineConfig) -> Check:
     label = f"model {name}"
-    if name == "tiny":
+    if name in TINY_MODELS:
         return Check(label, OK, "built in, needs no download")
     if name.startswith(("/", "./", "../", "~/")):
         folder = Path(name).expanduser()

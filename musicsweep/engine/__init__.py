@@ -4,11 +4,13 @@
 - `cacheahead`: fetch every model once before the first clip, then run with the hub offline.
 - `generate`: `MusicEngine.generate`, exact-length clips. Reproducibility: a seed reproduces its
   WAV only within the same batch composition (see that module's docstring).
-- `longform`: clips over 30 s by code-level continuation, decoded once per clip; the `hf` decoder
-  (transformers' `generate`, one call per window).
-- `decode`: the `fast` decoder (the default): musicsweep's own decode loop, equal to `generate`'s
-  codes; `decoder` is its transformer step over a static KV cache, `steps` the eager,
-  static-shape and CUDA-graph step runners.
+- `longform`: clips over 30 s by code-level continuation; the `hf` token loop (transformers'
+  `generate`, one call per window).
+- `token_loop`: the `fast` token loop (the default): musicsweep's own, equal to `generate`'s codes;
+  `transformer` is MusicGen's transformer over a static KV cache, `steps` the eager, static-shape
+  and CUDA-graph step runners.
+- `codec`: the audio codec, codes to audio in spans (`SpanCodec`), once per clip.
+- `inputs`: melodies (chroma per window) and audio prompts (codes, the first window's context).
 - `sampling`: guidance and top-k/top-p sampling over the candidates only (transformers' own is
   dominated by its full-vocabulary multinomial on CPU).
 - `batching`: `auto` batch size, back-off in halves, failure injection for tests.

@@ -1,7 +1,7 @@
 """Batch sizes and back-off: how many clips share one generate() call, and what to do when it fails.
 
-`auto` batch size: on CUDA, as many clips as fit their decoder KV cache into 70% of free GPU
-memory (capped at `AUTO_MAX`); on CPU the fixed `CPU_BATCH`, where decode is bound by reading the
+`auto` batch size: on CUDA, as many clips as fit their transformer KV cache into 70% of free GPU
+memory (capped at `AUTO_MAX`); on CPU the fixed `CPU_BATCH`, where generation is bound by reading the
 weights, so a batch costs little more than one clip (benchmarks/RESULTS.md).
 
 Back-off: a failed batch (CUDA out of memory, say) is retried as two halves, recursively, down to

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from musicsweep.errors import MusicsweepError
-from musicsweep.models import resolve_model_name
+from musicsweep.models import TINY_MODELS, resolve_model_name
 
 # Weights (safetensors preferred), configs and tokenizer files; never both weight formats.
 _METADATA_PATTERNS = ["*.json", "*.model", "*.txt"]
@@ -31,7 +31,7 @@ def hub_cache_dir(hf_home: str | None) -> Path | None:
 
 def fetch_model(name: str, hf_home: str | None) -> str:
     """Return what `load_model` should load for `name`: `tiny`, a local folder, or a cached snapshot folder."""
-    if name == "tiny":
+    if name in TINY_MODELS:
         return name
     resolved = resolve_model_name(name)
     if resolved.startswith(("/", "./", "../", "~/")):

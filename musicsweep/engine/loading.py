@@ -15,14 +15,14 @@ from typing import Any
 
 from musicsweep.config import EngineConfig
 from musicsweep.engine.quiet import silence_token_id_warnings
-from musicsweep.models import resolve_model_name
+from musicsweep.models import TINY_MODELS, resolve_model_name
 
 
 @dataclass
 class LoadedModel:
     name: str
     model: Any
-    tokenizer: Any  # prompts are text only: no processor, so -melody needs no torchaudio
+    tokenizer: Any  # no processor: melody chroma is computed in engine/inputs.py, without torchaudio
     device: str
     dtype: Any
     threads: int | None = None  # CPU threads for this model's generation; None keeps torch's default
@@ -78,10 +78,10 @@ def load_model(name: str, config: EngineConfig, source: str | None = None) -> Lo
 
     silence_token_id_warnings()
     device = pick_device(config)
-    if name == "tiny":
-        from musicsweep.engine.tiny import build_tiny_model
+    if name in TINY_MODELS:
+        from musicsweep.engine.tiny import build_named_tiny_model
 
-        model, tokenizer = build_tiny_model()
+        model, tokenizer = build_named_tiny_model(name)
         # Its ops are far too small to split across threads; on a busy host, OpenMP threads
         # spinning for each other made generation 25x slower than one thread (19:34, load 17).
         threads = 1

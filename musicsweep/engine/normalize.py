@@ -55,19 +55,22 @@ def k_weighting_response(sampling_rate: int, omega: np.ndarray) -> np.ndarray:
 
 
 def integrated_loudness(clip: np.ndarray, sampling_rate: int) -> float:
-    """Gated integrated loudness in LUFS of a mono clip; -inf for silence or clips under one block.
+    """Gated integrated loudness in LUFS of a clip, (samples,) or (samples, channels) with the
+    channels' powers summed (BS.1770's front channels); -inf for silence or clips under one block.
 
     The K-weighting filter is applied in the frequency domain (one FFT), which needs no scipy.
     """
     block = int(round(_BLOCK_S * sampling_rate))
     step = int(round(_BLOCK_STEP_S * sampling_rate))
-    if clip.size < block:
+    samples = clip.shape[0]
+    if samples < block:
         return float("-inf")
-    spectrum = np.fft.rfft(clip.astype(np.float64))
-    omega = 2 * np.pi * np.fft.rfftfreq(clip.size)
-    weighted = np.fft.irfft(spectrum * k_weighting_response(sampling_rate, omega), n=clip.size)
-    cumulative = np.concatenate([[0.0], np.cumsum(weighted**2)])
-    starts = np.arange(0, clip.size - block + 1, step)
+    channels = clip.reshape(samples, -1).T.astype(np.float64)
+    spectrum = np.fft.rfft(channels, axis=-1)
+    omega = 2 * np.pi * np.fft.rfftfreq(samples)
+    weighted = np.fft.irfft(spectrum * k_weighting_response(sampling_rate, omega), n=samples, axis=-1)
+    cumulative = np.concatenate([[0.0], np.cumsum((weighted**2).sum(axis=0))])
+    starts = np.arange(0, samples - block + 1, step)
     power = (cumulative[starts + block] - cumulative[starts]) / block
     with np.errstate(divide="ignore"):
         loudness = -0.691 + 10 * np.log10(power)

@@ -2,10 +2,10 @@
 
 transformers samples with `torch.multinomial` over the whole 2048-code vocabulary after masking it,
 which on CPU draws one exponential variate per code and sorts the vocabulary for top-k: at batch 8
-those two ops took half of every tiny-model decode step. `CodeSampler` draws from the same
+those two ops took half of every tiny-model step. `CodeSampler` draws from the same
 distribution (temperature, then top-k, then top-p, as transformers orders them) with one uniform
-variate per row over the k candidates (inverse CDF). Under transformers' `generate()` (`engine.decoder:
-hf`) it hands over its choice as a greedy pick (`do_sample=False`); the fast loop (`decode`) calls
+variate per row over the k candidates (inverse CDF). Under transformers' `generate()` (`engine.token_loop:
+hf`) it hands over its choice as a greedy pick (`do_sample=False`); the fast loop (`token_loop`) calls
 `guide` and `sample` directly, with the same rows and draws.
 """
 
@@ -70,7 +70,7 @@ class CodeSampler:
 
 
 def sampling_kwargs(params: GenerationParams) -> dict[str, Any]:
-    """generate() keywords for one call (`engine.decoder: hf`).
+    """generate() keywords for one call (`engine.token_loop: hf`).
 
     The processor list is fresh on every call, since MusicGen appends its guidance processor to it.
     """

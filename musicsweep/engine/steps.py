@@ -1,4 +1,4 @@
-"""Decoder step runners: eager, static-shape, and on CUDA one CUDA graph per attention bucket.
+"""Transformer step runners: eager, static-shape, and on CUDA one CUDA graph per attention bucket.
 
 At batch 1 an eager step of musicgen-small launches several hundred small kernels: the GPU waits
 on Python and launches, not on memory (issue 18: 10-25 ms per step against a 0.26 ms bandwidth
@@ -21,32 +21,32 @@ from __future__ import annotations
 
 import torch
 
-from musicsweep.engine.decoder import FastDecoder, KVCache, TextKV
+from musicsweep.engine.transformer import CachedTransformer, KVCache, TextKV
 
 BUCKET = 256
 TEXT_BUCKET = 64
 
 
 class EagerSteps:
-    """Prefill and per-step decoder calls over one batch's cache and text, run eagerly."""
+    """Prefill and per-step transformer calls over one batch's cache and text, run eagerly."""
 
-    def __init__(self, decoder: FastDecoder, cache: KVCache, text: TextKV, repeat: int) -> None:
-        self.decoder, self.cache, self.text, self.repeat = decoder, cache, text, repeat
+    def __init__(self, transformer: CachedTransformer, cache: KVCache, text: TextKV, repeat: int) -> None:
+        self.transformer, self.cache, self.text, self.repeat = transformer, cache, text, repeat
 
     def prefill(self, codes: torch.Tensor) -> torch.Tensor:
         """Logits after the delayed codes (batch, codebooks, T) at positions 0..T-1."""
-        hidden = self.decoder.embed(codes, 0, self.repeat)
-        return self.decoder.forward(hidden, 0, self.cache, self.text)
+        hidden = self.transformer.embed(codes, 0, self.repeat)
+        return self.transformer.forward(hidden, 0, self.cache, self.text)
 
     def step(self, column: torch.Tensor, position: int) -> torch.Tensor:
         """Logits after one more column (batch, codebooks) at `position`."""
-        hidden = self.decoder.embed(column[:, :, None], position, self.repeat)
-        return self.decoder.forward(hidden, position, self.cache, self.text)
+        hidden = self.transformer.embed(column[:, :, None], position, self.repeat)
+        return self.transformer.forward(hidden, position, self.cache, self.text)
 
 
-def eager_steps(decoder: FastDecoder, rows: int, capacity: int, text: TextKV, repeat: int) -> EagerSteps:
+def eager_steps(transformer: CachedTransformer, rows: int, capacity: int, text: TextKV, repeat: int) -> EagerSteps:
     """A fresh cache sized for this batch's windows: the CPU path, where shapes may change every step."""
-    return EagerSteps(decoder, decoder.new_cache(rows, capacity), text, repeat)
+    return EagerSteps(transformer, transformer.new_cache(rows, capacity), text, repeat)
 
 
 def padded(length: int, step: int) -> int:
@@ -54,20 +54,20 @@ def padded(length: int, step: int) -> int:
 
 
 class StaticSteps(EagerSteps):
-    """Decoder steps with fixed shapes and buffers (see module docstring), run eagerly."""
+    """Transformer steps with fixed shapes and buffers (see module docstring), run eagerly."""
 
-    def __init__(self, decoder: FastDecoder, batch: int, repeat: int, capacity: int, text_len: int) -> None:
+    def __init__(self, transformer: CachedTransformer, batch: int, repeat: int, capacity: int, text_len: int) -> None:
         rows = repeat * batch
-        shape = (rows, decoder.heads, text_len, decoder.head_dim)
-        layers = range(len(decoder.layers))
+        shape = (rows, transformer.heads, text_len, transformer.head_dim)
+        layers = range(len(transformer.layers))
         text = TextKV(
-            keys=[torch.zeros(shape, dtype=decoder.dtype, device=decoder.device) for _ in layers],
-            values=[torch.zeros(shape, dtype=decoder.dtype, device=decoder.device) for _ in layers],
-            mask=torch.zeros((rows, 1, 1, text_len), dtype=decoder.dtype, device=decoder.device),
+            keys=[torch.zeros(shape, dtype=transformer.dtype, device=transformer.device) for _ in layers],
+            values=[torch.zeros(shape, dtype=transformer.dtype, device=transformer.device) for _ in layers],
+            mask=torch.zeros((rows, 1, 1, text_len), dtype=transformer.dtype, device=transformer.device),
         )
-        super().__init__(decoder, decoder.new_cache(rows, capacity), text, repeat)
-        self.column = torch.zeros((batch, decoder.num_codebooks), dtype=torch.long, device=decoder.device)
-        self.position = torch.zeros(1, dtype=torch.long, device=decoder.device)
+        super().__init__(transformer, transformer.new_cache(rows, capacity), text, repeat)
+        self.column = torch.zeros((batch, transformer.num_codebooks), dtype=torch.long, device=transformer.device)
+        self.position = torch.zeros(1, dtype=torch.long, device=transformer.device)
 
     def load_text(self, text: TextKV) -> None:
         """Copy one batch's cross-attention keys, values and mask into the padded buffers."""
@@ -87,15 +87,15 @@ class StaticSteps(EagerSteps):
         return self.run(self.bucket(position))
 
     def run(self, bucket: int) -> torch.Tensor:
-        hidden = self.decoder.embed(self.column[:, :, None], self.position, self.repeat)
-        return self.decoder.forward(hidden, self.position, self.cache, self.text, bucket=bucket)
+        hidden = self.transformer.embed(self.column[:, :, None], self.position, self.repeat)
+        return self.transformer.forward(hidden, self.position, self.cache, self.text, bucket=bucket)
 
 
 class GraphedSteps(StaticSteps):
     """`StaticSteps` whose step is a CUDA graph per bucket, captured on first use."""
 
-    def __init__(self, decoder: FastDecoder, batch: int, repeat: int, capacity: int, text_len: int) -> None:
-        super().__init__(decoder, batch, repeat, capacity, text_len)
+    def __init__(self, transformer: CachedTransformer, batch: int, repeat: int, capacity: int, text_len: int) -> None:
+        super().__init__(transformer, batch, repeat, capacity, text_len)
         self.pool = torch.cuda.graph_pool_handle()
         self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
 
@@ -138,7 +138,9 @@ class StepsCache:
         self.key: tuple[int, int, int] | None = None
         self.steps: StaticSteps | None = None
 
-    def __call__(self, decoder: FastDecoder, rows: int, capacity: int, text: TextKV, repeat: int) -> StaticSteps:
+    def __call__(
+        self, transformer: CachedTransformer, rows: int, capacity: int, text: TextKV, repeat: int
+    ) -> StaticSteps:
         text_len = padded(text.mask.shape[-1], TEXT_BUCKET)
         key = (rows, repeat, text_len)
         if capacity > self.capacity:
@@ -147,7 +149,7 @@ class StepsCache:
             self.steps = None
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            self.steps = self.steps_class(decoder, rows // repeat, repeat, self.capacity, text_len)
+            self.steps = self.steps_class(transformer, rows // repeat, repeat, self.capacity, text_len)
             self.key = key
         self.steps.load_text(text)
         return self.steps

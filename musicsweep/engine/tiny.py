@@ -1,6 +1,8 @@
-"""The built-in tiny MusicGen: random weights at toy sizes, built offline from configs.
+"""The built-in tiny MusicGens: random weights at toy sizes, built offline from configs.
 
-It exercises the real transformers generation path without a weight download, so the
+One per MusicGen kind, named like the hub's checkpoints (`musicsweep.models.TINY_MODELS`): `tiny`
+(text), `tiny-melody` (text and chroma), `tiny-stereo` and `tiny-stereo-melody` (two channels as
+interleaved codebooks). It exercises the real transformers generation path without a weight download, so the
 whole pipeline (and its tests) runs on a laptop or a CI machine with no internet.
 The weights are seeded, so every host builds the identical model. The same builder makes a
 random model at musicgen-small's real shapes for realistic timings (`build_small_sized_model`).
@@ -13,7 +15,8 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
-TINY_MODEL_NAME = "tiny"
+from musicsweep.models import tiny_traits
+
 SAMPLING_RATE = 32000
 _BUILD_SEED = 1234
 
@@ -53,8 +56,11 @@ class ModelSize:
     ffn: int
     max_positions: int
 
-    def configs(self) -> tuple[dict, dict, dict]:
-        """Text encoder, audio codec and decoder config dicts, as MusicgenConfig takes them."""
+    def configs(self, channels: int = 1) -> tuple[dict, dict, dict]:
+        """Text encoder, audio codec and decoder config dicts, as MusicgenConfig takes them.
+
+        Stereo (`channels` 2) keeps the mono codec and doubles the codebooks: each channel's codes
+        interleaved, as in facebook/musicgen-stereo-*."""
         text_encoder = {
             "model_type": "t5",
             "vocab_size": self.text_vocab,
@@ -82,7 +88,8 @@ class ModelSize:
         decoder = {
             "model_type": "musicgen_decoder",
             "vocab_size": 2048,
-            "num_codebooks": 4,
+            "num_codebooks": 4 * channels,
+            "audio_channels": channels,
             "hidden_size": self.width,
             "num_hidden_layers": self.layers,
             "num_attention_heads": self.heads,
@@ -134,9 +141,15 @@ MUSICGEN_SMALL = ModelSize(
 MUSICGEN_MEDIUM = dataclasses.replace(MUSICGEN_SMALL, width=1536, layers=48, heads=24, ffn=6144)
 
 
-def build_tiny_model(melody: bool = False):
-    """Return (model, tokenizer) for the tiny MusicGen (or MusicGen-Melody); deterministic across processes."""
-    return build_random_model(*TINY.configs(), melody=melody)
+def build_tiny_model(melody: bool = False, stereo: bool = False):
+    """Return (model, tokenizer) for a tiny MusicGen of the given kind; deterministic across processes."""
+    return build_random_model(*TINY.configs(channels=2 if stereo else 1), melody=melody)
+
+
+def build_named_tiny_model(name: str):
+    """(model, tokenizer) for one of `musicsweep.models.TINY_MODELS`."""
+    traits = tiny_traits(name)
+    return build_tiny_model(melody=traits.melody, stereo=traits.channels == 2)
 
 
 def build_small_sized_model(dtype=None, size: ModelSize = MUSICGEN_SMALL, device=None):
@@ -154,8 +167,8 @@ def build_small_sized_model(dtype=None, size: ModelSize = MUSICGEN_SMALL, device
 def build_random_model(text_encoder: dict, audio_encoder: dict, decoder: dict, melody: bool = False, device=None):
     """Assemble a MusicGen with seeded random weights from three config dicts, set up like the real checkpoints.
 
-    `melody` builds MusicGen-Melody's architecture instead (conditioning prepended to the decoder's
-    inputs rather than cross-attended), which the engine drives text-only.
+    `melody` builds MusicGen-Melody's architecture instead (text and chroma prepended to the
+    transformer's inputs rather than cross-attended).
     """
     import torch
     from transformers import (

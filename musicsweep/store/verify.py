@@ -52,12 +52,12 @@ def expected_frames(duration_s: float, sampling_rate: int = SAMPLING_RATE) -> in
     return int(round(duration_s * sampling_rate))
 
 
-def expected_wav_size(duration_s: float) -> int:
-    """Bytes of the 16-bit mono WAV the worker writes for `duration_s` (a 44-byte header)."""
-    return 44 + 2 * expected_frames(duration_s)
+def expected_wav_size(duration_s: float, channels: int = 1) -> int:
+    """Bytes of the 16-bit WAV the worker writes for `duration_s` (a 44-byte header)."""
+    return 44 + 2 * channels * expected_frames(duration_s)
 
 
-def wav_problem(header_bytes: bytes, size: int, duration_s: float) -> str | None:
+def wav_problem(header_bytes: bytes, size: int, duration_s: float, channels: int = 1) -> str | None:
     """Why a stored WAV is not the whole clip the job asked for, or None when it is."""
     header = parse_wav_header(header_bytes)
     if header is None:
@@ -65,9 +65,9 @@ def wav_problem(header_bytes: bytes, size: int, duration_s: float) -> str | None
     if header.declared_size != size:
         return f"{size} bytes, but its header declares {header.declared_size}"
     wanted = expected_frames(duration_s, header.sampling_rate)
-    if header.sampling_rate != SAMPLING_RATE or header.channels != 1 or header.frames != wanted:
+    if header.sampling_rate != SAMPLING_RATE or header.channels != channels or header.frames != wanted:
         got = f"{header.frames} frames at {header.sampling_rate} Hz x {header.channels} ch"
-        return f"{got}, expected {wanted} frames at {SAMPLING_RATE} Hz mono"
+        return f"{got}, expected {wanted} frames at {SAMPLING_RATE} Hz {'mono' if channels == 1 else 'stereo'}"
     return None
 
 
@@ -84,12 +84,12 @@ def local_wav_problem(path: Path) -> str | None:
     return None if header.declared_size == size else f"{size} bytes, but its header declares {header.declared_size}"
 
 
-def stored_wav_problem(store: Store, key: str, duration_s: float) -> str | None:
+def stored_wav_problem(store: Store, key: str, duration_s: float, channels: int = 1) -> str | None:
     """`wav_problem` of an object in the store; "missing" when there is none."""
     info = store.info(key)
     if info is None:
         return "missing"
-    return wav_problem(store.get_range(key, 0, HEADER_BYTES), info.size, duration_s)
+    return wav_problem(store.get_range(key, 0, HEADER_BYTES), info.size, duration_s, channels)
 
 
 def file_md5(path: Path, part_size: int | None = None) -> tuple[str, list[bytes]]:

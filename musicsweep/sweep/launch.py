@@ -20,6 +20,7 @@ from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir
 from musicsweep.manifest import JobEntry, LaunchRecord, Manifest
 from musicsweep.store import open_store
+from musicsweep.sweep.inputs import ship_inputs
 from musicsweep.sweep.launched import record_settings
 from musicsweep.sweep.lock import launch_lock
 from musicsweep.sweep.plan import Plan, finished_in_store, running_jobs
@@ -63,6 +64,7 @@ def launch_locked(plan: Plan, config: Config) -> None:
     launch_id = new_launch_id()
     manifest = previous or Manifest(sweep=sweep.name, created=time.time())
     record_settings(manifest, config)
+    ship_inputs(open_store(config.store), sweep.keys, plan.to_run)
     for job in plan.jobs:
         sweep.write_spec(job)
         known = manifest.jobs.get(job.job_id)

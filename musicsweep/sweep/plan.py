@@ -16,22 +16,27 @@ from musicsweep.backends.base import Backend, Shard
 from musicsweep.config import Config, check_store_url, load_config
 from musicsweep.costs.estimate import Estimate, estimate_for
 from musicsweep.errors import MusicsweepError
-from musicsweep.job import MAX_DURATION_S, Job
+from musicsweep.job import DEFAULT_MODEL, MAX_DURATION_S, Job
 from musicsweep.layout import JobPaths, SweepDir
 from musicsweep.manifest import Manifest
+from musicsweep.models import model_traits
 from musicsweep.states import JobState
 from musicsweep.store import open_store
 from musicsweep.store.base import Store
 from musicsweep.store.verify import expected_wav_size
+from musicsweep.sweep.inputs import check_inputs, read_inputs
 from musicsweep.sweep.variants import NAME_KEY, canonical_json
 
 _SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
-def jobs_from_variants(variants: list[dict[str, Any]], sweep: str, max_duration_s: float = MAX_DURATION_S) -> list[Job]:
+def jobs_from_variants(
+    variants: list[dict[str, Any]], sweep: str, max_duration_s: float = MAX_DURATION_S, base_dir: Path | None = None
+) -> list[Job]:
     """Validate every variant and build its job; two jobs with one output name are an error.
 
-    Keys a VariantGenerator added with hide=True (`Variant.metadata_keys`) may be anything.
+    Keys a VariantGenerator added with hide=True (`Variant.metadata_keys`) may be anything. The
+    paths of `melody` and `audio_prompt` are read relative to `base_dir` (default: the current folder).
     """
     if not _SWEEP_NAME.match(sweep):
         raise MusicsweepError(f"sweep name {sweep!r}: use letters, digits, '_', '.' and '-' only")
@@ -42,7 +47,11 @@ def jobs_from_variants(variants: list[dict[str, Any]], sweep: str, max_duration_
         where = f"variant {index} ({variant.get(NAME_KEY, '')})".replace(" ()", "")
         values = {k: v for k, v in variant.items() if k != NAME_KEY}
         canonical_json(values, where)  # the manifest stores it as JSON: a key JSON cannot write fails here
-        job = Job.from_variant(values, sweep, where, max_duration_s, getattr(variant, "metadata_keys", frozenset()))
+        inputs = read_inputs(values, base_dir or Path.cwd(), where)
+        metadata_keys = getattr(variant, "metadata_keys", frozenset())
+        channels = model_traits(str(values.get("model", DEFAULT_MODEL))).channels
+        job = Job.from_variant(values, sweep, where, max_duration_s, metadata_keys, inputs, channels)
+        check_inputs(job, where)
         if job.output_name in seen:
             raise MusicsweepError(
                 f"{where}: duplicate output name {job.output_name!r} (same as {seen[job.output_name]})"
@@ -91,7 +100,8 @@ def finished_in_store(store: Store, jobs: list[Job], sweep: SweepDir) -> set[str
     for job in jobs:
         paths = JobPaths.of(job, sweep.root)
         audio = keys.get(paths.audio_key)
-        if audio is not None and audio.size == expected_wav_size(job.duration_s) and paths.done_key in keys:
+        whole = audio is not None and audio.size == expected_wav_size(job.wav_seconds, job.channels)
+        if whole and paths.done_key in keys:
             finished.add(job.job_id)
     return finished
 

@@ -1,10 +1,16 @@
-"""Read the existing scripts' `prompts.txt`: `PROMPT ; DURATION_IN_SECONDS ; FILE_NAME` per line."""
+"""Read the existing scripts' `prompts.txt`: `PROMPT ; DURATION_IN_SECONDS ; FILE_NAME` per line.
+
+Audio inputs follow as optional `key=value` fields (docs/modes.md):
+`PROMPT ; DURATION ; FILE_NAME ; melody=tunes/a.wav ; audio_prompt=intro.wav ; prompt_in_output=true`,
+paths relative to the prompts file's folder.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from musicsweep.errors import MusicsweepError
 
@@ -15,10 +21,38 @@ class PromptRow:
     duration_s: float
     file_name: str
     line: int
+    inputs: dict[str, Any] = field(default_factory=dict)  # melody / audio_prompt (absolute paths), prompt_in_output
 
 
-def parse_prompts(text: str, source: str) -> list[PromptRow]:
-    """Parse the lines; `#` comments and blank lines are skipped; errors name file and line."""
+INPUT_FIELDS = ("melody", "audio_prompt", "prompt_in_output")
+
+
+def parse_input_fields(fields: list[str], folder: Path, where: str) -> dict[str, Any]:
+    """The optional `key=value` fields after FILE_NAME."""
+    inputs: dict[str, Any] = {}
+    for text in fields:
+        key, equals, value = (part.strip() for part in text.partition("="))
+        if not equals or key not in INPUT_FIELDS:
+            raise MusicsweepError(
+                f"{where}: expected 'melody=PATH', 'audio_prompt=PATH' or 'prompt_in_output=BOOL', got {text!r}"
+            )
+        if key in inputs:
+            raise MusicsweepError(f"{where}: field {key!r} given twice")
+        if key == "prompt_in_output":
+            if value not in ("true", "false"):
+                raise MusicsweepError(f"{where}: field prompt_in_output must be true or false, got {value!r}")
+            inputs[key] = value == "true"
+        elif not value:
+            raise MusicsweepError(f"{where}: field {key!r} is empty")
+        else:
+            inputs[key] = str(folder / Path(value).expanduser())
+    return inputs
+
+
+def parse_prompts(text: str, source: str, folder: Path | None = None) -> list[PromptRow]:
+    """Parse the lines; `#` comments and blank lines are skipped; errors name file and line.
+
+    Input paths are relative to `folder` (the file's own)."""
     rows: list[PromptRow] = []
     seen: dict[str, int] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -27,9 +61,10 @@ def parse_prompts(text: str, source: str) -> list[PromptRow]:
             continue
         where = f"{source}:{number}"
         fields = [part.strip() for part in line.split(";")]
-        if len(fields) != 3:
+        if len(fields) < 3:
             raise MusicsweepError(f"{where}: expected 'PROMPT ; DURATION ; FILE_NAME', got {len(fields)} field(s)")
-        prompt, duration_text, file_name = fields
+        prompt, duration_text, file_name = fields[:3]
+        inputs = parse_input_fields(fields[3:], folder or Path.cwd(), where)
         if not prompt:
             raise MusicsweepError(f"{where}: field PROMPT is empty")
         try:
@@ -46,7 +81,7 @@ def parse_prompts(text: str, source: str) -> list[PromptRow]:
         if stem in seen:
             raise MusicsweepError(f"{where}: field FILE_NAME {file_name!r} duplicates line {seen[stem]}")
         seen[stem] = number
-        rows.append(PromptRow(prompt, duration, stem, number))
+        rows.append(PromptRow(prompt, duration, stem, number, inputs))
     if not rows:
         raise MusicsweepError(f"{source}: no prompts found")
     return rows
@@ -65,4 +100,4 @@ def read_prompts_file(path: Path) -> list[PromptRow]:
         raise MusicsweepError(
             f"{path}:{line}: not UTF-8: byte 0x{data[error.start]:02x} at offset {error.start}; save the file as UTF-8"
         ) from None
-    return parse_prompts(text, str(path))
+    return parse_prompts(text, str(path), path.resolve().parent)

@@ -76,13 +76,16 @@ class VariantGenerator:
     @classmethod
     def from_prompts_file(cls, path: str | Path) -> VariantGenerator:
         """Variants from a `prompts.txt` (PROMPT ; DURATION ; FILE_NAME), one per line."""
-        from musicsweep.sweep.prompts import read_prompts_file
+        from musicsweep.sweep.prompts import INPUT_FIELDS, read_prompts_file
 
         generator = cls()
         rows = read_prompts_file(Path(path))
         generator.add("row", rows, hide=True)
         for key in ("prompt", "duration_s", "file_name"):
             generator.derive(key, _row_field(key), hide=key != "file_name")
+        for key in INPUT_FIELDS:
+            if any(key in row.inputs for row in rows):  # a row without it gets None: no input
+                generator.derive(key, _row_input(key), hide=True)
         return generator
 
     @classmethod
@@ -152,6 +155,13 @@ class VariantGenerator:
         for variant in ordered:
             variant[NAME_KEY] = variant_name(variant, varying)
         return ordered
+
+
+def _row_input(key: str) -> Callable[[Any], Any]:
+    def input_of(row: Any) -> Any:
+        return row.inputs.get(key)
+
+    return input_of
 
 
 def _row_field(key: str) -> Callable[[Any], Any]:

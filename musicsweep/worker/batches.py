@@ -17,6 +17,7 @@ from musicsweep.worker.context import StopFlag, WorkerContext
 from musicsweep.worker.delivery import Delivery
 from musicsweep.worker.failures import Failures
 from musicsweep.worker.faults import kill_point
+from musicsweep.worker.inputs import InputCache
 from musicsweep.worker.lifetime import Lifetime
 from musicsweep.worker.log import log
 from musicsweep.worker.models import ModelCache
@@ -40,6 +41,7 @@ class BatchRunner:
     ) -> None:
         self.context, self.stop, self.models, self.sizer = context, stop, models, sizer
         self.lifetime, self.tally, self.failures, self.delivery, self.saver = lifetime, tally, failures, delivery, saver
+        self.inputs = InputCache(context.store)  # melodies and audio prompts, read once each
 
     def run(self, batch: list[Job]) -> None:
         """Generate and save one batch; a failed batch is retried in halves down to single clips."""
@@ -58,7 +60,8 @@ class BatchRunner:
                 log(f"resuming {len(part)} clip(s) after window {window} ({how})")
             prompts, seeds = [j.prompt for j in part], [j.seed for j in part]
             on_window = functools.partial(self.window_done, part, partial.paid_before(resume, part), started)
-            clips = engine.generate(prompts, seeds, first.duration_s, first.params, checkpoint, on_window)
+            inputs = self.inputs.for_batch(part)
+            clips = engine.generate(prompts, seeds, first.duration_s, first.params, checkpoint, on_window, inputs)
             kill_point("generate")
             return clips, time.monotonic() - started, resume
 

@@ -126,7 +126,7 @@ class Delivery:
         """
         paths = JobPaths.of(job, self.context.work_dir)
         store = self.context.store
-        problem = stored_wav_problem(store, paths.audio_key, job.duration_s)
+        problem = stored_wav_problem(store, paths.audio_key, job.wav_seconds, job.channels)
         if problem == "missing":
             return False
         if problem is not None:

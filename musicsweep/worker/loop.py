@@ -194,7 +194,10 @@ class Worker:
             return other
         paths = JobPaths.of(job, self.context.work_dir)
         store = self.context.store
-        if store.exists(paths.done_key) and stored_wav_problem(store, paths.audio_key, job.duration_s) is None:
+        if (
+            store.exists(paths.done_key)
+            and stored_wav_problem(store, paths.audio_key, job.wav_seconds, job.channels) is None
+        ):
             self.claims.release(job.job_id)  # finished by its previous owner just before we took over
         return None
 

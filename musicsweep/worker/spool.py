@@ -55,7 +55,7 @@ class Spool:
             record = json.loads(meta.read_text())
             with open(wav, "rb") as handle:
                 header = handle.read(HEADER_BYTES)
-            if wav_problem(header, wav.stat().st_size, job.duration_s) is None:
+            if wav_problem(header, wav.stat().st_size, job.wav_seconds, job.channels) is None:
                 resumed_from = record.get("resumed_from_window")  # absent in entries of older workers
                 timing = float(record["generation_time_s"]), int(record["batch_size"])
                 return SpooledClip(wav, *timing, None if resumed_from is None else int(resumed_from))

@@ -1,17 +1,19 @@
-"""musicsweep's own autoregressive MusicGen loop (`engine.decoder: fast`), window by window.
+"""musicsweep's own token loop (`engine.token_loop: fast`): MusicGen's codes, window by window.
 
 It produces the codes `MusicgenForConditionalGeneration.generate` would, given the same logits and
-the same `CodeSampler` draws (tests/test_decode.py checks token equality on CPU), without its
+the same `CodeSampler` draws (tests/test_token_loop.py checks token equality on CPU), without its
 per-step overhead:
 
 - the text is encoded once per batch and its cross-attention keys and values projected once
-  (`FastDecoder.text_kv`), shared by every window of a long clip;
+  (`CachedTransformer.text_kv`), shared by every window of a long clip;
 - the self-attention keys and values go into one preallocated `KVCache`;
 - the delay pattern is index arithmetic on a (batch, codebooks, length) buffer: codebook k's frame
-  t sits at position t + 1 + k, and a sampled code is kept only where its frame is one the window
-  generates; every other position holds the pad code or the window's prompt (`DelayedWindow`);
+  t sits at position t + 1 + delay(k), and a sampled code is kept only where its frame is one the
+  window generates; every other position holds the pad code or the window's context, an earlier
+  window's codes or an audio prompt's (`DelayedWindow`). delay(k) is k, or k // 2 for a stereo
+  model, whose left and right codebooks alternate and share their delay;
 - the sampler is `CodeSampler`, fed the same (batch * codebooks) rows in the same order as under
-  transformers, so the same seed draws the same codes with either decoder.
+  transformers, so the same seed draws the same codes with either token loop.
 
 On CUDA each step replays a CUDA graph (`steps.GraphedSteps`); elsewhere it runs eagerly.
 """
@@ -24,10 +26,10 @@ from typing import Any
 
 import torch
 
-from musicsweep.engine.decoder import FastDecoder, TextKV
 from musicsweep.engine.longform import Window
 from musicsweep.engine.sampling import CodeSampler
 from musicsweep.engine.steps import EagerSteps, GraphedSteps, StepsCache, eager_steps
+from musicsweep.engine.transformer import CachedTransformer, TextKV
 from musicsweep.job import GenerationParams
 
 
@@ -35,23 +37,26 @@ from musicsweep.job import GenerationParams
 class DelayedWindow:
     """One window's codes in MusicGen's delayed layout: `context` frames given, `new` to generate."""
 
-    codes: torch.Tensor  # (batch, codebooks, context + new + codebooks)
+    codes: torch.Tensor  # (batch, codebooks, context + new + max delay + 1)
     free: torch.Tensor  # (codebooks, same length) bool: where a sampled code is kept
+    delays: torch.Tensor  # (codebooks,) each codebook's delay
     context: int
     new: int
 
     @classmethod
     def start(
-        cls, prompt: torch.Tensor | None, batch: int, codebooks: int, window: Window, pad: int, device: Any
+        cls, prompt: torch.Tensor | None, batch: int, delays: torch.Tensor, window: Window, pad: int
     ) -> DelayedWindow:
         """Lay out `prompt` (batch, codebooks, context_frames) undelayed codes; the rest is the pad code."""
         context, new = window.context_frames, window.new_frames
-        length = context + new + codebooks
+        codebooks, device = delays.shape[0], delays.device
+        length = context + new + int(delays.max()) + 1
         codes = torch.full((batch, codebooks, length), pad, dtype=torch.long, device=device)
         for codebook in range(codebooks if prompt is not None else 0):
-            codes[:, codebook, 1 + codebook : 1 + codebook + context] = prompt[:, codebook]
-        frame = torch.arange(length, device=device)[None, :] - 1 - torch.arange(codebooks, device=device)[:, None]
-        return cls(codes, (frame >= context) & (frame < context + new), context, new)
+            first = 1 + int(delays[codebook])
+            codes[:, codebook, first : first + context] = prompt[:, codebook]
+        frame = torch.arange(length, device=device)[None, :] - 1 - delays[:, None]
+        return cls(codes, (frame >= context) & (frame < context + new), delays, context, new)
 
     @property
     def length(self) -> int:
@@ -65,8 +70,8 @@ class DelayedWindow:
 
     def new_frames(self) -> torch.Tensor:
         """The generated frames, undelayed: (batch, codebooks, new)."""
-        batch, codebooks, _ = self.codes.shape
-        first = self.context + 1 + torch.arange(codebooks, device=self.codes.device)
+        batch = self.codes.shape[0]
+        first = self.context + 1 + self.delays
         index = first[:, None] + torch.arange(self.new, device=self.codes.device)[None, :]
         return self.codes.gather(2, index.expand(batch, -1, -1))
 
@@ -76,10 +81,10 @@ def is_guided(guidance_scale: float) -> bool:
     return guidance_scale is not None and guidance_scale > 1
 
 
-def encode_text(decoder: FastDecoder, inputs: dict[str, Any], guided: bool) -> TextKV:
+def encode_text(transformer: CachedTransformer, inputs: dict[str, Any], guided: bool) -> TextKV:
     """Run the text encoder once for the batch and project its cross-attention keys and values."""
-    hidden = decoder.model.text_encoder(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-    return decoder.text_kv(hidden.last_hidden_state, inputs["attention_mask"], guided)
+    hidden = transformer.model.text_encoder(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+    return transformer.text_kv(hidden.last_hidden_state, inputs["attention_mask"], guided)
 
 
 def sample_codes(sampler: CodeSampler, logits: torch.Tensor, guided: bool) -> torch.Tensor:
@@ -103,8 +108,8 @@ def run_window(steps: EagerSteps, delayed: DelayedWindow, sampler: CodeSampler, 
             logits = steps.step(column, position)
 
 
-def generate_codes_fast(
-    decoder: FastDecoder,
+def run_token_loop(
+    transformer: CachedTransformer,
     inputs: dict[str, Any],
     windows: list[Window],
     sampler: CodeSampler,
@@ -114,22 +119,23 @@ def generate_codes_fast(
 ) -> torch.Tensor:
     """Run the windows; returns the undelayed codes (batch, codebooks, total_frames), as `longform.generate_codes`.
 
-    `make_steps(decoder, rows, capacity, text, repeat)` gives the step runner (see `steps`); `codes`
+    `make_steps(transformer, rows, capacity, text, repeat)` gives the step runner (see `steps`); `codes`
     and `on_window` are as in `longform.generate_codes` (resuming, checkpoints).
     """
-    codebooks = decoder.num_codebooks
-    pad = int(decoder.model.generation_config.pad_token_id)
+    codebooks = transformer.num_codebooks
+    delays = transformer.delays
+    pad = int(transformer.model.generation_config.pad_token_id)
     guided = is_guided(sampler.guidance_scale)
     repeat = 2 if guided else 1
     batch = inputs["input_ids"].shape[0]
-    capacity = max(w.context_frames + w.new_frames for w in windows) + codebooks - 1
+    capacity = max(w.context_frames + w.new_frames for w in windows) + int(delays.max())
     with torch.inference_mode():
-        steps = make_steps(decoder, repeat * batch, capacity, encode_text(decoder, inputs, guided), repeat)
+        steps = make_steps(transformer, repeat * batch, capacity, encode_text(transformer, inputs, guided), repeat)
         if codes is None:
-            codes = torch.empty((batch, codebooks, 0), dtype=torch.long, device=decoder.device)
+            codes = torch.empty((batch, codebooks, 0), dtype=torch.long, device=transformer.device)
         for window in windows:
             prompt = codes[:, :, codes.shape[-1] - window.context_frames :] if window.context_frames else None
-            delayed = DelayedWindow.start(prompt, batch, codebooks, window, pad, decoder.device)
+            delayed = DelayedWindow.start(prompt, batch, delays, window, pad)
             run_window(steps, delayed, sampler, guided)
             codes = torch.cat([codes, delayed.new_frames()], dim=-1)
             if on_window is not None:
@@ -137,19 +143,20 @@ def generate_codes_fast(
     return codes
 
 
-class FastLoop:
-    """`engine.decoder: fast` for one loaded model: its `FastDecoder` and, on CUDA, its graphed steps."""
+class TokenLoop:
+    """`engine.token_loop: fast` for one loaded model: its `CachedTransformer` and, on CUDA, its graphed steps."""
 
     def __init__(self, model: Any, device: str, window_frames: int, graphs: bool = True) -> None:
-        self.decoder = FastDecoder(model)
-        capacity = window_frames + self.decoder.num_codebooks - 1
+        self.transformer = CachedTransformer(model)
+        capacity = window_frames + int(self.transformer.delays.max())
         use_graphs = graphs and str(device).startswith("cuda")
         self.make_steps = StepsCache(GraphedSteps, capacity) if use_graphs else eager_steps
 
     @staticmethod
     def supports(model: Any) -> bool:
-        """Mono, text-conditioned MusicGen; -melody (prepended conditioning) and stereo stay on transformers."""
-        return type(model).__name__ == "MusicgenForConditionalGeneration" and model.decoder.config.audio_channels == 1
+        """Text-conditioned MusicGen, mono or stereo; -melody (conditioning prepended to the
+        transformer's inputs, no cross-attention) stays on transformers' `generate`."""
+        return type(model).__name__ == "MusicgenForConditionalGeneration"
 
     def __call__(
         self,
@@ -160,4 +167,4 @@ class FastLoop:
         on_window: Callable[[torch.Tensor], None] | None = None,
     ) -> torch.Tensor:
         sampler = CodeSampler(params)
-        return generate_codes_fast(self.decoder, inputs, windows, sampler, self.make_steps, codes, on_window)
+        return run_token_loop(self.transformer, inputs, windows, sampler, self.make_steps, codes, on_window)

@@ -1,6 +1,6 @@
-"""MusicGen's decoder transformer as plain tensor ops over a preallocated KV cache.
+"""MusicGen's transformer (transformers' `model.decoder`) as plain tensor ops over a preallocated KV cache.
 
-transformers' decoder step rebuilds masks, walks its cache classes and re-concatenates every
+transformers' own step rebuilds masks, walks its cache classes and re-concatenates every
 layer's keys and values with `torch.cat` on each step (`DynamicLayer.update`). This module runs
 the loaded model's own weights (only the small code heads are copied, into one matrix) with:
 
@@ -44,8 +44,8 @@ class TextKV:
     mask: torch.Tensor  # (rows, 1, 1, text_len): 0 where a text token counts, the dtype's minimum elsewhere
 
 
-class FastDecoder:
-    """The decoder of a `MusicgenForConditionalGeneration`, stepped over a static cache (see module docstring)."""
+class CachedTransformer:
+    """The transformer of a `MusicgenForConditionalGeneration`, stepped over a static cache (see module docstring)."""
 
     def __init__(self, model: Any) -> None:
         causal_lm = model.decoder
@@ -62,6 +62,9 @@ class FastDecoder:
         # one per codebook plus a stack (a small copy: 16 MB for musicgen-small in bfloat16)
         self.lm_heads = torch.cat([head.weight for head in causal_lm.lm_heads])
         self.width = int(decoder.config.hidden_size)
+        # the delay pattern: codebook k waits k steps; a stereo model's left and right alternate
+        channels = int(causal_lm.config.audio_channels)
+        self.delays = torch.arange(self.num_codebooks, device=self.device) // channels
 
     @property
     def dtype(self) -> torch.dtype:
@@ -106,7 +109,7 @@ class FastDecoder:
         return states.view(rows, length, self.heads, self.head_dim).transpose(1, 2)
 
     def embed(self, codes: torch.Tensor, start: int | torch.Tensor, repeat: int) -> torch.Tensor:
-        """(batch, codebooks, T) codes at positions start.. -> (repeat * batch, T, width) decoder inputs."""
+        """(batch, codebooks, T) codes at positions start.. -> (repeat * batch, T, width) transformer inputs."""
         hidden = F.embedding(codes[:, 0], self.embeddings[0])
         for codebook in range(1, self.num_codebooks):
             hidden = hidden + F.embedding(codes[:, codebook], self.embeddings[codebook])

@@ -1,6 +1,6 @@
-"""Decode codes to audio span by span, each span as soon as the codes it needs are generated.
+"""The audio codec: codes to audio span by span, each span as soon as the codes it needs are generated.
 
-The codec decodes a long clip in spans of DECODE_SPAN_FRAMES, each with DECODE_CONTEXT_FRAMES of
+The codec decodes a long clip in spans of SPAN_FRAMES, each with SPAN_CONTEXT_FRAMES of
 codes on either side that are decoded and then dropped at a frame boundary. With 2 s of context
 the result equals one decode of the whole clip to float rounding (about 1e-7 of full scale, far
 below a 16-bit step; tests/test_longform.py checks it), yet each span's activations stay in CPU
@@ -12,7 +12,7 @@ main thread (torch runs each thread's ops on its own core). The last spans of a 
 that is left when its last window ends, and a clip resumed from a checkpoint decodes the windows
 it skipped while it generates the rest. The spans and their slices are the same either way, so
 the audio is too. On CUDA spans are decoded at the end: the decode is quick there, and a second
-thread's kernels must not meet the decode loop's CUDA graph capture.
+thread's kernels must not meet the token loop's CUDA graph capture.
 """
 
 from __future__ import annotations
@@ -22,20 +22,24 @@ from typing import Any
 
 import numpy as np
 
-DECODE_SPAN_FRAMES = 1500
-DECODE_CONTEXT_FRAMES = 100
+SPAN_FRAMES = 1500
+SPAN_CONTEXT_FRAMES = 100
 
 
-class SpanDecoder:
-    """Decodes (B, K, frames) codes, fed as they grow, into B 1-D audio tensors."""
+class SpanCodec:
+    """Decodes (B, K, frames) codes, fed as they grow, into B (channels, samples) audio tensors.
 
-    def __init__(self, model: Any, frames: int, background: bool, span: int = DECODE_SPAN_FRAMES) -> None:
+    A stereo model's codebooks interleave its channels (left, right, left, ...): each channel's
+    codes go through the mono codec on their own, as transformers' stereo `generate` does."""
+
+    def __init__(self, model: Any, frames: int, background: bool, span: int = SPAN_FRAMES) -> None:
         self.model = model
+        self.channels = int(model.decoder.config.audio_channels)
         self.hop = int(np.prod(model.config.audio_encoder.upsampling_ratios))
         starts = range(0, frames, span)
         # (start, end, left, right): the frames kept, and the slice decoded to get them
         self.spans = [
-            (s, min(frames, s + span), max(0, s - DECODE_CONTEXT_FRAMES), min(frames, s + span + DECODE_CONTEXT_FRAMES))
+            (s, min(frames, s + span), max(0, s - SPAN_CONTEXT_FRAMES), min(frames, s + span + SPAN_CONTEXT_FRAMES))
             for s in starts
         ]
         self.background = background and len(self.spans) > 1  # one span: nothing to overlap
@@ -46,11 +50,19 @@ class SpanDecoder:
         import torch
 
         codec = self.model.audio_encoder
-        # The class's own decode: the `hf` decoder shadows the instance's to capture each window's codes.
+        # The class's own decode: the `hf` token loop shadows the instance's to capture each window's codes.
         decode = type(codec).decode
         with torch.no_grad():
-            audio = [decode(codec, clip[None, None], audio_scales=[None]).audio_values[0, 0] for clip in codes]
-        return [clip[(start - left) * self.hop : (end - left) * self.hop] for clip in audio]
+            audio = [
+                torch.stack(
+                    [
+                        decode(codec, clip[c :: self.channels][None, None], audio_scales=[None]).audio_values[0, 0]
+                        for c in range(self.channels)
+                    ]
+                )
+                for clip in codes
+            ]
+        return [clip[:, (start - left) * self.hop : (end - left) * self.hop] for clip in audio]
 
     def feed(self, codes: Any) -> None:
         """Start every span whose slice `codes` (the frames generated so far) now covers."""
@@ -60,13 +72,13 @@ class SpanDecoder:
                 return
             piece = codes[:, :, left:right].clone()
             if self.background:
-                self.pool = self.pool or ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+                self.pool = self.pool or ThreadPoolExecutor(max_workers=1, thread_name_prefix="codec")
                 self.pieces.append(self.pool.submit(self._decode, piece, start, end, left))
             else:
                 self.pieces.append(self._decode(piece, start, end, left))
 
     def finish(self, codes: Any) -> list[Any]:
-        """Decode what is left of the whole clip's codes; one audio tensor per clip."""
+        """Decode what is left of the whole clip's codes; one (channels, samples) tensor per clip."""
         import torch
 
         self.background = False  # nothing left to overlap with
@@ -75,7 +87,7 @@ class SpanDecoder:
             pieces = [piece.result() if isinstance(piece, Future) else piece for piece in self.pieces]
         finally:
             self.close()
-        return [torch.cat([piece[index] for piece in pieces]) for index in range(codes.shape[0])]
+        return [torch.cat([piece[index] for piece in pieces], dim=-1) for index in range(codes.shape[0])]
 
     def close(self) -> None:
         """Drop spans not yet decoded (the batch stopped at a window, or failed)."""
@@ -84,6 +96,6 @@ class SpanDecoder:
             self.pool = None
 
 
-def decode_codes(model: Any, codes: Any, span: int = DECODE_SPAN_FRAMES) -> list[Any]:
-    """Decode (B, K, T) codes to B 1-D audio tensors at once, span by span."""
-    return SpanDecoder(model, codes.shape[-1], background=False, span=span).finish(codes)
+def codes_to_audio(model: Any, codes: Any, span: int = SPAN_FRAMES) -> list[Any]:
+    """Decode (B, K, T) codes to B (channels, samples) audio tensors at once, span by span."""
+    return SpanCodec(model, codes.shape[-1], background=False, span=span).finish(codes)
