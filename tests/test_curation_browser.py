@@ -20,6 +20,8 @@ from musicsweep.report.build import write_report
 from tests.fixtures.browser import chromium_driver
 from tests.synthetic_sweep import FakeClip, write_synthetic_sweep
 
+pytestmark = pytest.mark.e2e  # headless Chromium and the curation server
+
 GUIDANCE = (2.125, 4.375, 6.625)  # texts that appear nowhere else on the page
 
 

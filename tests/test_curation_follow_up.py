@@ -88,6 +88,7 @@ def test_from_ratings_bad_input_is_one_line(tmp_path: Path, call, message: str) 
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
+@pytest.mark.e2e
 def test_launch_from_ratings_dry_run_then_launch_then_skip(
     project: Path, capsys: pytest.CaptureFixture, tmp_path: Path
 ) -> None:

@@ -22,6 +22,7 @@ def write_many(path: str, writer: int) -> None:
         append_record(Path(path), {"writer": writer, "index": index, "note": "x" * 3000})
 
 
+@pytest.mark.heavy
 def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     """Four processes append 50 records of 3 kB each at once: 200 whole lines, none torn."""
     path = tmp_path / "ratings.jsonl"

@@ -217,6 +217,7 @@ def test_an_axis_without_fair_pairs_is_one_line_error(tmp_path: Path, capsys) ->
     assert capsys.readouterr().err == "error: --ab, --rater and --port go with --serve\n"
 
 
+@pytest.mark.e2e
 def test_cli_serves_until_interrupted(tmp_path: Path) -> None:
     """The console script prints one URL with its token, answers on it, and stops cleanly on Ctrl-C."""
     sweep = write_synthetic_sweep(tmp_path / "runs", "s", ab_clips())

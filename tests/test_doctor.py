@@ -88,6 +88,7 @@ def test_runpod_with_everything_in_place_passes(runpod_project: RunPodProject) -
     assert [checks[f"store {what}"].status for what in ("credentials", "endpoint", "bucket", "write")] == [OK] * 4
 
 
+@pytest.mark.heavy
 def test_local_defaults_pass_and_fix_creates_the_store_folder(project: Path) -> None:
     checks = by_name(run_doctor())
     assert failed(list(checks.values())) == []
@@ -200,6 +201,7 @@ def test_ec2_checks_against_moto(ec2_project: EC2Project) -> None:
     assert failed(list(checks.values())) == ["ec2 AMI", "ec2 instance profile"]
 
 
+@pytest.mark.heavy
 def test_models(project: Path, tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     hf_home = tmp_path / "hf"
     snapshot = hf_home / "hub/models--facebook--musicgen-small/snapshots/abc"

@@ -112,6 +112,7 @@ def populate_hub_cache(hf_home: Path, repo_id: str, model_dir: Path) -> None:
     (repo / "refs" / "main").write_text(commit)
 
 
+@pytest.mark.heavy
 def test_cache_ahead_loads_a_cached_hub_model_offline(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     populate_hub_cache(tmp_path / "hf", "example/tiny-musicgen", tiny_model_dir)

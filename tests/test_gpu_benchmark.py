@@ -5,6 +5,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.heavy  # the GPU benchmark smoke run builds and times models on the CPU
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -13,6 +13,8 @@ from musicsweep.engine.longform import Window, plan_windows
 from musicsweep.engine.tiny import build_tiny_model
 from musicsweep.job import GenerationParams
 
+pytestmark = pytest.mark.heavy  # long clips and the melody architecture, generated in-process
+
 
 def test_window_plan_for_70_and_300_seconds():
     assert plan_windows(70 * 50, 50, 18.0) == [Window(0, 1500), Window(600, 900), Window(600, 900), Window(600, 200)]

@@ -25,6 +25,8 @@ from musicsweep.engine.token_loop import TokenLoop, run_token_loop
 from musicsweep.engine.transformer import CachedTransformer
 from musicsweep.job import GenerationParams
 
+pytestmark = pytest.mark.heavy  # melody, stereo and audio-prompt models built and run in-process
+
 GREEDY = GenerationParams(top_k=1)
 PROMPTS = ["warm piano", "a much longer prompt about dark techno"]
 

@@ -24,6 +24,10 @@ from musicsweep.engine.token_loop import TokenLoop, run_token_loop
 from musicsweep.engine.transformer import CachedTransformer
 from musicsweep.job import GenerationParams
 
+pytestmark = (
+    pytest.mark.heavy
+)  # token-for-token equality against transformers generate, up to a musicgen-small-sized model
+
 GREEDY = GenerationParams(top_k=1)
 PROMPTS = ["warm piano", "a much longer prompt about dark techno"]
 # 2 s windows continued by 1 s strides: 100 + 50 + 30 frames, the later windows prompted with 50

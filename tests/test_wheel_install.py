@@ -25,6 +25,8 @@ from musicsweep.contract import VERSION
 from tests.fixtures.ec2 import EC2Project, make_sandbox
 from tests.fixtures.sshd import SSHServer
 
+pytestmark = pytest.mark.e2e  # builds a wheel and a fresh venv, and starts workers from it
+
 REPO = Path(__file__).resolve().parents[1]
 # Variables that would point the installed musicsweep at this checkout's venv, code or config.
 LEAKY_ENV = ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "MUSICSWEEP_CONFIG", "PYTHONPATH", "PYTHONHOME")

@@ -43,6 +43,7 @@ PROMPTS, SEEDS, DURATION_S = ["slow ambient drone", "fast techno"], [5, 6], 50.0
 
 
 @pytest.mark.parametrize("token_loop", ["fast", "hf"])
+@pytest.mark.heavy
 def test_resume_after_a_window_equals_the_uninterrupted_batch(token_loop: str) -> None:
     engine = load_engine("tiny", EngineConfig(token_loop=token_loop))
     seen: list[WindowCheckpoint] = []
@@ -68,6 +69,7 @@ def test_resume_after_a_window_equals_the_uninterrupted_batch(token_loop: str) -
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.heavy
 def test_a_checkpoint_of_another_shape_is_ignored() -> None:
     engine = load_engine("tiny", EngineConfig())
     seen: list[WindowCheckpoint] = []
@@ -97,6 +99,7 @@ def checkpointed(store: Store, jobs: list[Job], stop_after: int, paid_s: float =
     return seen
 
 
+@pytest.mark.heavy
 def test_a_clip_resumes_in_another_batch_from_its_own_codes(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     a, b, c = jobs_from_variants(clips(3, DURATION_S).variants(), "other-batch")
@@ -126,6 +129,7 @@ def test_a_clip_resumes_in_another_batch_from_its_own_codes(tmp_path: Path) -> N
     assert runs[0][0].shape == (round(DURATION_S * engine.sampling_rate),)
 
 
+@pytest.mark.heavy
 def test_a_stored_checkpoint_of_the_same_batch_resumes_bit_for_bit(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     jobs = jobs_from_variants(clips(2, DURATION_S).variants(), "same-batch")
