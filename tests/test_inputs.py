@@ -30,6 +30,7 @@ def inputs_in(folder: Path) -> list[Path]:
     return sorted(folder.glob("*/inputs/*.wav"))
 
 
+@pytest.mark.e2e
 def test_melody_by_prompt_by_seed_sweep_on_the_local_backend(project: Path) -> None:
     """2 melodies x 1 audio prompt (48 kHz stereo, resampled) x 2 seeds on tiny-melody: 4 clips of
     2 s less the 0.5 s prompt, the 3 inputs shipped once each."""
@@ -60,6 +61,7 @@ def test_melody_by_prompt_by_seed_sweep_on_the_local_backend(project: Path) -> N
     assert len(read_cost_report(sweep / "cost_report.csv")) == 4
 
 
+@pytest.mark.e2e
 def test_one_byte_changed_in_a_melody_makes_exactly_one_new_clip(project: Path) -> None:
     first, second = write_tone(project / "one.wav", 1.0), write_tone(project / "two.wav", 1.0, pitch=330.0)
     variants = [
