@@ -254,6 +254,11 @@ class SweepDir:
         return self.root / name
 
     @property
+    def plan_file(self) -> Path:
+        """A dry run's per-clip plan, when it has too many clips to print (`cli/display.py`)."""
+        return self.root / "plan.tsv"
+
+    @property
     def pulled_index(self) -> Path:
         """What the pull copied, per key (`store.pull`)."""
         return self.root / ".pulled.json"
@@ -284,8 +289,9 @@ class SweepDir:
         return self.sweeps_dir / key
 
     def write_spec(self, job: Job) -> Path:
+        """Atomic but not fsynced: a launch writes one per clip, and fsyncs its manifest after them."""
         path = self.job(job).spec
-        atomic_write_bytes(path, cloudpickle.dumps(job))
+        atomic_write_bytes(path, cloudpickle.dumps(job), fsync=False)
         return path
 
     def read_spec(self, job_id: str) -> Job:

@@ -17,7 +17,7 @@ from musicsweep.config import Config, check_store_url, load_config
 from musicsweep.costs.estimate import Estimate, estimate_for
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import MAX_DURATION_S, Job
-from musicsweep.layout import JobPaths, SweepDir
+from musicsweep.layout import SweepDir
 from musicsweep.manifest import Manifest
 from musicsweep.states import JobState
 from musicsweep.store import open_store
@@ -86,12 +86,11 @@ def finished_in_store(store: Store, jobs: list[Job], sweep: SweepDir) -> set[str
 
     A WAV of another size is partial (or from elsewhere): its job runs, and the worker replaces it.
     """
-    keys = store.list(sweep.keys.prefix)
+    listed, keys = store.list(sweep.keys.prefix), sweep.keys
     finished = set()
     for job in jobs:
-        paths = JobPaths.of(job, sweep.root)
-        audio = keys.get(paths.audio_key)
-        if audio is not None and audio.size == expected_wav_size(job.duration_s) and paths.done_key in keys:
+        audio = listed.get(keys.audio(job.output_name))
+        if audio is not None and audio.size == expected_wav_size(job.duration_s) and keys.done(job.job_id) in listed:
             finished.add(job.job_id)
     return finished
 
