@@ -4,11 +4,12 @@
 
 Each size runs in a child process of its own (so its peak memory is its own), in a temporary
 folder with a local store, the local backend and 4 workers of the tiny model. Per size it measures:
-- `dry run`: `run_sweep(dry_run=True)` on an empty store, the plan printed to /dev/null;
+- `dry run`: `run_sweep(dry_run=True)` on an empty store, its output captured (past 100 clips that
+  includes writing `plan.tsv`);
 - `launch`: `run_sweep(yes=True)`: plan, specs, manifest, scripts and the start of 4 worker
   processes, which are cancelled at once (before they have imported torch, so none generates);
 - then `--done` of the clips are written as finished by hand, as a worker delivers them (WAV of the
-  clip's exact size, cost row, then `.done`), without generating audio;
+  clip's exact size, cost row, then `.done`; the `.pid` of its exited worker), without generating audio;
 - `status`: `musicsweep status` (one poll: the backend's probe, the store's markers, the table);
 - `cancel`: `musicsweep cancel` (no worker left alive: the probe and the decision);
 - `re-run dry run`: `run_sweep(dry_run=True)` again, over the launched sweep with many clips done;

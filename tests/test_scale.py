@@ -129,3 +129,18 @@ def test_probe_reads_pid_files_with_and_without_a_final_newline(tmp_path: Path) 
     output = subprocess.run(["bash", "-c", probe_command(str(tmp_path))], capture_output=True, text=True, check=True)
     probe = parse_probe(output.stdout)
     assert (probe.job_pids, probe.worker_pids, output.stderr) == ({"a": (12, 13), "b": (14, 15)}, {3: 99}, "")
+
+
+def test_specs_are_written_once_and_a_torn_one_is_repaired(tmp_path: Path) -> None:
+    sweep = SweepDir(tmp_path, "specs")
+    jobs = [Job("specs", f"clip {index}", 1.0, "tiny", index, f"clip_{index}") for index in range(3)]
+    sweep.write_specs(jobs, sweep.job_files())
+    assert [sweep.read_spec(job.job_id) for job in jobs] == jobs
+    inodes = [sweep.job(job).spec.stat().st_ino for job in jobs]
+    sweep.job(jobs[1]).spec.write_bytes(b"torn")
+
+    sweep.write_specs(jobs, sweep.job_files())
+
+    assert [sweep.read_spec(job.job_id) for job in jobs] == jobs
+    same = [sweep.job(job).spec.stat().st_ino == inode for job, inode in zip(jobs, inodes, strict=True)]
+    assert same == [True, False, True]  # only the torn one was replaced
