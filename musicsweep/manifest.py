@@ -10,6 +10,7 @@ each job's attempts, so later edits of musicsweep.yaml never silently redirect a
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from functools import cache
 from typing import Any
 
 from musicsweep.errors import MusicsweepError
@@ -18,9 +19,14 @@ from musicsweep.job import Job
 REQUIRED_JOB_KEYS = ("prompt", "duration_s", "output_name")
 
 
+@cache
+def field_names(kind: type) -> tuple[str, ...]:
+    return tuple(item.name for item in fields(kind))
+
+
 def fields_of(record: Any) -> dict[str, Any]:
     """A dataclass's fields by name, the values shared (not copied): only to serialize at once."""
-    return {item.name: getattr(record, item.name) for item in fields(record)}
+    return {name: getattr(record, name) for name in field_names(type(record))}
 
 
 @dataclass

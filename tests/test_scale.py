@@ -4,8 +4,10 @@ states from one poll of a 10,000-clip sweep. Timings live in benchmarks/scale.py
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
 import subprocess
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from musicsweep.cli.run import run_sweep
 from musicsweep.config import load_config
 from musicsweep.job import Job
 from musicsweep.layout import SweepDir
-from musicsweep.manifest import JobEntry, Manifest
+from musicsweep.manifest import JobEntry, LaunchRecord, Manifest
 from musicsweep.states import JobState
 from musicsweep.store.local import LocalStore
 from musicsweep.store.verify import expected_wav_size
@@ -144,3 +146,10 @@ def test_specs_are_written_once_and_a_torn_one_is_repaired(tmp_path: Path) -> No
     assert [sweep.read_spec(job.job_id) for job in jobs] == jobs
     same = [sweep.job(job).spec.stat().st_ino == inode for job, inode in zip(jobs, inodes, strict=True)]
     assert same == [True, False, True]  # only the torn one was replaced
+
+
+def test_manifest_json_is_what_asdict_gave_and_reads_back() -> None:
+    entry = JobEntry("clip_1.wav", "clip", 1.0, "tiny", 2, {"meta_tags": ["a", {"b": 1}]}, 0, "localhost", "l1", 1)
+    manifest = Manifest("s", 1.0, {"abc": entry}, [LaunchRecord("l1", 2.0, 1, {"wall_s": 3.0})], "local")
+    assert manifest.to_json() == asdict(manifest)
+    assert Manifest.from_json(json.loads(json.dumps(manifest.to_json()))) == manifest
