@@ -20,11 +20,15 @@ class HostProbe:
     markers: set[str] = field(default_factory=set)  # "{job_id}.done" / "{job_id}.failed"
 
 
+# `read`, a builtin, rather than `$(cat ...)`: one fork per `.pid` made a 10,000-clip poll take a minute.
 PROBE_SCRIPT = r"""
 cd {work_dir} 2>/dev/null || {{ echo '#missing'; exit 0; }}
 echo '#ps'; ps -e -o pid=,stat=
-echo '#jobs'; for f in {jobs}/*{pid}; do [ -e "$f" ] && echo "$f $(cat "$f")"; done
-echo '#workers'; for f in {scripts}/*{pid}; do [ -e "$f" ] && echo "$f $(cat "$f")"; done
+pids() {{
+  for f in "$1"/*{pid}; do line=; {{ read -r line || [ -n "$line" ]; }} 2>/dev/null <"$f" && echo "$f $line"; done
+}}
+echo '#jobs'; pids {jobs}
+echo '#workers'; pids {scripts}
 echo '#markers'; [ -d {markers} ] && ls {markers}
 true
 """

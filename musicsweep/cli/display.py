@@ -17,6 +17,7 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from musicsweep.atomic import atomic_write_text
 from musicsweep.costs.estimate import PARTS
 from musicsweep.layout import COSTS_DIR, WORKERS_DIR
 from musicsweep.states import JobState
@@ -48,33 +49,62 @@ def format_usd(value: float) -> str:
     return f"${value:.2f}" if value >= 1 else f"${value:.4f}" if value >= 0.01 else f"${value:.6f}"
 
 
+PLAN_ROWS_SHOWN = 100  # a dry run of more clips writes its per-clip plan to a file instead
+PLAN_HEADERS = ("job", "prompt", "duration_s", "model", "seed", "output", "store", "worker", "est_time", "est_cost")
+
+
+def plan_rows(plan: Plan) -> list[list[str]]:
+    """One row per clip: where it runs (or why it does not), its estimated time and cost."""
+    skipped = {job.job_id for job in plan.skipped}
+    running = {job.job_id for job in plan.running}
+    where = {
+        job.job_id: (f"{shard.host}#{shard.worker_id}", shard.hourly_cost_usd)
+        for shard in plan.shards
+        for job in shard.jobs
+    }
+    rows = []
+    for job in plan.jobs:
+        job_id = job.job_id
+        estimate = plan.job_estimate_s.get(job_id)
+        action = "skip (in store)" if job_id in skipped else "running" if job_id in running else "generate"
+        worker, rate = where.get(job_id, ("-", 0.0))
+        rows.append(
+            [
+                job_id,
+                job.prompt[:40],
+                f"{job.duration_s:g}",
+                job.model,
+                str(job.seed),
+                job.output_name,
+                action,
+                worker,
+                "-" if estimate is None else format_duration(estimate),
+                "-" if estimate is None else format_usd(estimate * rate / 3600),
+            ]
+        )
+    return rows
+
+
+def write_plan_file(plan: Plan, rows: list[list[str]]) -> Path:
+    """The per-clip plan as tab-separated lines with a header, in the sweep folder (`plan.tsv`)."""
+    lines = ["\t".join(row) for row in [list(PLAN_HEADERS), *rows]]
+    path = plan.sweep.plan_file
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
 def print_plan(plan: Plan, short: bool) -> None:
-    """Per job (dry run) then per worker, then the totals; before a real launch only the last two."""
-    rate = {job.job_id: shard.hourly_cost_usd for shard in plan.shards for job in shard.jobs}
+    """Per job (dry run) then per worker, then the totals; before a real launch only the last two.
+
+    A dry run of more than PLAN_ROWS_SHOWN clips shows counts per model and duration instead of
+    one line per clip, and writes the per-clip plan to the sweep folder's `plan.tsv`."""
     if not short:
-        skipped = {job.job_id for job in plan.skipped}
-        running = {job.job_id for job in plan.running}
-        where = {job.job_id: f"{shard.host}#{shard.worker_id}" for shard in plan.shards for job in shard.jobs}
-        rows = []
-        for job in plan.jobs:
-            estimate = plan.job_estimate_s.get(job.job_id)
-            action = "skip (in store)" if job.job_id in skipped else "running" if job.job_id in running else "generate"
-            rows.append(
-                [
-                    job.job_id,
-                    job.prompt[:40],
-                    f"{job.duration_s:g}",
-                    job.model,
-                    str(job.seed),
-                    job.output_name,
-                    action,
-                    where.get(job.job_id, "-"),
-                    "-" if estimate is None else format_duration(estimate),
-                    "-" if estimate is None else format_usd(estimate * rate[job.job_id] / 3600),
-                ]
-            )
-        headers = ("job", "prompt", "duration_s", "model", "seed", "output", "store", "worker", "est_time", "est_cost")
-        console.print(render_table(f"sweep {plan.sweep.name}: jobs", headers, rows))
+        rows = plan_rows(plan)
+        if len(rows) <= PLAN_ROWS_SHOWN:
+            console.print(render_table(f"sweep {plan.sweep.name}: jobs", PLAN_HEADERS, rows))
+        else:
+            print_groups(plan)
+            console.print(f"the plan of each of the {len(rows)} clips: {write_plan_file(plan, rows)}")
     if plan.shards and plan.estimate is not None:
         print_workers(plan, plan.estimate)
     hosts = Counter(shard.host for shard in plan.shards)
@@ -89,6 +119,30 @@ def print_plan(plan: Plan, short: bool) -> None:
     if not short:
         print_sources(plan.estimate)
     console.print(estimate_line(plan.estimate))
+
+
+def print_groups(plan: Plan) -> None:
+    """Clips per model and duration: how many, how many to generate, skip or leave running, audio minutes."""
+    counts: dict[tuple[str, float], Counter] = {}
+    for name, jobs in (("generate", plan.to_run), ("skip", plan.skipped), ("running", plan.running)):
+        for job in jobs:
+            counts.setdefault((job.model, float(job.duration_s)), Counter())[name] += 1
+    rows = []
+    for (model, duration), count in sorted(counts.items()):
+        total = sum(count.values())
+        rows.append(
+            [
+                model,
+                f"{duration:g}",
+                str(total),
+                str(count["generate"]),
+                str(count["skip"]),
+                str(count["running"]),
+                f"{total * duration / 60:.1f}",
+            ]
+        )
+    headers = ("model", "duration_s", "clips", "generate", "skip (in store)", "running", "audio_min")
+    console.print(render_table(f"sweep {plan.sweep.name}: clips per model and duration", headers, rows))
 
 
 def print_workers(plan: Plan, estimate: Estimate) -> None:
@@ -159,13 +213,17 @@ def print_states(sweep_name: str, states: dict[str, str], hosts: dict[str, str |
 
 
 def print_attempts(manifest: Manifest, states: dict[str, str], reasons: dict[str, str], max_attempts: int) -> None:
-    """One line per unfinished or failed job: its state, attempt count and why."""
+    """One line per unfinished or failed job: its state, attempt count and why (printed at once:
+    a print per line cost seconds per thousand jobs)."""
+    lines = []
     for job_id, state in sorted(states.items()):
         if state == JobState.DONE:
             continue
         entry = manifest.jobs[job_id]
         why = f"  {reasons[job_id]}" if job_id in reasons else ""
-        console.print(f"{job_id}  {state}  attempt {entry.attempts}/{max_attempts}  {entry.output_name}{why}")
+        lines.append(f"{job_id}  {state}  attempt {entry.attempts}/{max_attempts}  {entry.output_name}{why}")
+    if lines:
+        console.print("\n".join(lines))
 
 
 def status_line(sweep_name: str, states: dict[str, str], hosts: dict[str, str | None]) -> str:

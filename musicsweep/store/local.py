@@ -100,15 +100,18 @@ class LocalStore(Store):
         found: dict[str, ObjectInfo] = {}
         if not folder.is_dir():
             return found
-        for dirpath, _, filenames in os.walk(folder):
+        for dirpath, _, filenames in os.walk(folder):  # strings, not Paths: a sweep lists 100,000s of keys
+            relative = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
+            head = "" if relative == "." else f"{relative}/"
             for name in filenames:
-                if name.startswith(".") and name.endswith(".tmp"):
+                key = head + name
+                if (name.startswith(".") and name.endswith(".tmp")) or not key.startswith(prefix):
                     continue
-                key = Path(dirpath, name).relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    info = self.info(key)
-                    if info is not None:
-                        found[key] = info
+                try:
+                    stat = os.stat(os.path.join(dirpath, name))
+                except FileNotFoundError:
+                    continue
+                found[key] = ObjectInfo(stat.st_size, f"{stat.st_size}-{stat.st_mtime_ns}")
         return found
 
     def delete(self, key: str) -> None:

@@ -65,8 +65,9 @@ def launch_locked(plan: Plan, config: Config) -> None:
     manifest = previous or Manifest(sweep=sweep.name, created=time.time())
     record_settings(manifest, config)
     ship_inputs(open_store(config.store), sweep.keys, plan.to_run)
+    present = sweep.job_files()
+    sweep.write_specs(plan.jobs, present)
     for job in plan.jobs:
-        sweep.write_spec(job)
         known = manifest.jobs.get(job.job_id)
         entry = JobEntry.of(job, json.loads(canonical_json(job.variant)))
         if known is not None:  # where and how often it ran so far stays
@@ -79,7 +80,9 @@ def launch_locked(plan: Plan, config: Config) -> None:
             entry = manifest.jobs[job.job_id]
             entry.worker, entry.host, entry.launch = shard.worker_id, shard.host, launch_id
             entry.attempts, entry.launched_at, entry.error = entry.attempts + 1, now, None
-            sweep.job(job).pid.unlink(missing_ok=True)
+            pid = sweep.job(job).pid
+            if pid.name in present:  # an earlier attempt's
+                pid.unlink(missing_ok=True)
     if plan.estimate is None and plan.shards:  # a relaunch shards without make_plan
         plan.estimate = estimate_for(
             config, plan.backend.name, plan.backend.billing, plan.shards, open_store(config.store)

@@ -17,7 +17,7 @@ from musicsweep.config import Config, check_store_url, load_config
 from musicsweep.costs.estimate import Estimate, estimate_for
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import DEFAULT_MODEL, MAX_DURATION_S, Job
-from musicsweep.layout import JobPaths, SweepDir
+from musicsweep.layout import SweepDir
 from musicsweep.manifest import Manifest
 from musicsweep.models import model_traits
 from musicsweep.states import JobState
@@ -95,13 +95,12 @@ def finished_in_store(store: Store, jobs: list[Job], sweep: SweepDir) -> set[str
 
     A WAV of another size is partial (or from elsewhere): its job runs, and the worker replaces it.
     """
-    keys = store.list(sweep.keys.prefix)
+    listed, keys = store.list(sweep.keys.prefix), sweep.keys
     finished = set()
     for job in jobs:
-        paths = JobPaths.of(job, sweep.root)
-        audio = keys.get(paths.audio_key)
+        audio = listed.get(keys.audio(job.output_name))
         whole = audio is not None and audio.size == expected_wav_size(job.wav_seconds, job.channels)
-        if whole and paths.done_key in keys:
+        if whole and keys.done(job.job_id) in listed:
             finished.add(job.job_id)
     return finished
 
