@@ -44,7 +44,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from musicsweep.atomic import atomic_write_text
-from musicsweep.contract import WorkerEnv
+from musicsweep.contract import VERSION, WorkerEnv
 from musicsweep.engine.checkpoint import StopAtWindow
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
@@ -238,17 +238,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("specs", nargs="+", type=Path)
     args = parser.parse_args(argv)
     configure_logging()
-    log(describe())
+    # The version comes first: a worker of other code cannot trust the rest of the environment's contract.
+    refusal = other_version_refusal(os.environ.get(VERSION, ""))
+    if refusal:
+        log(f"error: {refusal}")
+        return EXIT_BAD_ENVIRONMENT
     try:
         env = WorkerEnv.from_env(os.environ)
         context = WorkerContext.of(env)
     except MusicsweepError as error:
         log(f"error: {error}")
         return EXIT_BAD_ENVIRONMENT
-    refusal = other_version_refusal(env.launch.version)
-    if refusal:
-        log(f"error: {refusal}")
-        return EXIT_BAD_ENVIRONMENT
+    log(describe())
     stop = StopFlag()
     stop.install()
     specs = load_specs(args.specs)
