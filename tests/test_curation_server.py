@@ -241,7 +241,8 @@ def test_cli_serves_until_interrupted(tmp_path: Path) -> None:
         connection.close()
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(30) == 0
+        _, errors = process.communicate(timeout=60)  # drains both pipes: a full one would block its exit
+        assert process.returncode == 0, errors
 
 
 def test_ratings_survive_a_restart(server: CurationServer, sweeps) -> None:
