@@ -229,6 +229,9 @@ def test_cli_serves_until_interrupted(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # A suite started in the background (`./scripts/test &`, nohup) ignores SIGINT, and a child
+        # inherits that: Python would then never raise KeyboardInterrupt on the Ctrl-C sent below.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         lines = iter(process.stdout.readline, "")
