@@ -40,6 +40,8 @@ TEST_KILL_AT = "MUSICSWEEP_TEST_KILL_AT"
 TEST_KILL_AFTER_UPLOAD = "MUSICSWEEP_TEST_KILL_AFTER_UPLOAD"  # older spelling of KILL_AT=upload
 TEST_HANG_AT = "MUSICSWEEP_TEST_HANG_AT"
 TEST_HEARTBEAT_S = "MUSICSWEEP_HEARTBEAT_S"
+# SIGKILL the launcher: `submit` just before backend.submit, `submitted` just after it returned
+TEST_LAUNCHER_KILL_AT = "MUSICSWEEP_TEST_LAUNCHER_KILL_AT"
 
 DEFAULT_LEASE_S: float = RecoveryConfig.lease_s
 T = TypeVar("T")

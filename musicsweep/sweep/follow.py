@@ -130,7 +130,10 @@ def follow(
     outage = OutageTracker()
     told_stuck: set[str] = set()
     schedule = schedule_for(backend.poll_interval_s, options.interval_s)
+    written = manifest_written(sweep)
     while True:
+        if manifest_written(sweep) != written:  # another command launched: follow its jobs too
+            manifest, written = sweep.read_manifest(), manifest_written(sweep)
         try:
             seen = observe(sweep, manifest, backend, config, lost.first_lost)
             yield from map(Notice, lost.report(seen, manifest))
@@ -152,8 +155,8 @@ def follow(
                 yield Notice(f"job {job_id} ({manifest.jobs[job_id].output_name}): {verdict.stuck[job_id]}")
                 told_stuck.add(job_id)
             if verdict.ready:
-                yield from map(Notice, try_relaunch(config, sweep, backend, verdict.ready))
-                manifest = sweep.read_manifest()
+                yield from map(Notice, try_relaunch(config, sweep, backend, verdict.ready, manifest))
+                manifest, written = sweep.read_manifest(), manifest_written(sweep)
             elif all(state == JobState.DONE or job_id in verdict.stuck for job_id, state in states.items()):
                 break  # nothing can make progress any more
         elif all(state in FINISHED_STATES for state in states.values()):
@@ -167,10 +170,18 @@ def follow(
     yield settle(sweep, manifest, backend, states, seen)
 
 
-def try_relaunch(config: Config, sweep: SweepDir, backend: Backend, job_ids: list[str]) -> list[str]:
+def manifest_written(sweep: SweepDir) -> tuple[int, int]:
+    """When the manifest was last replaced (each write is a new file): re-read it only then."""
+    status = sweep.manifest.stat()
+    return status.st_ino, status.st_mtime_ns
+
+
+def try_relaunch(
+    config: Config, sweep: SweepDir, backend: Backend, job_ids: list[str], judged_by: Manifest
+) -> list[str]:
     """Relaunch `job_ids`; a failure counts as an attempt and is retried after its backoff."""
     try:
-        relaunched = relaunch_jobs(config, sweep, backend, job_ids)
+        relaunched = relaunch_jobs(config, sweep, backend, job_ids, judged_by)
     except MusicsweepError as error:
         return [f"relaunch failed: {' '.join(str(error).split())}"]
     return [f"relaunched {len(relaunched)} job(s): {', '.join(relaunched)}"] if relaunched else []

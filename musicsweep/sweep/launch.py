@@ -2,19 +2,24 @@
 
 Under the sweep's launch lock (`sweep.lock`) a launch drops what another launch started meanwhile,
 writes the specs and manifest, then asks the backend to start the workers; a backend that fails
-leaves its jobs `failed` with the launch's error, so a re-run or a relaunch starts them.
+leaves its jobs `failed` with the launch's error, so a re-run or a relaunch starts them. The
+launch record says `submitted: false` from that manifest write until the backend has answered:
+a launcher killed in between leaves a launch that `sweep.observe` reads as dead once its lock is
+free, so running the same command again starts what it never started.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import secrets
+import signal
 import time
 
 from musicsweep.backends.base import Launch, LaunchFailed, Shard
 from musicsweep.config import Config
-from musicsweep.contract import sweep_environment
+from musicsweep.contract import TEST_LAUNCHER_KILL_AT, sweep_environment
 from musicsweep.costs.estimate import estimate_for
 from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir
@@ -32,8 +37,16 @@ def new_launch_id() -> str:
     return f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
 
 
+def launcher_kill_point(phase: str) -> None:
+    """SIGKILL this launcher at `phase` when a test asked for it (`contract.TEST_LAUNCHER_KILL_AT`)."""
+    if os.environ.get(TEST_LAUNCHER_KILL_AT) == phase:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def without_started_meanwhile(plan: Plan, config: Config) -> Plan:
-    """The plan less the jobs another launch started (or finished) since it was made."""
+    """The plan less the jobs another launch started (or finished) since it was made: the caller's
+    `plan.seen_launches` are those of the manifest it judged by, so a launch that happened while
+    it waited for the lock (or before) is never missed."""
     sweep = plan.sweep
     manifest = sweep.read_manifest_if_any()
     if not plan.shards or (manifest.launch_ids() if manifest else ()) == plan.seen_launches:
@@ -49,12 +62,14 @@ def without_started_meanwhile(plan: Plan, config: Config) -> Plan:
     return dataclasses.replace(plan, shards=shards, running=plan.running + moved, estimate=None)
 
 
-def launch(plan: Plan, config: Config) -> Plan:
+def launch(plan: Plan, config: Config, record_empty: bool = True) -> Plan:
     """Under the sweep's launch lock: drop what another launch started meanwhile, write specs,
-    manifest and scripts, then start the workers. Returns the plan as launched."""
+    manifest and scripts, then start the workers. Returns the plan as launched. A relaunch left
+    with nothing to start (`record_empty=False`) records no launch."""
     with launch_lock(plan.sweep):
         plan = without_started_meanwhile(plan, config)
-        launch_locked(plan, config)
+        if plan.shards or record_empty:
+            launch_locked(plan, config)
     return plan
 
 
@@ -87,17 +102,22 @@ def launch_locked(plan: Plan, config: Config) -> None:
         plan.estimate = estimate_for(
             config, plan.backend.name, plan.backend.billing, plan.shards, open_store(config.store)
         )
-    record = LaunchRecord(launch_id, now, len(plan.to_run), estimate=plan.estimate.to_dict() if plan.estimate else None)
+    estimate = plan.estimate.to_dict() if plan.estimate else None
+    record = LaunchRecord(launch_id, now, len(plan.to_run), estimate=estimate, submitted=not plan.shards)
     manifest.launches.append(record)
     sweep.write_manifest(manifest)
     if not plan.shards:
         return
     env = sweep_environment(config, launch_id, is_restart=previous is not None)
+    launcher_kill_point("submit")
     try:
         state = plan.backend.submit(Launch(sweep, launch_id, previous is not None, env), plan.shards)
     except MusicsweepError as error:
+        record.submitted = True
         record_launch_error(sweep, manifest, plan.shards, record, error)
         raise
+    launcher_kill_point("submitted")
+    record.submitted = True
     manifest.keep_state(state)
     sweep.write_manifest(manifest)
 

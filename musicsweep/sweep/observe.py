@@ -2,6 +2,10 @@
 
 `Backend.poll` gives each job's state from markers and executors. On top of it, for any backend:
 - a job whose latest launch failed to start its worker reads `failed` with the launch's error;
+- a job whose latest launch was never submitted (`submitted: false`: its launcher died between the
+  manifest and the backend's answer, so the launch lock is free) and whose worker no poll can see
+  reads `failed` at once, in `never_started`: a re-run launches it, `--relaunch-failed` without
+  backoff, while a worker that launch did start is seen running and never started again;
 - a worker that has not started within `recovery.start_timeout_minutes` makes its jobs `failed`;
 - a running job whose worker's heartbeat is fresh but reports no progress for `stall_after_s`
   (`recovery.stall_after_minutes`, or by default a few times what the launch's estimate expects)
@@ -24,6 +28,7 @@ from musicsweep.manifest import Manifest
 from musicsweep.states import JobState
 from musicsweep.store import open_store
 from musicsweep.store.base import Store
+from musicsweep.sweep.lock import held_elsewhere
 from musicsweep.worker.claims import current_claim
 
 STALL_FACTOR = 4.0  # expected quiet stretches a worker may go without progress
@@ -58,9 +63,16 @@ class Observation:
     reasons: dict[str, str] = field(default_factory=dict)  # why a job is failed, stalled or lost
     lease_expires: dict[str, float] = field(default_factory=dict)  # lost jobs: when they may be taken over
     unreachable: dict[str, str] = field(default_factory=dict)  # host -> why
+    never_started: set[str] = field(default_factory=set)  # failed: their launcher died before submitting them
 
     def lease_expired(self, job_id: str, now: float) -> bool:
         return self.lease_expires.get(job_id, 0.0) <= now
+
+
+def dead_launches(sweep: SweepDir, manifest: Manifest) -> set[str]:
+    """Launches never submitted whose launcher is gone: none holds the sweep's launch lock."""
+    unsubmitted = {record.id for record in manifest.launches if not record.submitted}
+    return unsubmitted if unsubmitted and not held_elsewhere(sweep) else set()
 
 
 def read_heartbeat(store: Store, sweep: str, launch_id: str | None, worker: int | None) -> dict | None:
@@ -94,10 +106,15 @@ def observe(
             beats[key] = read_heartbeat(store, sweep.name, entry.launch, entry.worker)
         return beats[key]
 
+    dead = dead_launches(sweep, manifest)
     for job_id, state in observation.states.items():
         entry = manifest.jobs[job_id]
         if entry.error and state in (JobState.PENDING, JobState.LOST, JobState.FAILED):
             observation.states[job_id], observation.reasons[job_id] = JobState.FAILED, entry.error
+        elif entry.launch in dead and state in (JobState.PENDING, JobState.FAILED):
+            observation.states[job_id] = JobState.FAILED
+            observation.reasons[job_id] = f"launch {entry.launch} ended before it started this job's worker"
+            observation.never_started.add(job_id)
         elif state == JobState.PENDING and not backend.queues and entry.launched_at is not None:
             if now - entry.launched_at > recovery.start_timeout_minutes * 60 and beat_of(job_id) is None:
                 observation.states[job_id] = JobState.FAILED

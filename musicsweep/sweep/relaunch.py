@@ -2,7 +2,8 @@
 
 A job is relaunched at most `recovery.max_attempts` times in all, `backoff_s` × 2^(attempt-1)
 after its latest launch; a `lost` job only once its lease has expired; a permanent failure (see
-`musicsweep.failure`) never. `judge` sorts the jobs into ready, waiting and stuck, so following
+`musicsweep.failure`) never; a job whose launcher died before submitting it at once, since that
+launch never ran it. `judge` sorts the jobs into ready, waiting and stuck, so following
 can stop by itself once nothing can make progress.
 """
 
@@ -54,6 +55,9 @@ def judge(
             continue
         if state not in (JobState.FAILED, JobState.LOST):
             continue
+        if job_id in observation.never_started:
+            verdict.ready.append(job_id)
+            continue
         entry = manifest.jobs[job_id]
         reason = marker_permanent_reason(store, sweep, job_id, entry.launch) if state == JobState.FAILED else None
         if reason is not None:
@@ -71,8 +75,16 @@ def judge(
     return verdict
 
 
-def relaunch_jobs(config: Config, sweep: SweepDir, backend: Backend, job_ids: list[str]) -> list[str]:
-    """Resubmit `job_ids` whose WAV is not in the store; returns their ids."""
+def relaunch_jobs(
+    config: Config, sweep: SweepDir, backend: Backend, job_ids: list[str], judged_by: Manifest
+) -> list[str]:
+    """Resubmit `job_ids` whose WAV is not in the store; returns their ids.
+
+    `judged_by` is the manifest the caller judged them by. Under the launch lock, a launch recorded
+    since then (another `--relaunch-failed`, a re-run) makes the launch look at each job again and
+    drop what now runs or is done; a relaunch left with nothing records no launch. Reading the
+    manifest afresh here instead would make a second relaunch look up to date and start the same
+    jobs again."""
     if not job_ids:
         return []
     candidates = [sweep.read_spec(job_id) for job_id in job_ids]
@@ -80,8 +92,7 @@ def relaunch_jobs(config: Config, sweep: SweepDir, backend: Backend, job_ids: li
     jobs = [job for job in candidates if job.job_id not in finished]
     if not jobs:
         return []
-    manifest = sweep.read_manifest()
-    everything = [sweep.read_spec(job_id) for job_id in manifest.jobs]
+    everything = [sweep.read_spec(job_id) for job_id in judged_by.jobs]
     plan = Plan(sweep, everything, [], [], backend.shard(jobs), backend, store_url=config.store.url)
-    plan.seen_launches = manifest.launch_ids()
-    return [job.job_id for job in launch(plan, config).to_run]
+    plan.seen_launches = judged_by.launch_ids()
+    return [job.job_id for job in launch(plan, config, record_empty=False).to_run]
