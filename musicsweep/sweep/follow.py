@@ -24,7 +24,7 @@ from musicsweep.manifest import Manifest
 from musicsweep.states import FINISHED_STATES, JobState
 from musicsweep.store.retry import is_transient
 from musicsweep.store.verify import local_wav_problem
-from musicsweep.sweep.observe import Observation, observe
+from musicsweep.sweep.observe import Observation, Sightings, observe
 from musicsweep.sweep.polling import schedule_for
 from musicsweep.sweep.relaunch import judge, relaunch_jobs
 from musicsweep.sweep.trackers import LostTracker, OrphanTracker, OutageTracker
@@ -131,11 +131,12 @@ def follow(
     told_stuck: set[str] = set()
     schedule = schedule_for(backend.poll_interval_s, options.interval_s)
     written = manifest_written(sweep)
+    sightings = Sightings()  # what each round saw of heartbeats and claims: their ages on our own clock
     while True:
         if manifest_written(sweep) != written:  # another command launched: follow its jobs too
             manifest, written = sweep.read_manifest(), manifest_written(sweep)
         try:
-            seen = observe(sweep, manifest, backend, config, lost.first_lost)
+            seen = observe(sweep, manifest, backend, config, lost.first_lost, sightings=sightings)
             yield from map(Notice, lost.report(seen, manifest))
             states, acted = act_on(sweep, manifest, backend, seen.states, orphans, options.kill_stalled)
             states = lost.apply(states)

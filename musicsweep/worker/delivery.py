@@ -88,7 +88,7 @@ class Delivery:
             kill_point("upload")
             store.put_json(paths.cost_key, cost_row(job, spooled, self.context).to_dict())
             store.put_bytes(paths.done_key, f"{time.time()}\n".encode())
-        self.claims.release(job.job_id)
+        self.claims.release(job.job_id, "done")
         self.spool.remove(job)
         partial.delete(store, job)
         self.tally.saved.add(job.job_id)

@@ -169,7 +169,7 @@ class Worker:
                 other = self.claim(job)
                 if other is not None:
                     deferred.append(job)
-                    self.tally.last_progress = max(self.tally.last_progress, other.expires - self.claims.lease_s)
+                    self.tally.last_progress = time.time()  # waiting on a live claim is not a stall
                 elif job.job_id not in self.claims.held:  # done by the previous owner meanwhile
                     delivery.finish_if_present(job)
                     self.tally.advance(1, job.duration_s, generated=False)
@@ -198,7 +198,7 @@ class Worker:
             store.exists(paths.done_key)
             and stored_wav_problem(store, paths.audio_key, job.wav_seconds, job.channels) is None
         ):
-            self.claims.release(job.job_id)  # finished by its previous owner just before we took over
+            self.claims.release(job.job_id, "done")  # finished by its previous owner just before we took over
         return None
 
     def run_claimed(self, batch: list[Job]) -> None:
@@ -215,7 +215,7 @@ class Worker:
             self.saver.wait()  # parts already handed off keep their claims until they are delivered
             for job in batch:
                 if job.job_id not in saved:
-                    self.claims.release(job.job_id)
+                    self.claims.release(job.job_id, "stopped")
         except Exception:  # e.g. a full disk under the spool: clips already saved stay done
             self.saver.wait()  # the saver delivers or fails the parts handed off; the rest fail here
             unsaved = [job for job in batch if job.job_id not in saved and job.job_id not in self.tally.failed]
