@@ -3,6 +3,8 @@ failed launches, and the stall threshold."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from musicsweep.manifest import JobEntry, LaunchRecord, Manifest
 from musicsweep.states import JobState
 from musicsweep.store import open_store
 from musicsweep.sweep.observe import Sightings, observe, stall_after_s
+from musicsweep.sweep.relaunch import judge
 from musicsweep.worker.claims import Claim, Owner
 
 
@@ -126,3 +129,40 @@ def test_clock_the_store_tells_an_object_age_by_its_own_clock(
     age = store.age_s("s/workers/beat")
     assert age is not None and 0 <= age < 30
     assert store.age_s("s/workers/missing") is None
+
+
+def test_a_launch_never_submitted_reads_dead_once_its_launcher_is_gone(tmp_path: Path) -> None:
+    """`submitted: false` and the launch lock held: the launcher is still submitting, its jobs are
+    pending. The lock free (the kernel dropped it with the killed launcher): what no poll sees
+    reads failed and is relaunched at once, while a worker the launch did start still runs."""
+    config = Config(store=StoreConfig(str(tmp_path)), sweeps_dir=tmp_path, recovery=RecoveryConfig(backoff_s=600))
+    sweep = SweepDir(tmp_path, "s")
+    now = time.time()
+    entries = {
+        name: JobEntry(worker=index, launch="L1", attempts=1, launched_at=now) for index, name in enumerate("ab")
+    }
+    manifest = Manifest(sweep="s", jobs=entries, launches=[LaunchRecord("L1", now, 2, submitted=False)])
+    backend = FixedBackend(config, {"a": JobState.PENDING, "b": JobState.RUNNING})
+    sweep.root.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(sweep.launch_lock)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        assert observe(sweep, manifest, backend, config, now=now).states == {"a": "pending", "b": "running"}
+    finally:
+        holder.kill()
+        holder.wait()
+    seen = observe(sweep, manifest, backend, config, now=now)
+    assert seen.states == {"a": JobState.FAILED, "b": JobState.RUNNING} and seen.never_started == {"a"}
+    assert seen.reasons["a"] == "launch L1 ended before it started this job's worker"
+    assert judge(seen, manifest, config, sweep, seen.states, now).ready == ["a"]  # no backoff: it never ran
+
+
+HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(600)
+"""

@@ -10,6 +10,7 @@ Every setting comes from the manifest (`sweep.launched`), not from musicsweep.ya
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -129,6 +130,7 @@ def follow(
     orphans = OrphanTracker(options.orphan_grace_s)
     outage = OutageTracker()
     told_stuck: set[str] = set()
+    told_left: dict[str, str] = {}
     schedule = schedule_for(backend.poll_interval_s, options.interval_s)
     written = manifest_written(sweep)
     sightings = Sightings()  # what each round saw of heartbeats and claims: their ages on our own clock
@@ -151,10 +153,13 @@ def follow(
         yield from map(Notice, acted + outage.recovered())
         yield Round(states, {job_id: entry.host for job_id, entry in manifest.jobs.items()})
         if options.relaunch_failed:
-            verdict = judge(seen, manifest, config, sweep, states, time.time())
+            verdict = judge(seen, manifest, config, sweep, states, time.time(), sightings, backend.store_per_host)
             for job_id in sorted(set(verdict.stuck) - told_stuck):
                 yield Notice(f"job {job_id} ({manifest.jobs[job_id].output_name}): {verdict.stuck[job_id]}")
                 told_stuck.add(job_id)
+            if verdict.left and verdict.left != told_left:
+                yield Notice(f"not relaunched, left to the sweep's live workers: {left_summary(verdict.left)}")
+            told_left = verdict.left
             if verdict.ready:
                 yield from map(Notice, try_relaunch(config, sweep, backend, verdict.ready, manifest))
                 manifest, written = sweep.read_manifest(), manifest_written(sweep)
@@ -169,6 +174,11 @@ def follow(
         yield Notice(f"{manifest.jobs[job_id].output_name}: {problem}; counted as failed")
         states[job_id] = JobState.FAILED
     yield settle(sweep, manifest, backend, states, seen)
+
+
+def left_summary(left: dict[str, str]) -> str:
+    """'3 job(s): worker 0 of launch L on h can take it', one phrase per distinct reason."""
+    return "; ".join(f"{count} job(s): {reason}" for reason, count in sorted(Counter(left.values()).items()))
 
 
 def manifest_written(sweep: SweepDir) -> tuple[int, int]:

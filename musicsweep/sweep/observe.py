@@ -101,6 +101,12 @@ def dead_launches(sweep: SweepDir, manifest: Manifest) -> set[str]:
     return unsubmitted if unsubmitted and not held_elsewhere(sweep) else set()
 
 
+def unseen(state: JobState, host: str | None, unreachable: dict[str, str]) -> bool:
+    """No poll sees this job's worker: none started (pending), it died, or the backend found none
+    (lost on a reachable host, e.g. no instance of that launch and worker on EC2)."""
+    return state in (JobState.PENDING, JobState.FAILED) or (state == JobState.LOST and host not in unreachable)
+
+
 def read_heartbeat(store: Store, sweep: str, launch_id: str | None, worker: int | None) -> dict | None:
     if launch_id is None or worker is None:
         return None
@@ -148,7 +154,7 @@ def observe(
         entry = manifest.jobs[job_id]
         if entry.error and state in (JobState.PENDING, JobState.LOST, JobState.FAILED):
             observation.states[job_id], observation.reasons[job_id] = JobState.FAILED, entry.error
-        elif entry.launch in dead and state in (JobState.PENDING, JobState.FAILED):
+        elif entry.launch in dead and unseen(state, entry.host, observation.unreachable):
             observation.states[job_id] = JobState.FAILED
             observation.reasons[job_id] = f"launch {entry.launch} ended before it started this job's worker"
             observation.never_started.add(job_id)

@@ -3,8 +3,9 @@
 A job is relaunched at most `recovery.max_attempts` times in all, `backoff_s` × 2^(attempt-1)
 after its latest launch; a `lost` job only once its lease has expired; a permanent failure (see
 `musicsweep.failure`) never; a job whose launcher died before submitting it at once, since that
-launch never ran it. `judge` sorts the jobs into ready, waiting and stuck, so following
-can stop by itself once nothing can make progress.
+launch never ran it. Of the jobs ready by those rules, those a live worker of the sweep holds or
+can take are left to it (`sweep.takers`, the relaunch policy). `judge` sorts the jobs into ready,
+waiting, left and stuck, so following can stop by itself once nothing can make progress.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from musicsweep.states import JobState
 from musicsweep.store import open_store
 from musicsweep.store.base import Store
 from musicsweep.sweep.launch import launch
-from musicsweep.sweep.observe import Observation
+from musicsweep.sweep.observe import Observation, Sightings
 from musicsweep.sweep.plan import Plan, finished_in_store
+from musicsweep.sweep.takers import left_to_live_workers
 
 
 @dataclass
@@ -29,6 +31,7 @@ class Verdict:
     ready: list[str] = field(default_factory=list)  # relaunch now
     waiting: dict[str, float] = field(default_factory=dict)  # job -> epoch time it may be relaunched
     stuck: dict[str, str] = field(default_factory=dict)  # job -> why it will never be relaunched
+    left: dict[str, str] = field(default_factory=dict)  # job -> the live worker that holds or can take it
 
 
 def marker_permanent_reason(store: Store, sweep: SweepDir, job_id: str, launch_id: str | None) -> str | None:
@@ -46,8 +49,11 @@ def judge(
     sweep: SweepDir,
     states: dict[str, JobState],
     now: float,
+    sightings: Sightings | None = None,
+    per_host: bool = False,
 ) -> Verdict:
-    """Which failed or lost jobs may be relaunched now, later, or never."""
+    """Which failed or lost jobs may be relaunched now, later, or never, and which are left to
+    live workers (`per_host`: each host keeps its own store, so only a worker there can take them)."""
     recovery, store, verdict = config.recovery, open_store(config.store), Verdict()
     for job_id, state in sorted(states.items()):
         if state == JobState.LOST and not observation.lease_expired(job_id, now):
@@ -72,6 +78,9 @@ def judge(
                 verdict.waiting[job_id] = due
             else:
                 verdict.ready.append(job_id)
+    ready = {job_id: manifest.jobs[job_id] for job_id in verdict.ready}
+    verdict.left = left_to_live_workers(store, sweep, ready, sightings or Sightings(), recovery.lease_s, per_host)
+    verdict.ready = [job_id for job_id in verdict.ready if job_id not in verdict.left]
     return verdict
 
 

@@ -148,16 +148,7 @@ class Claims:
         return owner.host != self.owner.host or owner.pid == self.owner.pid or self.owner_dead(owner)
 
     def owner_dead(self, owner: Owner) -> bool:
-        """True only when the owner ran on this host and its process is gone (a reused pid errs on the safe side)."""
-        if owner.host != self.owner.host:
-            return False
-        try:
-            os.kill(owner.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return process_is_zombie(owner.pid)
+        return dead_on_host(owner, self.owner.host)
 
     def unrenewed_s(self, job_id: str, seen: Seen) -> float:
         """How long this worker has itself seen `seen` unchanged (0 on first sight or after a change)."""
@@ -234,6 +225,19 @@ class Claims:
             if generation is not None:
                 self._write(job_id, generation, create=False, released=reason)
                 self.renewals.pop(job_id, None)
+
+
+def dead_on_host(owner: Owner, host: str) -> bool:
+    """True only when the owner ran on `host` (this one) and its process is gone (a reused pid errs safe)."""
+    if owner.host != host:
+        return False
+    try:
+        os.kill(owner.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return process_is_zombie(owner.pid)
 
 
 def process_is_zombie(pid: int) -> bool:
