@@ -75,13 +75,13 @@ def relaunch_jobs(config: Config, sweep: SweepDir, backend: Backend, job_ids: li
     """Resubmit `job_ids` whose WAV is not in the store; returns their ids."""
     if not job_ids:
         return []
-    candidates = [sweep.read_spec(job_id) for job_id in job_ids]
+    manifest = sweep.read_manifest()
+    candidates = [sweep.read_spec(job_id, manifest.jobs[job_id].spec_sha256) for job_id in job_ids]
     finished = finished_in_store(open_store(config.store), candidates, sweep)
     jobs = [job for job in candidates if job.job_id not in finished]
     if not jobs:
         return []
-    manifest = sweep.read_manifest()
-    everything = [sweep.read_spec(job_id) for job_id in manifest.jobs]
+    everything = [sweep.read_spec(job_id, entry.spec_sha256) for job_id, entry in manifest.jobs.items()]
     plan = Plan(sweep, everything, [], [], backend.shard(jobs), backend, store_url=config.store.url)
     plan.seen_launches = manifest.launch_ids()
     return [job.job_id for job in launch(plan, config).to_run]
