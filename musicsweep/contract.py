@@ -34,6 +34,7 @@ STORE, STORE_OPTIONS = "MUSICSWEEP_STORE", "MUSICSWEEP_STORE_OPTIONS"
 LEASE_S = "MUSICSWEEP_LEASE_S"
 SWEEP = "MUSICSWEEP_SWEEP"
 VERSION = "MUSICSWEEP_VERSION"
+SPECS_SHA256 = "MUSICSWEEP_SPECS_SHA256"
 
 # Test-only switches: drills and tests set them, a launcher never does.
 TEST_KILL_AT = "MUSICSWEEP_TEST_KILL_AT"
@@ -73,6 +74,12 @@ def _json_object(text: str) -> dict:
     return value
 
 
+def _sha256(text: str) -> str:
+    if len(text) != 64 or text.strip("0123456789abcdef"):
+        raise ValueError("expected 64 lowercase hex digits (a SHA-256)")
+    return text
+
+
 def store_config_to_env(config: StoreConfig) -> dict[str, str]:
     """The store settings a worker needs (never credentials: those come from the host's own chain)."""
     options: dict = {k: v for k, v in (("endpoint_url", config.endpoint_url), ("region", config.region)) if v}
@@ -94,6 +101,7 @@ class LaunchEnv:
     lease_s: float = DEFAULT_LEASE_S
     sweep: str = ""  # only where a script needs it before any spec is read (EC2's agent)
     version: str = ""  # the launcher's musicsweep version; empty when absent
+    specs_sha256: str = ""  # of the launch's spec list (`digests`); empty for a worker started by hand
 
     def to_env(self) -> dict[str, str]:
         env = store_config_to_env(self.store) | {
@@ -102,7 +110,8 @@ class LaunchEnv:
             ENGINE: json.dumps(asdict(self.engine), sort_keys=True),
             LEASE_S: repr(float(self.lease_s)),
         }
-        return env | {name: value for name, value in ((SWEEP, self.sweep), (VERSION, self.version)) if value}
+        optional = ((SWEEP, self.sweep), (VERSION, self.version), (SPECS_SHA256, self.specs_sha256))
+        return env | {name: value for name, value in optional if value}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> LaunchEnv:
@@ -117,6 +126,7 @@ class LaunchEnv:
             lease_s=_parsed(environ, LEASE_S, float, DEFAULT_LEASE_S),
             sweep=environ.get(SWEEP, ""),
             version=environ.get(VERSION, ""),
+            specs_sha256=_parsed(environ, SPECS_SHA256, _sha256, ""),
         )
 
 
@@ -151,10 +161,16 @@ class WorkerEnv:
         )
 
 
-def sweep_environment(config: Config, launch_id: str, is_restart: bool) -> dict[str, str]:
+def sweep_environment(config: Config, launch_id: str, is_restart: bool, specs_sha256: str = "") -> dict[str, str]:
     """What every worker of one launch shares, as the variables a backend carries to its hosts."""
     launch = LaunchEnv(
-        config.store, launch_id, is_restart, config.engine, float(config.recovery.lease_s), version=version()
+        config.store,
+        launch_id,
+        is_restart,
+        config.engine,
+        float(config.recovery.lease_s),
+        version=version(),
+        specs_sha256=specs_sha256,
     )
     return launch.to_env()
 

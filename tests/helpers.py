@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import signal
 import struct
 import subprocess
@@ -37,6 +38,16 @@ COLLIDING = [  # job ids of 32 bits collided for this pair (both 1 s clips on ti
     {"prompt": "prompt number 51", "duration_s": 1, "model": "tiny", "seed": 6},
     {"prompt": "prompt number 85", "duration_s": 1, "model": "tiny", "seed": 75},
 ]
+
+
+class MakesFolder:
+    """A pickle that creates a folder when loaded: what a swapped spec could do with a worker's rights."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = str(folder)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.folder,))
 
 
 def wait_for_sweep(name: str, timeout_s: float = 240, interval_s: float = 1.0) -> dict[str, str]:
@@ -205,10 +216,10 @@ SLURM_SETTINGS = {
 }
 
 
-def write_slurm_config(project: Path, engine_batch_size: int = 4, **slurm: object) -> None:
+def write_slurm_config(project: Path, engine_batch_size: int = 4, store: object = "./runs", **slurm: object) -> None:
     config = {
         "backend": "slurm",
-        "store": "./runs",
+        "store": store,
         "sweeps_dir": "./runs",
         "engine": {"batch_size": engine_batch_size},
         "backends": {"slurm": {**SLURM_SETTINGS, **slurm}},

@@ -1,7 +1,8 @@
 """Launch a plan: one submission of a sweep's jobs to a backend, with its id and `LaunchRecord`.
 
 Under the sweep's launch lock (`sweep.lock`) a launch drops what another launch started meanwhile,
-writes the specs and manifest, then asks the backend to start the workers; a backend that fails
+writes the specs, their digests (`digests`: the list's own digest goes into the workers'
+environment) and the manifest, then asks the backend to start the workers; a backend that fails
 leaves its jobs `failed` with the launch's error, so a re-run or a relaunch starts them. The
 launch record says `submitted: false` from that manifest write until the backend has answered:
 a launcher killed in between leaves a launch that `sweep.observe` reads as dead once its lock is
@@ -17,10 +18,12 @@ import secrets
 import signal
 import time
 
+from musicsweep.atomic import atomic_write_bytes
 from musicsweep.backends.base import Launch, LaunchFailed, Shard
 from musicsweep.config import Config
 from musicsweep.contract import TEST_LAUNCHER_KILL_AT, sweep_environment
 from musicsweep.costs.estimate import estimate_for
+from musicsweep.digests import sha256_hex, spec_list_text
 from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir
 from musicsweep.manifest import JobEntry, LaunchRecord, Manifest
@@ -81,14 +84,16 @@ def launch_locked(plan: Plan, config: Config) -> None:
     record_settings(manifest, config)
     ship_inputs(open_store(config.store), sweep.keys, plan.to_run)
     present = sweep.job_files()
-    sweep.write_specs(plan.jobs, present)
+    digests = sweep.write_specs(plan.jobs, present)
     for job in plan.jobs:
         known = manifest.jobs.get(job.job_id)
         entry = JobEntry.of(job, json.loads(canonical_json(job.variant)))
         if known is not None:  # where and how often it ran so far stays
             for name in ("worker", "host", "launch", "attempts", "launched_at", "error"):
                 setattr(entry, name, getattr(known, name))
+        entry.spec_sha256 = digests[job.job_id]
         manifest.jobs[job.job_id] = entry
+    specs_sha256 = write_spec_list(sweep, manifest)
     now = time.time()
     for shard in plan.shards:
         for job in shard.jobs:
@@ -108,7 +113,7 @@ def launch_locked(plan: Plan, config: Config) -> None:
     sweep.write_manifest(manifest)
     if not plan.shards:
         return
-    env = sweep_environment(config, launch_id, is_restart=previous is not None)
+    env = sweep_environment(config, launch_id, previous is not None, specs_sha256)
     launcher_kill_point("submit")
     try:
         state = plan.backend.submit(Launch(sweep, launch_id, previous is not None, env), plan.shards)
@@ -120,6 +125,16 @@ def launch_locked(plan: Plan, config: Config) -> None:
     record.submitted = True
     manifest.keep_state(state)
     sweep.write_manifest(manifest)
+
+
+def write_spec_list(sweep: SweepDir, manifest: Manifest) -> str:
+    """The launch's list of every spec digest of the sweep (so a worker may load any of its specs,
+    whichever launch wrote it); returns the list's own digest, for the workers' environment."""
+    digests = {job_id: entry.spec_sha256 for job_id, entry in manifest.jobs.items() if entry.spec_sha256}
+    data = spec_list_text(digests)
+    digest = sha256_hex(data)
+    atomic_write_bytes(sweep.spec_list(digest), data, fsync=False)  # the manifest, fsynced next, commits it
+    return digest
 
 
 def record_launch_error(

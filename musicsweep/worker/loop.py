@@ -44,9 +44,11 @@ from collections import defaultdict
 from pathlib import Path
 
 from musicsweep.atomic import atomic_write_text
-from musicsweep.contract import VERSION, WorkerEnv
+from musicsweep.contract import SPECS_SHA256, VERSION, WorkerEnv
+from musicsweep.digests import MISMATCH
 from musicsweep.engine.checkpoint import StopAtWindow
 from musicsweep.errors import MusicsweepError
+from musicsweep.failure import failure_text
 from musicsweep.job import Job
 from musicsweep.layout import JobPaths, WorkerPaths
 from musicsweep.store.base import Store
@@ -71,7 +73,7 @@ from musicsweep.worker.log import configure_logging, log
 from musicsweep.worker.models import ModelCache
 from musicsweep.worker.saver import Saver
 from musicsweep.worker.sizing import BatchSizer
-from musicsweep.worker.specs import LoadedSpecs, load_specs
+from musicsweep.worker.specs import LoadedSpecs, SpecBook, load_specs
 from musicsweep.worker.tally import Tally
 from musicsweep.worker.version import other_version_refusal
 
@@ -252,10 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     log(describe())
     stop = StopFlag()
     stop.install()
-    specs = load_specs(args.specs)
+    named = env.launch.sweep or context.work_dir.name
+    book = SpecBook.of_launch(context.work_dir, named, context.store, env.launch.specs_sha256)
+    if book.digests is None:
+        log(f"job specs are not checked: {SPECS_SHA256} is not set (a worker started by hand)")
+    specs = load_specs(args.specs, book)
     jobs = specs.jobs
     write_pid_files(jobs, context.work_dir)
-    sweep = specs.sweep(context.work_dir)
+    sweep = specs.sweep(named)
     claims = Claims(context.store, sweep, owner_of(context.host, context.launch_id, context.worker_id), context.lease_s)
     worker = Worker(context, stop, claims, started)
     worker_paths = WorkerPaths(context.work_dir, sweep, context.worker_id)
@@ -264,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     heartbeat.start()
     log(f"worker {context.worker_id}/{context.num_workers} on {context.host}: {len(jobs)} job(s)")
     try:
-        fail_broken_specs(worker, specs)
+        fail_broken_specs(worker, specs, sweep)
         status = worker.run(jobs) if jobs else 1
     except StoreUnreachable as error:
         log(f"giving up: {error}; spooled clips stay in {worker.delivery.spool.folder} for the next worker")
@@ -282,10 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
-def fail_broken_specs(worker: Worker, specs: LoadedSpecs) -> None:
-    """Give every job whose spec would not load its `.failed`, with the one-line reason."""
-    sweep = specs.sweep(worker.context.work_dir)
+def fail_broken_specs(worker: Worker, specs: LoadedSpecs, sweep: str) -> None:
+    """Give every job whose spec would not load (or was refused) its `.failed`, with the one-line reason."""
     for job_id, reason in specs.broken.items():
         log(f"FAILED {job_id}: {reason}")
         paths = JobPaths(worker.context.work_dir, sweep, job_id, "")
-        worker.failures.write(paths.failed_key(worker.context.launch_id), job_id, reason)
+        text = failure_text(reason, permanent=reason.startswith(MISMATCH))  # a relaunch re-reads no swapped spec
+        worker.failures.write(paths.failed_key(worker.context.launch_id), job_id, text)
