@@ -27,7 +27,7 @@ from musicsweep.manifest import Manifest
 
 JOBS_DIR, SCRIPTS_DIR, LOGS_DIR, MARKERS_DIR = "jobs", "scripts", "logs", "markers"
 AUDIO_DIR, COSTS_DIR, WORKERS_DIR, CLAIMS_DIR = "audio", "costs", "workers", "claims"
-PARTIAL_DIR, INPUTS_DIR = "partial", "inputs"
+PARTIAL_DIR, INPUTS_DIR, LAUNCHES_DIR = "partial", "inputs", "launches"
 SPOOL_DIR = "spool"  # in a host's work folder: clips generated but not yet done (worker/spool.py)
 PULLED_FOLDERS = (AUDIO_DIR, COSTS_DIR, MARKERS_DIR, LOGS_DIR, WORKERS_DIR)
 DONE_SUFFIX, FAILED_SUFFIX, PID_SUFFIX = ".done", ".failed", ".pid"
@@ -106,6 +106,11 @@ class StoreKeys:
     def failed(self, job_id: str, launch_id: str | None) -> str:
         return self.markers + failed_marker(job_id, launch_id)
 
+    @property
+    def all_claims(self) -> str:
+        """Every job's claims: one listing shows which jobs were ever claimed, and their generations."""
+        return self.folder(CLAIMS_DIR)
+
     def claims(self, job_id: str) -> str:
         """The folder of a job's claims, one create-only object per generation (`worker.claims`)."""
         return f"{self.sweep}/{CLAIMS_DIR}/{job_id}/"
@@ -129,9 +134,24 @@ class StoreKeys:
         """A launch's spec digests in the store, fetched with its specs (EC2)."""
         return f"{self.sweep}/{JOBS_DIR}/{spec_list_name(list_sha256)}"
 
+    @property
+    def launches(self) -> str:
+        """Every launch's shard lists: the sweep's job list, read by workers that take others' clips."""
+        return self.folder(LAUNCHES_DIR)
+
     def shard(self, launch_id: str, worker_id: int) -> str:
-        """The job ids of one launch's worker, for hosts that fetch their work from the store."""
-        return f"{self.sweep}/launches/{launch_id}/worker_{worker_id}.json"
+        """The job ids of one launch's worker: EC2 hosts fetch their work from it, and every worker
+        that takes free clips of other shards (`worker/pool.py`) reads the sweep's jobs from them."""
+        return f"{self.launches}{launch_id}/worker_{worker_id}.json"
+
+    def shard_of(self, key: str) -> tuple[str, int] | None:
+        """(launch, worker) of a `shard` key, else None."""
+        parts = key.removeprefix(self.launches).split("/")
+        name = parts[-1]
+        if len(parts) != 2 or not (name.startswith("worker_") and name.endswith(".json")):
+            return None
+        number = name.removeprefix("worker_").removesuffix(".json")
+        return (parts[0], int(number)) if number.isdigit() else None
 
     def instance_end(self, launch_id: str, worker_id: int) -> str:
         """When a machine stopped working, written by the machine itself (EC2)."""

@@ -24,8 +24,9 @@ from musicsweep.layout import SweepDir
 from musicsweep.manifest import Manifest
 from musicsweep.states import FINISHED_STATES, JobState
 from musicsweep.store.retry import is_transient
+from musicsweep.store.sightings import Sightings
 from musicsweep.store.verify import local_wav_problem
-from musicsweep.sweep.observe import Observation, Sightings, observe
+from musicsweep.sweep.observe import Observation, observe
 from musicsweep.sweep.polling import schedule_for
 from musicsweep.sweep.relaunch import judge, relaunch_jobs
 from musicsweep.sweep.trackers import LostTracker, OrphanTracker, OutageTracker

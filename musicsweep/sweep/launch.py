@@ -28,6 +28,7 @@ from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir
 from musicsweep.manifest import JobEntry, LaunchRecord, Manifest
 from musicsweep.store import open_store
+from musicsweep.store.base import Store
 from musicsweep.sweep.inputs import ship_inputs
 from musicsweep.sweep.launched import record_settings
 from musicsweep.sweep.lock import launch_lock
@@ -82,7 +83,8 @@ def launch_locked(plan: Plan, config: Config) -> None:
     launch_id = new_launch_id()
     manifest = previous or Manifest(sweep=sweep.name, created=time.time())
     record_settings(manifest, config)
-    ship_inputs(open_store(config.store), sweep.keys, plan.to_run)
+    store = open_store(config.store)
+    ship_inputs(store, sweep.keys, plan.to_run)
     present = sweep.job_files()
     digests = sweep.write_specs(plan.jobs, present)
     for job in plan.jobs:
@@ -113,6 +115,7 @@ def launch_locked(plan: Plan, config: Config) -> None:
     sweep.write_manifest(manifest)
     if not plan.shards:
         return
+    write_shard_lists(store, sweep, launch_id, plan.shards)
     env = sweep_environment(config, launch_id, previous is not None, specs_sha256)
     launcher_kill_point("submit")
     try:
@@ -135,6 +138,13 @@ def write_spec_list(sweep: SweepDir, manifest: Manifest) -> str:
     digest = sha256_hex(data)
     atomic_write_bytes(sweep.spec_list(digest), data, fsync=False)  # the manifest, fsynced next, commits it
     return digest
+
+
+def write_shard_lists(store: Store, sweep: SweepDir, launch_id: str, shards: list[Shard]) -> None:
+    """Each worker's job ids in the store: the sweep's job list for workers that take free clips of
+    other shards (`worker/pool.py`), and the work an EC2 instance fetches."""
+    for shard in shards:
+        store.put_json(sweep.keys.shard(launch_id, shard.worker_id), {"jobs": [job.job_id for job in shard.jobs]})
 
 
 def record_launch_error(

@@ -115,7 +115,8 @@ def running_jobs(backend: Backend, sweep: SweepDir, manifest: Manifest | None, c
     run calls it too)."""
     if manifest is None:
         return set()
-    from musicsweep.sweep.observe import Sightings, observe
+    from musicsweep.store.sightings import Sightings
+    from musicsweep.sweep.observe import observe
     from musicsweep.sweep.takers import claim_holder
 
     seen = observe(sweep, manifest, backend, config)

@@ -20,8 +20,9 @@ from musicsweep.manifest import Manifest
 from musicsweep.states import JobState
 from musicsweep.store import open_store
 from musicsweep.store.base import Store
+from musicsweep.store.sightings import Sightings
 from musicsweep.sweep.launch import launch
-from musicsweep.sweep.observe import Observation, Sightings
+from musicsweep.sweep.observe import Observation
 from musicsweep.sweep.plan import Plan, finished_in_store
 from musicsweep.sweep.takers import left_to_live_workers
 
