@@ -21,7 +21,7 @@ from musicsweep.atomic import atomic_write_text
 from musicsweep.costs.estimate import PARTS
 from musicsweep.layout import COSTS_DIR, WORKERS_DIR
 from musicsweep.states import JobState
-from musicsweep.terminal import console, render_table
+from musicsweep.terminal import console, print_plain, render_table
 
 if TYPE_CHECKING:
     from musicsweep.costs.estimate import Estimate
@@ -193,10 +193,9 @@ def estimate_line(estimate: Estimate) -> str:
 def count_by_host(states: dict[str, str], hosts: dict[str, str | None]) -> dict[str, Counter]:
     """State counts per host (an orphaned `done` counts as done), plus an `all` row."""
     by_host: dict[str, Counter] = {}
-    for job_id, state in states.items():
-        by_host.setdefault(hosts.get(job_id) or "-", Counter())[
-            JobState.DONE if state == JobState.DONE_ORPHANS else state
-        ] += 1
+    pairs = Counter((hosts.get(job_id) or "-", state) for job_id, state in states.items())  # one pass, in C
+    for (host, state), count in pairs.items():
+        by_host.setdefault(host, Counter())[JobState.DONE if state == JobState.DONE_ORPHANS else state] += count
     counts = dict(sorted(by_host.items()))
     counts["all"] = sum(by_host.values(), Counter())
     return counts
@@ -223,7 +222,7 @@ def print_attempts(manifest: Manifest, states: dict[str, str], reasons: dict[str
         why = f"  {reasons[job_id]}" if job_id in reasons else ""
         lines.append(f"{job_id}  {state}  attempt {entry.attempts}/{max_attempts}  {entry.output_name}{why}")
     if lines:
-        console.print("\n".join(lines))
+        print_plain("\n".join(lines))
 
 
 def status_line(sweep_name: str, states: dict[str, str], hosts: dict[str, str | None]) -> str:

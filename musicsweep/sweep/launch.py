@@ -17,7 +17,7 @@ from musicsweep.config import Config
 from musicsweep.contract import sweep_environment
 from musicsweep.costs.estimate import estimate_for
 from musicsweep.errors import MusicsweepError
-from musicsweep.layout import SweepDir
+from musicsweep.layout import PID_SUFFIX, SweepDir
 from musicsweep.manifest import JobEntry, LaunchRecord, Manifest
 from musicsweep.store import open_store
 from musicsweep.sweep.inputs import ship_inputs
@@ -80,9 +80,8 @@ def launch_locked(plan: Plan, config: Config) -> None:
             entry = manifest.jobs[job.job_id]
             entry.worker, entry.host, entry.launch = shard.worker_id, shard.host, launch_id
             entry.attempts, entry.launched_at, entry.error = entry.attempts + 1, now, None
-            pid = sweep.job(job).pid
-            if pid.name in present:  # an earlier attempt's
-                pid.unlink(missing_ok=True)
+            if f"{job.job_id}{PID_SUFFIX}" in present:  # an earlier attempt's
+                sweep.job(job).pid.unlink(missing_ok=True)
     if plan.estimate is None and plan.shards:  # a relaunch shards without make_plan
         plan.estimate = estimate_for(
             config, plan.backend.name, plan.backend.billing, plan.shards, open_store(config.store)
@@ -98,8 +97,9 @@ def launch_locked(plan: Plan, config: Config) -> None:
     except MusicsweepError as error:
         record_launch_error(sweep, manifest, plan.shards, record, error)
         raise
-    manifest.keep_state(state)
-    sweep.write_manifest(manifest)
+    if state is not None:  # the manifest written above holds everything else
+        manifest.keep_state(state)
+        sweep.write_manifest(manifest)
 
 
 def record_launch_error(
