@@ -113,7 +113,7 @@ def pull_rounds(name: str, rounds: int) -> list[float]:
         started = time.perf_counter()
         for event in events:
             if isinstance(event, Round):
-                progress.update(event.states, event.hosts)
+                progress.update(event.states, event.hosts, event.throughput)
                 times.append(time.perf_counter() - started)
                 if len(times) == rounds:
                     break

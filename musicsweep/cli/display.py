@@ -276,8 +276,12 @@ class MovingBar:
         return bar
 
 
+THROUGHPUT_EVERY_S = 60.0  # off a terminal, workers' throughput lines at most this often (and at the end)
+
+
 class SweepProgress:
-    """Following's view: a live per-host table and an overall bar on a terminal, a plain line per change otherwise."""
+    """Following's view: a live per-host table, each worker's throughput and an overall bar on a
+    terminal; otherwise a plain line per change, and the throughput lines once a minute and at the end."""
 
     def __init__(self, sweep_name: str) -> None:
         self.sweep_name = sweep_name
@@ -285,6 +289,9 @@ class SweepProgress:
         self.live = Live(console=console, refresh_per_second=4) if console.is_terminal else None
         self.bar = MovingBar(self.started)
         self.last_line = ""
+        self.throughput: list[str] = []
+        self.shown_throughput: list[str] = []
+        self.throughput_at = -THROUGHPUT_EVERY_S
 
     def __enter__(self) -> SweepProgress:
         if self.live is not None:
@@ -294,19 +301,31 @@ class SweepProgress:
     def __exit__(self, *exc_info: object) -> None:
         if self.live is not None:
             self.live.stop()
+        elif self.throughput != self.shown_throughput:
+            self.show_throughput(time.monotonic())
 
-    def update(self, states: dict[str, str], hosts: dict[str, str | None]) -> None:
-        """Show one poll's states (job_id -> state) with each job's host (job_id -> host)."""
+    def show_throughput(self, now: float) -> None:
+        print_plain("\n".join(f"  {line}" for line in self.throughput))
+        self.shown_throughput, self.throughput_at = self.throughput, now
+
+    def update(self, states: dict[str, str], hosts: dict[str, str | None], throughput: list[str] | None = None) -> None:
+        """Show one poll's states (job_id -> state) with each job's host (job_id -> host), and a
+        line per worker on its throughput (`sweep.follow.throughput_lines`)."""
+        self.throughput = throughput or []
         if self.live is None:
             line = status_line(self.sweep_name, states, hosts)
             if line != self.last_line:
                 console.print(f"[{time.strftime('%H:%M:%S')}] {line}")
                 self.last_line = line
+            now = time.monotonic()
+            if self.throughput != self.shown_throughput and now - self.throughput_at >= THROUGHPUT_EVERY_S:
+                self.show_throughput(now)
             return
         finished = sum(state in (JobState.DONE, JobState.DONE_ORPHANS, JobState.FAILED) for state in states.values())
         running = sum(state == JobState.RUNNING for state in states.values())
         self.bar.update(len(states), finished, running)
-        self.live.update(Group(states_table(self.sweep_name, states, hosts), self.bar))
+        parts = [states_table(self.sweep_name, states, hosts), *(["\n".join(self.throughput)] if throughput else [])]
+        self.live.update(Group(*parts, self.bar))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,10 @@ class CostRow:
     """What one clip cost: its share of its batch's generation time at the host's hourly rate.
 
     A clip resumed from a window checkpoint (`resumed_from_window`, else None) also counts its share
-    of the earlier attempts' time up to that checkpoint.
+    of the earlier attempts' time up to that checkpoint. `launch_id` and `worker_id` name the worker
+    that made it (with dynamic assignment, not always the one whose shard it was in), `finished_at`
+    when it was in the store: each worker's throughput (`costs/throughput.py`). Rows written before
+    these existed read None.
     """
 
     s3_filename: str
@@ -36,6 +39,8 @@ class CostRow:
     worker_id: int = 0
     batch_size: int = 1
     resumed_from_window: int | None = None
+    launch_id: str | None = None
+    finished_at: float | None = None
 
     @classmethod
     def from_dict(cls, payload: dict) -> CostRow:
