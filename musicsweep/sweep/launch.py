@@ -25,7 +25,7 @@ from musicsweep.contract import TEST_LAUNCHER_KILL_AT, sweep_environment
 from musicsweep.costs.estimate import estimate_for
 from musicsweep.digests import sha256_hex, spec_list_text
 from musicsweep.errors import MusicsweepError
-from musicsweep.layout import SweepDir
+from musicsweep.layout import PID_SUFFIX, SweepDir
 from musicsweep.manifest import JobEntry, LaunchRecord, Manifest
 from musicsweep.store import open_store
 from musicsweep.store.base import Store
@@ -102,9 +102,8 @@ def launch_locked(plan: Plan, config: Config) -> None:
             entry = manifest.jobs[job.job_id]
             entry.worker, entry.host, entry.launch = shard.worker_id, shard.host, launch_id
             entry.attempts, entry.launched_at, entry.error = entry.attempts + 1, now, None
-            pid = sweep.job(job).pid
-            if pid.name in present:  # an earlier attempt's
-                pid.unlink(missing_ok=True)
+            if f"{job.job_id}{PID_SUFFIX}" in present:  # an earlier attempt's
+                sweep.job(job).pid.unlink(missing_ok=True)
     if plan.estimate is None and plan.shards:  # a relaunch shards without make_plan
         plan.estimate = estimate_for(
             config, plan.backend.name, plan.backend.billing, plan.shards, open_store(config.store)

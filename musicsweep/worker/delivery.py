@@ -52,6 +52,8 @@ def cost_row(job: Job, spooled: SpooledClip | None, context: WorkerContext) -> C
         worker_id=context.worker_id,
         batch_size=1 if spooled is None else spooled.batch_size,
         resumed_from_window=None if spooled is None else spooled.resumed_from_window,
+        launch_id=context.launch_id,
+        finished_at=round(time.time(), 3),
     )
 
 

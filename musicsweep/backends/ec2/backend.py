@@ -142,7 +142,7 @@ class EC2Backend(Backend):
         boot = max(worker.parts["boot"] for worker in estimate.workers)
         notes.append(
             f"plan: {len(shards)} instance(s), {max(len(s.jobs) for s in shards)} clip(s) per instance, "
-            f"first choice {first.describe()}; about {estimate.wall_s / 60:.1f} min each (with "
+            f"first choice {first.describe()}; about {estimate.shard_wall_s / 60:.1f} min each (with "
             f"{boot / 60:.1f} min boot, {estimate.sources.get('boot', '')}), ${cost:.2f} in all "
             f"(limit ${settings.max_total_usd:.2f})"
         )
