@@ -105,9 +105,7 @@ def launch_locked(plan: Plan, config: Config) -> None:
             if f"{job.job_id}{PID_SUFFIX}" in present:  # an earlier attempt's
                 sweep.job(job).pid.unlink(missing_ok=True)
     if plan.estimate is None and plan.shards:  # a relaunch shards without make_plan
-        plan.estimate = estimate_for(
-            config, plan.backend.name, plan.backend.billing, plan.shards, open_store(config.store)
-        )
+        plan.estimate = estimate_for(config, plan.backend.name, plan.backend.billing, plan.shards, store)
     estimate = plan.estimate.to_dict() if plan.estimate else None
     record = LaunchRecord(launch_id, now, len(plan.to_run), estimate=estimate, submitted=not plan.shards)
     manifest.launches.append(record)
