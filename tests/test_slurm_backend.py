@@ -21,7 +21,8 @@ from musicsweep.config import load_config
 from musicsweep.layout import SweepDir
 from musicsweep.remote.ssh import CONNECTIONS
 from musicsweep.states import JobState
-from musicsweep.worker.context import EXIT_STOPPED
+from musicsweep.worker.context import EXIT_STOPPED, EXIT_STORE_UNREACHABLE
+from tests.fixtures.s3 import RestartableS3rver
 from tests.fixtures.servers import wait_until
 from tests.fixtures.slurm import SlurmCluster
 from tests.fixtures.sshd import SSHServer
@@ -182,6 +183,31 @@ def test_usr2_mid_clip_requeues_the_task_and_it_resumes_from_the_checkpoint(
     (wav,) = (sweep.root / "audio").glob("*.wav")
     assert wav_info(wav) == (32000, 1, 120 * 32000)
     assert not list((sweep.root / "partial").glob("*"))
+
+
+def test_task_whose_store_is_unreachable_is_requeued_and_finishes(
+    project: Path, slurm_cluster: SlurmCluster, restartable_s3rver: RestartableS3rver
+) -> None:
+    """The store goes down mid-sweep: the worker gives up past its budget (exit 76, clips spooled),
+    the task requeues itself like a preempted one, and once the store is back the restart finishes."""
+    server = restartable_s3rver
+    store = {"url": "s3://drill/musicsweep", "endpoint_url": server.endpoint_url, "region": "us-east-1"}
+    write_slurm_config(project, engine_batch_size=1, store=store | {"outage_budget_s": 3}, shards=1)
+    plan = run_sweep(variants(["rainy jazz trio", "driving techno"], [3, 4]), "gone")
+    log = plan.sweep.root / "logs" / "worker_0.log"
+    bucket = server.server.client()
+    done = lambda: bucket.list_objects_v2(Bucket="drill", Prefix="musicsweep/gone/markers/").get("Contents", [])  # noqa: E731
+    wait_until(lambda: any(item["Key"].endswith(".done") for item in done()), 300, "the first finished clip")
+    server.stop()
+    wait_until(lambda: "store unreachable: requeueing" in log.read_text(), 300, "the requeue on status 76")
+    server.start()
+
+    states = wait_for_sweep("gone", timeout_s=400)
+    assert set(states.values()) == {JobState.DONE} and len(states) == 4
+    text = log.read_text()
+    assert f"worker exited with status {EXIT_STORE_UNREACHABLE}" in text and "restart 1" in text
+    generated = [line.rsplit(" ", 1)[1] for line in text.splitlines() if "] generated " in line]
+    assert sorted(generated) == sorted(job.output_name for job in plan.jobs)  # each clip once
 
 
 def test_cancel_leaves_no_process_behind(project: Path, slurm_cluster: SlurmCluster) -> None:
