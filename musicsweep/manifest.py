@@ -79,11 +79,16 @@ class JobEntry:
 
 @dataclass
 class LaunchRecord:
+    """One launch. `submitted` is False while its launcher is between writing the manifest and
+    hearing back from the backend; one that stays False after its launcher died (`sweep.lock`)
+    started at most the workers a poll can see."""
+
     id: str
     time: float
     jobs: int
     estimate: dict[str, Any] | None = None  # costs.estimate.Estimate.to_dict(), shown beside the bill
     error: str | None = None
+    submitted: bool = True  # False from the manifest write before `submit` until the backend answered
 
 
 @dataclass

@@ -90,6 +90,10 @@ class SSHBackend(Backend):
     def store_is_host_disk(self) -> bool:
         return not self.config.store.url.startswith("s3://")
 
+    @property
+    def store_per_host(self) -> bool:
+        return self.store_is_host_disk
+
     def configured(self) -> dict[str, SSHHost]:
         return {host.label: host for host in self.settings.hosts}
 

@@ -83,10 +83,18 @@ class SpecBook:
 
     def load_file(self, path: Path) -> Job:
         """The job of a spec file, unpickled only from bytes checked here."""
-        job = cloudpickle.loads(self.verified(path.stem, path.read_bytes(), str(path)))
-        if not isinstance(job, Job):
-            raise TypeError(f"holds a {type(job).__name__}, not a Job")
-        return job
+        return unpickled_job(self.verified(path.stem, path.read_bytes(), str(path)))
+
+    def load_job(self, job_id: str) -> Job:
+        """Any job of the sweep (a clip taken from another shard), unpickled only from checked bytes."""
+        return unpickled_job(self.spec_bytes(job_id))
+
+
+def unpickled_job(checked: bytes) -> Job:
+    job = cloudpickle.loads(checked)
+    if not isinstance(job, Job):
+        raise TypeError(f"holds a {type(job).__name__}, not a Job")
+    return job
 
 
 @dataclass

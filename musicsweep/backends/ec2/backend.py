@@ -142,7 +142,7 @@ class EC2Backend(Backend):
         boot = max(worker.parts["boot"] for worker in estimate.workers)
         notes.append(
             f"plan: {len(shards)} instance(s), {max(len(s.jobs) for s in shards)} clip(s) per instance, "
-            f"first choice {first.describe()}; about {estimate.wall_s / 60:.1f} min each (with "
+            f"first choice {first.describe()}; about {estimate.shard_wall_s / 60:.1f} min each (with "
             f"{boot / 60:.1f} min boot, {estimate.sources.get('boot', '')}), ${cost:.2f} in all "
             f"(limit ${settings.max_total_usd:.2f})"
         )
@@ -165,7 +165,7 @@ class EC2Backend(Backend):
         return store_config_to_env(dataclasses.replace(self.config.store, profile=None))
 
     def submit(self, launch: Launch, shards: list[Shard]) -> EC2Instances:
-        """Upload wheel, specs and shard lists, then start one instance per shard (all or none)."""
+        """Upload wheel and specs, then start one instance per shard (all or none)."""
         if self.options is None:
             self.shard([job for shard in shards for job in shard.jobs])
         sweep = launch.sweep
@@ -180,11 +180,9 @@ class EC2Backend(Backend):
         specs_sha256 = LaunchEnv.from_env(launch.env).specs_sha256
         if specs_sha256:  # the list instances fetch with their specs; the environment vouches for it
             self.store.put_file(sweep.keys.spec_list(specs_sha256), sweep.spec_list(specs_sha256))
-        for shard in shards:
+        for shard in shards:  # the shard lists are in the store already (`sweep.launch.write_shard_lists`)
             for job in shard.jobs:
                 self.store.put_file(sweep.keys.spec(job.job_id), sweep.job(job).spec)
-            jobs = [job.job_id for job in shard.jobs]
-            self.store.put_json(sweep.keys.shard(launch.launch_id, shard.worker_id), {"jobs": jobs})
         blocked = Blocked()
         started: dict[str, StartedInstance] = {}
         try:
