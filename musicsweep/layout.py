@@ -36,6 +36,13 @@ DONE_SUFFIX, FAILED_SUFFIX, PID_SUFFIX = ".done", ".failed", ".pid"
 CALIBRATION_KEY = "_musicsweep/calibration.json"
 
 
+# What to do about a manifest that cannot be read: no command writes over one it could not read.
+MANIFEST_WAY_OUT = (
+    "fix or restore it (no command writes over it), or move it aside and run the sweep again, "
+    "which skips the clips already in the store"
+)
+
+
 def calibration_file() -> Path:
     """This user's estimate history: `$XDG_CACHE_HOME/musicsweep/calibration.json` (default ~/.cache)."""
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -414,12 +421,12 @@ class SweepDir:
             payload = json.loads(self.manifest.read_text())
         except FileNotFoundError:
             raise MusicsweepError(f"{self.manifest}: no such sweep (run it first)") from None
-        except ValueError as error:
-            raise MusicsweepError(f"{self.manifest}: unreadable JSON: {error}") from None
+        except (ValueError, OSError) as error:
+            raise MusicsweepError(f"{self.manifest}: unreadable JSON ({error}); {MANIFEST_WAY_OUT}") from None
         try:
             return Manifest.from_json(payload)
         except MusicsweepError as error:
-            raise MusicsweepError(f"{self.manifest}: {error}") from None
+            raise MusicsweepError(f"{self.manifest}: {error}; {MANIFEST_WAY_OUT}") from None
 
     def read_manifest_if_any(self) -> Manifest | None:
         """The manifest, or None before the sweep's first launch."""

@@ -25,9 +25,17 @@ from musicsweep.store import open_store
 from musicsweep.store.base import Store
 from musicsweep.store.verify import expected_wav_size
 from musicsweep.sweep.inputs import check_inputs, read_inputs
+from musicsweep.sweep.prompts import ROW_KEY, PromptRow
 from musicsweep.sweep.variants import NAME_KEY, canonical_json
 
 _SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def variant_where(index: int, variant: dict[str, Any]) -> str:
+    """`variant 3 (name)` in errors, headed by `prompts.txt:LINE: ` for a variant read from a prompts file."""
+    where = f"variant {index} ({variant.get(NAME_KEY, '')})".replace(" ()", "")
+    row = variant.get(ROW_KEY)
+    return f"{row.where}: {where}" if isinstance(row, PromptRow) else where
 
 
 def jobs_from_variants(
@@ -46,7 +54,7 @@ def jobs_from_variants(
     base_dir = base_dir or Path.cwd()
     channels_of: dict[str, int] = {}  # per model name: a local model's traits are read from its folder
     for index, variant in enumerate(variants):
-        where = f"variant {index} ({variant.get(NAME_KEY, '')})".replace(" ()", "")
+        where = variant_where(index, variant)
         values = {k: v for k, v in variant.items() if k != NAME_KEY}
         canonical_json(values, where)  # the manifest stores it as JSON: a key JSON cannot write fails here
         inputs = read_inputs(values, base_dir, where)
