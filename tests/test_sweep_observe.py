@@ -16,7 +16,8 @@ from musicsweep.layout import SweepDir
 from musicsweep.manifest import JobEntry, LaunchRecord, Manifest
 from musicsweep.states import JobState
 from musicsweep.store import open_store
-from musicsweep.sweep.observe import Sightings, observe, stall_after_s
+from musicsweep.store.sightings import Sightings
+from musicsweep.sweep.observe import observe, stall_after_s
 from musicsweep.sweep.relaunch import judge
 from musicsweep.worker.claims import Claim, Owner
 

@@ -14,7 +14,8 @@ from musicsweep.layout import SweepDir
 from musicsweep.manifest import JobEntry, Manifest
 from musicsweep.states import JobState
 from musicsweep.store import open_store
-from musicsweep.sweep.observe import Observation, Sightings
+from musicsweep.store.sightings import Sightings
+from musicsweep.sweep.observe import Observation
 from musicsweep.sweep.relaunch import judge
 from musicsweep.worker.claims import Claim, Owner
 

@@ -245,7 +245,7 @@ class SSHBackend(Backend):
             found: dict[str, set[str]] = defaultdict(set)
             for label, jobs in self.jobs_by_host(manifest).items():
                 for job_id in jobs:
-                    found[label].update(sweep.read_spec(job_id).extra_pull_dirs)
+                    found[label].update(sweep.read_spec(job_id, manifest.jobs[job_id].spec_sha256).extra_pull_dirs)
             self.extra_dirs[sweep.name] = found
         return self.extra_dirs[sweep.name]
 

@@ -17,15 +17,17 @@ from dataclasses import dataclass, field
 from musicsweep.backends.base import Backend
 from musicsweep.config import Config
 from musicsweep.costs.compare import EstimateBeside, write_summary_beside_estimate
-from musicsweep.costs.rows import merge_cost_report
+from musicsweep.costs.rows import update_cost_report
 from musicsweep.costs.summary import CostSummary
+from musicsweep.costs.throughput import rate_lines, worker_rates
 from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir
 from musicsweep.manifest import Manifest
 from musicsweep.states import FINISHED_STATES, JobState
 from musicsweep.store.retry import is_transient
+from musicsweep.store.sightings import Sightings
 from musicsweep.store.verify import local_wav_problem
-from musicsweep.sweep.observe import Observation, Sightings, observe
+from musicsweep.sweep.observe import Observation, observe
 from musicsweep.sweep.polling import schedule_for
 from musicsweep.sweep.relaunch import judge, relaunch_jobs
 from musicsweep.sweep.trackers import LostTracker, OrphanTracker, OutageTracker
@@ -51,10 +53,12 @@ class Notice:
 
 @dataclass(frozen=True)
 class Round:
-    """Every job's state after one round, and the host each job runs on."""
+    """Every job's state after one round, the host each job runs on, and a line per worker on its
+    throughput and the shards it took clips from (`costs/throughput.py`)."""
 
     states: dict[str, JobState]
     hosts: dict[str, str | None]
+    throughput: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -80,9 +84,10 @@ def act_on(
     states: dict[str, JobState],
     orphans: OrphanTracker,
     kill_stalled: bool = False,
-) -> tuple[dict[str, JobState], list[str]]:
+) -> tuple[dict[str, JobState], list[str], list[dict[str, str]]]:
     """Act on one observation: backend actions, orphan (and stalled) kills, then a pull and a fresh
-    cost report. Returns the states with `done_orphans` read as `done`, and what was done."""
+    cost report. Returns the states with `done_orphans` read as `done`, what was done, and the
+    report's rows."""
     said = []
     backend.reconcile(sweep, manifest)
     due = orphans.due([job_id for job_id, state in states.items() if state == JobState.DONE_ORPHANS])
@@ -95,8 +100,16 @@ def act_on(
         backend.kill_orphans(sweep, manifest, stalled)
     states = {job_id: JobState.DONE if state == JobState.DONE_ORPHANS else state for job_id, state in states.items()}
     backend.fetch(sweep, manifest)
-    merge_cost_report(sweep)
-    return states, said
+    return states, said, update_cost_report(sweep)
+
+
+def throughput_lines(manifest: Manifest, rows: list[dict[str, str]]) -> list[str]:
+    """Each worker's throughput and the other shards it took clips from, from the cost rows."""
+    owners = {job_id: (entry.launch, entry.worker) for job_id, entry in manifest.jobs.items()}
+    hosts = {
+        (entry.launch or "", entry.worker): entry.host or "-" for entry in manifest.jobs.values() if entry.assigned
+    }
+    return rate_lines(worker_rates(rows, owners), hosts)
 
 
 def poll_once(
@@ -140,7 +153,7 @@ def follow(
         try:
             seen = observe(sweep, manifest, backend, config, lost.first_lost, sightings=sightings)
             yield from map(Notice, lost.report(seen, manifest))
-            states, acted = act_on(sweep, manifest, backend, seen.states, orphans, options.kill_stalled)
+            states, acted, rows = act_on(sweep, manifest, backend, seen.states, orphans, options.kill_stalled)
             states = lost.apply(states)
         except Exception as error:
             if not is_transient(error):
@@ -151,7 +164,8 @@ def follow(
             time.sleep(schedule.next_wait({}))
             continue
         yield from map(Notice, acted + outage.recovered())
-        yield Round(states, {job_id: entry.host for job_id, entry in manifest.jobs.items()})
+        hosts = {job_id: entry.host for job_id, entry in manifest.jobs.items()}
+        yield Round(states, hosts, throughput_lines(manifest, rows))
         if options.relaunch_failed:
             verdict = judge(seen, manifest, config, sweep, states, time.time(), sightings, backend.store_per_host)
             for job_id in sorted(set(verdict.stuck) - told_stuck):

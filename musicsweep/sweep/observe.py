@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from musicsweep.backends.base import Backend
@@ -34,6 +33,7 @@ from musicsweep.manifest import Manifest
 from musicsweep.states import JobState
 from musicsweep.store import open_store
 from musicsweep.store.base import Store
+from musicsweep.store.sightings import Sightings
 from musicsweep.sweep.lock import held_elsewhere
 from musicsweep.worker.claims import read_latest
 
@@ -61,26 +61,6 @@ def stall_after_s(recovery: RecoveryConfig, manifest: Manifest, launch_id: str |
     parts = mine.get("parts", {})
     quiet_s = parts.get("setup", 0.0) + parts.get("model_load", 0.0) + mine.get("longest_batch_s", 0.0)
     return max(STALL_FLOOR_S, STALL_FACTOR * quiet_s)
-
-
-class Sightings:
-    """How long this observer has seen each store object unchanged, on its own monotonic clock."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self.first: dict[str, tuple[bytes, float]] = {}
-
-    def unchanged_s(self, key: str, content: bytes) -> float:
-        now = self.clock()
-        seen = self.first.get(key)
-        if seen is None or seen[0] != content:
-            self.first[key] = (content, now)
-            return 0.0
-        return now - seen[1]
-
-    def age_s(self, store: Store, key: str, content: bytes) -> float:
-        """How long ago `key` was last written, as far as this observer or the store's clock can tell."""
-        return max(self.unchanged_s(key, content), store.age_s(key) or 0.0)
 
 
 @dataclass

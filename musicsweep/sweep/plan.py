@@ -43,13 +43,18 @@ def jobs_from_variants(
     jobs: list[Job] = []
     seen: dict[str, str] = {}
     ids: dict[str, tuple[str, str]] = {}
+    base_dir = base_dir or Path.cwd()
+    channels_of: dict[str, int] = {}  # per model name: a local model's traits are read from its folder
     for index, variant in enumerate(variants):
         where = f"variant {index} ({variant.get(NAME_KEY, '')})".replace(" ()", "")
         values = {k: v for k, v in variant.items() if k != NAME_KEY}
         canonical_json(values, where)  # the manifest stores it as JSON: a key JSON cannot write fails here
-        inputs = read_inputs(values, base_dir or Path.cwd(), where)
+        inputs = read_inputs(values, base_dir, where)
         metadata_keys = getattr(variant, "metadata_keys", frozenset())
-        channels = model_traits(str(values.get("model", DEFAULT_MODEL))).channels
+        model = str(values.get("model", DEFAULT_MODEL))
+        if model not in channels_of:
+            channels_of[model] = model_traits(model).channels
+        channels = channels_of[model]
         job = Job.from_variant(values, sweep, where, max_duration_s, metadata_keys, inputs, channels)
         check_inputs(job, where)
         if job.output_name in seen:
@@ -115,7 +120,8 @@ def running_jobs(backend: Backend, sweep: SweepDir, manifest: Manifest | None, c
     run calls it too)."""
     if manifest is None:
         return set()
-    from musicsweep.sweep.observe import Sightings, observe
+    from musicsweep.store.sightings import Sightings
+    from musicsweep.sweep.observe import observe
     from musicsweep.sweep.takers import claim_holder
 
     seen = observe(sweep, manifest, backend, config)

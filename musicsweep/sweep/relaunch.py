@@ -20,8 +20,9 @@ from musicsweep.manifest import Manifest
 from musicsweep.states import JobState
 from musicsweep.store import open_store
 from musicsweep.store.base import Store
+from musicsweep.store.sightings import Sightings
 from musicsweep.sweep.launch import launch
-from musicsweep.sweep.observe import Observation, Sightings
+from musicsweep.sweep.observe import Observation
 from musicsweep.sweep.plan import Plan, finished_in_store
 from musicsweep.sweep.takers import left_to_live_workers
 
@@ -96,12 +97,13 @@ def relaunch_jobs(
     jobs again."""
     if not job_ids:
         return []
-    candidates = [sweep.read_spec(job_id) for job_id in job_ids]
+    manifest = sweep.read_manifest()  # for the specs' digests only: `judged_by` decides what launches
+    candidates = [sweep.read_spec(job_id, manifest.jobs[job_id].spec_sha256) for job_id in job_ids]
     finished = finished_in_store(open_store(config.store), candidates, sweep)
     jobs = [job for job in candidates if job.job_id not in finished]
     if not jobs:
         return []
-    everything = [sweep.read_spec(job_id) for job_id in judged_by.jobs]
+    everything = [sweep.read_spec(job_id, manifest.jobs[job_id].spec_sha256) for job_id in judged_by.jobs]
     plan = Plan(sweep, everything, [], [], backend.shard(jobs), backend, store_url=config.store.url)
     plan.seen_launches = judged_by.launch_ids()
     return [job.job_id for job in launch(plan, config, record_empty=False).to_run]

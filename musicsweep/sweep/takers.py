@@ -4,7 +4,7 @@ A worker that takes clips from the whole sweep (dynamic assignment) says so in i
 (`pool: true`, with `every_s` and its `host`). It is **live** while that heartbeat is fresh: this
 observer saw it change, or the store's clock says it was written, within `FRESH_BEATS` of its
 interval, and its lifetime record does not say it finished. No worker's clock is compared with
-ours (`sweep.observe.Sightings`). A failed or lost clip is left to live workers, not relaunched:
+ours (`store.sightings.Sightings`). A failed or lost clip is left to live workers, not relaunched:
 - when a live worker can take it: any, where workers share one store; on a store per host (SSH
   host-disk) only one on the clip's own host;
 - or when another launch's worker holds its claim and that claim is fresh (not released, renewed
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from musicsweep.layout import SweepDir
 from musicsweep.manifest import JobEntry
 from musicsweep.store.base import Store
-from musicsweep.sweep.observe import Sightings, heartbeat_age_s
+from musicsweep.store.sightings import Sightings
+from musicsweep.sweep.observe import heartbeat_age_s
 from musicsweep.worker.claims import dead_on_host, read_latest
 
 FRESH_BEATS = 3.0  # a heartbeat this many intervals old is a worker that exited or died

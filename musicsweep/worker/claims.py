@@ -89,15 +89,22 @@ def generation_of(key: str) -> int:
 def read_latest(store: Store, keys: StoreKeys, job_id: str) -> Seen | None:
     """The job's highest-generation claim (one listing, one read), or None if never claimed."""
     for key in sorted(store.list(keys.claims(job_id)), reverse=True):
-        try:
-            data = store.get_bytes(key)
-        except FileNotFoundError:  # removed between the listing and the read (claims are never removed on S3)
-            continue
-        try:
-            return Seen(key, generation_of(key), data, Claim.from_json(json_loads(data)))
-        except (ValueError, KeyError, TypeError) as error:
-            return Seen(key, generation_of(key), data, None, " ".join(str(error).split()) or type(error).__name__)
+        seen = read_seen(store, key)
+        if seen is not None:
+            return seen
     return None
+
+
+def read_seen(store: Store, key: str) -> Seen | None:
+    """The claim at `key` as read, or None if it is gone (removed after a listing)."""
+    try:
+        data = store.get_bytes(key)
+    except FileNotFoundError:  # removed between the listing and the read (claims are never removed on S3)
+        return None
+    try:
+        return Seen(key, generation_of(key), data, Claim.from_json(json_loads(data)))
+    except (ValueError, KeyError, TypeError) as error:
+        return Seen(key, generation_of(key), data, None, " ".join(str(error).split()) or type(error).__name__)
 
 
 def json_loads(data: bytes) -> dict:
