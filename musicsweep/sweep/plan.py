@@ -139,6 +139,8 @@ def running_jobs(backend: Backend, sweep: SweepDir, manifest: Manifest | None, c
         for job_id, state in seen.states.items()
         if state in BUSY_STATES or (state == JobState.LOST and not seen.lease_expired(job_id, now))
     }
+    if len(manifest.launches) < 2:  # every claim is that launch's own: none is another launch's
+        return busy
     store, sightings, lease_s = open_store(config.store), Sightings(), config.recovery.lease_s
     held = {
         job_id

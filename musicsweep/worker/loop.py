@@ -335,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     worker = Worker(context, stop, claims, started, book)
     worker_paths = WorkerPaths(context.work_dir, sweep, context.worker_id)
     lifetime = lambda: worker.lifetime.record(finished=False)  # noqa: E731
-    heartbeat = Heartbeat(context, worker_paths, lifetime, claims, lambda: worker.tally.last_progress)
+    takes = lambda: context.take_from_others and not stop.requested  # noqa: E731  (the relaunch policy reads it)
+    heartbeat = Heartbeat(context, worker_paths, lifetime, claims, lambda: worker.tally.last_progress, takes)
     heartbeat.start()
     log(f"worker {context.worker_id}/{context.num_workers} on {context.host}: {len(jobs)} job(s)")
     try:
