@@ -16,11 +16,11 @@ from musicsweep.failure import failure_text
 from musicsweep.job import Job
 from musicsweep.layout import StoreKeys, SweepDir
 from musicsweep.store import open_store
-from musicsweep.worker.claims import Claims, Owner
-from musicsweep.worker.context import WorkerContext
+from musicsweep.worker.claims import Claims, Owner, current_claim
+from musicsweep.worker.context import EXIT_STOPPED, WorkerContext
 from musicsweep.worker.pool import Pool
 from musicsweep.worker.tally import Tally
-from tests.helpers import make_jobs
+from tests.helpers import make_jobs, make_worker
 
 LEASE_S = 30.0
 
@@ -145,3 +145,16 @@ def test_a_host_disk_store_takes_only_clips_this_hosts_workers_started(sweep: Sw
     shard(sweep, "L2", 1, jobs)  # shard lists are ignored there: the launcher never writes them to a host
     (sweep.root / "jobs" / f"{jobs[0].job_id}.pid").write_text("7 7\n")
     assert names(pool(sweep, [], host_disk_store=True).survey(None, set()).free) == names(jobs[:1])
+
+
+def test_a_stopped_worker_hands_back_every_claim_it_still_holds(tmp_path: Path, capsys) -> None:
+    worker = make_worker(tmp_path)
+    jobs = make_jobs(2)
+    for job in jobs:
+        assert worker.claims.acquire(job.job_id) is None
+    worker.stop.event.set()  # SIGTERM, SIGUSR2 or a spot notice before these clips' batch ran
+    assert worker.run([]) == EXIT_STOPPED
+    store, keys = worker.context.store, StoreKeys("s")
+    assert [current_claim(store, keys, job.job_id).live for job in jobs] == [False, False]
+    assert worker.claims.held == {}
+    assert "handed back 2 unstarted clip(s)" in capsys.readouterr().out
