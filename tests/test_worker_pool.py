@@ -18,7 +18,7 @@ from musicsweep.layout import StoreKeys, SweepDir
 from musicsweep.store import open_store
 from musicsweep.worker.claims import Claims, Owner, current_claim
 from musicsweep.worker.context import EXIT_STOPPED, WorkerContext
-from musicsweep.worker.pool import Pool
+from musicsweep.worker.pool import Pool, Round
 from musicsweep.worker.tally import Tally
 from tests.helpers import make_jobs, make_worker
 
@@ -158,3 +158,16 @@ def test_a_stopped_worker_hands_back_every_claim_it_still_holds(tmp_path: Path, 
     assert [current_claim(store, keys, job.job_id).live for job in jobs] == [False, False]
     assert worker.claims.held == {}
     assert "handed back 2 unstarted clip(s)" in capsys.readouterr().out
+
+
+def test_a_slow_worker_leaves_the_tail_to_faster_ones_and_the_fastest_never_does() -> None:
+    free = make_jobs(2)  # 4 audio seconds left in the sweep
+    tail = Round(free=free, rates=[3.2])
+    assert tail.leave_to_faster(free[:1], 0.8), "2 s at 0.8 a-s/s: 2.5 s; the other makes all 4 s in 1.25 s"
+    assert not tail.leave_to_faster(free[:1], 3.2), "as fast as the others: it takes its share"
+    assert not tail.leave_to_faster(free[:1], None), "no batch made yet: no speed to compare"
+    assert not Round(free=free, rates=[]).leave_to_faster(free[:1], 0.1), "no other live worker: take it"
+    early = Round(free=make_jobs(12), rates=[3.2])
+    assert not early.leave_to_faster(free[:1], 0.8), "24 s left: the slow worker's clip helps"
+    three = Round(free=free[:1], rates=[1.0, 1.0])
+    assert not three.leave_to_faster(free[:1], 1.0), "equals never leave the last clip to each other"

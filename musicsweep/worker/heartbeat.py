@@ -24,7 +24,8 @@ def heartbeat_interval(lease_s: float) -> float:
 
 
 class Heartbeat(threading.Thread):
-    """Writes the heartbeat (with the time of the last progress) and the lifetime so far, and renews
+    """Writes the heartbeat (with the time of the last progress and the worker's speed, which the
+    sweep's other workers weigh at its tail, `worker.pool`) and the lifetime so far, and renews
     the claims, every interval: a silent host is noticed, a stalled one is told from a busy one, a
     killed worker's paid time still reaches the cost summary, and a live worker keeps its clips."""
 
@@ -35,15 +36,17 @@ class Heartbeat(threading.Thread):
         lifetime: Callable[[], dict],
         claims: Claims,
         progress: Callable[[], float],
+        rate: Callable[[], float | None],
     ) -> None:
         super().__init__(daemon=True)
         self.context, self.paths, self.lifetime, self.claims, self.progress = context, paths, lifetime, claims, progress
+        self.rate = rate
         self.stopped = threading.Event()
 
     def beat(self, store: Store) -> None:
         for job_id in self.claims.renew():
             log(f"claim on {job_id} was taken over by another worker after our lease ran out")
-        payload = {"time": time.time(), "pid": os.getpid(), "progress": self.progress()}
+        payload = {"time": time.time(), "pid": os.getpid(), "progress": self.progress(), "audio_rate": self.rate()}
         store.put_json(self.paths.heartbeat_key(self.context.launch_id), payload)
         store.put_json(self.paths.lifetime_key(self.context.launch_id), self.lifetime())
 
