@@ -78,8 +78,9 @@ class EstimateConfig:
 class RecoveryConfig:
     """How a sweep recovers without paying twice (README: Recovery).
 
-    A worker's claim on a clip lasts `lease_s` and is renewed by every heartbeat, so a lost host or
-    an interrupted machine is taken over after at most `lease_s`; a job is launched at most
+    A worker's claim on a clip is renewed by every heartbeat and taken over once another worker has
+    watched it unrenewed for `lease_s` on its own clock, so a lost host or an interrupted machine is
+    taken over one lease (plus a heartbeat) after its last renewal; a job is launched at most
     `max_attempts` times, `backoff_s` × 2^(attempt-1) apart. `stall_after_minutes` left unset
     follows each launch's estimate (`sweep.observe.stall_after_s`).
     """

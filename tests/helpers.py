@@ -42,6 +42,16 @@ COLLIDING = [  # job ids of 32 bits collided for this pair (both 1 s clips on ti
 ]
 
 
+class MakesFolder:
+    """A pickle that creates a folder when loaded: what a swapped spec could do with a worker's rights."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = str(folder)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.folder,))
+
+
 def wait_for_sweep(name: str, timeout_s: float = 240, interval_s: float = 1.0) -> dict[str, str]:
     """Poll like auto_pull until every job is finished; returns the final states."""
     config = load_config()
@@ -277,10 +287,10 @@ SLURM_SETTINGS = {
 }
 
 
-def write_slurm_config(project: Path, engine_batch_size: int = 4, **slurm: object) -> None:
+def write_slurm_config(project: Path, engine_batch_size: int = 4, store: object = "./runs", **slurm: object) -> None:
     config = {
         "backend": "slurm",
-        "store": "./runs",
+        "store": store,
         "sweeps_dir": "./runs",
         "engine": {"batch_size": engine_batch_size},
         "backends": {"slurm": {**SLURM_SETTINGS, **slurm}},

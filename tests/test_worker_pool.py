@@ -19,6 +19,7 @@ from musicsweep.store import open_store
 from musicsweep.worker.claims import Claims, Owner, current_claim
 from musicsweep.worker.context import EXIT_STOPPED, WorkerContext
 from musicsweep.worker.pool import Pool, Round
+from musicsweep.worker.specs import SpecBook
 from musicsweep.worker.tally import Tally
 from tests.helpers import make_jobs, make_worker
 
@@ -46,12 +47,22 @@ def context(sweep: SweepDir, host_disk_store: bool = False) -> WorkerContext:
     )
 
 
-def pool(sweep: SweepDir, own: list[Job], host_disk_store: bool = False) -> Pool:
+class Clock:
+    """A monotonic clock the test moves: how long the pool has watched a claim unrenewed."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def pool(sweep: SweepDir, own: list[Job], host_disk_store: bool = False, clock: Clock | None = None) -> Pool:
     ctx = context(sweep, host_disk_store)
-    claims = Claims(ctx.store, "s", Owner("here", 1, "L2", 0), LEASE_S)
+    claims = Claims(ctx.store, "s", Owner("here", 1, "L2", 0), LEASE_S, clock=clock or Clock())
     tally = Tally()
     tally.start(own)
-    return Pool(ctx, claims, own, tally)
+    return Pool(ctx, claims, own, tally, SpecBook(sweep.root, "s", ctx.store))
 
 
 def shard(sweep: SweepDir, launch: str, worker: int, jobs: list[Job]) -> None:
@@ -61,10 +72,10 @@ def shard(sweep: SweepDir, launch: str, worker: int, jobs: list[Job]) -> None:
     store.put_json(StoreKeys("s").shard(launch, worker), {"jobs": [job.job_id for job in jobs]})
 
 
-def elsewhere(sweep: SweepDir, launch: str = "L2", worker: int = 1, lease_s: float = LEASE_S) -> Claims:
-    """Claims of a worker on another host (pid 7): its liveness is its heartbeat, its claims' expiry."""
+def elsewhere(sweep: SweepDir, launch: str = "L2", worker: int = 1) -> Claims:
+    """Claims of a worker on another host (pid 7): its liveness is its heartbeat, then its renewals."""
     store = open_store(StoreConfig(url=str(sweep.sweeps_dir)))
-    return Claims(store, "s", Owner("elsewhere", 7, launch, worker), lease_s)
+    return Claims(store, "s", Owner("elsewhere", 7, launch, worker), LEASE_S)
 
 
 def beat(sweep: SweepDir, launch: str, worker: int, pid: int = 7) -> None:
@@ -89,17 +100,24 @@ def test_never_claimed_clips_of_another_shard_are_free_from_its_tail(sweep: Swee
     assert (found.held, found.waiting) == (0, 0)
 
 
-def test_live_held_silent_waiting_expired_free(sweep: SweepDir) -> None:
-    jobs = make_jobs(4)
+def test_live_is_held_silent_waits_then_is_free_once_watched_unrenewed_for_a_lease(sweep: SweepDir) -> None:
+    jobs = make_jobs(3)
     shard(sweep, "L2", 1, jobs)
     live, silent = elsewhere(sweep), elsewhere(sweep, worker=2)
     assert live.acquire(jobs[0].job_id) is None
     beat(sweep, "L2", 1)
     assert silent.acquire(jobs[1].job_id) is None  # worker 2 never beats: killed on its host
-    assert elsewhere(sweep, worker=3, lease_s=-1.0).acquire(jobs[2].job_id) is None  # its lease ran out
-    found = pool(sweep, []).survey(None, set())
+    clock = Clock()
+    taker = pool(sweep, [], clock=clock)
+    found = taker.survey(None, set())
     assert (found.held, found.waiting) == (1, 1)
-    assert sorted(names(found.free)) == sorted(names(jobs[2:]))
+    assert names(found.free) == names(jobs[2:])  # never claimed
+    clock.now += LEASE_S  # the silent owner's claim, watched unrenewed for a lease on our own clock
+    live.renew()  # the live owner's heartbeat renews its claim meanwhile
+    beat(sweep, "L2", 1)
+    found = taker.survey(None, set())
+    assert (found.held, found.waiting) == (1, 0)
+    assert sorted(names(found.free)) == sorted(names(jobs[1:]))
 
 
 def test_a_released_clip_is_free_and_a_done_one_is_not(sweep: SweepDir) -> None:
@@ -155,7 +173,7 @@ def test_a_stopped_worker_hands_back_every_claim_it_still_holds(tmp_path: Path, 
     worker.stop.event.set()  # SIGTERM, SIGUSR2 or a spot notice before these clips' batch ran
     assert worker.run([]) == EXIT_STOPPED
     store, keys = worker.context.store, StoreKeys("s")
-    assert [current_claim(store, keys, job.job_id).live for job in jobs] == [False, False]
+    assert [current_claim(store, keys, job.job_id).released is not None for job in jobs] == [True, True]
     assert worker.claims.held == {}
     assert "handed back 2 unstarted clip(s)" in capsys.readouterr().out
 

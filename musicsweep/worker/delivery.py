@@ -52,6 +52,8 @@ def cost_row(job: Job, spooled: SpooledClip | None, context: WorkerContext) -> C
         worker_id=context.worker_id,
         batch_size=1 if spooled is None else spooled.batch_size,
         resumed_from_window=None if spooled is None else spooled.resumed_from_window,
+        launch_id=context.launch_id,
+        finished_at=round(time.time(), 3),
     )
 
 
@@ -89,7 +91,7 @@ class Delivery:
             store.put_json(paths.cost_key, cost_row(job, spooled, self.context).to_dict())
             store.put_bytes(paths.done_key, f"{time.time()}\n".encode())
         self.tally.saved.add(job.job_id)  # before the release: a pool round never sees it free and not done
-        self.claims.release(job.job_id)
+        self.claims.release(job.job_id, "done")
         self.spool.remove(job)
         partial.delete(store, job)
 

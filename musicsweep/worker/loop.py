@@ -47,9 +47,11 @@ from collections import defaultdict
 from pathlib import Path
 
 from musicsweep.atomic import atomic_write_text
-from musicsweep.contract import VERSION, WorkerEnv
+from musicsweep.contract import SPECS_SHA256, VERSION, WorkerEnv
+from musicsweep.digests import MISMATCH
 from musicsweep.engine.checkpoint import StopAtWindow
 from musicsweep.errors import MusicsweepError
+from musicsweep.failure import failure_text
 from musicsweep.job import Job
 from musicsweep.layout import JobPaths, WorkerPaths
 from musicsweep.store.base import Store
@@ -75,7 +77,7 @@ from musicsweep.worker.models import ModelCache
 from musicsweep.worker.pool import Place, Pool, describe_place
 from musicsweep.worker.saver import Saver
 from musicsweep.worker.sizing import BatchSizer
-from musicsweep.worker.specs import LoadedSpecs, load_specs
+from musicsweep.worker.specs import LoadedSpecs, SpecBook, load_specs
 from musicsweep.worker.tally import Tally
 from musicsweep.worker.version import other_version_refusal
 
@@ -100,8 +102,16 @@ def group_jobs(jobs: list[Job]) -> list[list[Job]]:
 class Worker:
     """Claims clips group by group, runs each claimed batch, and waits for the saver before it returns."""
 
-    def __init__(self, context: WorkerContext, stop: StopFlag, claims: Claims, started: float | None = None) -> None:
+    def __init__(
+        self,
+        context: WorkerContext,
+        stop: StopFlag,
+        claims: Claims,
+        started: float | None = None,
+        book: SpecBook | None = None,
+    ) -> None:
         self.context, self.stop, self.claims = context, stop, claims
+        self.book = book or SpecBook(context.work_dir, claims.keys.sweep, context.store)  # unchecked: by hand
         self.tally = Tally()
         self.lifetime = Lifetime(context, self.tally, time.time() if started is None else started)
         self.models = ModelCache(context.engine_config, self.lifetime, self.tally)
@@ -115,6 +125,7 @@ class Worker:
         self.group: tuple | None = None  # the group of the last batch run: taken clips of it come first
         self.places: dict[str, Place] = {}  # where the pool found each clip, for the log
         self.own: set[str] = set()
+        self.taking = context.take_from_others  # may still take clips of other shards (the heartbeat says so)
 
     def run(self, jobs: list[Job]) -> int:
         """Every job, then free clips of other shards (`worker.pool`), then the saver drained (also when
@@ -143,7 +154,12 @@ class Worker:
         """One batch per look at the sweep (`worker.pool`): its own shard's free clips first, then
         others', until none is left that this worker could take or faster workers would make the
         rest sooner. It waits only for clips of silent owners, whose leases will run out."""
-        pool = Pool(self.context, self.claims, own, self.tally)
+        try:
+            self.take_rounds(Pool(self.context, self.claims, own, self.tally, self.book))
+        finally:
+            self.taking = False  # the heartbeat tells the relaunch policy this worker takes no more
+
+    def take_rounds(self, pool: Pool) -> None:
         unfetchable: set[str] = set()
         while not self.stop.requested:
             found = pool.survey(self.group, set(self.models.engines))
@@ -238,7 +254,7 @@ class Worker:
                 if other is not None:
                     deferred.append(job)
                     counted = False
-                    self.tally.last_progress = max(self.tally.last_progress, other.expires - self.claims.lease_s)
+                    self.tally.last_progress = time.time()  # waiting on a live claim is not a stall
                 elif job.job_id not in self.claims.held:  # done by the previous owner meanwhile
                     delivery.finish_if_present(job)
                     self.tally.advance(1, job.duration_s, generated=False)
@@ -269,7 +285,7 @@ class Worker:
             store.exists(paths.done_key)
             and stored_wav_problem(store, paths.audio_key, job.wav_seconds, job.channels) is None
         ):
-            self.claims.release(job.job_id)  # finished by its previous owner just before we took over
+            self.claims.release(job.job_id, "done")  # finished by its previous owner just before we took over
         return None
 
     def run_claimed(self, batch: list[Job]) -> None:
@@ -286,7 +302,7 @@ class Worker:
             self.saver.wait()  # parts already handed off keep their claims until they are delivered
             for job in batch:
                 if job.job_id not in saved:
-                    self.claims.release(job.job_id)
+                    self.claims.release(job.job_id, "stopped")
         except Exception:  # e.g. a full disk under the spool: clips already saved stay done
             self.saver.wait()  # the saver delivers or fails the parts handed off; the rest fail here
             unsaved = [job for job in batch if job.job_id not in saved and job.job_id not in self.tally.failed]
@@ -323,20 +339,25 @@ def main(argv: list[str] | None = None) -> int:
     log(describe())
     stop = StopFlag()
     stop.install()
-    specs = load_specs(args.specs)
+    named = env.launch.sweep or context.work_dir.name
+    book = SpecBook.of_launch(context.work_dir, named, context.store, env.launch.specs_sha256)
+    if book.digests is None:
+        log(f"job specs are not checked: {SPECS_SHA256} is not set (a worker started by hand)")
+    specs = load_specs(args.specs, book)
     jobs = specs.jobs
     write_pid_files(jobs, context.work_dir)
-    sweep = specs.sweep(context.work_dir)
+    sweep = specs.sweep(named)
     claims = Claims(context.store, sweep, owner_of(context.host, context.launch_id, context.worker_id), context.lease_s)
-    worker = Worker(context, stop, claims, started)
+    worker = Worker(context, stop, claims, started, book)
     worker_paths = WorkerPaths(context.work_dir, sweep, context.worker_id)
     lifetime = lambda: worker.lifetime.record(finished=False)  # noqa: E731
     tally = worker.tally
-    heartbeat = Heartbeat(context, worker_paths, lifetime, claims, lambda: tally.last_progress, lambda: tally.rate)
+    takes, rate = (lambda: worker.taking), (lambda: tally.rate)
+    heartbeat = Heartbeat(context, worker_paths, lifetime, claims, lambda: tally.last_progress, takes, rate)
     heartbeat.start()
     log(f"worker {context.worker_id}/{context.num_workers} on {context.host}: {len(jobs)} job(s)")
     try:
-        fail_broken_specs(worker, specs)
+        fail_broken_specs(worker, specs, sweep)
         status = worker.run(jobs) if jobs else 1
     except StoreUnreachable as error:
         log(f"giving up: {error}; spooled clips stay in {worker.delivery.spool.folder} for the next worker")
@@ -354,10 +375,10 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
-def fail_broken_specs(worker: Worker, specs: LoadedSpecs) -> None:
-    """Give every job whose spec would not load its `.failed`, with the one-line reason."""
-    sweep = specs.sweep(worker.context.work_dir)
+def fail_broken_specs(worker: Worker, specs: LoadedSpecs, sweep: str) -> None:
+    """Give every job whose spec would not load (or was refused) its `.failed`, with the one-line reason."""
     for job_id, reason in specs.broken.items():
         log(f"FAILED {job_id}: {reason}")
         paths = JobPaths(worker.context.work_dir, sweep, job_id, "")
-        worker.failures.write(paths.failed_key(worker.context.launch_id), job_id, reason)
+        text = failure_text(reason, permanent=reason.startswith(MISMATCH))  # a relaunch re-reads no swapped spec
+        worker.failures.write(paths.failed_key(worker.context.launch_id), job_id, text)

@@ -7,11 +7,13 @@ heartbeat), so a cancelled launch's clips are left alone. With a store on the ho
 this host's workers were started with (their `.pid` files in the work folder).
 
 A clip is free when it is not done, not failed for good (`musicsweep.failure`) nor failed by this
-worker, and its claim is absent (never started), released, expired, or held by a dead process on
-this host. A clip whose owner's heartbeat has gone silent (a killed worker on another host) is
-free once its lease runs out, so the worker waits for it; a clip whose owner is alive is left to
-it, and when nothing else is left the worker exits. Taking is `Claims.acquire`'s create-only
-claim, so two workers never generate one clip.
+worker, and its claim is absent (never started), released, held by a dead process on this host,
+or watched unrenewed for a lease on this worker's own clock (`Claims.free`). A clip whose owner's
+heartbeat has gone silent (a killed worker on another host) is free once that lease has passed,
+so the worker waits for it; a clip whose owner is alive is left to it, and when nothing else is
+left the worker exits. A heartbeat's age is told as auto_pull tells it (`Sightings`: how long
+this worker saw it unchanged, or the store's own clock), never by this host's clock against the
+writer's. Taking is `Claims.acquire`'s create-only claim, so two workers never generate one clip.
 
 One round reads each listing once (markers, shard lists, claims) and then only the current
 claims of clips that were ever claimed and are not done, and the heartbeats of their owners.
@@ -23,20 +25,21 @@ clips to faster ones (`Round.leave_to_faster`, from the speeds in the launch's h
 
 from __future__ import annotations
 
+import json
 import os
-import time
 from dataclasses import dataclass, field
 from enum import Enum
 
 from musicsweep.failure import permanent_reason
 from musicsweep.job import Job
-from musicsweep.layout import FAILED_SUFFIX, JOBS_DIR, PID_SUFFIX, JobPaths, done_marker, list_markers
+from musicsweep.layout import FAILED_SUFFIX, JOBS_DIR, PID_SUFFIX, done_marker, list_markers
 from musicsweep.store.retry import StoreUnreachable
-from musicsweep.worker.claims import Claim, Claims, Owner
+from musicsweep.store.sightings import Sightings
+from musicsweep.worker.claims import Claims, read_seen
 from musicsweep.worker.context import WorkerContext
 from musicsweep.worker.heartbeat import heartbeat_interval
 from musicsweep.worker.log import log
-from musicsweep.worker.specs import load_specs
+from musicsweep.worker.specs import SpecBook
 from musicsweep.worker.tally import Tally
 
 TAIL_MARGIN = 1.5  # leave a batch to faster workers only when they would be this much sooner
@@ -82,23 +85,23 @@ class Round:
 class Pool:
     """The sweep's clips this worker may take once its own shard is through."""
 
-    def __init__(self, context: WorkerContext, claims: Claims, own: list[Job], tally: Tally) -> None:
-        self.context, self.claims, self.tally = context, claims, tally
+    def __init__(self, context: WorkerContext, claims: Claims, own: list[Job], tally: Tally, book: SpecBook) -> None:
+        self.context, self.claims, self.tally, self.book = context, claims, tally, book
         self.store, self.keys = context.store, claims.keys
         self.own = {job.job_id: Place(context.launch_id, context.worker_id, i) for i, job in enumerate(own)}
         self.jobs: dict[str, Job | None] = {job.job_id: job for job in own}  # None: no spec on this host
         self.shards: dict[tuple[str, int], list[str]] = {}  # read once each
         self.read_failures: dict[str, bool] = {}  # `.failed` marker -> permanent
         self.silence_s = 2 * heartbeat_interval(claims.lease_s) + 1.0
+        self.sightings = Sightings()
 
     def survey(self, group: tuple | None, loaded: set[str]) -> Round:
         """Every free clip of the sweep, best first, and how many others hold."""
         # Before the listing: a clip the saver is delivering is held now or saved (`.done`) by then.
         mine = set(self.claims.held.copy()) | set(self.tally.saved.copy()) | set(self.tally.failed)
-        now = time.time()
         markers = list_markers(self.store, self.keys.sweep)
         beats: dict[tuple[str, int], dict | None] = {}
-        places = self.places(markers, beats, now)
+        places = self.places(markers, beats)
         prefix = self.keys.all_claims
         latest: dict[str, str] = {}  # job id -> its highest-generation claim key
         for key in self.store.list(prefix):
@@ -108,14 +111,14 @@ class Pool:
         for name in markers:
             if name.endswith(FAILED_SUFFIX):
                 failures.setdefault(name.split(".", 1)[0], []).append(name)
-        found = Round(places=places, rates=self.rates(markers, beats, now))
+        found = Round(places=places, rates=self.rates(markers, beats))
         ranked: list[tuple[tuple, Job]] = []
         for job_id, place in places.items():
             if done_marker(job_id) in markers or job_id in mine:
                 continue
             if self.failed_for_good(job_id, failures.get(job_id, [])):
                 continue
-            hold = self.hold(latest[job_id], markers, beats, now) if job_id in latest else Hold.FREE
+            hold = self.hold(job_id, latest[job_id], markers, beats) if job_id in latest else Hold.FREE
             if hold is Hold.HELD:
                 found.held += 1
             elif hold is Hold.WAITING:
@@ -127,7 +130,7 @@ class Pool:
         found.free = [job for _, job in sorted(ranked, key=lambda pair: pair[0])]
         return found
 
-    def places(self, markers: set[str], beats: dict, now: float) -> dict[str, Place]:
+    def places(self, markers: set[str], beats: dict) -> dict[str, Place]:
         """The clips this worker may take, each at its latest launch's place."""
         if self.context.host_disk_store:
             try:
@@ -143,7 +146,7 @@ class Pool:
         live = {self.context.launch_id} | {
             launch
             for launch, ids in workers.items()
-            if any(self.beating(launch, worker, None, markers, beats, now) for worker in ids)
+            if any(self.beating(launch, worker, None, markers, beats) for worker in ids)
         }
         found: dict[str, Place] = {}
         for (launch, worker), job_ids in sorted(self.shards.items()):  # launch ids sort by time: the latest wins
@@ -151,12 +154,12 @@ class Pool:
                 found |= {job_id: Place(launch, worker, i) for i, job_id in enumerate(job_ids)}
         return found | self.own
 
-    def rates(self, markers: set[str], beats: dict, now: float) -> list[float]:
+    def rates(self, markers: set[str], beats: dict) -> list[float]:
         """The speeds the launch's other live workers published in their heartbeats."""
         launch, found = self.context.launch_id, []
         others = [worker for other, worker in self.shards if other == launch and worker != self.context.worker_id]
         for worker in others:
-            if self.beating(launch, worker, None, markers, beats, now):
+            if self.beating(launch, worker, None, markers, beats):
                 rate = (beats[launch, worker] or {}).get("audio_rate")
                 if isinstance(rate, int | float) and rate > 0:
                     found.append(float(rate))
@@ -174,35 +177,36 @@ class Pool:
             except Exception as error:  # half-written or foreign: read again next round
                 log(f"cannot read shard list {key}: {error}")
 
-    def beating(self, launch: str, worker: int, pid: int | None, markers: set[str], beats: dict, now: float) -> bool:
+    def beating(self, launch: str, worker: int, pid: int | None, markers: set[str], beats: dict) -> bool:
         """True if worker `worker` of `launch` (process `pid`, if given) wrote its heartbeat lately."""
         key = self.keys.heartbeat(worker, launch)
         if key.rsplit("/", 1)[-1] not in markers:
             return False
         if (launch, worker) not in beats:
             try:
-                beats[launch, worker] = self.store.get_json(key)
+                data = self.store.get_bytes(key)
+                fresh = self.sightings.age_s(self.store, key, data) < self.silence_s
+                beats[launch, worker] = json.loads(data) if fresh else None
             except StoreUnreachable:
                 raise
             except Exception:  # vanished or half-written: silent this round
                 beats[launch, worker] = None
         beat = beats[launch, worker]
-        if beat is None or float(beat.get("time", 0)) < now - self.silence_s:
-            return False
-        return pid is None or beat.get("pid") == pid
+        return beat is not None and (pid is None or beat.get("pid") == pid)
 
-    def hold(self, key: str, markers: set[str], beats: dict, now: float) -> Hold:
+    def hold(self, job_id: str, key: str, markers: set[str], beats: dict) -> Hold:
         """Who holds a clip that was claimed before, by its current claim."""
-        try:
-            claim = Claim.from_json(self.store.get_json(key))
-        except StoreUnreachable:
-            raise
-        except Exception:  # vanished or half-visible: `acquire` reads it again
+        seen = read_seen(self.store, key)
+        if seen is None:  # vanished: `acquire` reads it again
             return Hold.FREE
-        owner: Owner = claim.owner
-        if not claim.live or self.claims.owner_dead(owner) or self.claims.same_worker(owner):
+        if seen.claim is not None and self.claims.same_worker(seen.claim.owner):
             return Hold.FREE
-        return Hold.HELD if self.beating(owner.launch, owner.worker, owner.pid, markers, beats, now) else Hold.WAITING
+        if self.claims.free(job_id, seen):
+            return Hold.FREE
+        if seen.claim is None:  # cannot be parsed: taken over once watched unrenewed for a lease
+            return Hold.WAITING
+        owner = seen.claim.owner
+        return Hold.HELD if self.beating(owner.launch, owner.worker, owner.pid, markers, beats) else Hold.WAITING
 
     def failed_for_good(self, job_id: str, failures: list[str]) -> bool:
         """A `.failed` of any attempt that says a retry cannot help (each marker read once)."""
@@ -220,24 +224,21 @@ class Pool:
         return False
 
     def job(self, job_id: str) -> Job | None:
-        """The clip's spec from the work folder, fetched from the store first where only the store has it (EC2)."""
+        """The clip's spec from the work folder, else the store (EC2), checked by the launch's digests."""
         if job_id not in self.jobs:
             self.jobs[job_id] = self.load(job_id)
         return self.jobs[job_id]
 
     def load(self, job_id: str) -> Job | None:
-        path = JobPaths(self.context.work_dir, self.keys.sweep, job_id, "").spec
-        if not path.exists():
-            try:
-                self.store.get_file(self.keys.spec(job_id), path)
-            except StoreUnreachable:
-                raise
-            except Exception:  # neither here nor in the store: left to the workers that have it
-                return None
-        loaded = load_specs([path])
-        for reason in loaded.broken.values():
-            log(f"not taking {job_id}: {reason}")
-        return loaded.jobs[0] if loaded.jobs else None
+        try:
+            return self.book.load_job(job_id)
+        except StoreUnreachable:
+            raise
+        except FileNotFoundError:  # neither here nor in the store: left to the workers that have it
+            return None
+        except Exception as error:  # a spec the launch's digests do not vouch for, or unreadable
+            log(f"not taking {job_id}: {' '.join(str(error).split())}")
+            return None
 
 
 def describe_place(place: Place | None) -> str:
