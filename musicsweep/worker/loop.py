@@ -174,7 +174,8 @@ class Worker:
                 if found.leave_to_faster(group[: self.sizer.known_size(group[0])], self.tally.rate):
                     log(f"leaving {len(free)} free clip(s) to faster workers: they finish them sooner")
                     return
-                self.generate(group, batches=1)
+                if len(self.generate(group, batches=1)) == len(group):  # others claimed all of them since
+                    self.stop.event.wait(heartbeat_interval(self.claims.lease_s))
             elif found.waiting:
                 self.stop.event.wait(heartbeat_interval(self.claims.lease_s))
             else:
