@@ -4,7 +4,8 @@ Loads each model once, generates its jobs in batches grouped by (model, params, 
 each clip writes the WAV, then its cost row, then `.done`, all through the store. Before generating
 a clip it claims it (`claims`); a clip another live worker holds is deferred. Once its own shard is
 through, the worker takes free clips of the sweep's other shards (`pool`,
-`worker.take_from_others`) and exits when every clip left is held by a live worker; with that
+`worker.take_from_others`) and exits when every clip left is held by a live worker or faster
+workers would make the rest sooner; with that
 switch off it waits for its deferred clips, skipping each once done or taking it over once its
 claim expires. A job that raises gets this attempt's `.failed` with the traceback (headed
 `permanent failure:` when a retry cannot help, see `musicsweep.failure`) and the worker moves on. A
@@ -124,6 +125,7 @@ class Worker:
         self.group: tuple | None = None  # the group of the last batch run: taken clips of it come first
         self.places: dict[str, Place] = {}  # where the pool found each clip, for the log
         self.own: set[str] = set()
+        self.taking = context.take_from_others  # may still take clips of other shards (the heartbeat says so)
 
     def run(self, jobs: list[Job]) -> int:
         """Every job, then free clips of other shards (`worker.pool`), then the saver drained (also when
@@ -133,11 +135,10 @@ class Worker:
         with self.saver:
             with self.lifetime.times.timing("setup_s"):
                 jobs = self.cache_ahead(jobs)
-            deferred = self.generate(jobs)
             if self.context.take_from_others:
-                self.take_from_others(jobs)
+                self.take_from_pool(jobs)
             else:
-                self.wait_for(deferred)
+                self.wait_for(self.generate(jobs))
         self.hand_back()
         if self.stop.requested:
             return EXIT_STOPPED
@@ -149,10 +150,16 @@ class Worker:
             self.stop.event.wait(heartbeat_interval(self.claims.lease_s))
             deferred = self.generate(deferred)
 
-    def take_from_others(self, own: list[Job]) -> None:
-        """Round after round, the sweep's free clips (`worker.pool`) until none is left that this
-        worker could take: it waits only for clips of silent owners, whose leases will run out."""
-        pool = Pool(self.context, self.claims, own, self.tally, self.book)
+    def take_from_pool(self, own: list[Job]) -> None:
+        """One batch per look at the sweep (`worker.pool`): its own shard's free clips first, then
+        others', until none is left that this worker could take or faster workers would make the
+        rest sooner. It waits only for clips of silent owners, whose leases will run out."""
+        try:
+            self.take_rounds(Pool(self.context, self.claims, own, self.tally, self.book))
+        finally:
+            self.taking = False  # the heartbeat tells the relaunch policy this worker takes no more
+
+    def take_rounds(self, pool: Pool) -> None:
         unfetchable: set[str] = set()
         while not self.stop.requested:
             found = pool.survey(self.group, set(self.models.engines))
@@ -163,7 +170,12 @@ class Worker:
                 unfetchable |= set(self.models.fetch(sorted(new_models)))
                 free = [job for job in free if job.model not in unfetchable]
             if free:
-                self.generate(free)
+                group = [job for job in free if job.group_key == free[0].group_key]
+                if found.leave_to_faster(group[: self.sizer.known_size(group[0])], self.tally.rate):
+                    log(f"leaving {len(free)} free clip(s) to faster workers: they finish them sooner")
+                    return
+                if len(self.generate(group, batches=1)) == len(group):  # others claimed all of them since
+                    self.stop.event.wait(heartbeat_interval(self.claims.lease_s))
             elif found.waiting:
                 self.stop.event.wait(heartbeat_interval(self.claims.lease_s))
             else:
@@ -189,9 +201,11 @@ class Worker:
                 self.tally.advance(1, job.duration_s, generated=False)
         return [job for job in jobs if job.model not in errors]
 
-    def generate(self, jobs: list[Job]) -> list[Job]:
-        """Generate every job this worker can claim; returns those another live worker holds."""
+    def generate(self, jobs: list[Job], batches: int | None = None) -> list[Job]:
+        """Generate every job this worker can claim (or only the first `batches` batches it claims);
+        returns those another live worker holds."""
         deferred: list[Job] = []
+        ran = 0
         for group in group_jobs(jobs):
             pending = list(group)
             while pending:
@@ -212,6 +226,9 @@ class Worker:
                     self.group = group[0].group_key
                     self.note_taken(batch)
                     self.run_claimed(batch)
+                    ran += 1
+                    if ran == batches:
+                        return deferred
         return deferred
 
     def note_taken(self, batch: list[Job]) -> None:
@@ -335,8 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     worker = Worker(context, stop, claims, started, book)
     worker_paths = WorkerPaths(context.work_dir, sweep, context.worker_id)
     lifetime = lambda: worker.lifetime.record(finished=False)  # noqa: E731
-    takes = lambda: context.take_from_others and not stop.requested  # noqa: E731  (the relaunch policy reads it)
-    heartbeat = Heartbeat(context, worker_paths, lifetime, claims, lambda: worker.tally.last_progress, takes)
+    tally = worker.tally
+    takes, rate = (lambda: worker.taking and not stop.requested), (lambda: tally.rate)
+    heartbeat = Heartbeat(context, worker_paths, lifetime, claims, lambda: tally.last_progress, takes, rate)
     heartbeat.start()
     log(f"worker {context.worker_id}/{context.num_workers} on {context.host}: {len(jobs)} job(s)")
     try:

@@ -13,13 +13,14 @@ heartbeat has gone silent (a killed worker on another host) is free once that le
 so the worker waits for it; a clip whose owner is alive is left to it, and when nothing else is
 left the worker exits. A heartbeat's age is told as auto_pull tells it (`Sightings`: how long
 this worker saw it unchanged, or the store's own clock), never by this host's clock against the
-writer's. Taking is `Claims.acquire`'s create-only
-claim, so two workers never generate one clip.
+writer's. Taking is `Claims.acquire`'s create-only claim, so two workers never generate one clip.
 
 One round reads each listing once (markers, shard lists, claims) and then only the current
 claims of clips that were ever claimed and are not done, and the heartbeats of their owners.
-Free clips come in the order that keeps batches full and meets owners least: the group the worker
-runs now, then models it has loaded, then every shard from its tail (its owner works from its head).
+Free clips come in the order that keeps batches full and meets owners least: the worker's own
+shard from its head, then the group it runs now, then models it has loaded, then every other shard
+from its tail (its owner works from its head). At the sweep's tail a slow worker leaves the last
+clips to faster ones (`Round.leave_to_faster`, from the speeds in the launch's heartbeats).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from musicsweep.worker.heartbeat import heartbeat_interval
 from musicsweep.worker.log import log
 from musicsweep.worker.specs import SpecBook
 from musicsweep.worker.tally import Tally
+
+TAIL_MARGIN = 1.5  # leave a batch to faster workers only when they would be this much sooner
 
 
 class Hold(Enum):
@@ -65,6 +68,18 @@ class Round:
     held: int = 0
     waiting: int = 0
     places: dict[str, Place] = field(default_factory=dict)
+    rates: list[float] = field(default_factory=list)  # audio s per s of the launch's other live workers
+
+    def leave_to_faster(self, batch: list[Job], rate: float | None) -> bool:
+        """True when the launch's other live workers would finish every free clip well before this
+        worker (at `rate`) finished `batch`: at a sweep's tail a slow machine's last batch would
+        otherwise end the sweep. The fastest live worker never leaves anything, so nothing is stranded."""
+        if rate is None or not self.rates:
+            return False
+        free_s = sum(job.duration_s for job in self.free)
+        batch_s = sum(job.duration_s for job in batch)
+        others_s = max(free_s / sum(self.rates), batch_s / max(self.rates))
+        return batch_s / rate > TAIL_MARGIN * others_s
 
 
 class Pool:
@@ -96,7 +111,7 @@ class Pool:
         for name in markers:
             if name.endswith(FAILED_SUFFIX):
                 failures.setdefault(name.split(".", 1)[0], []).append(name)
-        found = Round(places=places)
+        found = Round(places=places, rates=self.rates(markers, beats))
         ranked: list[tuple[tuple, Job]] = []
         for job_id, place in places.items():
             if done_marker(job_id) in markers or job_id in mine:
@@ -109,7 +124,9 @@ class Pool:
             elif hold is Hold.WAITING:
                 found.waiting += 1
             elif (job := self.job(job_id)) is not None:
-                ranked.append(((job.group_key != group, job.model not in loaded, -place.position), job))
+                own = job_id in self.own  # own clips first, from the head; others' from their tail
+                order = place.position if own else -place.position
+                ranked.append(((not own, job.group_key != group, job.model not in loaded, order), job))
         found.free = [job for _, job in sorted(ranked, key=lambda pair: pair[0])]
         return found
 
@@ -136,6 +153,17 @@ class Pool:
             if launch in live:
                 found |= {job_id: Place(launch, worker, i) for i, job_id in enumerate(job_ids)}
         return found | self.own
+
+    def rates(self, markers: set[str], beats: dict) -> list[float]:
+        """The speeds the launch's other live workers published in their heartbeats."""
+        launch, found = self.context.launch_id, []
+        others = [worker for other, worker in self.shards if other == launch and worker != self.context.worker_id]
+        for worker in others:
+            if self.beating(launch, worker, None, markers, beats):
+                rate = (beats[launch, worker] or {}).get("audio_rate")
+                if isinstance(rate, int | float) and rate > 0:
+                    found.append(float(rate))
+        return found
 
     def read_shard_lists(self) -> None:
         for key in self.store.list(self.keys.launches):

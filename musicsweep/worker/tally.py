@@ -23,6 +23,7 @@ class Tally:
         self.failed: list[str] = []
         self.skipped = 0
         self.counted: set[str] = set()
+        self.rate: float | None = None  # audio seconds per second of generation, recent batches weighted most
         self.lock = threading.Lock()
 
     def start(self, jobs: list[Job]) -> None:
@@ -36,6 +37,12 @@ class Tally:
                 self.counted.add(job.job_id)
                 self.progress.total_clips += 1
                 self.progress.total_audio_s += job.duration_s
+
+    def observe(self, audio_s: float, elapsed_s: float) -> None:
+        """A batch's speed: the heartbeat publishes it, so the sweep's other workers know this one's pace."""
+        if elapsed_s > 0:
+            speed = audio_s / elapsed_s
+            self.rate = speed if self.rate is None else 0.5 * (self.rate + speed)
 
     def touch(self) -> None:
         """Something other than a finished clip counts as progress (a model loaded, a window done)."""
