@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ PARTIAL_DIR, INPUTS_DIR, LAUNCHES_DIR = "partial", "inputs", "launches"
 SPOOL_DIR = "spool"  # in a host's work folder: clips generated but not yet done (worker/spool.py)
 PULLED_FOLDERS = (AUDIO_DIR, COSTS_DIR, MARKERS_DIR, LOGS_DIR, WORKERS_DIR)
 DONE_SUFFIX, FAILED_SUFFIX, PID_SUFFIX = ".done", ".failed", ".pid"
+SPEC_WRITERS, SPEC_CHUNK = 8, 1000  # threads that write a launch's specs, and specs pickled ahead of them
 # The estimate's history shared by a team (`estimate.share`); no sweep name starts with "_".
 CALIBRATION_KEY = "_musicsweep/calibration.json"
 
@@ -271,6 +273,20 @@ class WorkerPaths:
         return StoreKeys(self.sweep).heartbeat(self.worker_id, launch_id)
 
 
+def write_spec_file(folder: Path, job_id: str, data: bytes, present: set[str]) -> None:
+    """`SweepDir.write_specs` for one spec: written in place when new, replaced when it differs."""
+    name = f"{job_id}.pkl"
+    path = os.path.join(folder, name)  # a str: a `Path` per job costs seconds per 100,000
+    if name not in present:
+        with open(path, "wb") as handle:
+            handle.write(data)
+        return
+    with open(path, "rb") as handle:
+        if handle.read() == data:
+            return
+    atomic_write_bytes(Path(path), data, fsync=False)
+
+
 def spec_bytes(job: Job) -> bytes:
     """A job's spec: plain pickle, the very bytes cloudpickle writes for an importable class in half
     the time; cloudpickle for what pickle cannot write (a hidden variant value of a local class).
@@ -380,23 +396,17 @@ class SweepDir:
         written in place, since no worker reads it before this launch starts one; one that exists
         is replaced atomically, and only when it differs, since a worker of an earlier launch may
         be reading it (and a spec torn or swapped differs, so the next launch repairs it).
-        None is fsynced: the manifest, written and fsynced after them, commits the launch.
+        None is fsynced: the manifest, written and fsynced after them, commits the launch. Files are
+        written by SPEC_WRITERS threads, SPEC_CHUNK at a time: on a busy disk each create waits.
         Returns each job's SHA-256, of the bytes serialized here (never re-read: `digests`)."""
         folder = self.root / JOBS_DIR
         folder.mkdir(parents=True, exist_ok=True)
         digests = {}
-        for job in jobs:
-            name, data = f"{job.job_id}.pkl", spec_bytes(job)
-            digests[job.job_id] = sha256_hex(data)
-            path = os.path.join(folder, name)  # a str: a `Path` per job costs seconds per 100,000
-            if name not in present:
-                with open(path, "wb") as handle:
-                    handle.write(data)
-                continue
-            with open(path, "rb") as handle:
-                if handle.read() == data:
-                    continue
-            atomic_write_bytes(Path(path), data, fsync=False)
+        with ThreadPoolExecutor(SPEC_WRITERS) as pool:
+            for start in range(0, len(jobs), SPEC_CHUNK):
+                chunk = [(job.job_id, spec_bytes(job)) for job in jobs[start : start + SPEC_CHUNK]]
+                digests |= {job_id: sha256_hex(data) for job_id, data in chunk}
+                list(pool.map(lambda item: write_spec_file(folder, *item, present), chunk))
         return digests
 
     def spec_paths(self, jobs: list[Job]) -> list[str]:

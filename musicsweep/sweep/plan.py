@@ -17,7 +17,7 @@ from musicsweep.config import Config, check_store_url, load_config
 from musicsweep.costs.estimate import Estimate, estimate_for
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import DEFAULT_MODEL, MAX_DURATION_S, Job
-from musicsweep.layout import SweepDir
+from musicsweep.layout import AUDIO_DIR, SweepDir
 from musicsweep.manifest import Manifest
 from musicsweep.models import model_traits
 from musicsweep.states import JobState
@@ -104,11 +104,13 @@ class Plan:
 
 
 def finished_in_store(store: Store, jobs: list[Job], sweep: SweepDir) -> set[str]:
-    """Job ids whose whole WAV (by its size) and `.done` are in the store: one listing for the whole sweep.
+    """Job ids whose whole WAV (by its size) and `.done` are in the store: one listing of the sweep's
+    audio and one of its markers (not of its specs, cost rows and claims, as many again).
 
     A WAV of another size is partial (or from elsewhere): its job runs, and the worker replaces it.
     """
-    listed, keys = store.list(sweep.keys.prefix), sweep.keys
+    keys = sweep.keys
+    listed = store.list(keys.folder(AUDIO_DIR)) | store.list(keys.markers)
     finished = set()
     for job in jobs:
         audio = listed.get(keys.audio(job.output_name))
