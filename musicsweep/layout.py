@@ -27,6 +27,7 @@ from musicsweep.manifest import Manifest
 JOBS_DIR, SCRIPTS_DIR, LOGS_DIR, MARKERS_DIR = "jobs", "scripts", "logs", "markers"
 AUDIO_DIR, COSTS_DIR, WORKERS_DIR, CLAIMS_DIR = "audio", "costs", "workers", "claims"
 PARTIAL_DIR, INPUTS_DIR = "partial", "inputs"
+STOP_PREFIX = "stop_worker_"  # a launch's stop requests: `launches/{launch}/stop_worker_N`
 SPOOL_DIR = "spool"  # in a host's work folder: clips generated but not yet done (worker/spool.py)
 PULLED_FOLDERS = (AUDIO_DIR, COSTS_DIR, MARKERS_DIR, LOGS_DIR, WORKERS_DIR)
 DONE_SUFFIX, FAILED_SUFFIX, PID_SUFFIX = ".done", ".failed", ".pid"
@@ -116,6 +117,14 @@ class StoreKeys:
     def shard(self, launch_id: str, worker_id: int) -> str:
         """The job ids of one launch's worker, for hosts that fetch their work from the store."""
         return f"{self.sweep}/launches/{launch_id}/worker_{worker_id}.json"
+
+    def stop_requests(self, launch_id: str) -> str:
+        """The prefix of a launch's stop requests, beside its job lists (Ray: `kill_orphans`)."""
+        return f"{self.sweep}/launches/{launch_id}/{STOP_PREFIX}"
+
+    def stop_request(self, launch_id: str, worker_id: int) -> str:
+        """Asks the launch's driver to end one worker."""
+        return f"{self.stop_requests(launch_id)}{worker_id}"
 
     def instance_end(self, launch_id: str, worker_id: int) -> str:
         """When a machine stopped working, written by the machine itself (EC2)."""

@@ -28,8 +28,15 @@ def is_e2e(item: pytest.Item) -> bool:
     return item.get_closest_marker(E2E) is not None
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark `e2e` every test that uses a server fixture (any fixture defined in `tests/fixtures/`)."""
+# Session fixtures whose one server every test that uses it must share: under pytest-xdist
+# (`--dist loadgroup`) those tests run in one group, so one process starts the server once.
+XDIST_GROUPS = {"ray_cluster": "ray"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark `e2e` every test that uses a server fixture (any fixture defined in `tests/fixtures/`),
+    and put the users of a shared session server in its xdist group."""
+    grouping = config.pluginmanager.hasplugin("xdist")
     for item in items:
         fixture_info = getattr(item, "_fixtureinfo", None)
         if fixture_info is None:
@@ -37,6 +44,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         modules = {defs[-1].func.__module__ for defs in fixture_info.name2fixturedefs.values() if defs}
         if any(module.startswith(FIXTURE_MODULES) for module in modules):
             item.add_marker(E2E)
+        names = set(fixture_info.names_closure)
+        harness = getattr(item, "callspec", None) and item.callspec.params.get("harness")
+        if harness:  # a conformance harness takes its backend's `NAME_cluster` with getfixturevalue
+            names.add(f"{harness}_cluster")
+        groups = {XDIST_GROUPS[name] for name in names if name in XDIST_GROUPS}
+        if grouping and groups:
+            item.add_marker(pytest.mark.xdist_group(name=min(groups)))
 
 
 def starts_a_worker(args: object) -> bool:

@@ -17,22 +17,14 @@ from pathlib import Path
 
 from musicsweep.contract import SWEEP, WorkerEnv
 from musicsweep.errors import MusicsweepError
-from musicsweep.job import Job
-from musicsweep.layout import JobPaths, SweepDir, WorkerPaths
+from musicsweep.layout import SweepDir, WorkerPaths
 from musicsweep.store import open_store
 from musicsweep.store.base import Store
+from musicsweep.store.shards import fetch_shard
 from musicsweep.worker.finish import exit_reason, mark_unfinished
 
 NOTICE_FILE = "spot-notice.json"
 logger = logging.getLogger(__name__)
-
-
-def fetch(store: Store, sweep: SweepDir, launch_id: str, worker_id: int) -> list[Job]:
-    """Download this shard's specs into the sweep folder; returns its jobs."""
-    job_ids = store.get_json(sweep.keys.shard(launch_id, worker_id))["jobs"]
-    for job_id in job_ids:
-        store.get_file(sweep.keys.spec(job_id), JobPaths(sweep.root, sweep.name, job_id, "").spec)
-    return [sweep.read_spec(job_id) for job_id in job_ids]
 
 
 def finish(store: Store, sweep: SweepDir, launch_id: str, worker_id: int, status: int) -> list[str]:
@@ -62,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep = SweepDir(Path(env.job_dir).parent, env.launch.sweep)
     launch_id, worker_id = env.launch.launch_id, env.worker_id
     if args.action == "fetch":
-        jobs = fetch(store, sweep, launch_id, worker_id)
+        jobs = fetch_shard(store, sweep, launch_id, worker_id)
         logger.info(f"fetched {len(jobs)} job spec(s)")
     else:
         marked = finish(store, sweep, launch_id, worker_id, args.status)

@@ -53,6 +53,7 @@ from musicsweep.states import JobState, job_states
 from musicsweep.store import open_store
 from musicsweep.store.base import Store
 from musicsweep.store.pull import pull_results
+from musicsweep.store.shards import put_shard
 
 logger = logging.getLogger(__name__)
 
@@ -177,10 +178,7 @@ class EC2Backend(Backend):
         for work in works:  # the size check again, with the real values, before any instance starts
             render_user_data(self.settings, work, env, self._where("instances"))
         for shard in shards:
-            for job in shard.jobs:
-                self.store.put_file(sweep.keys.spec(job.job_id), sweep.job(job).spec)
-            jobs = [job.job_id for job in shard.jobs]
-            self.store.put_json(sweep.keys.shard(launch.launch_id, shard.worker_id), {"jobs": jobs})
+            put_shard(self.store, sweep, launch.launch_id, shard.worker_id, shard.jobs)
         blocked = Blocked()
         started: dict[str, StartedInstance] = {}
         try:
