@@ -96,18 +96,18 @@ class RayBackend(Backend):
         return there
 
     def check_resources(self) -> int:
-        """How many workers fit on one node at once, summed over the nodes; fails naming the key a
-        worker asks too much of on every node."""
+        """How many workers fit at once, summed over the nodes; fails naming every key a worker
+        asks too much of on every node."""
         nodes = self.cluster.node_resources()
         demand = {name: amount for name, amount in self.settings.demand().items() if amount > 0}
+        short = []
         for name, amount in demand.items():
             most = max((node.get(name, 0.0) for node in nodes), default=0.0)
             if most < amount:
                 key = {"GPU": "num_gpus", "CPU": "num_cpus"}.get(name, f"resources.{name}")
-                raise MusicsweepError(
-                    f"{self.key(key)}: a worker asks for {amount:g} {name}, but no node of the cluster has more "
-                    f"than {most:g}"
-                )
+                short.append(f"{self.key(key)}: a worker asks for {amount:g} {name}, no node has more than {most:g}")
+        if short:
+            raise MusicsweepError("; ".join(short))
         return sum(min(math.floor(node.get(name, 0.0) / amount) for name, amount in demand.items()) for node in nodes)
 
     def validate(self, dry_run: bool = False) -> None:
