@@ -4,9 +4,10 @@ PLAN (`LaunchPlan`, base64 JSON written by the backend) names the sweep, the lau
 what one worker asks of a node; the launch's environment contract arrives as the job's
 `runtime_env` variables. The driver starts one actor per worker (`WorkerHost`) in the sweep's
 namespace, named `{launch}.worker_N`, with those resources, and `max_restarts`/`max_task_retries`
-of `max_retries`: Ray places the workers and restarts one lost with its node on another. Once a
-worker's run returns its actor is killed, so an ended worker reads DEAD rather than ALIVE. While
-it waits it looks for stop requests in the store (`StoreKeys.stop_request`, written by
+of `max_retries`: Ray places the workers and restarts one lost with its node on another (a run
+that fails while its actor is only unavailable, before Ray has noticed the node is gone, is sent
+again). Once a worker's run returns its actor is killed, so an ended worker reads DEAD rather
+than ALIVE. While it waits it looks for stop requests in the store (`StoreKeys.stop_request`, written by
 `kill_orphans`) every few seconds and kills those workers' actors; each one's guard then ends its
 process tree. The driver exits 0 only when every worker's status was 0.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from musicsweep.backends.ray.host import LaunchPlan, WorkerHost
 from musicsweep.backends.ray.state import actor_name
@@ -61,6 +63,12 @@ def main(argv: list[str]) -> int:
         worker_id = runs.pop(ready[0])
         try:
             statuses[worker_id] = ray.get(ready[0])
+        except ray.exceptions.ActorUnavailableError:
+            # Its node is gone, and Ray has not decided yet: it restarts the actor elsewhere (then
+            # this run goes to the restart) or declares it dead (then the run fails for good).
+            time.sleep(STOP_POLL_S)
+            runs[actors[worker_id].run.remote()] = worker_id
+            continue
         except ray.exceptions.RayError as error:
             statuses[worker_id] = None
             print(f"[musicsweep] worker {worker_id} ended: {' '.join(str(error).split())[:300]}", flush=True)
