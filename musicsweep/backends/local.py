@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from musicsweep.atomic import atomic_write_text
 from musicsweep.backends.base import Backend, Launch, Shard, balanced_shards
-from musicsweep.backends.probe import HostProbe, classify, parse_probe, probe_command
+from musicsweep.backends.probe import HostProbe, classify, probe_here
 from musicsweep.backends.processes import kill_process_group
 from musicsweep.config import at_least, typed_section
 from musicsweep.contract import worker_environment
@@ -59,7 +59,7 @@ class LocalBackend(Backend):
                 num_workers=len(shards),
                 cwd=str(self.config.base_dir),
                 log=str(paths.log),
-                specs=[str(sweep.job(job).spec) for job in shard.jobs],
+                specs=sweep.spec_paths(shard.jobs),
                 python=python,
                 env=env,
             )
@@ -76,9 +76,7 @@ class LocalBackend(Backend):
 
     def _probe(self, sweep: SweepDir) -> HostProbe:
         markers_dir = sweep.folder(MARKERS_DIR)
-        command = probe_command(str(sweep.root), str(markers_dir))
-        output = subprocess.run(["bash", "-c", command], capture_output=True, text=True, check=False).stdout
-        probe = parse_probe(output)
+        probe = probe_here(str(sweep.root), str(markers_dir))
         store = open_store(self.config.store)
         if store.local_path(sweep.keys.markers.rstrip("/")) != markers_dir:
             probe.markers = list_markers(store, sweep.name)

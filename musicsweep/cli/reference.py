@@ -29,6 +29,7 @@ SECTIONS = {
     "engine": "musicsweep.config:EngineConfig",
     "estimate": "musicsweep.config:EstimateConfig",
     "recovery": "musicsweep.config:RecoveryConfig",
+    "worker": "musicsweep.config:WorkerConfig",
     "backends.local": "musicsweep.backends.local:LocalConfig",
     "backends.ssh": "musicsweep.remote.hosts:HostSettings",
     "backends.ssh.hosts[]": "musicsweep.remote.ssh:SSHHost",

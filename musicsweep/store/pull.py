@@ -66,8 +66,11 @@ def pull_results(store: Store, sweep: SweepDir) -> int:
     """Download keys missing locally or changed in the store (one listing call); returns the count.
 
     Every download is verified; a bad one is removed and reported, never indexed, so the next pull
-    tries again. Temporary files left by an earlier, killed pull are removed first.
+    tries again. Temporary files left by an earlier, killed pull are removed first. A folder store
+    that is the sweeps folder itself has every key in place already: nothing is listed.
     """
+    if store.local_path(sweep.name) == sweep.root:
+        return 0
     for folder in PULLED_FOLDERS:
         remove_stale_pull_temps(sweep.folder(folder))
     index_path = sweep.pulled_index

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import boto3
@@ -106,6 +107,19 @@ class S3Store(Store):
                 return None
             raise
         return ObjectInfo(int(head["ContentLength"]), head["ETag"].strip('"'))
+
+    def age_s(self, key: str) -> float | None:
+        """The server's `Date` minus the object's `Last-Modified`: both the store's clock."""
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as error:
+            if error_code(error) in MISSING_CODES:
+                return None
+            raise
+        date = head.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        if not date or "LastModified" not in head:
+            return None
+        return max(0.0, (parsedate_to_datetime(date) - head["LastModified"]).total_seconds())
 
     def put_file(self, key: str, path: Path) -> None:
         """Upload with a checksum, then HEAD and compare size and ETag; a mismatch raises TransferMismatch.

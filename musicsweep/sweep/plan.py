@@ -43,13 +43,18 @@ def jobs_from_variants(
     jobs: list[Job] = []
     seen: dict[str, str] = {}
     ids: dict[str, tuple[str, str]] = {}
+    base_dir = base_dir or Path.cwd()
+    channels_of: dict[str, int] = {}  # per model name: a local model's traits are read from its folder
     for index, variant in enumerate(variants):
         where = f"variant {index} ({variant.get(NAME_KEY, '')})".replace(" ()", "")
         values = {k: v for k, v in variant.items() if k != NAME_KEY}
         canonical_json(values, where)  # the manifest stores it as JSON: a key JSON cannot write fails here
-        inputs = read_inputs(values, base_dir or Path.cwd(), where)
+        inputs = read_inputs(values, base_dir, where)
         metadata_keys = getattr(variant, "metadata_keys", frozenset())
-        channels = model_traits(str(values.get("model", DEFAULT_MODEL))).channels
+        model = str(values.get("model", DEFAULT_MODEL))
+        if model not in channels_of:
+            channels_of[model] = model_traits(model).channels
+        channels = channels_of[model]
         job = Job.from_variant(values, sweep, where, max_duration_s, metadata_keys, inputs, channels)
         check_inputs(job, where)
         if job.output_name in seen:
@@ -110,19 +115,31 @@ BUSY_STATES = (JobState.RUNNING, JobState.PENDING, JobState.STALLED)
 
 def running_jobs(backend: Backend, sweep: SweepDir, manifest: Manifest | None, config: Config) -> set[str]:
     """Jobs an earlier launch of this sweep is still generating or has queued (a SLURM task waiting
-    for a node, an instance booting), or whose lost worker's lease is still live: never start them
-    twice. Read-only (a dry run calls it too)."""
+    for a node, an instance booting), whose lost worker's lease is still live, or whose fresh claim
+    another launch's worker holds (it took the clip over): never start them twice. Read-only (a dry
+    run calls it too)."""
     if manifest is None:
         return set()
+    from musicsweep.store.sightings import Sightings
     from musicsweep.sweep.observe import observe
+    from musicsweep.sweep.takers import claim_holder
 
     seen = observe(sweep, manifest, backend, config)
     now = time.time()
-    return {
+    busy = {
         job_id
         for job_id, state in seen.states.items()
         if state in BUSY_STATES or (state == JobState.LOST and not seen.lease_expired(job_id, now))
     }
+    store, sightings, lease_s = open_store(config.store), Sightings(), config.recovery.lease_s
+    held = {
+        job_id
+        for job_id, state in seen.states.items()
+        if state in (JobState.FAILED, JobState.LOST)
+        and job_id not in busy
+        and claim_holder(store, sweep, job_id, manifest.jobs[job_id], sightings, lease_s) is not None
+    }
+    return busy | held
 
 
 def make_plan(jobs: list[Job], config: Config, sweep_name: str, dry_run: bool = False) -> Plan:

@@ -79,6 +79,8 @@ class BackendHarness:
     no_pending_phase: ClassVar[str | None] = None
     # Why no host of this backend can go away, or None when one can.
     no_lost_host: ClassVar[str | None] = None
+    # The one-per-machine server fixture it starts (tests/tiers.py: ONE_PER_MACHINE), if any.
+    server: ClassVar[str | None] = None
 
     def __init__(self, request: pytest.FixtureRequest, project: Path, tmp_path: Path) -> None:
         self.request, self.project, self.tmp = request, project, tmp_path
@@ -287,9 +289,10 @@ class SlurmHarness(BackendHarness):
     """The real single-node cluster; its pending phase is a held array (`--hold`)."""
 
     name = "slurm"
+    server = "slurm_cluster"
 
     def start(self) -> None:
-        self.cluster = self.request.getfixturevalue("slurm_cluster")
+        self.cluster = self.request.getfixturevalue(self.server)
         self.cluster.cancel_all()
 
     def configure(self, **settings: object) -> None:
@@ -497,9 +500,10 @@ class RayHarness(BackendHarness):
     Its pending phase is the default one: the job is not recorded yet while submit runs."""
 
     name = "ray"
+    server = "ray_cluster"
 
     def start(self) -> None:
-        self.cluster = self.request.getfixturevalue("ray_cluster")
+        self.cluster = self.request.getfixturevalue(self.server)
 
     def started_workers(self, sweep: SweepDir, timeout_s: float = 240) -> list[dict]:
         """A job starts a supervisor, a driver and one process per actor: on a loaded 2-core

@@ -31,7 +31,7 @@ from musicsweep.backends.ray.host import LaunchPlan
 from musicsweep.backends.ray.settings import RayConfig, check_settings
 from musicsweep.backends.ray.state import RayJob, RayJobs, WorkerRef, sweep_namespace
 from musicsweep.config import Config, typed_section
-from musicsweep.contract import store_config_to_env
+from musicsweep.contract import LaunchEnv, store_config_to_env
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
 from musicsweep.layout import SweepDir, list_markers
@@ -39,7 +39,7 @@ from musicsweep.manifest import Manifest
 from musicsweep.states import Executor, JobState, job_states
 from musicsweep.store import open_store
 from musicsweep.store.pull import pull_results
-from musicsweep.store.shards import put_shard
+from musicsweep.store.shards import put_specs
 
 CANCEL_WAIT_S = 120.0
 PROBE_WAIT_S = 180.0  # a job starts in seconds on a quiet cluster, in a minute on a loaded one
@@ -137,11 +137,10 @@ class RayBackend(Backend):
         return runtime_env
 
     def submit(self, launch: Launch, shards: list[Shard]) -> RayJobs:
-        """Upload each worker's specs and job list, then submit the launch's job (its driver starts the workers)."""
+        """Upload the specs, then submit the launch's job (its driver starts the workers)."""
         sweep = launch.sweep
-        store = open_store(self.config.store)
-        for shard in shards:
-            put_shard(store, sweep, launch.launch_id, shard.worker_id, shard.jobs)
+        jobs = [job for shard in shards for job in shard.jobs]  # the shard lists are in the store already
+        put_specs(open_store(self.config.store), sweep, jobs, LaunchEnv.from_env(launch.env).specs_sha256)
         settings = self.settings
         plan = LaunchPlan(
             sweep=sweep.name,

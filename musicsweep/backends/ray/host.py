@@ -23,7 +23,7 @@ from pathlib import Path
 
 from musicsweep.contract import LaunchEnv, worker_environment
 from musicsweep.errors import MusicsweepError
-from musicsweep.layout import SweepDir
+from musicsweep.layout import JobPaths, SweepDir
 from musicsweep.scripts import WorkerScript, prepare_commands, write_script
 from musicsweep.store import open_store
 from musicsweep.store.shards import fetch_shard
@@ -90,7 +90,7 @@ class WorkerHost:
         sweep = SweepDir(Path(tempfile.gettempdir()) / WORK_FOLDER, plan.sweep)
         store = open_store(launch.store)
         try:
-            jobs = fetch_shard(store, sweep, plan.launch_id, worker_id)
+            job_ids = fetch_shard(store, sweep, plan.launch_id, worker_id, launch.specs_sha256)
         except FileNotFoundError as error:
             raise MusicsweepError(
                 f"worker {worker_id}: the store {launch.store.url} does not have this launch's work on node "
@@ -105,7 +105,7 @@ class WorkerHost:
             num_workers=count,
             cwd=str(sweep.root),
             log=str(paths.log),
-            specs=[str(sweep.job(job).spec) for job in jobs],
+            specs=[str(JobPaths(sweep.root, sweep.name, job_id, "").spec) for job_id in job_ids],
             python=plan.python,
             env=env,
             prologue=prepare_commands(plan.prepare),
