@@ -30,6 +30,7 @@ from musicsweep.manifest import Manifest
 JOBS_DIR, SCRIPTS_DIR, LOGS_DIR, MARKERS_DIR = "jobs", "scripts", "logs", "markers"
 AUDIO_DIR, COSTS_DIR, WORKERS_DIR, CLAIMS_DIR = "audio", "costs", "workers", "claims"
 PARTIAL_DIR, INPUTS_DIR, LAUNCHES_DIR = "partial", "inputs", "launches"
+STOPS_DIR = "stops"  # requests to a launch's driver to end a worker (Ray: `kill_orphans`)
 SPOOL_DIR = "spool"  # in a host's work folder: clips generated but not yet done (worker/spool.py)
 PULLED_FOLDERS = (AUDIO_DIR, COSTS_DIR, MARKERS_DIR, LOGS_DIR, WORKERS_DIR)
 DONE_SUFFIX, FAILED_SUFFIX, PID_SUFFIX = ".done", ".failed", ".pid"
@@ -162,6 +163,14 @@ class StoreKeys:
             return None
         number = name.removeprefix("worker_").removesuffix(".json")
         return (parts[0], int(number)) if number.isdigit() else None
+
+    def stop_requests(self, launch_id: str) -> str:
+        """The prefix of a launch's stop requests (Ray: `kill_orphans`), one key per worker id."""
+        return f"{self.sweep}/{STOPS_DIR}/{launch_id}/worker_"
+
+    def stop_request(self, launch_id: str, worker_id: int) -> str:
+        """Asks the launch's driver to end one worker."""
+        return f"{self.stop_requests(launch_id)}{worker_id}"
 
     def instance_end(self, launch_id: str, worker_id: int) -> str:
         """When a machine stopped working, written by the machine itself (EC2)."""

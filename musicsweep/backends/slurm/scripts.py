@@ -3,8 +3,7 @@ or an unreachable store)."""
 
 from __future__ import annotations
 
-import shlex
-
+from musicsweep.scripts import prepare_commands
 from musicsweep.worker.context import EXIT_STOPPED, EXIT_STORE_UNREACHABLE
 
 ARRAY_SCRIPT = """#!/usr/bin/env bash
@@ -45,11 +44,7 @@ fi"""
 
 def task_prologue(prepare: list[str]) -> str:
     """`PROLOGUE` with the `prepare` commands, each stopping the task when it fails."""
-    commands = "".join(
-        f"{command} || {{ echo {shlex.quote(f'[musicsweep] prepare failed: {command}')}; exit 1; }}\n"
-        for command in prepare
-    )
-    return PROLOGUE.format(prepare=commands)
+    return PROLOGUE.format(prepare=prepare_commands(prepare))
 
 
 def task_epilogue(max_requeues: int) -> str:
