@@ -32,7 +32,7 @@ FIXTURE_MODULES = "tests.fixtures."
 WORKER_COMMAND = re.compile(r"(^|/)worker_\d+\.sh$|^musicsweep\.(worker|auto_pull)$")
 GROUP = "xdist_group"
 # Fixtures whose server exists once per machine, and the test-process group of every test using one.
-ONE_PER_MACHINE = {"slurm_cluster": "slurm"}
+ONE_PER_MACHINE = {"slurm_cluster": "slurm", "ray_cluster": "ray"}
 SHARED_SCOPES = ("module", "class")  # a fixture of these scopes is set up once per process that runs it
 
 
