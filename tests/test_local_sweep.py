@@ -200,7 +200,7 @@ def test_quickstart_script_reports_errors_in_one_line(project: Path) -> None:
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
         f"error: {project / 'musicsweep.yaml'}: key 'backend': unknown backend 'nowhere' "
-        "(known: ['local', 'ssh', 'slurm', 'ec2', 'runpod'])"
+        "(known: ['local', 'ssh', 'slurm', 'ec2', 'runpod', 'ray'])"
     ]
     assert not (project / "runs").exists()
 
