@@ -56,6 +56,11 @@ class Backend(ABC):
     poll_interval_s: ClassVar[tuple[float, float]] = (2.0, 10.0)
     queues: ClassVar[bool] = False  # a worker may wait long in a queue (SLURM): no start timeout
 
+    @property
+    def store_per_host(self) -> bool:
+        """True when each host keeps its own store (SSH host-disk): a worker can take clips only there."""
+        return False
+
     def __init__(self, config: Config) -> None:
         self.config = config
         self.unreachable_why: dict[str, str] = {}  # host -> why the last poll could not reach it

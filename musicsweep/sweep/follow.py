@@ -10,6 +10,7 @@ Every setting comes from the manifest (`sweep.launched`), not from musicsweep.ya
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ from musicsweep.layout import SweepDir
 from musicsweep.manifest import Manifest
 from musicsweep.states import FINISHED_STATES, JobState
 from musicsweep.store.retry import is_transient
+from musicsweep.store.sightings import Sightings
 from musicsweep.store.verify import local_wav_problem
 from musicsweep.sweep.observe import Observation, observe
 from musicsweep.sweep.polling import schedule_for
@@ -141,10 +143,15 @@ def follow(
     orphans = OrphanTracker(options.orphan_grace_s)
     outage = OutageTracker()
     told_stuck: set[str] = set()
+    told_left: dict[str, str] = {}
     schedule = schedule_for(backend.poll_interval_s, options.interval_s)
+    written = manifest_written(sweep)
+    sightings = Sightings()  # what each round saw of heartbeats and claims: their ages on our own clock
     while True:
+        if manifest_written(sweep) != written:  # another command launched: follow its jobs too
+            manifest, written = sweep.read_manifest(), manifest_written(sweep)
         try:
-            seen = observe(sweep, manifest, backend, config, lost.first_lost)
+            seen = observe(sweep, manifest, backend, config, lost.first_lost, sightings=sightings)
             yield from map(Notice, lost.report(seen, manifest))
             states, acted, rows = act_on(sweep, manifest, backend, seen.states, orphans, options.kill_stalled)
             states = lost.apply(states)
@@ -160,13 +167,16 @@ def follow(
         hosts = {job_id: entry.host for job_id, entry in manifest.jobs.items()}
         yield Round(states, hosts, throughput_lines(manifest, rows))
         if options.relaunch_failed:
-            verdict = judge(seen, manifest, config, sweep, states, time.time())
+            verdict = judge(seen, manifest, config, sweep, states, time.time(), sightings, backend.store_per_host)
             for job_id in sorted(set(verdict.stuck) - told_stuck):
                 yield Notice(f"job {job_id} ({manifest.jobs[job_id].output_name}): {verdict.stuck[job_id]}")
                 told_stuck.add(job_id)
+            if verdict.left and verdict.left != told_left:
+                yield Notice(f"not relaunched, left to the sweep's live workers: {left_summary(verdict.left)}")
+            told_left = verdict.left
             if verdict.ready:
-                yield from map(Notice, try_relaunch(config, sweep, backend, verdict.ready))
-                manifest = sweep.read_manifest()
+                yield from map(Notice, try_relaunch(config, sweep, backend, verdict.ready, manifest))
+                manifest, written = sweep.read_manifest(), manifest_written(sweep)
             elif all(state == JobState.DONE or job_id in verdict.stuck for job_id, state in states.items()):
                 break  # nothing can make progress any more
         elif all(state in FINISHED_STATES for state in states.values()):
@@ -180,10 +190,23 @@ def follow(
     yield settle(sweep, manifest, backend, states, seen)
 
 
-def try_relaunch(config: Config, sweep: SweepDir, backend: Backend, job_ids: list[str]) -> list[str]:
+def left_summary(left: dict[str, str]) -> str:
+    """'3 job(s): worker 0 of launch L on h can take it', one phrase per distinct reason."""
+    return "; ".join(f"{count} job(s): {reason}" for reason, count in sorted(Counter(left.values()).items()))
+
+
+def manifest_written(sweep: SweepDir) -> tuple[int, int]:
+    """When the manifest was last replaced (each write is a new file): re-read it only then."""
+    status = sweep.manifest.stat()
+    return status.st_ino, status.st_mtime_ns
+
+
+def try_relaunch(
+    config: Config, sweep: SweepDir, backend: Backend, job_ids: list[str], judged_by: Manifest
+) -> list[str]:
     """Relaunch `job_ids`; a failure counts as an attempt and is retried after its backoff."""
     try:
-        relaunched = relaunch_jobs(config, sweep, backend, job_ids)
+        relaunched = relaunch_jobs(config, sweep, backend, job_ids, judged_by)
     except MusicsweepError as error:
         return [f"relaunch failed: {' '.join(str(error).split())}"]
     return [f"relaunched {len(relaunched)} job(s): {', '.join(relaunched)}"] if relaunched else []

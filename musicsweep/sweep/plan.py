@@ -25,9 +25,17 @@ from musicsweep.store import open_store
 from musicsweep.store.base import Store
 from musicsweep.store.verify import expected_wav_size
 from musicsweep.sweep.inputs import check_inputs, read_inputs
+from musicsweep.sweep.prompts import ROW_KEY, PromptRow
 from musicsweep.sweep.variants import NAME_KEY, canonical_json
 
 _SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def variant_where(index: int, variant: dict[str, Any]) -> str:
+    """`variant 3 (name)` in errors, headed by `prompts.txt:LINE: ` for a variant read from a prompts file."""
+    where = f"variant {index} ({variant.get(NAME_KEY, '')})".replace(" ()", "")
+    row = variant.get(ROW_KEY)
+    return f"{row.where}: {where}" if isinstance(row, PromptRow) else where
 
 
 def jobs_from_variants(
@@ -46,7 +54,7 @@ def jobs_from_variants(
     base_dir = base_dir or Path.cwd()
     channels_of: dict[str, int] = {}  # per model name: a local model's traits are read from its folder
     for index, variant in enumerate(variants):
-        where = f"variant {index} ({variant.get(NAME_KEY, '')})".replace(" ()", "")
+        where = variant_where(index, variant)
         values = {k: v for k, v in variant.items() if k != NAME_KEY}
         canonical_json(values, where)  # the manifest stores it as JSON: a key JSON cannot write fails here
         inputs = read_inputs(values, base_dir, where)
@@ -117,19 +125,33 @@ BUSY_STATES = (JobState.RUNNING, JobState.PENDING, JobState.STALLED)
 
 def running_jobs(backend: Backend, sweep: SweepDir, manifest: Manifest | None, config: Config) -> set[str]:
     """Jobs an earlier launch of this sweep is still generating or has queued (a SLURM task waiting
-    for a node, an instance booting), or whose lost worker's lease is still live: never start them
-    twice. Read-only (a dry run calls it too)."""
+    for a node, an instance booting), whose lost worker's lease is still live, or whose fresh claim
+    another launch's worker holds (it took the clip over): never start them twice. Read-only (a dry
+    run calls it too)."""
     if manifest is None:
         return set()
+    from musicsweep.store.sightings import Sightings
     from musicsweep.sweep.observe import observe
+    from musicsweep.sweep.takers import claim_holder
 
     seen = observe(sweep, manifest, backend, config)
     now = time.time()
-    return {
+    busy = {
         job_id
         for job_id, state in seen.states.items()
         if state in BUSY_STATES or (state == JobState.LOST and not seen.lease_expired(job_id, now))
     }
+    if len(manifest.launches) < 2:  # every claim is that launch's own: none is another launch's
+        return busy
+    store, sightings, lease_s = open_store(config.store), Sightings(), config.recovery.lease_s
+    held = {
+        job_id
+        for job_id, state in seen.states.items()
+        if state in (JobState.FAILED, JobState.LOST)
+        and job_id not in busy
+        and claim_holder(store, sweep, job_id, manifest.jobs[job_id], sightings, lease_s) is not None
+    }
+    return busy | held
 
 
 def make_plan(jobs: list[Job], config: Config, sweep_name: str, dry_run: bool = False) -> Plan:

@@ -55,9 +55,7 @@ class BatchRunner:
             resume = partial.load(self.context.store, part)
             checkpoint = resume.checkpoint if resume else None
             if checkpoint is not None:
-                how = "same batch: bit for bit" if resume.same_batch else "other batch: a fresh RNG stream"
-                window = f"{checkpoint.windows_done}/{checkpoint.windows_total}"
-                log(f"resuming {len(part)} clip(s) after window {window} ({how})")
+                log(f"resuming {len(part)} clip(s) after window {checkpoint.windows_done}/{checkpoint.windows_total}")
             prompts, seeds = [j.prompt for j in part], [j.seed for j in part]
             on_window = functools.partial(self.window_done, part, partial.paid_before(resume, part), started)
             inputs = self.inputs.for_batch(part)
@@ -77,6 +75,7 @@ class BatchRunner:
                 continue
             clips, elapsed, resume = result
             self.lifetime.generation_s += elapsed
+            self.tally.observe(first.duration_s * len(part), elapsed)
             if resume is None:  # a resumed batch's time is not a whole batch's: kept out of the calibration
                 times.batch(first.model, len(part), first.duration_s, first.params.extend_stride_s, elapsed)
             resumed_from = None if resume is None else resume.checkpoint.windows_done
