@@ -16,6 +16,7 @@ import pytest
 import soundfile
 
 from musicsweep import MusicsweepError, VariantGenerator, run_sweep
+from musicsweep.backends import BACKEND_NAMES
 from musicsweep.cli.pull import main as auto_pull_main
 from musicsweep.costs.rows import read_cost_report
 from musicsweep.layout import SweepDir
@@ -199,8 +200,7 @@ def test_quickstart_script_reports_errors_in_one_line(project: Path) -> None:
     )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
-        f"error: {project / 'musicsweep.yaml'}: key 'backend': unknown backend 'nowhere' "
-        "(known: ['local', 'ssh', 'slurm', 'ec2', 'runpod', 'ray'])"
+        f"error: {project / 'musicsweep.yaml'}: key 'backend': unknown backend 'nowhere' (known: {list(BACKEND_NAMES)})"
     ]
     assert not (project / "runs").exists()
 
