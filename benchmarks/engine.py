@@ -3,6 +3,7 @@
     uv run python benchmarks/engine.py                         # tiny model
     uv run python benchmarks/engine.py --skip-tiny --real-size # random musicgen-small-sized model, bf16, batch 4
     uv run python benchmarks/engine.py --skip-tiny --modes     # stereo, audio prompt, melody (docs/modes.md)
+    uv run python benchmarks/engine.py --skip-tiny --streams   # per-clip random streams against one shared stream
 
 Every figure is the median of `--repeats` runs that take turns (interleaved), so load bursts on a
 shared host hit every configuration alike. Targets (issue 18, 2 CPU cores): the tiny model's 8
@@ -14,16 +15,21 @@ in benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import sys
 import time
+from collections.abc import Callable, Iterator
 
 from timing import PARAMS, PROMPTS, TOKEN_LOOPS, clips, describe_host, engines, median_times
 
 from musicsweep.config import EngineConfig
 from musicsweep.engine import MusicEngine, load_engine
+from musicsweep.engine import generate as generate_module
 from musicsweep.engine.inputs import ClipInputs
+from musicsweep.engine.invariance import extra_clips
 from musicsweep.engine.loading import LoadedModel, pick_device, torch_threads
+from musicsweep.engine.streams import ClipStreams
 
 
 def plain_generate(engine: MusicEngine, count: int, duration_s: float) -> None:
@@ -120,6 +126,62 @@ def bench_real_size(args: argparse.Namespace, device: str) -> None:
                 )
 
 
+class SharedStream:
+    """The stream every clip of a batch shared before per-clip streams (issue 30): the global generator,
+    seeded once per batch, one `torch.rand` per step. The baseline `--streams` times them against."""
+
+    def __init__(self, seeds: list[int], codebooks: int, device: str) -> None:
+        import torch
+
+        torch.manual_seed(seeds[0])
+        self.rows, self.device = len(seeds) * codebooks, device
+
+    def window(self, index: int, steps: int) -> SharedStream:
+        return self
+
+    def __getitem__(self, step: int) -> object:
+        import torch
+
+        return torch.rand((self.rows, 1), device=self.device)
+
+
+@contextlib.contextmanager
+def unpadded(engine: MusicEngine) -> Iterator[None]:
+    """The shared-stream baseline as it ran: without the copies of a clip that keep a CPU batch of one
+    batch-invariant (`engine.invariance`), whose cost per-clip reproducibility pays at batch 1."""
+    engine.streams = SharedStream
+    generate_module.extra_clips = lambda count, guided, device: 0
+    try:
+        yield
+    finally:
+        engine.streams = ClipStreams
+        generate_module.extra_clips = extra_clips
+
+
+def bench_streams(batches: list[int], clip_s: float, repeats: int, device: str) -> None:
+    """Per-clip streams (and their batch padding) against the shared stream, both token loops, tiny model."""
+    print(f"\nrandom streams: {clip_s:g} s clips on the tiny model, median of {repeats} interleaved runs")
+    tiny = load_engine("tiny", EngineConfig(device=device)).loaded
+    runs = {}
+    for loop, engine in engines(tiny).items():
+        engine.generate(PROMPTS[:1], [0], 1.0, PARAMS)  # warm-up
+        for batch in batches:
+            run = functools.partial(engine.generate, *clips(batch), clip_s, PARAMS)
+
+            def shared(engine: MusicEngine = engine, run: Callable[[], object] = run) -> None:
+                with unpadded(engine):
+                    run()
+
+            runs[(loop, batch, "per clip")], runs[(loop, batch, "shared")] = run, shared
+    walls = median_times(runs, repeats)
+    print(f"{'loop':>5} {'batch':>5} {'per clip s':>10} {'shared s':>9} {'audio s/s':>10} {'cost':>7}")
+    for loop in TOKEN_LOOPS:
+        for batch in batches:
+            own, shared = walls[(loop, batch, "per clip")], walls[(loop, batch, "shared")]
+            rate = batch * clip_s / own
+            print(f"{loop:>5} {batch:>5} {own:>10.2f} {shared:>9.2f} {rate:>10.2f} {100 * (own / shared - 1):>+6.1f}%")
+
+
 def mode_inputs(mode: str, batch: int, clip_s: float) -> ClipInputs | None:
     """A 1 s audio prompt or a melody as long as the clip, per clip of the batch (tones: the content is irrelevant)."""
     import numpy as np
@@ -167,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-tiny", action="store_true", help="only the real-size part")
     parser.add_argument("--real-size", action="store_true", help="also time a random musicgen-small-sized model")
     parser.add_argument("--modes", action="store_true", help="also time stereo, audio prompt and melody")
+    parser.add_argument("--streams", action="store_true", help="also time per-clip random streams against one")
     parser.add_argument("--real-batches", type=int, nargs="+", default=[4])
     parser.add_argument("--real-dtypes", nargs="+", default=["bfloat16"])
     parser.add_argument("--real-clip-s", type=float, default=5.0)
@@ -185,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             bench_longform(engines(tiny, tuple(args.long_token_loops)), args.long_s, args.short_s, args.repeats)
     if args.modes:
         bench_modes(args.batch, args.clip_s, args.repeats, device)
+    if args.streams:
+        bench_streams(sorted({1, args.batch}), args.clip_s, args.repeats, device)
     if args.real_size:
         bench_real_size(args, device)
     return 0

@@ -58,8 +58,6 @@ def engines(loaded: LoadedModel, token_loops: tuple[str, ...] = TOKEN_LOOPS) -> 
 
 def codes_run(engine: MusicEngine, batch: int, clip_s: float) -> tuple[Callable[[], object], int]:
     """A run that generates only the codes of `batch` clips (no audio decode), and its decode-step count."""
-    import torch
-
     loaded = engine.loaded
     prompts, seeds = clips(batch)
     inputs = dict(loaded.tokenizer(text=prompts, padding=True, return_tensors="pt").to(loaded.device))
@@ -68,9 +66,8 @@ def codes_run(engine: MusicEngine, batch: int, clip_s: float) -> tuple[Callable[
     steps = sum(w.new_frames for w in windows) + len(windows) * (loaded.num_codebooks - 1)
 
     def run() -> None:
-        torch.manual_seed(seeds[0])
         with torch_threads(loaded.threads):
-            engine.generate_codes(inputs, windows, PARAMS)
+            engine.generate_codes(inputs, windows, PARAMS, seeds)
 
     return run, steps
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,11 +30,20 @@ from musicsweep.manifest import Manifest
 JOBS_DIR, SCRIPTS_DIR, LOGS_DIR, MARKERS_DIR = "jobs", "scripts", "logs", "markers"
 AUDIO_DIR, COSTS_DIR, WORKERS_DIR, CLAIMS_DIR = "audio", "costs", "workers", "claims"
 PARTIAL_DIR, INPUTS_DIR, LAUNCHES_DIR = "partial", "inputs", "launches"
+STOPS_DIR = "stops"  # requests to a launch's driver to end a worker (Ray: `kill_orphans`)
 SPOOL_DIR = "spool"  # in a host's work folder: clips generated but not yet done (worker/spool.py)
 PULLED_FOLDERS = (AUDIO_DIR, COSTS_DIR, MARKERS_DIR, LOGS_DIR, WORKERS_DIR)
 DONE_SUFFIX, FAILED_SUFFIX, PID_SUFFIX = ".done", ".failed", ".pid"
+SPEC_WRITERS, SPEC_CHUNK = 8, 1000  # threads that write a launch's specs, and specs pickled ahead of them
 # The estimate's history shared by a team (`estimate.share`); no sweep name starts with "_".
 CALIBRATION_KEY = "_musicsweep/calibration.json"
+
+
+# What to do about a manifest that cannot be read: no command writes over one it could not read.
+MANIFEST_WAY_OUT = (
+    "fix or restore it (no command writes over it), or move it aside and run the sweep again, "
+    "which skips the clips already in the store"
+)
 
 
 def calibration_file() -> Path:
@@ -154,6 +164,14 @@ class StoreKeys:
         number = name.removeprefix("worker_").removesuffix(".json")
         return (parts[0], int(number)) if number.isdigit() else None
 
+    def stop_requests(self, launch_id: str) -> str:
+        """The prefix of a launch's stop requests (Ray: `kill_orphans`), one key per worker id."""
+        return f"{self.sweep}/{STOPS_DIR}/{launch_id}/worker_"
+
+    def stop_request(self, launch_id: str, worker_id: int) -> str:
+        """Asks the launch's driver to end one worker."""
+        return f"{self.stop_requests(launch_id)}{worker_id}"
+
     def instance_end(self, launch_id: str, worker_id: int) -> str:
         """When a machine stopped working, written by the machine itself (EC2)."""
         return f"{self.sweep}/instances/{launch_id}-worker_{worker_id}.json"
@@ -262,6 +280,20 @@ class WorkerPaths:
 
     def heartbeat_key(self, launch_id: str) -> str:
         return StoreKeys(self.sweep).heartbeat(self.worker_id, launch_id)
+
+
+def write_spec_file(folder: Path, job_id: str, data: bytes, present: set[str]) -> None:
+    """`SweepDir.write_specs` for one spec: written in place when new, replaced when it differs."""
+    name = f"{job_id}.pkl"
+    path = os.path.join(folder, name)  # a str: a `Path` per job costs seconds per 100,000
+    if name not in present:
+        with open(path, "wb") as handle:
+            handle.write(data)
+        return
+    with open(path, "rb") as handle:
+        if handle.read() == data:
+            return
+    atomic_write_bytes(Path(path), data, fsync=False)
 
 
 def spec_bytes(job: Job) -> bytes:
@@ -373,23 +405,17 @@ class SweepDir:
         written in place, since no worker reads it before this launch starts one; one that exists
         is replaced atomically, and only when it differs, since a worker of an earlier launch may
         be reading it (and a spec torn or swapped differs, so the next launch repairs it).
-        None is fsynced: the manifest, written and fsynced after them, commits the launch.
+        None is fsynced: the manifest, written and fsynced after them, commits the launch. Files are
+        written by SPEC_WRITERS threads, SPEC_CHUNK at a time: on a busy disk each create waits.
         Returns each job's SHA-256, of the bytes serialized here (never re-read: `digests`)."""
         folder = self.root / JOBS_DIR
         folder.mkdir(parents=True, exist_ok=True)
         digests = {}
-        for job in jobs:
-            name, data = f"{job.job_id}.pkl", spec_bytes(job)
-            digests[job.job_id] = sha256_hex(data)
-            path = os.path.join(folder, name)  # a str: a `Path` per job costs seconds per 100,000
-            if name not in present:
-                with open(path, "wb") as handle:
-                    handle.write(data)
-                continue
-            with open(path, "rb") as handle:
-                if handle.read() == data:
-                    continue
-            atomic_write_bytes(Path(path), data, fsync=False)
+        with ThreadPoolExecutor(SPEC_WRITERS) as pool:
+            for start in range(0, len(jobs), SPEC_CHUNK):
+                chunk = [(job.job_id, spec_bytes(job)) for job in jobs[start : start + SPEC_CHUNK]]
+                digests |= {job_id: sha256_hex(data) for job_id, data in chunk}
+                list(pool.map(lambda item: write_spec_file(folder, *item, present), chunk))
         return digests
 
     def spec_paths(self, jobs: list[Job]) -> list[str]:
@@ -414,12 +440,12 @@ class SweepDir:
             payload = json.loads(self.manifest.read_text())
         except FileNotFoundError:
             raise MusicsweepError(f"{self.manifest}: no such sweep (run it first)") from None
-        except ValueError as error:
-            raise MusicsweepError(f"{self.manifest}: unreadable JSON: {error}") from None
+        except (ValueError, OSError) as error:
+            raise MusicsweepError(f"{self.manifest}: unreadable JSON ({error}); {MANIFEST_WAY_OUT}") from None
         try:
             return Manifest.from_json(payload)
         except MusicsweepError as error:
-            raise MusicsweepError(f"{self.manifest}: {error}") from None
+            raise MusicsweepError(f"{self.manifest}: {error}; {MANIFEST_WAY_OUT}") from None
 
     def read_manifest_if_any(self) -> Manifest | None:
         """The manifest, or None before the sweep's first launch."""

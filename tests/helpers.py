@@ -8,6 +8,7 @@ import os
 import signal
 import struct
 import subprocess
+import sys
 import threading
 import time
 import wave
@@ -34,6 +35,7 @@ from musicsweep.worker.claims import Claims, owner_of
 from musicsweep.worker.context import StopFlag, WorkerContext
 from musicsweep.worker.log import configure_logging
 from musicsweep.worker.loop import Worker
+from tests.fixtures.ray import RayTestCluster
 from tests.fixtures.s3 import S3Bucket
 
 COLLIDING = [  # job ids of 32 bits collided for this pair (both 1 s clips on tiny)
@@ -294,6 +296,19 @@ def write_slurm_config(project: Path, engine_batch_size: int = 4, store: object 
         "sweeps_dir": "./runs",
         "engine": {"batch_size": engine_batch_size},
         "backends": {"slurm": {**SLURM_SETTINGS, **slurm}},
+    }
+    (project / "musicsweep.yaml").write_text(yaml.safe_dump(config))
+
+
+def write_ray_config(project: Path, cluster: RayTestCluster, **settings: object) -> None:
+    """A ray-backend musicsweep.yaml for the session cluster: two workers of one logical GPU, this venv's Python."""
+    ray = {"address": cluster.address, "workers": 2, "num_gpus": 1, "num_cpus": 0, "hourly_cost_usd": 0.5}
+    config = {
+        "backend": "ray",
+        "store": "./runs",
+        "sweeps_dir": "./runs",
+        "engine": {"batch_size": 4},
+        "backends": {"ray": ray | {"python": sys.executable} | settings},
     }
     (project / "musicsweep.yaml").write_text(yaml.safe_dump(config))
 

@@ -152,3 +152,20 @@ def test_a_spec_swapped_in_the_store_is_refused_unread(
     assert failed.startswith(f"permanent failure: {MISMATCH} ") and failed.count("\n") == 1
     others = {job.job_id for job in plan.jobs} - {swapped.job_id}
     assert_each_clip_once(ec2_project, name, others, generated_hashes(ec2_project, name))
+
+
+def test_a_wheel_swapped_in_the_store_is_never_installed(
+    ec2_project: EC2Project, instance_sandbox: InstanceSandbox
+) -> None:
+    """The wheel in the bucket is replaced after the launch: the instance stops before installing or
+    running anything, naming it, and shuts down."""
+    name = ec2_project.sweep_name()
+    run_sweep(variants(1, 1), name, yes=True)
+    client, bucket = ec2_project.bucket.server.client(), ec2_project.bucket.name
+    (wheel,) = [key for key in ec2_project.s3_keys("_packages/") if key.endswith(".whl")]
+    client.put_object(Bucket=bucket, Key=f"musicsweep/{wheel}", Body=b"PK not the wheel the launcher built")
+    assert instance_sandbox.run(ec2_project.backend(), live_instance(ec2_project, name)) == 1
+    assert instance_sandbox.shutdown_log.read_text().splitlines() == ["-h +30", "-h now"]
+    log = (ec2_project.instance_root / name / "logs" / "worker_0.log").read_text()
+    assert f"wheel digest mismatch: refusing to install musicsweep/{wheel}: its sha256 is " in log
+    assert "worker exited" not in log and not ec2_project.s3_keys(f"{name}/markers/")

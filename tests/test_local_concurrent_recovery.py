@@ -8,6 +8,7 @@ workers' starts and their `generated NAME` lines.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from musicsweep.sweep.plan import jobs_from_variants
 from tests.helpers import (
     assert_intact,
     clips,
+    exit_statuses,
     launch_and_wait,
     sweep_dir,
     worker_log,
@@ -52,7 +54,7 @@ def test_two_relaunches_at_once_start_one_worker(
     config_path.write_text(config_path.read_text() + "recovery:\n  backoff_s: 0\n")
     name, vg = "twice", clips(4, 1)
     jobs = jobs_from_variants(vg.variants(), name)
-    monkeypatch.setenv(TEST_KILL_AT, "upload")  # killed after its first batch of 2 is spooled: nothing done
+    monkeypatch.setenv(TEST_KILL_AT, "load")  # SIGKILLed before its model load: one model load per case, not two
     launch_and_wait(vg, name)
     monkeypatch.delenv(TEST_KILL_AT)
 
@@ -69,4 +71,5 @@ def test_two_relaunches_at_once_start_one_worker(
     assert [record.jobs for record in sweep_dir(name).read_manifest().launches] == [4, 4]
     text = worker_log(name)
     assert text.count("] worker 0/1 on ") == 2, "the killed worker and one relaunched worker"
+    assert exit_statuses(text)[0] == 128 + signal.SIGKILL  # the second may end by the orphan kill (grace 0)
     assert_intact(open_store(load_config().store), jobs, text)

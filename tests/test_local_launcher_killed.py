@@ -42,11 +42,8 @@ def run_script(project: Path, name: str, kill_at: str | None = None) -> subproce
     return subprocess.run([sys.executable, str(script)], cwd=project, env=env, capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("kill_at", ["submit", "submitted"])
-@pytest.mark.parametrize("again", ["rerun", "relaunch"])
-def test_a_killed_launcher_recovers_by_running_the_command_again(
-    project: Path, kill_at: str, again: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.parametrize(("kill_at", "again"), [("submit", "rerun"), ("submit", "relaunch"), ("submitted", "rerun")])
+def test_a_killed_launcher_recovers_by_running_the_command_again(project: Path, kill_at: str, again: str) -> None:
     write_local_config(project, "./runs", batch_size=2)
     name = f"killed-{kill_at}-{again}"
     jobs = jobs_from_variants(clips(2, 1).variants(), name)

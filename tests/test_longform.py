@@ -42,11 +42,12 @@ def spy_on_windows(engine, loop: str, monkeypatch) -> list[tuple[int, tuple[int,
     else:
         original = token_loop.run_window
 
-        def spy(steps, delayed, sampler, guided):
+        def spy(steps, delayed, sampler, guided, draws):
             batch, codebooks, length = delayed.codes.shape
             prompt = (batch * codebooks, delayed.context) if delayed.context else None
             calls.append((length - delayed.context - 1, prompt))
-            return original(steps, delayed, sampler, guided)
+            assert draws.shape == (length - delayed.context - 1, batch * codebooks, 1)  # one draw per step and row
+            return original(steps, delayed, sampler, guided, draws)
 
         monkeypatch.setattr(token_loop, "run_window", spy)
     return calls

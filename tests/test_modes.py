@@ -7,7 +7,7 @@ melody conditions each window on its own span (melody models run on transformers
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -19,7 +19,8 @@ from musicsweep.engine.checkpoint import StopAtWindow
 from musicsweep.engine.inputs import ClipInputs, MelodyConditioning, encode_prompts
 from musicsweep.engine.loading import torch_threads
 from musicsweep.engine.longform import capture_codes, captured_window, generate_codes, plan_windows
-from musicsweep.engine.sampling import CodeSampler, sampling_kwargs
+from musicsweep.engine.sampling import CodeSampler, stream_sampling
+from musicsweep.engine.streams import ClipStreams
 from musicsweep.engine.tiny import build_tiny_model
 from musicsweep.engine.token_loop import TokenLoop, run_token_loop
 from musicsweep.engine.transformer import CachedTransformer
@@ -35,6 +36,11 @@ PROMPTS = ["warm piano", "a much longer prompt about dark techno"]
 def one_thread():
     with torch_threads(1):
         yield
+
+
+def greedy(model) -> Callable[[int, int], dict]:
+    """Greedy windows: the draws are never read."""
+    return stream_sampling(GREEDY, ClipStreams([0, 0], int(model.decoder.num_codebooks), "cpu"))
 
 
 def tone(seconds: float, channels: int, pitch: float = 220.0) -> np.ndarray:
@@ -53,10 +59,9 @@ def test_fast_loop_continues_an_audio_prompt_with_transformers_codes(stereo, par
     assert prompt.shape == (2, 8 if stereo else 4, 20)  # whole frames only
     windows = plan_windows(180, 50, 1.0, window_s=2.0, prompt_frames=20)
     assert [(w.context_frames, w.new_frames) for w in windows] == [(20, 80), (50, 50), (50, 30)]
-    torch.manual_seed(5)
-    expected = generate_codes(model, text, windows, functools.partial(sampling_kwargs, params), prompt)
-    torch.manual_seed(5)
-    fast = run_token_loop(CachedTransformer(model), text, windows, CodeSampler(params), codes=prompt)
+    streams = ClipStreams([5, 6], int(model.decoder.num_codebooks), "cpu")
+    expected = generate_codes(model, text, windows, stream_sampling(params, streams), prompt)
+    fast = run_token_loop(CachedTransformer(model), text, windows, CodeSampler(params), streams, codes=prompt)
     assert fast.shape == expected.shape == (2, 8 if stereo else 4, 180)
     assert torch.equal(fast[:, :, :20], prompt)
     assert torch.equal(fast, expected)
@@ -69,11 +74,11 @@ def test_audio_prompt_codes_are_those_transformers_encodes_from_input_values(ste
     audio = [tone(0.4, 2), tone(0.4, 2, 330.0)]
     prompt = encode_prompts(model, audio, "cpu")
     windows = plan_windows(40, 50, 1.0, window_s=2.0, prompt_frames=20)
-    ours = generate_codes(model, text, windows, functools.partial(sampling_kwargs, GREEDY), prompt)
+    ours = generate_codes(model, text, windows, greedy(model), prompt)
     # a stereo model hears both channels; a mono one their mean
     values = torch.from_numpy(np.stack([a if stereo else a.mean(axis=0, keepdims=True) for a in audio]))
     with capture_codes(model) as captured, torch.no_grad():
-        model.generate(**text, input_values=values, **sampling_kwargs(GREEDY), max_new_tokens=20 + 4 - 1)
+        model.generate(**text, input_values=values, **greedy(model)(0, 23), max_new_tokens=20 + 4 - 1)
     assert torch.equal(captured_window(captured), ours)
 
 
@@ -90,7 +95,7 @@ def test_melody_conditions_each_window_on_its_own_span():
         spans.append((start, end))
         return melody(start, end)
 
-    sampling = functools.partial(sampling_kwargs, GREEDY)
+    sampling = greedy(model)
     with_melody = generate_codes(model, text, windows, sampling, conditioning=conditioning)
     assert spans == [(0, 100), (50, 150), (100, 180)]
     features = melody.features(100, 180)

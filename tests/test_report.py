@@ -15,7 +15,7 @@ import pytest
 from musicsweep import VariantGenerator, run_sweep
 from musicsweep.cli.pull import main as auto_pull_main
 from musicsweep.cli.report import main
-from musicsweep.layout import SweepDir
+from musicsweep.layout import MANIFEST_WAY_OUT, SweepDir
 from musicsweep.report.build import first_error_line, write_report
 from musicsweep.report.grid import build_grid
 from tests.synthetic_sweep import RATE, FakeClip, music_like, write_synthetic_sweep
@@ -203,7 +203,7 @@ def test_main_rejects_a_bad_manifest_before_writing(crafted: SweepDir, capsys: p
     crafted.manifest.write_text(json.dumps(manifest))
     assert main([str(crafted.root)]) == 2
     error = capsys.readouterr().err.strip()
-    assert error == f"error: {crafted.manifest}: key 'jobs.{job_id}.output_name': missing"
+    assert error == f"error: {crafted.manifest}: key 'jobs.{job_id}.output_name': missing; {MANIFEST_WAY_OUT}"
     assert not crafted.report_dir.exists()
 
 

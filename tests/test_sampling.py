@@ -15,8 +15,8 @@ DRAWS = 40_000
 
 
 def frequencies(sampler: CodeSampler, logits: torch.Tensor) -> torch.Tensor:
-    torch.manual_seed(0)
-    picks = sampler.sample(logits.expand(DRAWS, -1).clone())
+    uniform = torch.rand((DRAWS, 1), generator=torch.Generator().manual_seed(0))
+    picks = sampler.sample(logits.expand(DRAWS, -1).clone(), uniform)
     return torch.bincount(picks.flatten(), minlength=logits.shape[-1]).float() / DRAWS
 
 
@@ -49,7 +49,7 @@ def test_no_top_k_samples_the_whole_vocabulary():
 def test_guidance_is_applied_once_whether_or_not_musicgen_guides_after_us():
     conditional = torch.tensor([[0.0, 1.0, 0.9]])
     unconditional = torch.tensor([[0.0, 1.0, 0.0]])
-    sampler = CodeSampler(GenerationParams(guidance_scale=3.0, top_k=1))
+    sampler = CodeSampler(GenerationParams(guidance_scale=3.0, top_k=1), draws=torch.zeros(2, 1, 1))
     input_ids = torch.zeros(1, 5, dtype=torch.long)
     # guided = uncond + 3 * (cond - uncond) = [0, 1, 2.7]: code 2, though the conditional alone picks 1
     scores = sampler(input_ids, torch.cat([conditional, unconditional]))
@@ -60,13 +60,15 @@ def test_guidance_is_applied_once_whether_or_not_musicgen_guides_after_us():
     assert sampler(input_ids, already_guided).argmax(dim=-1).tolist() == [2]
 
 
-def test_same_seed_same_codes():
+def test_as_a_logits_processor_it_takes_its_windows_draws_step_by_step():
     logits = torch.randn(8, 2048, generator=torch.Generator().manual_seed(1))
-    sampler = CodeSampler(GenerationParams())
-    torch.manual_seed(5)
-    first = sampler.sample(logits)
-    torch.manual_seed(5)
-    assert torch.equal(first, sampler.sample(logits))
+    draws = torch.rand((3, 8, 1), generator=torch.Generator().manual_seed(5))
+    sampler = CodeSampler(GenerationParams(), draws)
+    input_ids = torch.zeros(8, 1, dtype=torch.long)
+    for step in range(3):
+        picked = sampler(input_ids, logits).argmax(dim=-1, keepdim=True)
+        assert torch.equal(picked, sampler.sample(logits, draws[step]))
+    assert sampler.step == 3
 
 
 def test_prefill_projects_only_the_last_position_and_it_is_unchanged():
@@ -83,9 +85,8 @@ def test_prefill_projects_only_the_last_position_and_it_is_unchanged():
     assert after.shape == full.shape  # the hooks are gone afterwards
 
 
-def test_a_draw_at_the_very_top_of_the_distribution_never_picks_an_excluded_code(monkeypatch):
+def test_a_draw_at_the_very_top_of_the_distribution_never_picks_an_excluded_code():
     probs = torch.tensor([[0.6, 0.3, 0.1]])
     sampler = CodeSampler(GenerationParams(top_k=0, top_p=0.8))  # keeps codes 0 and 1
-    # float rounding can make rand() * total equal the total: the largest possible draw
-    monkeypatch.setattr(torch, "rand", lambda size, device=None: torch.ones(size))
-    assert sampler.sample(probs.log()).tolist() == [[1]]
+    # float rounding can make a draw times the total equal the total: the largest possible draw
+    assert sampler.sample(probs.log(), torch.ones(1, 1)).tolist() == [[1]]

@@ -1,13 +1,11 @@
 """`engine.token_loop: fast` against transformers' generate: the same codes, token for token, on CPU.
 
-The fast loop feeds `CodeSampler` the same rows in the same order as transformers does, so with
-the same seed both token loops draw the same codes, whether greedy (top_k=1) or sampled; windows after
-the first check the long-form continuation.
+The fast loop feeds `CodeSampler` the same rows in the same order as transformers does, and the
+same draws from each clip's stream, so with the same seeds both token loops draw the same codes,
+whether greedy (top_k=1) or sampled; windows after the first check the long-form continuation.
 """
 
 from __future__ import annotations
-
-import functools
 
 import numpy as np
 import pytest
@@ -17,8 +15,9 @@ from musicsweep.config import EngineConfig
 from musicsweep.engine import load_engine, steps
 from musicsweep.engine.loading import torch_threads
 from musicsweep.engine.longform import Window, generate_codes, plan_windows
-from musicsweep.engine.sampling import CodeSampler, sampling_kwargs
+from musicsweep.engine.sampling import CodeSampler, stream_sampling
 from musicsweep.engine.steps import StaticSteps, StepsCache
+from musicsweep.engine.streams import ClipStreams
 from musicsweep.engine.tiny import build_small_sized_model, build_tiny_model
 from musicsweep.engine.token_loop import TokenLoop, run_token_loop
 from musicsweep.engine.transformer import CachedTransformer
@@ -30,6 +29,7 @@ pytestmark = (
 
 GREEDY = GenerationParams(top_k=1)
 PROMPTS = ["warm piano", "a much longer prompt about dark techno"]
+SEEDS = [11, 12]
 # 2 s windows continued by 1 s strides: 100 + 50 + 30 frames, the later windows prompted with 50
 SHORT_WINDOWS = plan_windows(180, 50, 1.0, window_s=2.0)
 
@@ -48,11 +48,10 @@ def tiny():
 
 def both_loops(model, tokenizer, windows: list[Window], params: GenerationParams, make_steps=None):
     inputs = dict(tokenizer(text=PROMPTS, padding=True, return_tensors="pt"))
-    torch.manual_seed(11)
-    expected = generate_codes(model, inputs, windows, functools.partial(sampling_kwargs, params))
-    torch.manual_seed(11)
+    streams = ClipStreams(SEEDS, int(model.decoder.num_codebooks), "cpu")
+    expected = generate_codes(model, inputs, windows, stream_sampling(params, streams))
     extra = {} if make_steps is None else {"make_steps": make_steps}
-    fast = run_token_loop(CachedTransformer(model), inputs, windows, CodeSampler(params), **extra)
+    fast = run_token_loop(CachedTransformer(model), inputs, windows, CodeSampler(params), streams, **extra)
     return expected, fast
 
 

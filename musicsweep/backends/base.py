@@ -114,7 +114,8 @@ def balanced_shards(jobs: list[Job], slots: list[tuple[str, float]]) -> list[Sha
     Jobs are sorted by group so each shard holds contiguous runs of one (model, params, duration),
     then cut into nearly equal consecutive pieces, one per slot (fewer when there are few jobs).
     """
-    ordered = sorted(jobs, key=lambda j: (j.model, repr(j.params), j.duration_s, j.job_id))
+    params = {job.params: repr(job.params) for job in jobs}  # one repr per distinct params, not per job
+    ordered = sorted(jobs, key=lambda j: (j.model, params[j.params], j.duration_s, j.job_id))
     count = min(len(slots), len(ordered))
     shards = []
     start = 0

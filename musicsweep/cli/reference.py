@@ -36,6 +36,7 @@ SECTIONS = {
     "backends.slurm": "musicsweep.backends.slurm.settings:SlurmConfig",
     "backends.ec2": "musicsweep.backends.ec2.config:EC2Config",
     "backends.runpod": "musicsweep.backends.runpod.settings:RunPodSettings",
+    "backends.ray": "musicsweep.backends.ray.settings:RayConfig",
 }
 NOT_KEYS = {"source", "base_dir"}  # Config fields set by the loader, not read from the file
 

@@ -1,53 +1,48 @@
 """Generate batches of clips of exactly the requested length from a loaded MusicGen.
 
-Reproducibility: a batch draws all its samples from one RNG stream, seeded from its clips' seeds
-in order (`batch_seed`). Re-running the same jobs in the same batch composition (same clips, same
-order, same batch size, same device and dtype) gives the same WAVs bit for bit; both token loops
+Reproducibility: each clip draws its samples from its own random stream, keyed by its seed, its
+window and the step (`engine.streams`). The same clip (prompt, seed, duration, parameters, inputs)
+on the same model, device and dtype gives the same WAV bit for bit, whatever its batch mates, their
+order and the batch size (a back-off to smaller batches included), and whether it was made in one
+go or resumed from a window checkpoint (`engine.checkpoint`) in another batch
+(tests/test_streams.py), given logits that do not depend on the batch either, which
+`engine.invariance` arranges in float32 on CPU (its docstring says where it stops). Both token loops
 (`engine.token_loop`) draw the same codes from the same logits, so in float32 on CPU they give the
-same WAVs too (tests/test_token_loop.py), while other dtypes and devices may round them apart. When the
-composition changes (other batch mates, another order, a smaller batch after out-of-memory
-back-off, a re-run of only the failed clips) each clip is still a valid sample for its prompt,
-but a different one: its seed no longer reproduces the earlier audio. The same holds for a batch
-resumed from window checkpoints (`engine.checkpoint`): with the checkpoint's RNG state it continues
-the stream bit for bit; without it (clips checkpointed in other batches) it continues their codes
-from a stream seeded from its seeds and the window it resumes after, so that too is reproducible.
+same WAVs too (tests/test_token_loop.py), while other dtypes and devices may round the logits apart.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from musicsweep.config import EngineConfig
 from musicsweep.engine.batching import auto_batch_size, check_injected_failure
-from musicsweep.engine.checkpoint import WindowCallback, WindowCheckpoint, capture_rng, restore_rng
+from musicsweep.engine.checkpoint import WindowCallback, WindowCheckpoint
 from musicsweep.engine.codec import SpanCodec
 from musicsweep.engine.inputs import ClipInputs, MelodyConditioning, encode_prompts
+from musicsweep.engine.invariance import TEXT_TOKENS, extra_clips, padded
 from musicsweep.engine.loading import LoadedModel, load_model, torch_threads
 from musicsweep.engine.longform import WINDOW_S, Window, generate_codes, plan_windows
 from musicsweep.engine.normalize import normalize
-from musicsweep.engine.sampling import sampling_kwargs
+from musicsweep.engine.sampling import is_guided, stream_sampling
+from musicsweep.engine.streams import ClipStreams
 from musicsweep.job import GenerationParams
 
 
-def batch_seed(seeds: list[int], windows_done: int = 0) -> int:
-    """One RNG seed for a batch, from its clips' seeds in order (and the window it resumes after):
-    same composition, same audio."""
-    text = ",".join(str(int(s)) for s in seeds) + (f"@{windows_done}" if windows_done else "")
-    digest = hashlib.sha256(text.encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
 class MusicEngine:
-    """A model loaded once per process, generating batches of same-length clips."""
+    """A model loaded once per process, generating batches of same-length clips.
 
-    def __init__(self, loaded: LoadedModel, config: EngineConfig) -> None:
+    `streams` makes a batch's random draws from its seeds (`engine.streams`); benchmarks/engine.py
+    swaps in one shared stream to time what per-clip streams cost."""
+
+    def __init__(self, loaded: LoadedModel, config: EngineConfig, streams: type[ClipStreams] = ClipStreams) -> None:
         self.loaded = loaded
         self.config = config
+        self.streams = streams
         self._fast_loop: Any = None
 
     @property
@@ -71,39 +66,41 @@ class MusicEngine:
         """Return one float32 array per prompt: (samples,) from a mono model, (samples, 2) from a stereo one.
 
         A clip is exactly `duration_s * sampling_rate` samples, less its audio prompt's when
-        `inputs` drops it. `resume` (a checkpoint of these clips) skips the windows it holds,
-        continuing its RNG state if it has one; `on_window` gets a checkpoint after each window and
-        may raise `StopAtWindow` to end there. `inputs` holds melodies and audio prompts
+        `inputs` drops it. `resume` (a checkpoint of these clips, made in any batch) skips the
+        windows it holds; `on_window` gets a checkpoint after each window and may raise
+        `StopAtWindow` to end there. `inputs` holds melodies and audio prompts
         (`engine.inputs`).
         """
         import torch
 
-        check_injected_failure(len(prompts))
+        count = len(prompts)
+        check_injected_failure(count)
         inputs = inputs or ClipInputs()
         model, tokenizer = self.loaded.model, self.loaded.tokenizer
         device = self.loaded.device
+        # copies of the first clip that keep the logits batch-invariant, dropped before decoding
+        extra = extra_clips(count, is_guided(params.guidance_scale), device)
+        prompts, seeds = padded(prompts, extra), padded(seeds, extra)
+        melodies, audio_prompts = padded(inputs.melodies, extra), padded(inputs.audio_prompts, extra)
+        inputs = replace(inputs, melodies=melodies, audio_prompts=audio_prompts)
         total_frames = int(np.ceil(duration_s * self.loaded.frame_rate))
         codes = encode_prompts(model, inputs.audio_prompts, device) if inputs.audio_prompts else None
         prompt_frames = 0 if codes is None else codes.shape[-1]
         stride_s = params.extend_stride_s
         windows = plan_windows(total_frames, self.loaded.frame_rate, stride_s, prompt_frames=prompt_frames)
-        text = tokenizer(text=prompts, padding=True, return_tensors="pt").to(device)
+        text = tokenizer(text=prompts, padding=True, pad_to_multiple_of=TEXT_TOKENS, return_tensors="pt").to(device)
         done = 0
-        if resume is not None and self.fits(resume, len(prompts), windows):
+        if resume is not None and self.fits(resume, count, windows):
             codes, done = resume.codes.to(device), resume.windows_done
-            if resume.rng_state is None:
-                torch.manual_seed(batch_seed(seeds, done))
-            else:
-                restore_rng(resume.rng_state, device)
-        else:
-            torch.manual_seed(batch_seed(seeds))
+            codes = torch.cat([codes, codes[:1].expand(extra, -1, -1)]) if extra else codes
         spans = SpanCodec(model, total_frames, background=device == "cpu")
         counter = iter(range(done + 1, len(windows) + 1))
 
         def after_window(so_far: Any) -> None:
+            so_far = so_far[:count]
             spans.feed(so_far)
             if on_window is not None:
-                checkpoint = WindowCheckpoint(next(counter), len(windows), so_far.cpu().clone(), capture_rng(device))
+                checkpoint = WindowCheckpoint(next(counter), len(windows), so_far.cpu().clone())
                 on_window(checkpoint)
 
         melody = None
@@ -112,9 +109,10 @@ class MusicEngine:
         with torch_threads(self.loaded.threads):
             try:
                 if codes is not None:
-                    spans.feed(codes)  # the prompt's or checkpoint's windows decode while the rest generate
-                codes = self.generate_codes(dict(text), windows[done:], params, codes, after_window, melody)
-                audio = spans.finish(codes)
+                    spans.feed(codes[:count])  # the prompt's or checkpoint's windows decode while the rest generate
+                rest = windows[done:]
+                codes = self.generate_codes(dict(text), rest, params, seeds, codes, after_window, melody, done)
+                audio = spans.finish(codes[:count])
             finally:
                 spans.close()
         skip = 0 if inputs.prompt_in_output else inputs.prompt_samples
@@ -136,14 +134,19 @@ class MusicEngine:
         inputs: dict[str, Any],
         windows: list[Window],
         params: GenerationParams,
+        seeds: list[int],
         codes: Any = None,
         on_window: Callable[[Any], None] | None = None,
         melody: MelodyConditioning | None = None,
+        first: int = 0,
     ) -> Any:
-        """The undelayed codes of every window, by `engine.token_loop`: fast where `TokenLoop.supports`
-        the model (MusicGen and MusicGen-stereo, audio prompts included), else transformers' `generate`
-        (MusicGen-Melody, with or without a melody)."""
+        """The undelayed codes of every window (`windows[0]` is the clip's window `first`), by
+        `engine.token_loop`: fast where `TokenLoop.supports` the model (MusicGen and MusicGen-stereo,
+        audio prompts included), else transformers' `generate` (MusicGen-Melody, with or without a melody).
+
+        Each clip draws from its own stream (`self.streams`)."""
         model = self.loaded.model
+        streams = self.streams(seeds, self.loaded.num_codebooks, self.loaded.device)
         if self.config.token_loop == "fast":
             from musicsweep.engine.token_loop import TokenLoop
 
@@ -151,9 +154,9 @@ class MusicEngine:
                 if self._fast_loop is None:
                     window_frames = int(round(WINDOW_S * self.loaded.frame_rate))
                     self._fast_loop = TokenLoop(model, self.loaded.device, window_frames)
-                return self._fast_loop(inputs, windows, params, codes, on_window)
-        sampling = functools.partial(sampling_kwargs, params)
-        return generate_codes(model, inputs, windows, sampling, codes, on_window, melody)
+                return self._fast_loop(inputs, windows, params, streams, codes, on_window, first)
+        sampling = stream_sampling(params, streams)
+        return generate_codes(model, inputs, windows, sampling, codes, on_window, melody, first)
 
     def _finish(self, clip: np.ndarray, samples: int) -> np.ndarray:
         """Trim the last partial frame (or pad a rounding sample) to the exact length, then set the level.

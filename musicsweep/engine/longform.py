@@ -108,21 +108,23 @@ def generate_codes(
     model: Any,
     inputs: dict[str, Any],
     windows: list[Window],
-    sampling: Callable[[], dict[str, Any]],
+    sampling: Callable[[int, int], dict[str, Any]],
     codes: Any = None,
     on_window: Callable[[Any], None] | None = None,
     conditioning: Callable[[int, int], dict[str, Any]] | None = None,
+    first: int = 0,
 ) -> Any:
     """Run the windows; returns the undelayed codes (B, K, total_frames) of the whole clip.
 
-    `sampling` gives each window's generate() keywords afresh (MusicGen appends to a processor list).
-    `codes` are those of earlier windows (or an audio prompt's) when resuming; `on_window(codes)`
-    sees them after each window; `conditioning(start, end)` gives generate() keywords for the
-    window over frames start..end (a melody's chroma).
+    `sampling(index, steps)` gives the generate() keywords of the clip's window `index` (`first` is
+    the index of `windows[0]`) afresh, MusicGen appending to its processor list. `codes` are those
+    of earlier windows (or an audio prompt's) when resuming; `on_window(codes)` sees them after each
+    window; `conditioning(start, end)` gives generate() keywords for the window over frames
+    start..end (a melody's chroma).
     """
     import torch
 
-    for window in windows:
+    for index, window in enumerate(windows, start=first):
         extra = {}
         done = 0 if codes is None else codes.shape[-1]
         if window.context_frames:
@@ -132,7 +134,7 @@ def generate_codes(
             extra |= conditioning(done - window.context_frames, done + window.new_frames)
         steps = window.new_frames + delay_steps(model) - 1
         with capture_codes(model) as captured, last_position_logits(model), torch.no_grad():
-            model.generate(**inputs, **sampling(), **extra, max_new_tokens=steps)
+            model.generate(**inputs, **sampling(index, steps), **extra, max_new_tokens=steps)
         window_codes = captured_window(captured)
         expected = window.context_frames + window.new_frames
         if window_codes.shape[-1] != expected:

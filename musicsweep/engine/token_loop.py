@@ -13,7 +13,8 @@ per-step overhead:
   window's codes or an audio prompt's (`DelayedWindow`). delay(k) is k, or k // 2 for a stereo
   model, whose left and right codebooks alternate and share their delay;
 - the sampler is `CodeSampler`, fed the same (batch * codebooks) rows in the same order as under
-  transformers, so the same seed draws the same codes with either token loop.
+  transformers and the same draws from each clip's own stream (`streams.ClipStreams`), so the same
+  seeds draw the same codes with either token loop.
 
 On CUDA each step replays a CUDA graph (`steps.GraphedSteps`); elsewhere it runs eagerly.
 """
@@ -27,8 +28,9 @@ from typing import Any
 import torch
 
 from musicsweep.engine.longform import Window
-from musicsweep.engine.sampling import CodeSampler
+from musicsweep.engine.sampling import CodeSampler, is_guided
 from musicsweep.engine.steps import EagerSteps, GraphedSteps, StepsCache, eager_steps
+from musicsweep.engine.streams import ClipStreams
 from musicsweep.engine.transformer import CachedTransformer, TextKV
 from musicsweep.job import GenerationParams
 
@@ -76,18 +78,13 @@ class DelayedWindow:
         return self.codes.gather(2, index.expand(batch, -1, -1))
 
 
-def is_guided(guidance_scale: float) -> bool:
-    """transformers' rule: guidance (and its unconditional rows) only above a scale of 1."""
-    return guidance_scale is not None and guidance_scale > 1
-
-
 def encode_text(transformer: CachedTransformer, inputs: dict[str, Any], guided: bool) -> TextKV:
     """Run the text encoder once for the batch and project its cross-attention keys and values."""
     hidden = transformer.model.text_encoder(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
     return transformer.text_kv(hidden.last_hidden_state, inputs["attention_mask"], guided)
 
 
-def sample_codes(sampler: CodeSampler, logits: torch.Tensor, guided: bool) -> torch.Tensor:
+def sample_codes(sampler: CodeSampler, logits: torch.Tensor, guided: bool, uniform: torch.Tensor) -> torch.Tensor:
     """(rows, codebooks, vocab) logits -> (batch, codebooks) codes, rows ordered as transformers orders them."""
     logits = logits.float()
     if guided:
@@ -96,14 +93,17 @@ def sample_codes(sampler: CodeSampler, logits: torch.Tensor, guided: bool) -> to
         batch = conditional.shape[0]
     else:
         scores, batch = logits.flatten(0, 1), logits.shape[0]
-    return sampler.sample(scores).view(batch, -1)
+    return sampler.sample(scores, uniform).view(batch, -1)
 
 
-def run_window(steps: EagerSteps, delayed: DelayedWindow, sampler: CodeSampler, guided: bool) -> None:
-    """Fill `delayed`'s free positions: prefill its first context + 1 positions, then one step per position."""
+def run_window(
+    steps: EagerSteps, delayed: DelayedWindow, sampler: CodeSampler, guided: bool, draws: torch.Tensor
+) -> None:
+    """Fill `delayed`'s free positions: prefill its first context + 1 positions, then one step per
+    position, the i-th sampled with `draws[i]`."""
     logits = steps.prefill(delayed.codes[:, :, : delayed.context + 1])
-    for position in range(delayed.context + 1, delayed.length):
-        column = delayed.put(position, sample_codes(sampler, logits, guided))
+    for step, position in enumerate(range(delayed.context + 1, delayed.length)):
+        column = delayed.put(position, sample_codes(sampler, logits, guided, draws[step]))
         if position + 1 < delayed.length:
             logits = steps.step(column, position)
 
@@ -113,14 +113,17 @@ def run_token_loop(
     inputs: dict[str, Any],
     windows: list[Window],
     sampler: CodeSampler,
+    streams: ClipStreams,
     make_steps: Callable[..., EagerSteps] = eager_steps,
     codes: torch.Tensor | None = None,
     on_window: Callable[[torch.Tensor], None] | None = None,
+    first: int = 0,
 ) -> torch.Tensor:
     """Run the windows; returns the undelayed codes (batch, codebooks, total_frames), as `longform.generate_codes`.
 
-    `make_steps(transformer, rows, capacity, text, repeat)` gives the step runner (see `steps`); `codes`
-    and `on_window` are as in `longform.generate_codes` (resuming, checkpoints).
+    `make_steps(transformer, rows, capacity, text, repeat)` gives the step runner (see `steps`); window
+    `first + i` draws from `streams.window(first + i, ...)`; `codes`, `on_window` and `first` are as
+    in `longform.generate_codes` (resuming, checkpoints).
     """
     codebooks = transformer.num_codebooks
     delays = transformer.delays
@@ -133,10 +136,11 @@ def run_token_loop(
         steps = make_steps(transformer, repeat * batch, capacity, encode_text(transformer, inputs, guided), repeat)
         if codes is None:
             codes = torch.empty((batch, codebooks, 0), dtype=torch.long, device=transformer.device)
-        for window in windows:
+        for index, window in enumerate(windows, start=first):
             prompt = codes[:, :, codes.shape[-1] - window.context_frames :] if window.context_frames else None
             delayed = DelayedWindow.start(prompt, batch, delays, window, pad)
-            run_window(steps, delayed, sampler, guided)
+            draws = streams.window(index, delayed.length - delayed.context - 1)
+            run_window(steps, delayed, sampler, guided, draws)
             codes = torch.cat([codes, delayed.new_frames()], dim=-1)
             if on_window is not None:
                 on_window(codes)
@@ -163,8 +167,12 @@ class TokenLoop:
         inputs: dict[str, Any],
         windows: list[Window],
         params: GenerationParams,
+        streams: ClipStreams,
         codes: torch.Tensor | None = None,
         on_window: Callable[[torch.Tensor], None] | None = None,
+        first: int = 0,
     ) -> torch.Tensor:
         sampler = CodeSampler(params)
-        return run_token_loop(self.transformer, inputs, windows, sampler, self.make_steps, codes, on_window)
+        return run_token_loop(
+            self.transformer, inputs, windows, sampler, streams, self.make_steps, codes, on_window, first
+        )

@@ -125,14 +125,16 @@ class S3Store(Store):
         """Upload with a checksum, then HEAD and compare size and ETag; a mismatch raises TransferMismatch.
 
         One PUT with Content-MD5 below the threshold (the server refuses a torn body); multipart
-        above it (S3 shows the object only once the upload completes), whose ETag is checked
+        above it (S3 shows the object only once the upload completes), each part with its SHA-256
+        (`x-amz-checksum-sha256`, checked by the server), the whole then checked by its ETag
         against the MD5s of our own parts.
         """
         path = Path(path)
         if path.stat().st_size < self.transfer.multipart_threshold:
             self.put_bytes(key, path.read_bytes())
         else:
-            self.client.upload_file(str(path), self.bucket, self._key(key), Config=self.transfer)
+            extra = {"ChecksumAlgorithm": "SHA256"}  # each part carries its SHA-256: the server refuses a torn part
+            self.client.upload_file(str(path), self.bucket, self._key(key), ExtraArgs=extra, Config=self.transfer)
         info = self.info(key)
         if info is None or not etag_matches(path, info, self.transfer.multipart_chunksize):
             found = "nothing" if info is None else f"{info.size} bytes, ETag {info.etag}"

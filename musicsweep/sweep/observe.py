@@ -129,6 +129,20 @@ def observe(
             beats[key] = read_heartbeat(store, sweep.name, entry.launch, entry.worker)
         return beats[key]
 
+    quiet: dict[tuple, float | None] = {}
+
+    def quiet_s_of(job_id: str) -> float | None:
+        """How long the job's worker has gone without progress: one look per worker, not per job."""
+        entry = manifest.jobs[job_id]
+        key = (entry.launch, entry.worker)
+        if key not in quiet:
+            beat = beat_of(job_id)
+            quiet[key] = None
+            if beat is not None and "progress" in beat and entry.launch is not None and entry.worker is not None:
+                age_s = heartbeat_age_s(store, sweep.name, entry.launch, entry.worker, beat, sightings)
+                quiet[key] = float(beat.get("time", beat["progress"])) - float(beat["progress"]) + age_s
+        return quiet[key]
+
     dead = dead_launches(sweep, manifest)
     for job_id, state in observation.states.items():
         entry = manifest.jobs[job_id]
@@ -143,17 +157,13 @@ def observe(
                 observation.states[job_id] = JobState.FAILED
                 observation.reasons[job_id] = f"worker never started within {recovery.start_timeout_minutes:g} min"
         elif state == JobState.RUNNING:
-            beat = beat_of(job_id)
+            quiet_s = quiet_s_of(job_id)
             limit_s = stall_after_s(recovery, manifest, entry.launch, entry.worker)
-            if beat is not None and "progress" in beat and entry.launch is not None and entry.worker is not None:
-                age_s = heartbeat_age_s(store, sweep.name, entry.launch, entry.worker, beat, sightings)
-                quiet_s = float(beat.get("time", beat["progress"])) - float(beat["progress"]) + age_s
-                if quiet_s > limit_s:
-                    since = time.strftime("%H:%M:%S", time.localtime(now - quiet_s))
-                    observation.states[job_id] = JobState.STALLED
-                    limit = f"{limit_s / 60:.0f} min"
-                    why = f"no clip finished since {since} though its heartbeat is fresh ({limit})"
-                    observation.reasons[job_id] = why
+            if quiet_s is not None and quiet_s > limit_s:
+                since = time.strftime("%H:%M:%S", time.localtime(now - quiet_s))
+                observation.states[job_id] = JobState.STALLED
+                limit = f"{limit_s / 60:.0f} min"
+                observation.reasons[job_id] = f"no clip finished since {since} though its heartbeat is fresh ({limit})"
         elif state == JobState.LOST:
             expires = lease_expiry(store, sweep, manifest, job_id, recovery, sightings, now)
             if expires is None:  # nothing in the store: a lease after we first saw it lost

@@ -55,9 +55,7 @@ class BatchRunner:
             resume = partial.load(self.context.store, part)
             checkpoint = resume.checkpoint if resume else None
             if checkpoint is not None:
-                how = "same batch: bit for bit" if resume.same_batch else "other batch: a fresh RNG stream"
-                window = f"{checkpoint.windows_done}/{checkpoint.windows_total}"
-                log(f"resuming {len(part)} clip(s) after window {window} ({how})")
+                log(f"resuming {len(part)} clip(s) after window {checkpoint.windows_done}/{checkpoint.windows_total}")
             prompts, seeds = [j.prompt for j in part], [j.seed for j in part]
             on_window = functools.partial(self.window_done, part, partial.paid_before(resume, part), started)
             inputs = self.inputs.for_batch(part)

@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     worker_paths = WorkerPaths(context.work_dir, sweep, context.worker_id)
     lifetime = lambda: worker.lifetime.record(finished=False)  # noqa: E731
     tally = worker.tally
-    takes, rate = (lambda: worker.taking), (lambda: tally.rate)
+    takes, rate = (lambda: worker.taking and not stop.requested), (lambda: tally.rate)
     heartbeat = Heartbeat(context, worker_paths, lifetime, claims, lambda: tally.last_progress, takes, rate)
     heartbeat.start()
     log(f"worker {context.worker_id}/{context.num_workers} on {context.host}: {len(jobs)} job(s)")

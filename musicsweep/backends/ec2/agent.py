@@ -18,24 +18,14 @@ from pathlib import Path
 
 from musicsweep.contract import SWEEP, WorkerEnv
 from musicsweep.errors import MusicsweepError
-from musicsweep.layout import JobPaths, SweepDir, WorkerPaths
+from musicsweep.layout import SweepDir, WorkerPaths
 from musicsweep.store import open_store
 from musicsweep.store.base import Store
+from musicsweep.store.shards import fetch_shard
 from musicsweep.worker.finish import exit_reason, mark_unfinished
 
 NOTICE_FILE = "spot-notice.json"
 logger = logging.getLogger(__name__)
-
-
-def fetch(store: Store, sweep: SweepDir, launch_id: str, worker_id: int, specs_sha256: str) -> list[str]:
-    """Download this shard's specs and the launch's spec list into the sweep folder, unread (the
-    worker checks them before it unpickles any: `worker.specs`); returns the shard's job ids."""
-    job_ids = store.get_json(sweep.keys.shard(launch_id, worker_id))["jobs"]
-    if specs_sha256:
-        store.get_file(sweep.keys.spec_list(specs_sha256), sweep.spec_list(specs_sha256))
-    for job_id in job_ids:
-        store.get_file(sweep.keys.spec(job_id), JobPaths(sweep.root, sweep.name, job_id, "").spec)
-    return job_ids
 
 
 def finish(store: Store, sweep: SweepDir, launch_id: str, worker_id: int, status: int) -> list[str]:
@@ -65,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep = SweepDir(Path(env.job_dir).parent, env.launch.sweep)
     launch_id, worker_id = env.launch.launch_id, env.worker_id
     if args.action == "fetch":
-        job_ids = fetch(store, sweep, launch_id, worker_id, env.launch.specs_sha256)
+        job_ids = fetch_shard(store, sweep, launch_id, worker_id, env.launch.specs_sha256)
         logger.info(f"fetched {len(job_ids)} job spec(s)")
     else:
         marked = finish(store, sweep, launch_id, worker_id, args.status)

@@ -53,6 +53,7 @@ from musicsweep.states import JobState, job_states
 from musicsweep.store import open_store
 from musicsweep.store.base import Store
 from musicsweep.store.pull import pull_results
+from musicsweep.store.shards import put_specs
 
 logger = logging.getLogger(__name__)
 
@@ -177,12 +178,8 @@ class EC2Backend(Backend):
         ]
         for work in works:  # the size check again, with the real values, before any instance starts
             render_user_data(self.settings, work, env, self._where("instances"))
-        specs_sha256 = LaunchEnv.from_env(launch.env).specs_sha256
-        if specs_sha256:  # the list instances fetch with their specs; the environment vouches for it
-            self.store.put_file(sweep.keys.spec_list(specs_sha256), sweep.spec_list(specs_sha256))
-        for shard in shards:  # the shard lists are in the store already (`sweep.launch.write_shard_lists`)
-            for job in shard.jobs:
-                self.store.put_file(sweep.keys.spec(job.job_id), sweep.job(job).spec)
+        jobs = [job for shard in shards for job in shard.jobs]
+        put_specs(self.store, sweep, jobs, LaunchEnv.from_env(launch.env).specs_sha256)
         blocked = Blocked()
         started: dict[str, StartedInstance] = {}
         try:
