@@ -154,12 +154,13 @@ def test_drill_outage_past_the_budget_then_restart_uploads_the_spool(
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path):
-    """A 160 KB tmpfs (room for one 2 s clip), remountable bigger; needs root, as CI has."""
+    """A 168 KB tmpfs (room for one 2 s clip and the small files beside it: markers, claims, the
+    launch's shard list), remountable bigger; needs root, as CI has."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root (CI runs as root)")
     folder = tmp_path / "full-store"
     folder.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(folder)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=168k", "tmpfs", str(folder)], check=True)
     try:
         yield folder
     finally:
