@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from musicsweep.backends.base import Backend
@@ -24,12 +24,14 @@ from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir
 from musicsweep.manifest import Manifest
 from musicsweep.states import FINISHED_STATES, JobState
+from musicsweep.store import open_store
 from musicsweep.store.retry import is_transient
 from musicsweep.store.sightings import Sightings
 from musicsweep.store.verify import local_wav_problem
 from musicsweep.sweep.observe import Observation, observe
 from musicsweep.sweep.polling import schedule_for
 from musicsweep.sweep.relaunch import judge, relaunch_jobs
+from musicsweep.sweep.takers import live_takers
 from musicsweep.sweep.trackers import LostTracker, OrphanTracker, OutageTracker
 
 
@@ -84,13 +86,19 @@ def act_on(
     states: dict[str, JobState],
     orphans: OrphanTracker,
     kill_stalled: bool = False,
+    taking: Callable[[], set[tuple[str, int]]] | None = None,
 ) -> tuple[dict[str, JobState], list[str], list[dict[str, str]]]:
     """Act on one observation: backend actions, orphan (and stalled) kills, then a pull and a fresh
     cost report. Returns the states with `done_orphans` read as `done`, what was done, and the
-    report's rows."""
+    report's rows. `taking` names the (launch, worker) pairs still taking clips of the sweep's other
+    shards (`sweep.takers`): a worker whose own shard is done but which works for the sweep is no
+    orphan."""
     said = []
     backend.reconcile(sweep, manifest)
     due = orphans.due([job_id for job_id, state in states.items() if state == JobState.DONE_ORPHANS])
+    if due and taking is not None:
+        busy = taking()
+        due = [job_id for job_id in due if (manifest.jobs[job_id].launch, manifest.jobs[job_id].worker) not in busy]
     if due:
         said.append(f"killing the orphan worker(s) of {len(due)} finished job(s)")
         backend.kill_orphans(sweep, manifest, due)
@@ -147,13 +155,16 @@ def follow(
     schedule = schedule_for(backend.poll_interval_s, options.interval_s)
     written = manifest_written(sweep)
     sightings = Sightings()  # what each round saw of heartbeats and claims: their ages on our own clock
+    store = open_store(config.store)
+    lease_s = config.recovery.lease_s
+    taking = lambda: {(taker.launch, taker.worker) for taker in live_takers(store, sweep, sightings, lease_s)}  # noqa: E731
     while True:
         if manifest_written(sweep) != written:  # another command launched: follow its jobs too
             manifest, written = sweep.read_manifest(), manifest_written(sweep)
         try:
             seen = observe(sweep, manifest, backend, config, lost.first_lost, sightings=sightings)
             yield from map(Notice, lost.report(seen, manifest))
-            states, acted, rows = act_on(sweep, manifest, backend, seen.states, orphans, options.kill_stalled)
+            states, acted, rows = act_on(sweep, manifest, backend, seen.states, orphans, options.kill_stalled, taking)
             states = lost.apply(states)
         except Exception as error:
             if not is_transient(error):
