@@ -15,6 +15,7 @@ from pathlib import Path
 from musicsweep.contract import WorkerEnv
 from musicsweep.layout import StoreKeys
 from musicsweep.store.base import Store
+from musicsweep.worker.claims import read_latest
 from musicsweep.worker.context import WorkerContext
 
 
@@ -22,19 +23,33 @@ def exit_reason(status: int) -> str:
     return f"worker exited with status {status} before this clip"
 
 
-def mark_unfinished(store: Store, sweep: str, job_ids: list[str], reason: str, launch_id: str) -> list[str]:
-    """One marker listing, then a `.failed` holding `reason` for each job without a marker; returns
-    their ids. Only job ids are needed, so no spec is unpickled here."""
+def mark_unfinished(
+    store: Store, sweep: str, job_ids: list[str], reason: str, launch_id: str, worker_id: int
+) -> list[str]:
+    """One marker listing, then a `.failed` holding `reason` for each job without a marker that no
+    other worker is making (dynamic assignment: another machine may have taken it and hold its
+    live claim); returns their ids. Only job ids are needed, so no spec is unpickled here."""
     if not job_ids:
         return []
     keys = StoreKeys(sweep)
     markers = set(store.list(keys.markers))
     marked = []
     for job_id in job_ids:
-        if keys.done(job_id) not in markers and keys.failed(job_id, launch_id) not in markers:
-            store.put_bytes(keys.failed(job_id, launch_id), f"{reason}\n".encode())
-            marked.append(job_id)
+        if keys.done(job_id) in markers or keys.failed(job_id, launch_id) in markers:
+            continue
+        if held_by_another(store, keys, job_id, launch_id, worker_id):
+            continue
+        store.put_bytes(keys.failed(job_id, launch_id), f"{reason}\n".encode())
+        marked.append(job_id)
     return marked
+
+
+def held_by_another(store: Store, keys: StoreKeys, job_id: str, launch_id: str, worker_id: int) -> bool:
+    """True when the job's current claim is unreleased and another worker's than (launch, worker)."""
+    seen = read_latest(store, keys, job_id)
+    if seen is None or seen.claim is None or seen.claim.released is not None:
+        return False
+    return (seen.claim.owner.launch, seen.claim.owner.worker) != (launch_id, worker_id)
 
 
 def main(argv: list[str]) -> int:
@@ -43,7 +58,7 @@ def main(argv: list[str]) -> int:
     context = WorkerContext.of(env)
     sweep = env.launch.sweep or context.work_dir.name
     job_ids = [spec.stem for spec in specs]
-    marked = mark_unfinished(context.store, sweep, job_ids, exit_reason(status), context.launch_id)
+    marked = mark_unfinished(context.store, sweep, job_ids, exit_reason(status), context.launch_id, context.worker_id)
     print(f"[musicsweep] {len(marked)} unfinished clip(s) marked failed", flush=True)
     return 0
 
