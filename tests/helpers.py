@@ -35,6 +35,7 @@ from musicsweep.worker.claims import Claims, owner_of
 from musicsweep.worker.context import StopFlag, WorkerContext
 from musicsweep.worker.log import configure_logging
 from musicsweep.worker.loop import Worker
+from tests.fixtures.ec2 import EC2Project
 from tests.fixtures.ray import RayTestCluster
 from tests.fixtures.s3 import S3Bucket
 
@@ -326,3 +327,34 @@ def write_s3_config(project: Path, store_url: str, endpoint_url: str, batch_size
 def open_bucket_store(bucket: S3Bucket) -> S3Store:
     """The bucket as the launcher and workers see it."""
     return S3Store(StoreConfig(bucket.url, endpoint_url=bucket.server.endpoint_url, region="us-east-1"))
+
+
+def ec2_variants(count: int, duration_s: float) -> list[dict]:
+    return [
+        {"prompt": f"warm rhodes chords {i}", "duration_s": duration_s, "model": "tiny", "seed": i}
+        for i in range(count)
+    ]
+
+
+def generated_hashes(ec2_project: EC2Project, name: str, worker: int = 0) -> list[str]:
+    """The hash8 of every `generated NAME` line in the log of worker `worker` the last instance uploaded.
+
+    Claims are not generations: a worker stopped by a spot notice releases the clips it had claimed
+    ahead for its next batch, and the relaunched worker claims them again (a second generation of the
+    claim, one generation of the audio). A relaunched worker N uploads its log to the same key."""
+    body = (
+        ec2_project.bucket.server.client()
+        .get_object(Bucket=ec2_project.bucket.name, Key=f"musicsweep/{name}/logs/worker_{worker}.log")["Body"]
+        .read()
+    )
+    lines = [line for line in body.decode().splitlines() if "] generated " in line]
+    return [line.rsplit("_", 1)[-1].removesuffix(".wav") for line in lines]
+
+
+def assert_each_clip_once(ec2_project: EC2Project, name: str, job_ids: set[str], generated: list[str]) -> None:
+    """Every clip is in the store, was generated exactly once, and is marked done."""
+    keys = ec2_project.s3_keys(f"{name}/")
+    hashes = {job_id[:8] for job_id in job_ids}
+    assert {k.rsplit("_", 1)[-1].removesuffix(".wav") for k in keys if k.startswith(f"{name}/audio/")} == hashes
+    assert sorted(generated) == sorted(hashes)
+    assert {k.rsplit("/", 1)[-1] for k in keys if k.endswith(".done")} == {f"{j}.done" for j in job_ids}

@@ -18,14 +18,7 @@ from musicsweep.states import JobState
 from musicsweep.sweep.observe import observe
 from musicsweep.sweep.relaunch import judge, relaunch_jobs
 from tests.fixtures.ec2 import EC2Project, InstanceSandbox
-from tests.helpers import MakesFolder
-
-
-def variants(count: int, duration_s: float) -> list[dict]:
-    return [
-        {"prompt": f"warm rhodes chords {i}", "duration_s": duration_s, "model": "tiny", "seed": i}
-        for i in range(count)
-    ]
+from tests.helpers import MakesFolder, assert_each_clip_once, ec2_variants, generated_hashes
 
 
 def live_instance(ec2_project: EC2Project, name: str) -> str:
@@ -34,35 +27,11 @@ def live_instance(ec2_project: EC2Project, name: str) -> str:
     return live[0]["InstanceId"]
 
 
-def generated_hashes(ec2_project: EC2Project, name: str) -> list[str]:
-    """The hash8 of every `generated NAME` line in the worker log the last instance uploaded.
-
-    Claims are not generations: a worker stopped by a spot notice releases the clips it had claimed
-    ahead for its next batch, and the relaunched worker claims them again (a second generation of the
-    claim, one generation of the audio). Every instance runs worker 0 and uploads the same log key."""
-    body = (
-        ec2_project.bucket.server.client()
-        .get_object(Bucket=ec2_project.bucket.name, Key=f"musicsweep/{name}/logs/worker_0.log")["Body"]
-        .read()
-    )
-    lines = [line for line in body.decode().splitlines() if "] generated " in line]
-    return [line.rsplit("_", 1)[-1].removesuffix(".wav") for line in lines]
-
-
-def assert_each_clip_once(ec2_project: EC2Project, name: str, job_ids: set[str], generated: list[str]) -> None:
-    """Every clip is in the store, was generated exactly once, and is marked done."""
-    keys = ec2_project.s3_keys(f"{name}/")
-    hashes = {job_id[:8] for job_id in job_ids}
-    assert {k.rsplit("_", 1)[-1].removesuffix(".wav") for k in keys if k.startswith(f"{name}/audio/")} == hashes
-    assert sorted(generated) == sorted(hashes)
-    assert {k.rsplit("/", 1)[-1] for k in keys if k.endswith(".done")} == {f"{j}.done" for j in job_ids}
-
-
 def test_user_data_runs_the_shard_uploads_and_shuts_down(
     ec2_project: EC2Project, instance_sandbox: InstanceSandbox
 ) -> None:
     name = ec2_project.sweep_name()
-    plan = run_sweep(variants(2, 2), name, yes=True)
+    plan = run_sweep(ec2_variants(2, 2), name, yes=True)
     backend = ec2_project.backend()
     instance_id = live_instance(ec2_project, name)
     assert instance_sandbox.run(backend, instance_id) == 0
@@ -86,7 +55,7 @@ def test_spot_notice_mid_run_stops_and_relaunch_finishes_the_rest(
     ec2_project: EC2Project, instance_sandbox: InstanceSandbox
 ) -> None:
     name = ec2_project.sweep_name()
-    plan = run_sweep(variants(6, 4), name, yes=True)
+    plan = run_sweep(ec2_variants(6, 4), name, yes=True)
     job_ids = {job.job_id for job in plan.jobs}
     backend = ec2_project.backend()
     first = live_instance(ec2_project, name)
@@ -136,7 +105,7 @@ def test_a_spec_swapped_in_the_store_is_refused_unread(
     """Between the launch and the instance's start, one spec in the bucket is replaced by a pickle
     that would create a folder: the instance refuses it with the digest line and finishes the rest."""
     name = ec2_project.sweep_name()
-    plan = run_sweep(variants(3, 1), name, yes=True)
+    plan = run_sweep(ec2_variants(3, 1), name, yes=True)
     swapped = plan.jobs[1]
     made = tmp_path / "made-by-the-pickle"
     client, bucket = ec2_project.bucket.server.client(), ec2_project.bucket.name
@@ -160,7 +129,7 @@ def test_a_wheel_swapped_in_the_store_is_never_installed(
     """The wheel in the bucket is replaced after the launch: the instance stops before installing or
     running anything, naming it, and shuts down."""
     name = ec2_project.sweep_name()
-    run_sweep(variants(1, 1), name, yes=True)
+    run_sweep(ec2_variants(1, 1), name, yes=True)
     client, bucket = ec2_project.bucket.server.client(), ec2_project.bucket.name
     (wheel,) = [key for key in ec2_project.s3_keys("_packages/") if key.endswith(".whl")]
     client.put_object(Bucket=bucket, Key=f"musicsweep/{wheel}", Body=b"PK not the wheel the launcher built")

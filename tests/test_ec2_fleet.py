@@ -1,0 +1,88 @@
+"""Two EC2 instances of one launch, each running its user data in its own sandbox, with its own disk and
+metadata service: a spot notice on one, and the relaunch policy (`sweep.takers`) with the other alive.
+What the user pays for is counted: instances in moto, `generated` lines in the uploaded logs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from musicsweep import run_sweep
+from musicsweep.cli.pull import main as auto_pull
+from musicsweep.config import load_config
+from musicsweep.layout import SweepDir
+from musicsweep.states import JobState
+from musicsweep.store import open_store
+from musicsweep.store.sightings import Sightings
+from musicsweep.sweep.observe import observe
+from musicsweep.sweep.relaunch import judge, relaunch_jobs
+from musicsweep.sweep.takers import live_takers
+from tests.fixtures.ec2 import EC2Project, make_sandbox
+from tests.fixtures.imds import IMDS
+from tests.helpers import assert_each_clip_once, ec2_variants, generated_hashes
+
+EXIT_STOPPED = 75
+
+
+def instance_of_worker(ec2_project: EC2Project, name: str, worker: int) -> str:
+    """The instance that runs worker `worker` of the sweep's launch (its `musicsweep-worker` tag)."""
+    for instance in ec2_project.backend().instances(name, ("pending", "running")):
+        if {"Key": "musicsweep-worker", "Value": str(worker)} in instance.get("Tags", []):
+            return instance["InstanceId"]
+    raise AssertionError(f"no instance of worker {worker}")
+
+
+def until(condition, what: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not {what} after {timeout_s}s"
+        time.sleep(0.2)
+
+
+def test_spot_notice_on_one_of_two_the_other_takes_its_clips_and_no_instance_is_started(
+    ec2_project: EC2Project, second_imds: IMDS, tmp_path: Path
+) -> None:
+    """Instance A (worker 0) gets a spot notice as soon as its worker runs; instance B (worker 1), held
+    still meanwhile so it cannot finish first, takes A's clips. While B is live the relaunch policy
+    leaves A's failed clips to it: two instances in all, every clip generated once."""
+    ec2_project.configure(instances=2)
+    name = ec2_project.sweep_name()
+    plan = run_sweep(ec2_variants(6, 1), name, yes=True)
+    job_ids = {job.job_id for job in plan.jobs}
+    backend = ec2_project.backend()
+    a, b = instance_of_worker(ec2_project, name, 0), instance_of_worker(ec2_project, name, 1)
+    config = load_config()
+    sweep = SweepDir(config.sweeps_dir, name)
+    store = open_store(config.store)
+    shard_a = set(store.get_json(sweep.keys.shard(sweep.read_manifest().launches[-1].id, 0))["jobs"])
+    sandbox_a, sandbox_b = make_sandbox(tmp_path / "bin-a"), make_sandbox(tmp_path / "bin-b")
+
+    survivor = sandbox_b.start(backend, b, ec2_project.own_machine(backend, b, second_imds))
+    until(lambda: any(k.endswith(".heartbeat") for k in ec2_project.s3_keys(f"{name}/markers/worker_1.")), "B beating")
+    os.killpg(survivor.pid, signal.SIGSTOP)  # B makes nothing until A has stopped
+    try:
+        ec2_project.imds.interrupt()  # A's own metadata service: B's never announces one
+        assert sandbox_a.run(backend, a, ec2_project.own_machine(backend, a)) == EXIT_STOPPED
+    finally:
+        os.killpg(survivor.pid, signal.SIGCONT)
+    generated_a = generated_hashes(ec2_project, name, 0)
+
+    lease_s = config.recovery.lease_s
+    until(lambda: [t.worker for t in live_takers(store, sweep, Sightings(), lease_s)] == [1], "B live again")
+    manifest = sweep.read_manifest()
+    states = backend.poll(sweep, manifest)
+    left = {job_id for job_id, state in states.items() if state == JobState.FAILED}
+    assert left == {job_id for job_id in shard_a if job_id[:8] not in generated_a} and left
+    verdict = judge(observe(sweep, manifest, backend, config), manifest, config, sweep, states, time.time() + 60)
+    assert verdict.ready == [] and set(verdict.left) == left  # left to B, which is live and takes clips
+    assert relaunch_jobs(config, sweep, backend, verdict.ready, manifest) == []
+
+    assert sandbox_b.finish(backend, b, survivor) == 0
+    assert auto_pull([name, "--relaunch-failed"]) == 0  # follows to the end: nothing is left to relaunch
+    assert len(ec2_project.instance_ids(name)) == 2
+    generated_b = generated_hashes(ec2_project, name, 1)
+    assert set(generated_b) >= {job_id[:8] for job_id in left}  # B made every clip A left
+    assert_each_clip_once(ec2_project, name, job_ids, generated_a + generated_b)
+    assert [entry.jobs for entry in sweep.read_manifest().launches] == [6]
