@@ -9,9 +9,12 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from musicsweep import run_sweep
 from musicsweep.cli.pull import main as auto_pull
 from musicsweep.config import load_config
+from musicsweep.contract import TEST_HANG_AT
 from musicsweep.layout import SweepDir
 from musicsweep.states import JobState
 from musicsweep.store import open_store
@@ -86,3 +89,55 @@ def test_spot_notice_on_one_of_two_the_other_takes_its_clips_and_no_instance_is_
     assert set(generated_b) >= {job_id[:8] for job_id in left}  # B made every clip A left
     assert_each_clip_once(ec2_project, name, job_ids, generated_a + generated_b)
     assert [entry.jobs for entry in sweep.read_manifest().launches] == [6]
+
+
+def test_the_survivor_has_exited_so_relaunch_starts_one_instance_for_what_the_notice_left(
+    ec2_project: EC2Project, second_imds: IMDS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long clip's instance A holds its claim mid-batch (a drill hang after window 1, its heartbeat
+    beating), so B makes its own clip and exits: nothing free is left for it. A's spot notice then
+    stops A at that window, its claim handed back; with no live worker left, `--relaunch-failed`
+    starts exactly one instance, which resumes the clip. Three instances, every clip generated once."""
+    ec2_project.configure(instances=2)
+    name = ec2_project.sweep_name()
+    long, short = {**ec2_variants(1, 32)[0], "seed": 1}, ec2_variants(1, 1)[0]  # 32 s: two windows
+    plan = run_sweep([long, short], name, yes=True)
+    job_ids = {job.job_id for job in plan.jobs}
+    long_id = next(job.job_id for job in plan.jobs if job.duration_s == 32)
+    backend = ec2_project.backend()
+    config = load_config()
+    sweep = SweepDir(config.sweeps_dir, name)
+    store = open_store(config.store)
+    launch = sweep.read_manifest().launches[-1].id
+    worker_a = next(w for w in (0, 1) if long_id in store.get_json(sweep.keys.shard(launch, w))["jobs"])
+    a, b = instance_of_worker(ec2_project, name, worker_a), instance_of_worker(ec2_project, name, 1 - worker_a)
+
+    monkeypatch.setenv(TEST_HANG_AT, "window1")  # A only: B and the relaunch run normally
+    sandbox_a = make_sandbox(tmp_path / "bin-a")
+    holder = sandbox_a.start(backend, a, ec2_project.own_machine(backend, a))
+    monkeypatch.delenv(TEST_HANG_AT)
+    until(lambda: ec2_project.s3_keys(f"{name}/partial/"), "A past window 1", 240)
+    assert make_sandbox(tmp_path / "bin-b").run(backend, b, ec2_project.own_machine(backend, b, second_imds)) == 0
+    generated_b = generated_hashes(ec2_project, name, 1 - worker_a)
+    assert generated_b == [j[:8] for j in job_ids - {long_id}]
+
+    ec2_project.imds.interrupt()
+    assert sandbox_a.finish(backend, a, holder) == EXIT_STOPPED
+    assert generated_hashes(ec2_project, name, worker_a) == []
+    ec2_project.imds.notice = None  # the new instance gets no notice
+
+    manifest = sweep.read_manifest()
+    states = backend.poll(sweep, manifest)
+    assert {job_id for job_id, state in states.items() if state == JobState.FAILED} == {long_id}
+    verdict = judge(observe(sweep, manifest, backend, config), manifest, config, sweep, states, time.time() + 60)
+    assert verdict.ready == [long_id] and verdict.left == {}  # no live worker is left to take it
+    assert relaunch_jobs(config, sweep, backend, verdict.ready, manifest) == [long_id]
+    assert len(ec2_project.instance_ids(name)) == 3
+    (new,) = [i["InstanceId"] for i in backend.instances(name, ("pending", "running")) if i["InstanceId"] not in (a, b)]
+    sandbox = make_sandbox(tmp_path / "bin-c")
+    assert sandbox.run(backend, new, ec2_project.own_machine(backend, new, second_imds)) == 0
+    generated_new = generated_hashes(ec2_project, name, 0)  # the new instance is worker 0 of its launch
+    assert generated_new == [long_id[:8]]
+    assert_each_clip_once(ec2_project, name, job_ids, generated_b + generated_new)
+    assert [entry.jobs for entry in sweep.read_manifest().launches] == [2, 1]
+    assert set(backend.poll(sweep, sweep.read_manifest()).values()) == {JobState.DONE}

@@ -99,7 +99,7 @@ class BatchRunner:
         share_s = (time.monotonic() - started) / len(batch)
         with self.lifetime.times.timing("upload_s"):
             partial.save(self.context.store, batch, checkpoint, [paid + share_s for paid in paid_s])
-        kill_point(f"window{checkpoint.windows_done}")
+        kill_point(f"window{checkpoint.windows_done}", self.stop.event)
         if self.stop.requested:
             log(f"stopping after window {checkpoint.windows_done}/{checkpoint.windows_total}: checkpoint saved")
             raise StopAtWindow

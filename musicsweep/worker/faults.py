@@ -5,7 +5,9 @@ its first batch is generated (paid for, not yet saved), `upload` right after its
 upload, before the cost row and `.done`; `windowN` right after a long batch's checkpoint of
 window N. The drills prove a rerun neither loses nor regenerates what was saved.
 `MUSICSWEEP_TEST_HANG_AT=PHASE` blocks there for ever instead, its heartbeat still beating: the
-stall watchdog's drill (`auto_pull --kill-stalled`).
+stall watchdog's drill (`auto_pull --kill-stalled`). At a window (`windowN`) it blocks until a stop is
+requested (SIGTERM, SIGUSR2, a spot notice), so a drill can hold a worker mid-batch, holding its claims,
+and then stop it there.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from musicsweep.contract import TEST_HANG_AT, TEST_KILL_AFTER_UPLOAD, TEST_KILL_
 PHASES = ("load", "generate", "upload")
 
 
-def kill_point(phase: str) -> None:
-    """SIGKILL this process, or hang it, if the drill asked for `phase`."""
+def kill_point(phase: str, stop: threading.Event | None = None) -> None:
+    """SIGKILL this process, or hang it (until `stop` is set, if given), if the drill asked for `phase`."""
     wanted = os.environ.get(TEST_KILL_AT) or ("upload" if os.environ.get(TEST_KILL_AFTER_UPLOAD) == "1" else "")
     if wanted == phase:
         os.kill(os.getpid(), signal.SIGKILL)
     if os.environ.get(TEST_HANG_AT) == phase:
-        threading.Event().wait()
+        (stop or threading.Event()).wait()
