@@ -336,18 +336,21 @@ def ec2_variants(count: int, duration_s: float) -> list[dict]:
     ]
 
 
+def uploaded_log(ec2_project: EC2Project, name: str, worker: int) -> str:
+    """The log of worker `worker` as the last instance that ran it uploaded it."""
+    key = f"musicsweep/{name}/logs/worker_{worker}.log"
+    return (
+        ec2_project.bucket.server.client().get_object(Bucket=ec2_project.bucket.name, Key=key)["Body"].read().decode()
+    )
+
+
 def generated_hashes(ec2_project: EC2Project, name: str, worker: int = 0) -> list[str]:
     """The hash8 of every `generated NAME` line in the log of worker `worker` the last instance uploaded.
 
     Claims are not generations: a worker stopped by a spot notice releases the clips it had claimed
     ahead for its next batch, and the relaunched worker claims them again (a second generation of the
     claim, one generation of the audio). A relaunched worker N uploads its log to the same key."""
-    body = (
-        ec2_project.bucket.server.client()
-        .get_object(Bucket=ec2_project.bucket.name, Key=f"musicsweep/{name}/logs/worker_{worker}.log")["Body"]
-        .read()
-    )
-    lines = [line for line in body.decode().splitlines() if "] generated " in line]
+    lines = [line for line in uploaded_log(ec2_project, name, worker).splitlines() if "] generated " in line]
     return [line.rsplit("_", 1)[-1].removesuffix(".wav") for line in lines]
 
 

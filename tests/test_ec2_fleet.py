@@ -24,7 +24,7 @@ from musicsweep.sweep.relaunch import judge, relaunch_jobs
 from musicsweep.sweep.takers import live_takers
 from tests.fixtures.ec2 import EC2Project, make_sandbox
 from tests.fixtures.imds import IMDS
-from tests.helpers import assert_each_clip_once, ec2_variants, generated_hashes
+from tests.helpers import assert_each_clip_once, ec2_variants, generated_hashes, taken_names, uploaded_log
 
 EXIT_STOPPED = 75
 
@@ -86,7 +86,10 @@ def test_spot_notice_on_one_of_two_the_other_takes_its_clips_and_no_instance_is_
     assert auto_pull([name, "--relaunch-failed"]) == 0  # follows to the end: nothing is left to relaunch
     assert len(ec2_project.instance_ids(name)) == 2
     generated_b = generated_hashes(ec2_project, name, 1)
-    assert set(generated_b) >= {job_id[:8] for job_id in left}  # B made every clip A left
+    taken = {
+        output.rsplit("_", 1)[-1].removesuffix(".wav") for output in taken_names(uploaded_log(ec2_project, name, 1))
+    }
+    assert taken == {job_id[:8] for job_id in left}  # B took exactly the clips A left, and made them
     assert_each_clip_once(ec2_project, name, job_ids, generated_a + generated_b)
     assert [entry.jobs for entry in sweep.read_manifest().launches] == [6]
 
@@ -94,10 +97,11 @@ def test_spot_notice_on_one_of_two_the_other_takes_its_clips_and_no_instance_is_
 def test_the_survivor_has_exited_so_relaunch_starts_one_instance_for_what_the_notice_left(
     ec2_project: EC2Project, second_imds: IMDS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A long clip's instance A holds its claim mid-batch (a drill hang after window 1, its heartbeat
-    beating), so B makes its own clip and exits: nothing free is left for it. A's spot notice then
-    stops A at that window, its claim handed back; with no live worker left, `--relaunch-failed`
-    starts exactly one instance, which resumes the clip. Three instances, every clip generated once."""
+    """A long clip's instance A claims it (before loading its model) and holds it mid-batch (a drill
+    hang after window 1, its heartbeat beating), so B makes its own clip and exits: nothing free is
+    left for it. A's spot notice then stops A at that window, its claim handed back; with no live
+    worker left, `--relaunch-failed` starts exactly one instance, which resumes the clip. Three
+    instances, every clip generated once."""
     ec2_project.configure(instances=2)
     name = ec2_project.sweep_name()
     long, short = {**ec2_variants(1, 32)[0], "seed": 1}, ec2_variants(1, 1)[0]  # 32 s: two windows
@@ -116,8 +120,11 @@ def test_the_survivor_has_exited_so_relaunch_starts_one_instance_for_what_the_no
     sandbox_a = make_sandbox(tmp_path / "bin-a")
     holder = sandbox_a.start(backend, a, ec2_project.own_machine(backend, a))
     monkeypatch.delenv(TEST_HANG_AT)
-    until(lambda: ec2_project.s3_keys(f"{name}/partial/"), "A past window 1", 240)
+    until(lambda: ec2_project.s3_keys(f"{name}/claims/{long_id}/"), "A holding its clip", 240)
     assert make_sandbox(tmp_path / "bin-b").run(backend, b, ec2_project.own_machine(backend, b, second_imds)) == 0
+    held = "nothing left to take: 1 clip(s) of the sweep held by live workers"
+    assert held in uploaded_log(ec2_project, name, 1 - worker_a)
+    until(lambda: ec2_project.s3_keys(f"{name}/partial/"), "A past window 1", 240)
     generated_b = generated_hashes(ec2_project, name, 1 - worker_a)
     assert generated_b == [j[:8] for j in job_ids - {long_id}]
 
