@@ -24,6 +24,7 @@ from musicsweep.sweep.relaunch import judge, relaunch_jobs
 from musicsweep.sweep.takers import live_takers
 from tests.fixtures.ec2 import EC2Project, make_sandbox
 from tests.fixtures.imds import IMDS
+from tests.fixtures.servers import wait_until
 from tests.helpers import assert_each_clip_once, ec2_variants, generated_hashes, taken_names, uploaded_log
 
 EXIT_STOPPED = 75
@@ -35,13 +36,6 @@ def instance_of_worker(ec2_project: EC2Project, name: str, worker: int) -> str:
         if {"Key": "musicsweep-worker", "Value": str(worker)} in instance.get("Tags", []):
             return instance["InstanceId"]
     raise AssertionError(f"no instance of worker {worker}")
-
-
-def until(condition, what: str, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"not {what} after {timeout_s}s"
-        time.sleep(0.2)
 
 
 def test_spot_notice_on_one_of_two_the_other_takes_its_clips_and_no_instance_is_started(
@@ -63,7 +57,11 @@ def test_spot_notice_on_one_of_two_the_other_takes_its_clips_and_no_instance_is_
     sandbox_a, sandbox_b = make_sandbox(tmp_path / "bin-a"), make_sandbox(tmp_path / "bin-b")
 
     survivor = sandbox_b.start(backend, b, ec2_project.own_machine(backend, b, second_imds))
-    until(lambda: any(k.endswith(".heartbeat") for k in ec2_project.s3_keys(f"{name}/markers/worker_1.")), "B beating")
+    wait_until(
+        lambda: any(k.endswith(".heartbeat") for k in ec2_project.s3_keys(f"{name}/markers/worker_1.")),
+        120,
+        "B beating",
+    )
     os.killpg(survivor.pid, signal.SIGSTOP)  # B makes nothing until A has stopped
     try:
         ec2_project.imds.interrupt()  # A's own metadata service: B's never announces one
@@ -73,7 +71,7 @@ def test_spot_notice_on_one_of_two_the_other_takes_its_clips_and_no_instance_is_
     generated_a = generated_hashes(ec2_project, name, 0)
 
     lease_s = config.recovery.lease_s
-    until(lambda: [t.worker for t in live_takers(store, sweep, Sightings(), lease_s)] == [1], "B live again")
+    wait_until(lambda: [t.worker for t in live_takers(store, sweep, Sightings(), lease_s)] == [1], 120, "B live again")
     manifest = sweep.read_manifest()
     states = backend.poll(sweep, manifest)
     left = {job_id for job_id, state in states.items() if state == JobState.FAILED}
@@ -120,11 +118,11 @@ def test_the_survivor_has_exited_so_relaunch_starts_one_instance_for_what_the_no
     sandbox_a = make_sandbox(tmp_path / "bin-a")
     holder = sandbox_a.start(backend, a, ec2_project.own_machine(backend, a))
     monkeypatch.delenv(TEST_HANG_AT)
-    until(lambda: ec2_project.s3_keys(f"{name}/claims/{long_id}/"), "A holding its clip", 240)
+    wait_until(lambda: ec2_project.s3_keys(f"{name}/claims/{long_id}/"), 240, "A holding its clip")
     assert make_sandbox(tmp_path / "bin-b").run(backend, b, ec2_project.own_machine(backend, b, second_imds)) == 0
     held = "nothing left to take: 1 clip(s) of the sweep held by live workers"
     assert held in uploaded_log(ec2_project, name, 1 - worker_a)
-    until(lambda: ec2_project.s3_keys(f"{name}/partial/"), "A past window 1", 240)
+    wait_until(lambda: ec2_project.s3_keys(f"{name}/partial/"), 240, "A past window 1")
     generated_b = generated_hashes(ec2_project, name, 1 - worker_a)
     assert generated_b == [j[:8] for j in job_ids - {long_id}]
 
