@@ -21,12 +21,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 
-from timing import PARAMS, PROMPTS, TOKEN_LOOPS, clips, describe_host, engines, median_times
+from timing import MODES, PARAMS, PROMPTS, TOKEN_LOOPS, clips, describe_host, engines, median_times, mode_inputs
 
 from musicsweep.config import EngineConfig
 from musicsweep.engine import MusicEngine, load_engine
 from musicsweep.engine import generate as generate_module
-from musicsweep.engine.inputs import ClipInputs
 from musicsweep.engine.invariance import extra_clips
 from musicsweep.engine.loading import LoadedModel, pick_device, torch_threads
 from musicsweep.engine.streams import ClipStreams
@@ -182,24 +181,8 @@ def bench_streams(batches: list[int], clip_s: float, repeats: int, device: str) 
             print(f"{loop:>5} {batch:>5} {own:>10.2f} {shared:>9.2f} {rate:>10.2f} {100 * (own / shared - 1):>+6.1f}%")
 
 
-def mode_inputs(mode: str, batch: int, clip_s: float) -> ClipInputs | None:
-    """A 1 s audio prompt or a melody as long as the clip, per clip of the batch (tones: the content is irrelevant)."""
-    import numpy as np
-
-    tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(int(clip_s * 32000)) / 32000).astype(np.float32)[None]
-    if mode == "audio prompt":
-        return ClipInputs(audio_prompts=[tone[:, :32000]] * batch)
-    if mode == "melody":
-        return ClipInputs(melodies=[tone] * batch)
-    return None
-
-
-MODES = {"text": "tiny", "stereo": "tiny-stereo", "audio prompt": "tiny", "melody": "tiny-melody"}
-
-
 def bench_modes(batch: int, clip_s: float, repeats: int, device: str) -> None:
-    """Each mode through both token loops on its tiny model: what a mode costs, and where `fast` helps
-    (melody runs on transformers' generate under either setting)."""
+    """Each mode through both token loops on its tiny model: what a mode costs, and what `fast` gains."""
     print(f"\nmodes: {batch} clips of {clip_s:g} s on the tiny models, median of {repeats} interleaved runs")
     prompts, seeds = clips(batch)
     runs = {}
