@@ -9,12 +9,16 @@ folder with a local store, the local backend and 4 workers of the tiny model. Pe
 - `launch`: `run_sweep(yes=True)`: plan, specs, manifest, scripts and the start of 4 worker
   processes, which are cancelled at once (before they have imported torch, so none generates);
 - then `--done` of the clips are written as finished by hand, as a worker delivers them (WAV of the
-  clip's exact size, cost row, then `.done`; the `.pid` of its exited worker), without generating audio;
+  clip's exact size, cost row, then `.done`; the `.pid` of its exited worker), without generating
+  audio, and 1% more as running (a `.pid` of a live `sleep` in a process group of its own);
 - `status`: `musicsweep status` (one poll: the backend's probe, the store's markers, the table);
-- `cancel`: `musicsweep cancel` (no worker left alive: the probe and the decision);
+- `pull round`: one round of `musicsweep pull` (`sweep.follow`: observe, act (pull, cost report),
+  the round's display), stopped before it settles; the first round of a process is shown apart from
+  the next ones (`--repeat` rounds in all), since a round may keep what it read for the next;
+- `cancel`: `musicsweep cancel` (the probe, and the one live group killed);
 - `re-run dry run`: `run_sweep(dry_run=True)` again, over the launched sweep with many clips done;
 - peak memory (max RSS) of the child process over all of the above.
-Dry runs and polls are repeated `--repeat` times (medians shown, min beside); launch and cancel run
+Dry runs, polls and pull rounds are repeated `--repeat` times (medians shown, min beside); launch and cancel run
 once. The load average is printed before and after, since the host is shared.
 """
 
@@ -35,17 +39,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from musicsweep.cli.display import SweepProgress  # noqa: E402
 from musicsweep.cli.main import main as musicsweep_main  # noqa: E402
 from musicsweep.cli.run import run_sweep  # noqa: E402
 from musicsweep.config import parse_config  # noqa: E402
 from musicsweep.costs.rows import CostRow  # noqa: E402
 from musicsweep.layout import JobPaths, SweepDir  # noqa: E402
 from musicsweep.store.verify import expected_wav_size  # noqa: E402
+from musicsweep.sweep.follow import FollowOptions, Round, follow  # noqa: E402
+from musicsweep.sweep.launched import open_launched  # noqa: E402
 from musicsweep.sweep.plan import jobs_from_variants  # noqa: E402
 
 WORKERS = 4
 DEAD_PID = 2**22 + 1  # above the default pid_max: never a live process
 DURATION_S = 2.0
+RUNNING_SHARE = 0.01  # clips a live worker holds while the sweep is polled, so following goes on
 
 
 def variants(count: int) -> list[dict]:
@@ -59,10 +67,13 @@ def timed(action) -> float:
     return time.perf_counter() - started
 
 
-def write_finished(sweep: SweepDir, count: int, share: float) -> int:
-    """Deliver `share` of the sweep's clips as a worker does: WAV (exact size), cost row, `.done`."""
+def write_finished(sweep: SweepDir, count: int, share: float, live_pid: int) -> int:
+    """Deliver `share` of the sweep's clips as a worker does: WAV (exact size), cost row, `.done`;
+    the next RUNNING_SHARE of them read as running, on the live process group `live_pid`."""
     jobs = jobs_from_variants(variants(count), sweep.name)
     finished = jobs[: int(len(jobs) * share)]
+    for job in jobs[len(finished) : len(finished) + int(len(jobs) * RUNNING_SHARE)]:
+        sweep.job(job).pid.write_text(f"{live_pid} {live_pid}\n")
     size = expected_wav_size(DURATION_S)
     for job in finished:
         paths = JobPaths.of(job, sweep.root)
@@ -93,6 +104,24 @@ def write_finished(sweep: SweepDir, count: int, share: float) -> int:
     return len(finished)
 
 
+def pull_rounds(name: str, rounds: int) -> list[float]:
+    """The time of each of `rounds` rounds of one `musicsweep pull` process, as it shows them."""
+    sweep, manifest, config, backend = open_launched(name)
+    events = follow(sweep, manifest, config, backend, FollowOptions(interval_s=0.0))
+    times = []
+    with contextlib.redirect_stdout(io.StringIO()), SweepProgress(sweep.name) as progress:
+        started = time.perf_counter()
+        for event in events:
+            if isinstance(event, Round):
+                progress.update(event.states, event.hosts, event.throughput)
+                times.append(time.perf_counter() - started)
+                if len(times) == rounds:
+                    break
+                started = time.perf_counter()
+    events.close()
+    return times
+
+
 def one_size(count: int, repeat: int, share: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -110,9 +139,12 @@ def one_size(count: int, repeat: int, share: float) -> dict:
         dry = [timed(lambda: run_sweep(variants(count), name, config, dry_run=True)) for _ in range(repeat)]
         launch = timed(lambda: run_sweep(variants(count), name, config, yes=True))
         musicsweep_main(["cancel", name])  # the 4 workers, before they import torch
-        done = write_finished(SweepDir(sweeps, name), count, share)
+        worker = subprocess.Popen(["sleep", "3600"], start_new_session=True)  # `cancel` stops it
+        done = write_finished(SweepDir(sweeps, name), count, share, worker.pid)
         status = [timed(lambda: musicsweep_main(["status", name])) for _ in range(repeat)]
+        rounds = pull_rounds(name, max(2, repeat + 1))
         cancel = timed(lambda: musicsweep_main(["cancel", name]))
+        worker.wait()
         rerun = [timed(lambda: run_sweep(variants(count), name, config, dry_run=True)) for _ in range(repeat)]
     return {
         "clips": count,
@@ -120,6 +152,8 @@ def one_size(count: int, repeat: int, share: float) -> dict:
         "dry_run": dry,
         "launch": launch,
         "status": status,
+        "pull_first": rounds[0],
+        "pull_next": rounds[1:],
         "cancel": cancel,
         "rerun_dry_run": rerun,
         "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -157,7 +191,9 @@ def main() -> None:
         result = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
         print(
             f"{count} clips ({result['done']} done before the poll): dry run {figure(result['dry_run'])}, "
-            f"launch {figure(result['launch'])}, status {figure(result['status'])}, cancel {figure(result['cancel'])}, "
+            f"launch {figure(result['launch'])}, status {figure(result['status'])}, "
+            f"pull round first {figure(result['pull_first'])} then {figure(result['pull_next'])}, "
+            f"cancel {figure(result['cancel'])}, "
             f"re-run dry run {figure(result['rerun_dry_run'])}, peak {result['peak_mib']:.0f} MiB"
         )
     print(f"load average after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")

@@ -78,8 +78,9 @@ class EstimateConfig:
 class RecoveryConfig:
     """How a sweep recovers without paying twice (README: Recovery).
 
-    A worker's claim on a clip lasts `lease_s` and is renewed by every heartbeat, so a lost host or
-    an interrupted machine is taken over after at most `lease_s`; a job is launched at most
+    A worker's claim on a clip is renewed by every heartbeat and taken over once another worker has
+    watched it unrenewed for `lease_s` on its own clock, so a lost host or an interrupted machine is
+    taken over one lease (plus a heartbeat) after its last renewal; a job is launched at most
     `max_attempts` times, `backoff_s` × 2^(attempt-1) apart. `stall_after_minutes` left unset
     follows each launch's estimate (`sweep.observe.stall_after_s`).
     """
@@ -92,6 +93,17 @@ class RecoveryConfig:
 
 
 @dataclass(frozen=True)
+class WorkerConfig:
+    """How work is assigned to workers (README: How work is assigned).
+
+    With `take_from_others` a worker that has finished its own shard takes clips of its sweep that
+    no live worker holds (`worker/pool.py`); off, each worker makes only its fixed shard.
+    """
+
+    take_from_others: bool = True
+
+
+@dataclass(frozen=True)
 class Config:
     backend: str = "local"
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -99,6 +111,7 @@ class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_duration_s: float = 1800.0  # the longest clip a sweep may ask for (job.MAX_DURATION_S)
     source: str = "built-in defaults"
@@ -150,7 +163,7 @@ def load_config(path: Path | None = None) -> Config:
 def parse_config(raw: Any, source: str, base_dir: Path) -> Config:
     if not isinstance(raw, dict):
         raise MusicsweepError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
-    known = {"backend", "store", "sweeps_dir", "engine", "estimate", "backends", "max_duration_s", "recovery"}
+    known = {"backend", "store", "sweeps_dir", "engine", "estimate", "backends", "max_duration_s", "recovery", "worker"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise MusicsweepError(f"{source}: unknown key {unknown[0]!r} (known: {sorted(known)})")
@@ -181,6 +194,7 @@ def parse_config(raw: Any, source: str, base_dir: Path) -> Config:
         raise MusicsweepError(f"{source}: key 'max_duration_s': must be positive, got {max_duration_s:g}")
     recovery = typed_section(RecoveryConfig, raw.get("recovery") or {}, f"{source}: key 'recovery'")
     validate_recovery(recovery, f"{source}: key 'recovery'")
+    worker = typed_section(WorkerConfig, raw.get("worker") or {}, f"{source}: key 'worker'")
     return Config(
         max_duration_s=max_duration_s,
         backend=backend,
@@ -189,6 +203,7 @@ def parse_config(raw: Any, source: str, base_dir: Path) -> Config:
         engine=engine,
         estimate=estimate,
         recovery=recovery,
+        worker=worker,
         backends=backends,
         source=source,
         base_dir=base_dir,

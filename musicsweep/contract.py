@@ -34,12 +34,17 @@ STORE, STORE_OPTIONS = "MUSICSWEEP_STORE", "MUSICSWEEP_STORE_OPTIONS"
 LEASE_S = "MUSICSWEEP_LEASE_S"
 SWEEP = "MUSICSWEEP_SWEEP"
 VERSION = "MUSICSWEEP_VERSION"
+SPECS_SHA256 = "MUSICSWEEP_SPECS_SHA256"
+TAKE_FROM_OTHERS = "MUSICSWEEP_TAKE_FROM_OTHERS"
+HOST_DISK_STORE = "MUSICSWEEP_HOST_DISK_STORE"
 
 # Test-only switches: drills and tests set them, a launcher never does.
 TEST_KILL_AT = "MUSICSWEEP_TEST_KILL_AT"
 TEST_KILL_AFTER_UPLOAD = "MUSICSWEEP_TEST_KILL_AFTER_UPLOAD"  # older spelling of KILL_AT=upload
 TEST_HANG_AT = "MUSICSWEEP_TEST_HANG_AT"
 TEST_HEARTBEAT_S = "MUSICSWEEP_HEARTBEAT_S"
+# SIGKILL the launcher: `submit` just before backend.submit, `submitted` just after it returned
+TEST_LAUNCHER_KILL_AT = "MUSICSWEEP_TEST_LAUNCHER_KILL_AT"
 
 DEFAULT_LEASE_S: float = RecoveryConfig.lease_s
 T = TypeVar("T")
@@ -71,6 +76,12 @@ def _json_object(text: str) -> dict:
     return value
 
 
+def _sha256(text: str) -> str:
+    if len(text) != 64 or text.strip("0123456789abcdef"):
+        raise ValueError("expected 64 lowercase hex digits (a SHA-256)")
+    return text
+
+
 def store_config_to_env(config: StoreConfig) -> dict[str, str]:
     """The store settings a worker needs (never credentials: those come from the host's own chain)."""
     options: dict = {k: v for k, v in (("endpoint_url", config.endpoint_url), ("region", config.region)) if v}
@@ -92,6 +103,9 @@ class LaunchEnv:
     lease_s: float = DEFAULT_LEASE_S
     sweep: str = ""  # only where a script needs it before any spec is read (EC2's agent)
     version: str = ""  # the launcher's musicsweep version; empty when absent
+    specs_sha256: str = ""  # of the launch's spec list (`digests`); empty for a worker started by hand
+    take_from_others: bool = True  # worker.take_from_others: take free clips of other shards (worker/pool.py)
+    host_disk_store: bool = False  # the store is a folder on the worker's host (SSH host or SLURM cluster disk)
 
     def to_env(self) -> dict[str, str]:
         env = store_config_to_env(self.store) | {
@@ -99,8 +113,11 @@ class LaunchEnv:
             LAUNCH_ID: self.launch_id,
             ENGINE: json.dumps(asdict(self.engine), sort_keys=True),
             LEASE_S: repr(float(self.lease_s)),
+            TAKE_FROM_OTHERS: "1" if self.take_from_others else "0",
+            HOST_DISK_STORE: "1" if self.host_disk_store else "0",
         }
-        return env | {name: value for name, value in ((SWEEP, self.sweep), (VERSION, self.version)) if value}
+        optional = ((SWEEP, self.sweep), (VERSION, self.version), (SPECS_SHA256, self.specs_sha256))
+        return env | {name: value for name, value in optional if value}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> LaunchEnv:
@@ -115,6 +132,9 @@ class LaunchEnv:
             lease_s=_parsed(environ, LEASE_S, float, DEFAULT_LEASE_S),
             sweep=environ.get(SWEEP, ""),
             version=environ.get(VERSION, ""),
+            specs_sha256=_parsed(environ, SPECS_SHA256, _sha256, ""),
+            take_from_others=_parsed(environ, TAKE_FROM_OTHERS, _flag, True),
+            host_disk_store=_parsed(environ, HOST_DISK_STORE, _flag, False),
         )
 
 
@@ -149,10 +169,17 @@ class WorkerEnv:
         )
 
 
-def sweep_environment(config: Config, launch_id: str, is_restart: bool) -> dict[str, str]:
+def sweep_environment(config: Config, launch_id: str, is_restart: bool, specs_sha256: str = "") -> dict[str, str]:
     """What every worker of one launch shares, as the variables a backend carries to its hosts."""
     launch = LaunchEnv(
-        config.store, launch_id, is_restart, config.engine, float(config.recovery.lease_s), version=version()
+        config.store,
+        launch_id,
+        is_restart,
+        config.engine,
+        float(config.recovery.lease_s),
+        version=version(),
+        specs_sha256=specs_sha256,
+        take_from_others=config.worker.take_from_others,
     )
     return launch.to_env()
 
@@ -165,8 +192,10 @@ def worker_environment(
     hourly_cost_usd: float,
     host_disk_store: str | None = None,
 ) -> dict[str, str]:
-    """One worker's environment; `host_disk_store` replaces the store by a folder on the host's own disk."""
+    """One worker's environment; `host_disk_store` replaces the store by a folder on the host's own disk,
+    where the launcher's shard lists are not and other hosts' claims may not be, so the worker takes
+    only clips its host's workers were started with (`worker/pool.py`)."""
     launch = LaunchEnv.from_env(sweep_env)
     if host_disk_store is not None:
-        launch = dataclasses.replace(launch, store=StoreConfig(url=host_disk_store))
+        launch = dataclasses.replace(launch, store=StoreConfig(url=host_disk_store), host_disk_store=True)
     return WorkerEnv(launch, job_dir, worker_id, num_workers, hourly_cost_usd).to_env()

@@ -159,7 +159,7 @@ class Job:
         """The job id's first 8 hex digits, kept in the WAV name (the same hash8 as before)."""
         return self.job_id[:FILE_HASH_HEX]
 
-    @property
+    @cached_property
     def output_name(self) -> str:
         return f"{self.base_name}_{self.hash8}.wav"
 

@@ -14,30 +14,53 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import cloudpickle
 
 from musicsweep.atomic import atomic_write_bytes, atomic_write_text
+from musicsweep.digests import check_digest, sha256_hex
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
 from musicsweep.manifest import Manifest
 
 JOBS_DIR, SCRIPTS_DIR, LOGS_DIR, MARKERS_DIR = "jobs", "scripts", "logs", "markers"
 AUDIO_DIR, COSTS_DIR, WORKERS_DIR, CLAIMS_DIR = "audio", "costs", "workers", "claims"
-PARTIAL_DIR, INPUTS_DIR = "partial", "inputs"
+PARTIAL_DIR, INPUTS_DIR, LAUNCHES_DIR = "partial", "inputs", "launches"
+STOPS_DIR = "stops"  # requests to a launch's driver to end a worker (Ray: `kill_orphans`)
 SPOOL_DIR = "spool"  # in a host's work folder: clips generated but not yet done (worker/spool.py)
 PULLED_FOLDERS = (AUDIO_DIR, COSTS_DIR, MARKERS_DIR, LOGS_DIR, WORKERS_DIR)
 DONE_SUFFIX, FAILED_SUFFIX, PID_SUFFIX = ".done", ".failed", ".pid"
+SPEC_WRITERS, SPEC_CHUNK = 8, 1000  # threads that write a launch's specs, and specs pickled ahead of them
 # The estimate's history shared by a team (`estimate.share`); no sweep name starts with "_".
 CALIBRATION_KEY = "_musicsweep/calibration.json"
+
+
+# What to do about a manifest that cannot be read: no command writes over one it could not read.
+MANIFEST_WAY_OUT = (
+    "fix or restore it (no command writes over it), or move it aside and run the sweep again, "
+    "which skips the clips already in the store"
+)
 
 
 def calibration_file() -> Path:
     """This user's estimate history: `$XDG_CACHE_HOME/musicsweep/calibration.json` (default ~/.cache)."""
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "musicsweep" / "calibration.json"
+
+
+def spec_list_name(list_sha256: str) -> str:
+    """A launch's spec digests (`digests`), beside the specs in `jobs/`, named by its own digest: the
+    environment that vouches for it finds it too, whatever the launch id becomes (a SLURM requeue's)."""
+    return f"specs-{list_sha256[:16]}.sha256"
+
+
+def spec_list_file(work_dir: Path | str, list_sha256: str) -> Path:
+    """Where a worker reads its launch's spec list: its work folder's `jobs/`, beside its specs."""
+    return Path(work_dir) / JOBS_DIR / spec_list_name(list_sha256)
 
 
 def spool_folder(work_dir: Path | str) -> Path:
@@ -94,6 +117,11 @@ class StoreKeys:
     def failed(self, job_id: str, launch_id: str | None) -> str:
         return self.markers + failed_marker(job_id, launch_id)
 
+    @property
+    def all_claims(self) -> str:
+        """Every job's claims: one listing shows which jobs were ever claimed, and their generations."""
+        return self.folder(CLAIMS_DIR)
+
     def claims(self, job_id: str) -> str:
         """The folder of a job's claims, one create-only object per generation (`worker.claims`)."""
         return f"{self.sweep}/{CLAIMS_DIR}/{job_id}/"
@@ -113,9 +141,36 @@ class StoreKeys:
         """A job's spec in the store, for hosts that fetch their work from it (EC2)."""
         return f"{self.sweep}/{JOBS_DIR}/{job_id}.pkl"
 
+    def spec_list(self, list_sha256: str) -> str:
+        """A launch's spec digests in the store, fetched with its specs (EC2)."""
+        return f"{self.sweep}/{JOBS_DIR}/{spec_list_name(list_sha256)}"
+
+    @property
+    def launches(self) -> str:
+        """Every launch's shard lists: the sweep's job list, read by workers that take others' clips."""
+        return self.folder(LAUNCHES_DIR)
+
     def shard(self, launch_id: str, worker_id: int) -> str:
-        """The job ids of one launch's worker, for hosts that fetch their work from the store."""
-        return f"{self.sweep}/launches/{launch_id}/worker_{worker_id}.json"
+        """The job ids of one launch's worker: EC2 hosts fetch their work from it, and every worker
+        that takes free clips of other shards (`worker/pool.py`) reads the sweep's jobs from them."""
+        return f"{self.launches}{launch_id}/worker_{worker_id}.json"
+
+    def shard_of(self, key: str) -> tuple[str, int] | None:
+        """(launch, worker) of a `shard` key, else None."""
+        parts = key.removeprefix(self.launches).split("/")
+        name = parts[-1]
+        if len(parts) != 2 or not (name.startswith("worker_") and name.endswith(".json")):
+            return None
+        number = name.removeprefix("worker_").removesuffix(".json")
+        return (parts[0], int(number)) if number.isdigit() else None
+
+    def stop_requests(self, launch_id: str) -> str:
+        """The prefix of a launch's stop requests (Ray: `kill_orphans`), one key per worker id."""
+        return f"{self.sweep}/{STOPS_DIR}/{launch_id}/worker_"
+
+    def stop_request(self, launch_id: str, worker_id: int) -> str:
+        """Asks the launch's driver to end one worker."""
+        return f"{self.stop_requests(launch_id)}{worker_id}"
 
     def instance_end(self, launch_id: str, worker_id: int) -> str:
         """When a machine stopped working, written by the machine itself (EC2)."""
@@ -227,6 +282,31 @@ class WorkerPaths:
         return StoreKeys(self.sweep).heartbeat(self.worker_id, launch_id)
 
 
+def write_spec_file(folder: Path, job_id: str, data: bytes, present: set[str]) -> None:
+    """`SweepDir.write_specs` for one spec: written in place when new, replaced when it differs."""
+    name = f"{job_id}.pkl"
+    path = os.path.join(folder, name)  # a str: a `Path` per job costs seconds per 100,000
+    if name not in present:
+        with open(path, "wb") as handle:
+            handle.write(data)
+        return
+    with open(path, "rb") as handle:
+        if handle.read() == data:
+            return
+    atomic_write_bytes(Path(path), data, fsync=False)
+
+
+def spec_bytes(job: Job) -> bytes:
+    """A job's spec: plain pickle, the very bytes cloudpickle writes for an importable class in half
+    the time; cloudpickle for what pickle cannot write (a hidden variant value of a local class).
+    The job's cached properties are computed first, so its bytes never depend on which were asked for."""
+    job.output_name  # noqa: B018 (computes job_id and audio_content too)
+    try:
+        return pickle.dumps(job, protocol=cloudpickle.DEFAULT_PROTOCOL)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return cloudpickle.dumps(job)
+
+
 @dataclass(frozen=True)
 class SweepDir:
     """`{sweeps_dir}/{sweep}`: owns every launch-side path of a sweep."""
@@ -310,7 +390,7 @@ class SweepDir:
 
     def write_spec(self, job: Job) -> Path:
         path = self.job(job).spec
-        atomic_write_bytes(path, cloudpickle.dumps(job))
+        atomic_write_bytes(path, spec_bytes(job))
         return path
 
     def job_files(self) -> set[str]:
@@ -320,35 +400,52 @@ class SweepDir:
         except FileNotFoundError:
             return set()
 
-    def write_specs(self, jobs: list[Job], present: set[str]) -> None:
+    def write_specs(self, jobs: list[Job], present: set[str]) -> dict[str, str]:
         """Every job's spec, for a launch of thousands (`present`: `job_files()`). A new spec is
         written in place, since no worker reads it before this launch starts one; one that exists
         is replaced atomically, and only when it differs, since a worker of an earlier launch may
-        be reading it (and a spec torn by a crash differs, so the next launch repairs it).
-        None is fsynced: the manifest, written and fsynced after them, commits the launch."""
-        (self.root / JOBS_DIR).mkdir(parents=True, exist_ok=True)
-        for job in jobs:
-            path, data = self.job(job).spec, cloudpickle.dumps(job)
-            if path.name not in present:
-                path.write_bytes(data)
-            elif path.read_bytes() != data:
-                atomic_write_bytes(path, data, fsync=False)
+        be reading it (and a spec torn or swapped differs, so the next launch repairs it).
+        None is fsynced: the manifest, written and fsynced after them, commits the launch. Files are
+        written by SPEC_WRITERS threads, SPEC_CHUNK at a time: on a busy disk each create waits.
+        Returns each job's SHA-256, of the bytes serialized here (never re-read: `digests`)."""
+        folder = self.root / JOBS_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        digests = {}
+        with ThreadPoolExecutor(SPEC_WRITERS) as pool:
+            for start in range(0, len(jobs), SPEC_CHUNK):
+                chunk = [(job.job_id, spec_bytes(job)) for job in jobs[start : start + SPEC_CHUNK]]
+                digests |= {job_id: sha256_hex(data) for job_id, data in chunk}
+                list(pool.map(lambda item: write_spec_file(folder, *item, present), chunk))
+        return digests
 
-    def read_spec(self, job_id: str) -> Job:
-        with open(self.root / JOBS_DIR / f"{job_id}.pkl", "rb") as handle:
-            return cloudpickle.load(handle)
+    def spec_paths(self, jobs: list[Job]) -> list[str]:
+        """Each job's spec path, as `JobPaths.spec` names it, built as strings."""
+        folder = os.path.join(self.root, JOBS_DIR)
+        return [os.path.join(folder, f"{job.job_id}.pkl") for job in jobs]
+
+    def spec_list(self, list_sha256: str) -> Path:
+        return spec_list_file(self.root, list_sha256)
+
+    def read_spec(self, job_id: str, sha256: str = "") -> Job:
+        """A job's spec; with `sha256` (the manifest's), unpickled only when its bytes match it,
+        else a one-line DigestMismatch: the launcher runs nothing from a spec swapped under it."""
+        path = self.root / JOBS_DIR / f"{job_id}.pkl"
+        data = path.read_bytes()
+        if sha256:
+            check_digest(data, sha256, f"{path} (run the sweep script again to write it anew)")
+        return cloudpickle.loads(data)
 
     def read_manifest(self) -> Manifest:
         try:
             payload = json.loads(self.manifest.read_text())
         except FileNotFoundError:
             raise MusicsweepError(f"{self.manifest}: no such sweep (run it first)") from None
-        except ValueError as error:
-            raise MusicsweepError(f"{self.manifest}: unreadable JSON: {error}") from None
+        except (ValueError, OSError) as error:
+            raise MusicsweepError(f"{self.manifest}: unreadable JSON ({error}); {MANIFEST_WAY_OUT}") from None
         try:
             return Manifest.from_json(payload)
         except MusicsweepError as error:
-            raise MusicsweepError(f"{self.manifest}: {error}") from None
+            raise MusicsweepError(f"{self.manifest}: {error}; {MANIFEST_WAY_OUT}") from None
 
     def read_manifest_if_any(self) -> Manifest | None:
         """The manifest, or None before the sweep's first launch."""

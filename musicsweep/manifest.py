@@ -50,7 +50,8 @@ class JobEntry:
     """One clip of the sweep: what it is, and the worker of the latest launch (attempt) that ran it.
 
     `attempts` counts the launches that sent it to a worker; `error` is the one-line error of a
-    latest launch that never started its worker (so the job reads `failed`, not `pending`)."""
+    latest launch that never started its worker (so the job reads `failed`, not `pending`);
+    `spec_sha256` lets every later launch's spec list vouch for it too."""
 
     output_name: str = ""
     prompt: str = ""
@@ -64,6 +65,7 @@ class JobEntry:
     attempts: int = 0
     launched_at: float | None = None
     error: str | None = None
+    spec_sha256: str = ""  # of the spec's bytes as the launcher serialized them (`digests`)
 
     @classmethod
     def of(cls, job: Job, variant: dict[str, Any]) -> JobEntry:
@@ -77,11 +79,16 @@ class JobEntry:
 
 @dataclass
 class LaunchRecord:
+    """One launch. `submitted` is False while its launcher is between writing the manifest and
+    hearing back from the backend; one that stays False after its launcher died (`sweep.lock`)
+    started at most the workers a poll can see."""
+
     id: str
     time: float
     jobs: int
     estimate: dict[str, Any] | None = None  # costs.estimate.Estimate.to_dict(), shown beside the bill
     error: str | None = None
+    submitted: bool = True  # False from the manifest write before `submit` until the backend answered
 
 
 @dataclass
@@ -133,14 +140,41 @@ class Manifest:
 
     @classmethod
     def from_json(cls, payload: dict[str, Any]) -> Manifest:
-        """Raises MusicsweepError naming the first missing or unknown key."""
+        """Raises MusicsweepError naming the first missing or unknown key (a hand edit's, a torn write's)."""
+        if not isinstance(payload, dict):
+            raise MusicsweepError(f"holds a JSON {type(payload).__name__}, not an object")
         jobs = {}
-        for job_id, entry in payload.get("jobs", {}).items():
+        for job_id, entry in _items(payload, "jobs"):
+            if not isinstance(entry, dict):
+                raise MusicsweepError(f"key 'jobs.{job_id}': not an object")
             missing = [key for key in REQUIRED_JOB_KEYS if key not in entry]
             if missing:
                 raise MusicsweepError(f"key 'jobs.{job_id}.{missing[0]}': missing")
-            jobs[job_id] = JobEntry(**entry)
-        launches = [LaunchRecord(**record) for record in payload.get("launches", [])]
+            jobs[job_id] = _record(JobEntry, entry, f"jobs.{job_id}")
+        launches = [
+            _record(LaunchRecord, record, f"launches[{index}]")
+            for index, record in enumerate(payload.get("launches", []))
+        ]
         keys = ("backend", "store", "config_source", "backend_state", "backend_settings", "engine", "recovery")
         rest = {key: payload[key] for key in keys if key in payload}
         return cls(payload.get("sweep", ""), payload.get("created", 0.0), jobs, launches, **rest)
+
+
+def _items(payload: dict[str, Any], key: str) -> list[tuple[str, Any]]:
+    value = payload.get(key, {})
+    if not isinstance(value, dict):
+        raise MusicsweepError(f"key '{key}': not an object")
+    return list(value.items())
+
+
+R = TypeVar("R")
+
+
+def _record(kind: type[R], value: Any, where: str) -> R:
+    """`kind(**value)`, or one line naming the key that is not one of `kind`'s fields."""
+    if not isinstance(value, dict):
+        raise MusicsweepError(f"key '{where}': not an object")
+    unknown = [key for key in value if key not in field_names(kind)]
+    if unknown:
+        raise MusicsweepError(f"key '{where}.{unknown[0]}': unknown")
+    return kind(**value)

@@ -78,6 +78,14 @@ class WorkerScript:
         )
 
 
+def prepare_commands(commands: list[str]) -> str:
+    """A backend's `prepare` commands as script lines, each stopping the script when it fails."""
+    return "".join(
+        f"{command} || {{ echo {shlex.quote(f'[musicsweep] prepare failed: {command}')}; exit 1; }}\n"
+        for command in commands
+    )
+
+
 def write_script(path: Path, text: str) -> None:
     """Scripts are mode 0700: they are executable and only their owner may read them."""
     atomic_write_text(path, text, mode=0o700)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import signal
 import struct
 import subprocess
+import sys
+import threading
 import time
 import wave
 from collections.abc import Callable
@@ -31,12 +35,23 @@ from musicsweep.worker.claims import Claims, owner_of
 from musicsweep.worker.context import StopFlag, WorkerContext
 from musicsweep.worker.log import configure_logging
 from musicsweep.worker.loop import Worker
+from tests.fixtures.ray import RayTestCluster
 from tests.fixtures.s3 import S3Bucket
 
 COLLIDING = [  # job ids of 32 bits collided for this pair (both 1 s clips on tiny)
     {"prompt": "prompt number 51", "duration_s": 1, "model": "tiny", "seed": 6},
     {"prompt": "prompt number 85", "duration_s": 1, "model": "tiny", "seed": 75},
 ]
+
+
+class MakesFolder:
+    """A pickle that creates a folder when loaded: what a swapped spec could do with a worker's rights."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = str(folder)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.folder,))
 
 
 def wait_for_sweep(name: str, timeout_s: float = 240, interval_s: float = 1.0) -> dict[str, str]:
@@ -83,6 +98,75 @@ def wait_for_exit(pid: int, timeout_s: float = 60) -> None:
             return
         time.sleep(0.2)
     raise TimeoutError(f"worker script {pid} still running after {timeout_s}s")
+
+
+class DutyCycle(threading.Thread):
+    """Slows a process group to `share` of its speed: SIGCONT for `share` of every `period_s`, SIGSTOP
+    for the rest, until the group is gone or `done` is set (`slowed_once_loaded` continues it then)."""
+
+    def __init__(self, pgid: int, share: float = 0.25, period_s: float = 0.4) -> None:
+        super().__init__(daemon=True)
+        self.pgid, self.share, self.period_s = pgid, share, period_s
+        self.done = threading.Event()
+
+    def signal(self, signum: int) -> bool:
+        try:
+            os.killpg(self.pgid, signum)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def run(self) -> None:
+        while not self.done.is_set() and self.signal(signal.SIGCONT):
+            time.sleep(self.share * self.period_s)
+            if not self.signal(signal.SIGSTOP):
+                return
+            self.done.wait((1 - self.share) * self.period_s)
+
+
+LOADED = "] loaded model "
+
+
+def wait_for_text(path: Path, text: str, count: int = 1, timeout_s: float = 240) -> None:
+    """Until `path` holds `text` `count` times (a worker's log line)."""
+    deadline = time.monotonic() + timeout_s
+    while not (path.exists() and path.read_text().count(text) >= count):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path}: {text!r} not seen {count} time(s) after {timeout_s}s")
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def slowed_once_loaded(
+    pgid: int, own: tuple[Path, int], other: tuple[Path, int], share: float = 0.25, meanwhile: Callable = lambda: None
+):
+    """Slow the worker group `pgid` to `share` of its speed once both it and the other worker have loaded
+    their model (each log holding `loaded model` the given number of times); paused in between if it
+    loads first (`meanwhile` runs once it is paused: start the other worker there). A loaded host's
+    start-up (a minute) is then not stretched fourfold."""
+    cycle = DutyCycle(pgid, share)
+    try:
+        wait_for_text(own[0], LOADED, own[1])
+        cycle.signal(signal.SIGSTOP)
+        meanwhile()
+        wait_for_text(other[0], LOADED, other[1])
+        cycle.start()
+        yield cycle
+    finally:
+        cycle.done.set()
+        if cycle.is_alive():
+            cycle.join()
+        cycle.signal(signal.SIGCONT)
+
+
+def generated_names(log_text: str) -> list[str]:
+    """The clips a worker generated (`] generated NAME`: one line per paid generation)."""
+    return [line.split("] generated ", 1)[1].strip() for line in log_text.splitlines() if "] generated " in line]
+
+
+def taken_names(log_text: str) -> list[str]:
+    """The clips a worker took from other shards (`] took NAME from ...`)."""
+    return [line.split("] took ", 1)[1].split(" ", 1)[0] for line in log_text.splitlines() if "] took " in line]
 
 
 def window_lines(log_text: str) -> list[str]:
@@ -205,13 +289,26 @@ SLURM_SETTINGS = {
 }
 
 
-def write_slurm_config(project: Path, engine_batch_size: int = 4, **slurm: object) -> None:
+def write_slurm_config(project: Path, engine_batch_size: int = 4, store: object = "./runs", **slurm: object) -> None:
     config = {
         "backend": "slurm",
-        "store": "./runs",
+        "store": store,
         "sweeps_dir": "./runs",
         "engine": {"batch_size": engine_batch_size},
         "backends": {"slurm": {**SLURM_SETTINGS, **slurm}},
+    }
+    (project / "musicsweep.yaml").write_text(yaml.safe_dump(config))
+
+
+def write_ray_config(project: Path, cluster: RayTestCluster, **settings: object) -> None:
+    """A ray-backend musicsweep.yaml for the session cluster: two workers of one logical GPU, this venv's Python."""
+    ray = {"address": cluster.address, "workers": 2, "num_gpus": 1, "num_cpus": 0, "hourly_cost_usd": 0.5}
+    config = {
+        "backend": "ray",
+        "store": "./runs",
+        "sweeps_dir": "./runs",
+        "engine": {"batch_size": 4},
+        "backends": {"ray": ray | {"python": sys.executable} | settings},
     }
     (project / "musicsweep.yaml").write_text(yaml.safe_dump(config))
 

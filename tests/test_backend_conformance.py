@@ -31,6 +31,7 @@ from musicsweep.sweep.plan import Plan
 from musicsweep.sweep.trackers import OrphanTracker
 from tests.conformance.harness import HARNESSES, BackendHarness
 from tests.fixtures.servers import wait_until
+from tests.tiers import ONE_PER_MACHINE
 
 pytestmark = pytest.mark.e2e  # every harness starts stand-in worker processes
 
@@ -46,7 +47,13 @@ P, R, D, O, F, L = (  # noqa: E741
 )
 
 
-@pytest.fixture(params=BACKEND_NAMES)
+def backend(name: str) -> object:
+    """A backend whose harness starts a one-per-machine server runs in that server's test process."""
+    group = ONE_PER_MACHINE.get(HARNESSES[name].server or "")
+    return pytest.param(name, marks=pytest.mark.xdist_group(group)) if group else name
+
+
+@pytest.fixture(params=[backend(name) for name in BACKEND_NAMES])
 def harness(request: pytest.FixtureRequest, project: Path, tmp_path: Path) -> Iterator[BackendHarness]:
     harness = HARNESSES[request.param](request, project, tmp_path)
     try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +18,8 @@ from musicsweep.costs.rows import (
     marginal_cost_usd,
     merge_cost_report,
     read_cost_report,
+    render_cost_report,
+    update_cost_report,
     write_cost_report,
 )
 from musicsweep.costs.summary import WorkerLifetime, summarize, write_cost_summary
@@ -57,6 +61,47 @@ def test_a_resumed_clips_row_says_after_which_window(tmp_path: Path) -> None:
     older = row("c", 1.0).to_dict()
     del older["resumed_from_window"]  # a row written before resuming existed
     assert CostRow.from_dict(older).resumed_from_window is None
+
+
+def write_row(sweep: SweepDir, cost: CostRow) -> Path:
+    path = sweep.folder("costs") / f"{cost.job_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(cost.to_dict()))
+    return path
+
+
+def test_the_report_is_merged_incrementally_and_equals_a_full_rewrite(tmp_path: Path) -> None:
+    sweep = SweepDir(tmp_path, "sw")
+    rows = {job_id: replace(row(job_id, 1.0), prompt='say "hi",\nthen go') for job_id in ("b", "a", "c")}
+    for cost in rows.values():
+        write_row(sweep, cost)
+    assert sorted(line["job_id"] for line in update_cost_report(sweep)) == ["a", "b", "c"]
+    assert sweep.cost_report.read_text() == render_cost_report(list(rows.values()))
+    stamp = sweep.cost_report.stat()
+    assert stamp.st_mtime_ns < time.time_ns() - 1_000_000_000  # when its reading began, less the margin
+
+    merge_cost_report(sweep)  # nothing new: not rewritten
+    assert (sweep.cost_report.stat().st_ino, sweep.cost_report.stat().st_mtime_ns) == (stamp.st_ino, stamp.st_mtime_ns)
+
+    rows["a"] = row("a", 9.0)
+    path = write_row(sweep, rows["a"])
+    os.utime(path, ns=(stamp.st_mtime_ns - 10**10,) * 2)  # an old mtime, but written (ctime) since
+    rows["d"] = row("d", 2.0)
+    write_row(sweep, rows["d"])
+    del rows["c"]
+    (sweep.folder("costs") / "c.json").unlink()
+    merge_cost_report(sweep)
+    assert sweep.cost_report.read_text() == render_cost_report(list(rows.values()))
+    assert [line["job_id"] for line in read_cost_report(sweep.cost_report)] == ["a", "b", "d"]
+
+
+def test_a_report_of_other_columns_is_rebuilt(tmp_path: Path) -> None:
+    sweep = SweepDir(tmp_path, "sw")
+    write_row(sweep, row("a", 1.0))
+    sweep.cost_report.write_text("s3_filename,prompt\nclip_a.wav,old\n")  # an earlier version's
+    os.utime(sweep.cost_report, ns=(time.time_ns() + 10**10,) * 2)
+    assert update_cost_report(sweep)[0]["generation_time_s"] == "1.0"
+    assert sweep.cost_report.read_text() == render_cost_report([row("a", 1.0)])
 
 
 def test_summary_paid_beside_marginal() -> None:

@@ -5,16 +5,20 @@ and `--relaunch-failed` starts a new instance for exactly the clips it left."""
 from __future__ import annotations
 
 import json
+import pickle
 import time
+from pathlib import Path
 
 from musicsweep import run_sweep
 from musicsweep.cli.pull import main as auto_pull
 from musicsweep.config import load_config
+from musicsweep.digests import MISMATCH
 from musicsweep.layout import SweepDir
 from musicsweep.states import JobState
 from musicsweep.sweep.observe import observe
 from musicsweep.sweep.relaunch import judge, relaunch_jobs
 from tests.fixtures.ec2 import EC2Project, InstanceSandbox
+from tests.helpers import MakesFolder
 
 
 def variants(count: int, duration_s: float) -> list[dict]:
@@ -112,7 +116,7 @@ def test_spot_notice_mid_run_stops_and_relaunch_finishes_the_rest(
     manifest = sweep.read_manifest()
     verdict = judge(observe(sweep, manifest, backend, config), manifest, config, sweep, states, time.time() + 60)
     assert set(verdict.ready) == left  # an interruption is worth a retry, once its backoff has passed
-    assert set(relaunch_jobs(config, sweep, backend, verdict.ready)) == left
+    assert set(relaunch_jobs(config, sweep, backend, verdict.ready, manifest)) == left
     second = live_instance(ec2_project, name)
     assert second != first
     launches = sweep.read_manifest().launches
@@ -124,3 +128,44 @@ def test_spot_notice_mid_run_stops_and_relaunch_finishes_the_rest(
     assert sorted(generated[len(generated_first) :]) == sorted(job_id[:8] for job_id in left)  # only what was left
     assert_each_clip_once(ec2_project, name, job_ids, generated)
     assert set(backend.poll(sweep, sweep.read_manifest()).values()) == {JobState.DONE}
+
+
+def test_a_spec_swapped_in_the_store_is_refused_unread(
+    ec2_project: EC2Project, instance_sandbox: InstanceSandbox, tmp_path: Path
+) -> None:
+    """Between the launch and the instance's start, one spec in the bucket is replaced by a pickle
+    that would create a folder: the instance refuses it with the digest line and finishes the rest."""
+    name = ec2_project.sweep_name()
+    plan = run_sweep(variants(3, 1), name, yes=True)
+    swapped = plan.jobs[1]
+    made = tmp_path / "made-by-the-pickle"
+    client, bucket = ec2_project.bucket.server.client(), ec2_project.bucket.name
+    client.put_object(
+        Bucket=bucket, Key=f"musicsweep/{name}/jobs/{swapped.job_id}.pkl", Body=pickle.dumps(MakesFolder(made))
+    )
+    backend = ec2_project.backend()
+    assert instance_sandbox.run(backend, live_instance(ec2_project, name)) == 1
+    assert not made.exists()
+    launch = SweepDir(load_config().sweeps_dir, name).read_manifest().launches[-1].id
+    key = f"musicsweep/{name}/markers/{swapped.job_id}.{launch}.failed"
+    failed = client.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    assert failed.startswith(f"permanent failure: {MISMATCH} ") and failed.count("\n") == 1
+    others = {job.job_id for job in plan.jobs} - {swapped.job_id}
+    assert_each_clip_once(ec2_project, name, others, generated_hashes(ec2_project, name))
+
+
+def test_a_wheel_swapped_in_the_store_is_never_installed(
+    ec2_project: EC2Project, instance_sandbox: InstanceSandbox
+) -> None:
+    """The wheel in the bucket is replaced after the launch: the instance stops before installing or
+    running anything, naming it, and shuts down."""
+    name = ec2_project.sweep_name()
+    run_sweep(variants(1, 1), name, yes=True)
+    client, bucket = ec2_project.bucket.server.client(), ec2_project.bucket.name
+    (wheel,) = [key for key in ec2_project.s3_keys("_packages/") if key.endswith(".whl")]
+    client.put_object(Bucket=bucket, Key=f"musicsweep/{wheel}", Body=b"PK not the wheel the launcher built")
+    assert instance_sandbox.run(ec2_project.backend(), live_instance(ec2_project, name)) == 1
+    assert instance_sandbox.shutdown_log.read_text().splitlines() == ["-h +30", "-h now"]
+    log = (ec2_project.instance_root / name / "logs" / "worker_0.log").read_text()
+    assert f"wheel digest mismatch: refusing to install musicsweep/{wheel}: its sha256 is " in log
+    assert "worker exited" not in log and not ec2_project.s3_keys(f"{name}/markers/")

@@ -46,7 +46,8 @@ def test_dry_run_then_launch_tags_describe_poll_cleanup(ec2_project: EC2Project,
     assert len(volumes["Volumes"]) == 3
     keys = ec2_project.s3_keys("")
     assert sum(key.startswith("_packages/") and key.endswith(".whl") for key in keys) == 1
-    assert sum(key.startswith(f"{name}/jobs/") for key in keys) == 4
+    assert sum(key.startswith(f"{name}/jobs/") and key.endswith(".pkl") for key in keys) == 4
+    assert sum(key.startswith(f"{name}/jobs/specs-") and key.endswith(".sha256") for key in keys) == 1
     assert sum(key.startswith(f"{name}/launches/") for key in keys) == 3
 
     config = load_config()

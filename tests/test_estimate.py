@@ -14,7 +14,7 @@ from musicsweep.config import parse_config
 from musicsweep.costs.calibration import Calibration, CalibrationKey, load_calibration, record_sweep, save_calibration
 from musicsweep.costs.compare import write_summary_beside_estimate
 from musicsweep.costs.continuation import work_s
-from musicsweep.costs.estimate import GUESS, Estimator
+from musicsweep.costs.estimate import GUESS, Estimate, Estimator, WorkerEstimate, shared_finish_s
 from musicsweep.job import Job
 from musicsweep.layout import SweepDir, calibration_file
 from musicsweep.manifest import JobEntry, LaunchRecord, Manifest
@@ -219,3 +219,42 @@ def test_plan_lines_say_where_figures_came_from_and_show_the_range_while_history
     settled = estimate(local_config(tmp_path), calibration)
     assert not settled.thin and "range" not in estimate_line(settled)
     assert settled.sources["model load (tiny)"].startswith("calibrated from 3 sweeps on localhost")
+
+
+def test_wall_time_is_the_fleets_combined_speed_plus_one_batch(tmp_path: Path) -> None:
+    """Workers take clips from each other's shards, so 16 clips beside 4 end together, not with the 16."""
+    figures = {"throughput": {"tiny": 2.0}, "setup_s": 1.0, "model_load_s": {"tiny": 3.0}, "upload_s": 0.5}
+    config = local_config(tmp_path, estimate=figures | {"idle_s": 1.0})
+    clips = jobs(20)
+    shards = [Shard("localhost", 0, clips[:16], 1.0), Shard("localhost", 1, clips[16:], 1.0)]
+    result = Estimator(config, "local", boots=False).estimate(shards, lambda s: s.host)
+    work = work_s(10.0)
+    batch_s = 4 / 2.0 * work + 4 * 0.5  # a batch of 4 at 2 audio s per s, then its 4 uploads
+    assert [worker.total_s for worker in result.workers] == pytest.approx([4 + 4 * batch_s + 1, 4 + batch_s + 1])
+    assert result.shard_wall_s == pytest.approx(5 + 4 * batch_s)
+    # together: 20 clips' work at twice one worker's speed after the 4 s of setup and load, plus one batch
+    assert result.wall_s == pytest.approx(4 + 5 * batch_s / 2 + batch_s)
+    assert result.to_dict()["wall_s"] == result.wall_s and result.to_dict()["shard_wall_s"] == result.shard_wall_s
+    assert result.machine_s == pytest.approx(sum(worker.total_s for worker in result.workers))  # still per shard
+
+
+def worker(start_s: float, work: float, busy_s: float, batch_s: float = 5.0) -> WorkerEstimate:
+    estimate = WorkerEstimate(0, "h", "m", 1.0, 1, work_s=work, longest_batch_s=batch_s)
+    estimate.parts |= {"setup": start_s, "generation": busy_s}
+    return estimate
+
+
+def test_a_slow_or_late_worker_takes_its_share_of_the_fleets_speed() -> None:
+    # a quarter-speed worker beside a full-speed one, each with half the work: fixed halves take
+    # 4x the half (2.5x the ideal 100 * 2 / 1.25 = 160 s), shared work the ideal plus one batch
+    fast, slow = worker(0.0, 100.0, 100.0), worker(0.0, 100.0, 400.0)
+    assert shared_finish_s([fast, slow]) == pytest.approx(160.0)
+    assert Estimate([fast, slow], {}, 3).wall_s == pytest.approx(165.0)
+    assert Estimate([fast, slow], {}, 3).shard_wall_s == 400.0
+    # staggered starts: speed 3 from 10 s, speed 1 from 20 s; a worker starting at 100 s comes too late
+    early, later, late = worker(10.0, 60.0, 20.0), worker(20.0, 20.0, 20.0), worker(100.0, 20.0, 20.0)
+    assert shared_finish_s([late, later, early]) == pytest.approx((100 + 3 * 10 + 1 * 20) / 4)  # 37.5 s
+    assert Estimate([early, later, late], {}, 3).wall_s == pytest.approx(37.5 + 5.0)
+    # one worker: its own shard, never more
+    assert Estimate([fast], {}, 3).wall_s == fast.total_s == 100.0
+    assert shared_finish_s([worker(0.0, 0.0, 0.0)]) is None and Estimate([], {}, 3).wall_s == 0.0

@@ -27,7 +27,7 @@ LAYERS = (
     ("layout",),
     ("manifest",),
     ("job",),
-    ("atomic", "models", "terminal"),
+    ("atomic", "digests", "models", "terminal"),
     ("errors",),
 )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -21,9 +22,11 @@ import cloudpickle
 import pytest
 
 from musicsweep import run_sweep
+from musicsweep.backends.local import LocalBackend
 from musicsweep.config import StoreConfig, load_config
 from musicsweep.contract import store_config_to_env
 from musicsweep.costs.rows import read_cost_report
+from musicsweep.digests import MISMATCH
 from musicsweep.job import Job
 from musicsweep.store import open_store
 from musicsweep.store.base import Store
@@ -32,6 +35,7 @@ from musicsweep.worker.loop import EXIT_STORE_UNREACHABLE
 from tests.fixtures.s3 import RestartableS3rver, S3Bucket
 from tests.fixtures.servers import wait_until
 from tests.helpers import (
+    MakesFolder,
     assert_intact,
     clips,
     exit_statuses,
@@ -210,6 +214,32 @@ def test_drill_truncated_spec_fails_one_job(project: Path) -> None:
     wait_for_exit(int(sweep.worker(0).pid.read_text()), 240)
     assert_intact(store, jobs, log.read_text() + worker_log(name))
     assert cloudpickle.loads(specs[1].read_bytes()) == jobs[1]
+
+
+def test_drill_spec_swapped_before_submit_is_refused(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spec replaced in the sweep folder after the launcher wrote it and before the worker starts:
+    the worker refuses it unread, fails that job with the digest line, and generates the others once."""
+    write_local_config(project, "./runs", batch_size=3)
+    vg, name = clips(3, 1), "swapped"
+    jobs = jobs_from_variants(vg.variants(), name)
+    made = project / "made-by-the-pickle"
+    real_submit = LocalBackend.submit
+
+    def swap_then_submit(self, launch, shards):
+        sweep_dir(name).job(jobs[1]).spec.write_bytes(pickle.dumps(MakesFolder(made)))
+        return real_submit(self, launch, shards)
+
+    monkeypatch.setattr(LocalBackend, "submit", swap_then_submit)
+    launch_and_wait(vg, name)
+    assert not made.exists()
+    store, text = open_store(load_config().store), worker_log(name)
+    assert exit_statuses(text) == [1]
+    (failed_key,) = [k for k in store.list(f"{name}/markers/{jobs[1].job_id}.") if k.endswith(".failed")]
+    failed = store.get_bytes(failed_key).decode()
+    assert failed.startswith(f"permanent failure: {MISMATCH} ") and failed.count("\n") == 1
+    assert f"] FAILED {jobs[1].job_id}: {MISMATCH} " in text
+    assert_intact(store, [jobs[0], jobs[2]], text)
+    assert not store.exists(f"{name}/audio/{jobs[1].output_name}")
 
 
 def test_drill_killed_pull_leaves_nothing_behind(

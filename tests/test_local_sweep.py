@@ -200,14 +200,14 @@ def test_quickstart_script_reports_errors_in_one_line(project: Path) -> None:
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
         f"error: {project / 'musicsweep.yaml'}: key 'backend': unknown backend 'nowhere' "
-        "(known: ['local', 'ssh', 'slurm', 'ec2', 'runpod'])"
+        "(known: ['local', 'ssh', 'slurm', 'ec2', 'runpod', 'ray'])"
     ]
     assert not (project / "runs").exists()
 
 
 def test_killing_a_group_whose_leader_is_our_own_child_does_not_wait_out_the_grace() -> None:
     """The launcher's own child, once killed, is a zombie until reaped; it must not count as alive."""
-    from musicsweep.backends.local import KILL_GRACE_S, kill_process_group
+    from musicsweep.backends.processes import KILL_GRACE_S, kill_process_group
 
     child = subprocess.Popen(["bash", "-c", "sleep 60 & wait"], start_new_session=True)
     started = time.monotonic()

@@ -51,3 +51,22 @@ def test_malformed_lines_name_file_and_line(tmp_path: Path, line: str, message: 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(MusicsweepError, match="cannot read prompts file"):
         VariantGenerator.from_prompts_file(tmp_path / "nope.txt")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("lofi ; 1e9 ; b", "key 'duration_s' is 1e+09 s, above max_duration_s"),
+        ("lofi ; 10 ; b ; melody=nope.wav", "nope.wav"),
+        ("lofi ; 10 ; b ; prompt_in_output=true", "key 'prompt_in_output' needs an 'audio_prompt'"),
+    ],
+)
+def test_every_plan_time_error_of_a_line_names_file_and_line(tmp_path: Path, line: str, message: str) -> None:
+    """A value the prompts file parses but a later check refuses still names `prompts.txt:LINE`."""
+    path = tmp_path / "prompts.txt"
+    path.write_text(f"rain ; 10 ; first\n{line}\n")
+    variants = VariantGenerator.from_prompts_file(path).variants()
+    with pytest.raises(MusicsweepError) as error:
+        jobs_from_variants(variants, "from-file", base_dir=tmp_path)
+    assert str(error.value).startswith(f"{path}:2: variant 1 ") and message in str(error.value)
+    assert "\n" not in str(error.value)

@@ -273,5 +273,6 @@ def test_first_error_line(text: str, line: str) -> None:
 def test_missing_report_extra_is_one_clear_error(crafted: SweepDir, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert main([str(crafted.root)]) == 2
-    assert capsys.readouterr().err == "error: the report needs matplotlib: pip install 'musicsweep[report]'\n"
+    fix = "uv sync --extra report, or pip install '.[report]' in a checkout"
+    assert capsys.readouterr().err == f"error: the report needs matplotlib: {fix}\n"
     assert not crafted.report_dir.exists()

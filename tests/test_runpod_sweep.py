@@ -73,6 +73,9 @@ def test_a_sweep_runs_on_pods_and_every_pod_is_terminated(runpod_project: RunPod
 
 def test_a_pod_that_dies_mid_sweep_loses_its_jobs_until_they_are_relaunched(runpod_project: RunPodProject) -> None:
     standin = runpod_project.standin
+    # Lost jobs are relaunched once their lease has expired and their backoff passed: 20 s and 1 s
+    # to wait out, not the default 300 s and 30 s.
+    runpod_project.configure(recovery={"lease_s": 20, "backoff_s": 1})
     run_sweep(variants(2), "dying", yes=True)
     config = load_config()
     sweep = SweepDir(config.sweeps_dir, "dying")

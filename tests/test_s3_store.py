@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import re
@@ -75,12 +76,15 @@ def test_list_follows_pagination(s3_bucket: S3Bucket) -> None:
 
 def test_large_file_goes_multipart(s3_bucket: S3Bucket, tmp_path: Path) -> None:
     store = open_s3(s3_bucket, multipart_threshold=5 * MB, multipart_chunksize=5 * MB)
-    parts = []
-    store.client.meta.events.register("before-call.s3.UploadPart", lambda **_: parts.append(1))
+    sent: list[str] = []  # each part's SHA-256 header, base64, as sent
+    record = lambda request, **_: sent.append(request.headers.get("x-amz-checksum-sha256", b"").decode())  # noqa: E731
+    store.client.meta.events.register("before-send.s3.UploadPart", record)
     source = tmp_path / "big.wav"
     source.write_bytes(os.urandom(12 * MB))
     store.put_file("sw/audio/big.wav", source)
-    assert len(parts) == 3
+    data = source.read_bytes()
+    parts = [data[start : start + 5 * MB] for start in range(0, len(data), 5 * MB)]
+    assert sorted(sent) == sorted(base64.b64encode(hashlib.sha256(part).digest()).decode() for part in parts)
     info = store.info("sw/audio/big.wav")
     assert info is not None and info.size == 12 * MB
     target = tmp_path / "back.wav"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import subprocess
 from dataclasses import asdict
@@ -14,7 +15,7 @@ import pytest
 
 import musicsweep.job as job_module
 from musicsweep.backends.local import LocalBackend
-from musicsweep.backends.probe import parse_probe, probe_command
+from musicsweep.backends.probe import HostProbe, parse_probe, probe_command, probe_here
 from musicsweep.cli.display import PLAN_HEADERS, PLAN_ROWS_SHOWN
 from musicsweep.cli.main import main as musicsweep_main
 from musicsweep.cli.run import run_sweep
@@ -128,9 +129,14 @@ def test_probe_reads_pid_files_with_and_without_a_final_newline(tmp_path: Path) 
     (tmp_path / "jobs" / "b.pid").write_text("14 15")
     (tmp_path / "jobs" / "c.pid").write_text("")  # being written: not yet a pid
     (tmp_path / "scripts" / "worker_3.pid").write_text("99\n")
+    (tmp_path / "jobs" / "d.pid.tmp").write_text("16 17\n")  # not a `.pid` file
+    (tmp_path / "markers" / "a.done").write_text("1\n")
     output = subprocess.run(["bash", "-c", probe_command(str(tmp_path))], capture_output=True, text=True, check=True)
     probe = parse_probe(output.stdout)
     assert (probe.job_pids, probe.worker_pids, output.stderr) == ({"a": (12, 13), "b": (14, 15)}, {3: 99}, "")
+    here = probe_here(str(tmp_path), str(tmp_path / "markers"))  # the local backend's, in-process
+    assert (here.job_pids, here.worker_pids, here.markers) == (probe.job_pids, probe.worker_pids, {"a.done"})
+    assert os.getpid() in here.alive_pids and probe_here(str(tmp_path / "gone"), "markers") == HostProbe()
 
 
 def test_specs_are_written_once_and_a_torn_one_is_repaired(tmp_path: Path) -> None:

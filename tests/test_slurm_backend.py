@@ -21,11 +21,12 @@ from musicsweep.config import load_config
 from musicsweep.layout import SweepDir
 from musicsweep.remote.ssh import CONNECTIONS
 from musicsweep.states import JobState
-from musicsweep.worker.context import EXIT_STOPPED
+from musicsweep.worker.context import EXIT_STOPPED, EXIT_STORE_UNREACHABLE
+from tests.fixtures.s3 import RestartableS3rver
 from tests.fixtures.servers import wait_until
 from tests.fixtures.slurm import SlurmCluster
 from tests.fixtures.sshd import SSHServer
-from tests.helpers import wait_for_sweep, wav_info, window_lines, write_slurm_config
+from tests.helpers import exit_statuses, wait_for_sweep, wav_info, window_lines, write_slurm_config
 
 SECRET = "tok-9f2c61d4e0b7a35c"
 
@@ -182,6 +183,33 @@ def test_usr2_mid_clip_requeues_the_task_and_it_resumes_from_the_checkpoint(
     (wav,) = (sweep.root / "audio").glob("*.wav")
     assert wav_info(wav) == (32000, 1, 120 * 32000)
     assert not list((sweep.root / "partial").glob("*"))
+
+
+def test_task_whose_store_is_unreachable_is_requeued_and_finishes(
+    project: Path, slurm_cluster: SlurmCluster, restartable_s3rver: RestartableS3rver
+) -> None:
+    """The store goes down mid-sweep: the worker gives up past its budget (exit 76, clips spooled),
+    the task requeues itself like a preempted one, and once the store is back the restart finishes."""
+    server = restartable_s3rver
+    store = {"url": "s3://drill/musicsweep", "endpoint_url": server.endpoint_url, "region": "us-east-1"}
+    write_slurm_config(project, engine_batch_size=1, store=store | {"outage_budget_s": 3}, shards=1)
+    plan = run_sweep(variants(["rainy jazz trio", "driving techno"], [3, 4]), "gone")
+    log = plan.sweep.root / "logs" / "worker_0.log"
+    bucket = server.server.client()
+    done = lambda: bucket.list_objects_v2(Bucket="drill", Prefix="musicsweep/gone/markers/").get("Contents", [])  # noqa: E731
+    wait_until(lambda: any(item["Key"].endswith(".done") for item in done()), 300, "the first finished clip")
+    server.stop()
+    wait_until(lambda: "store unreachable: requeueing" in log.read_text(), 300, "the requeue on status 76")
+    server.start()
+
+    # Read the bucket, not a pull: an object torn by the server's own stop may still be listed.
+    finished = lambda: {item["Key"].rsplit("/", 1)[1] for item in done() if item["Key"].endswith(".done")}  # noqa: E731
+    wait_until(lambda: finished() == {f"{job.job_id}.done" for job in plan.jobs}, 400, "every clip after the requeue")
+    wait_until(lambda: len(exit_statuses(log.read_text())) == 2, 120, "the requeued task's end")
+    text = log.read_text()
+    assert exit_statuses(text) == [EXIT_STORE_UNREACHABLE, 0] and "restart 1" in text
+    generated = [line.rsplit(" ", 1)[1] for line in text.splitlines() if "] generated " in line]
+    assert sorted(generated) == sorted(job.output_name for job in plan.jobs)  # each clip once
 
 
 def test_cancel_leaves_no_process_behind(project: Path, slurm_cluster: SlurmCluster) -> None:

@@ -1,11 +1,19 @@
 """The two tiers of the suite (docs/testing.md): a test is `e2e` when it starts a worker subprocess
-or a real server; `./scripts/test --quick` runs the rest (`-m "not e2e"`).
+or a real server; `./scripts/test --quick` runs the rest (`-m "not e2e"`). And which tests must
+share one test process when the suite runs in several (pytest-xdist, `--dist loadgroup`).
 
 A test that uses a fixture from `tests/fixtures/` (each starts a server or a stand-in) is marked
 here by that fixture alone; a test that starts workers carries the mark itself. Any test left
 unmarked that starts a worker or takes a server fixture anyway fails with a line saying to mark it,
-so a new test cannot land in the quick tier by mistake. This is a plugin (loaded by conftest.py),
-not conftest code: a conftest's hooks never see session-wide fixtures, set up by the session.
+so a new test cannot land in the quick tier by mistake.
+
+Test processes: a test whose server is unique on the machine (the SLURM cluster) goes to that
+server's `xdist_group`, so one process starts it; a test using a module-scoped fixture goes to its
+module's group, so the fixture runs once. A test that takes such a server with
+`request.getfixturevalue` without being in its group fails with a line saying so.
+
+This is a plugin (loaded by conftest.py), not conftest code: a conftest's hooks never see
+session-wide fixtures, set up by the session.
 """
 
 from __future__ import annotations
@@ -22,21 +30,50 @@ FIXTURE_MODULES = "tests.fixtures."
 # polls one: what the quick tier leaves out. A sweep script run as a child (`python sweep.py`) is
 # not caught here; a test that runs one to start workers carries the mark itself.
 WORKER_COMMAND = re.compile(r"(^|/)worker_\d+\.sh$|^musicsweep\.(worker|auto_pull)$")
+GROUP = "xdist_group"
+# Fixtures whose server exists once per machine, and the test-process group of every test using one.
+ONE_PER_MACHINE = {"slurm_cluster": "slurm", "ray_cluster": "ray"}
+SHARED_SCOPES = ("module", "class")  # a fixture of these scopes is set up once per process that runs it
 
 
 def is_e2e(item: pytest.Item) -> bool:
     return item.get_closest_marker(E2E) is not None
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """xdist registers its mark only when loaded; the suite runs without it too (`-p no:xdist`).
+    loadgroup keeps a group together by suffixing node ids, which pytest 9.2 ignores (pytest-xdist
+    issue 1386): every group would be split without a word, so such a pair refuses to run."""
+    config.addinivalue_line("markers", f"{GROUP}(name): run in the same test process as the rest of its group")
+    if getattr(config.option, "dist", "no") == "loadgroup" and pytest.version_tuple[:2] >= (9, 2):
+        raise pytest.UsageError("--dist loadgroup does not group tests on pytest 9.2 (pytest-xdist issue 1386)")
+
+
+def process_group(item: pytest.Item, fixtures: dict[str, pytest.FixtureDef]) -> str | None:
+    """The group a test must share a process with: its one-per-machine server's, else its module's
+    when it uses a module-scoped fixture, else none."""
+    for name, group in ONE_PER_MACHINE.items():
+        if name in fixtures:
+            return group
+    if any(fixture.scope in SHARED_SCOPES for fixture in fixtures.values()):
+        return item.nodeid.split("::")[0]
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark `e2e` every test that uses a server fixture (any fixture defined in `tests/fixtures/`)."""
+    """Mark `e2e` every test that uses a server fixture (any fixture defined in `tests/fixtures/`),
+    and put it in its test-process group (a group set by hand, as on a parameter, stays)."""
     for item in items:
         fixture_info = getattr(item, "_fixtureinfo", None)
         if fixture_info is None:
             continue
-        modules = {defs[-1].func.__module__ for defs in fixture_info.name2fixturedefs.values() if defs}
-        if any(module.startswith(FIXTURE_MODULES) for module in modules):
+        fixtures = {name: defs[-1] for name, defs in fixture_info.name2fixturedefs.items() if defs}
+        if any(fixture.func.__module__.startswith(FIXTURE_MODULES) for fixture in fixtures.values()):
             item.add_marker(E2E)
+        group = process_group(item, fixtures)
+        if group is not None and item.get_closest_marker(GROUP) is None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def starts_a_worker(args: object) -> bool:
@@ -65,7 +102,15 @@ def tier_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_fixture_setup(fixturedef: pytest.FixtureDef, request: pytest.FixtureRequest) -> None:
-    """A server fixture taken with `request.getfixturevalue` by a test not marked `e2e` fails it."""
+    """A server fixture taken with `request.getfixturevalue` by a test not marked `e2e`, or a
+    one-per-machine server by a test outside its group, fails the test."""
     item = getattr(request, "_pyfuncitem", None)
-    if item is not None and fixturedef.func.__module__.startswith(FIXTURE_MODULES) and not is_e2e(item):
+    if item is None:
+        return
+    if fixturedef.func.__module__.startswith(FIXTURE_MODULES) and not is_e2e(item):
         pytest.fail(f"{item.nodeid} starts {fixturedef.argname}: mark it @pytest.mark.e2e", pytrace=False)
+    group = ONE_PER_MACHINE.get(fixturedef.argname)
+    mark = item.get_closest_marker(GROUP)
+    if group is not None and (mark is None or mark.args[:1] != (group,)):
+        why = f"one process runs every test using it: mark it @pytest.mark.{GROUP}({group!r})"
+        pytest.fail(f"{item.nodeid} starts {fixturedef.argname}; {why}", pytrace=False)

@@ -56,6 +56,11 @@ class Backend(ABC):
     poll_interval_s: ClassVar[tuple[float, float]] = (2.0, 10.0)
     queues: ClassVar[bool] = False  # a worker may wait long in a queue (SLURM): no start timeout
 
+    @property
+    def store_per_host(self) -> bool:
+        """True when each host keeps its own store (SSH host-disk): a worker can take clips only there."""
+        return False
+
     def __init__(self, config: Config) -> None:
         self.config = config
         self.unreachable_why: dict[str, str] = {}  # host -> why the last poll could not reach it
@@ -109,7 +114,8 @@ def balanced_shards(jobs: list[Job], slots: list[tuple[str, float]]) -> list[Sha
     Jobs are sorted by group so each shard holds contiguous runs of one (model, params, duration),
     then cut into nearly equal consecutive pieces, one per slot (fewer when there are few jobs).
     """
-    ordered = sorted(jobs, key=lambda j: (j.model, repr(j.params), j.duration_s, j.job_id))
+    params = {job.params: repr(job.params) for job in jobs}  # one repr per distinct params, not per job
+    ordered = sorted(jobs, key=lambda j: (j.model, params[j.params], j.duration_s, j.job_id))
     count = min(len(slots), len(ordered))
     shards = []
     start = 0

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 
 from musicsweep.atomic import atomic_write_text
 from musicsweep.backends.base import Backend, Launch, Shard, balanced_shards
-from musicsweep.backends.probe import HostProbe, classify, parse_probe, probe_command
+from musicsweep.backends.probe import HostProbe, classify, probe_here
+from musicsweep.backends.processes import kill_process_group
 from musicsweep.config import at_least, typed_section
 from musicsweep.contract import worker_environment
 from musicsweep.job import Job
@@ -24,42 +22,12 @@ from musicsweep.store import open_store
 from musicsweep.store.pull import pull_results
 from musicsweep.worker.deps import require_worker_deps
 
-KILL_GRACE_S = 5.0
-
 
 @dataclass(frozen=True)
 class LocalConfig:
     workers: int = at_least(1, 1)
     hourly_cost_usd: float = at_least(0, 0.0)
     python: str | None = None
-
-
-def group_alive(pgid: int) -> bool:
-    """True while the group has a member. Exited members that are this process's own children
-    (a launcher still running) are reaped first: as zombies they would keep the group "alive"."""
-    with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-pgid, os.WNOHANG)[0]:
-            pass
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def kill_process_group(pgid: int, grace_s: float = KILL_GRACE_S) -> None:
-    """SIGTERM the whole group, wait up to `grace_s`, then SIGKILL what is left."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        if not group_alive(pgid):
-            return
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
 
 
 class LocalBackend(Backend):
@@ -91,7 +59,7 @@ class LocalBackend(Backend):
                 num_workers=len(shards),
                 cwd=str(self.config.base_dir),
                 log=str(paths.log),
-                specs=[str(sweep.job(job).spec) for job in shard.jobs],
+                specs=sweep.spec_paths(shard.jobs),
                 python=python,
                 env=env,
             )
@@ -108,9 +76,7 @@ class LocalBackend(Backend):
 
     def _probe(self, sweep: SweepDir) -> HostProbe:
         markers_dir = sweep.folder(MARKERS_DIR)
-        command = probe_command(str(sweep.root), str(markers_dir))
-        output = subprocess.run(["bash", "-c", command], capture_output=True, text=True, check=False).stdout
-        probe = parse_probe(output)
+        probe = probe_here(str(sweep.root), str(markers_dir))
         store = open_store(self.config.store)
         if store.local_path(sweep.keys.markers.rstrip("/")) != markers_dir:
             probe.markers = list_markers(store, sweep.name)

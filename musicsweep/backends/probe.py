@@ -5,7 +5,11 @@ Local, SSH, SLURM-login and RunPod hosts are all probed with the same bash, run 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
+import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from musicsweep.layout import JOBS_DIR, MARKERS_DIR, PID_SUFFIX, SCRIPTS_DIR
@@ -45,6 +49,20 @@ def probe_command(work_dir: str, markers_dir: str = MARKERS_DIR) -> str:
     )
 
 
+def add_line(probe: HostProbe, section: str, parts: list[str]) -> None:
+    """One line of a probe's section (`ps`, `jobs`, `workers`, `markers`), split on whitespace."""
+    if section == "ps" and len(parts) >= 2 and not parts[1].startswith("Z"):
+        probe.alive_pids.add(int(parts[0]))
+    elif section == "jobs" and len(parts) >= 3:
+        job_id = parts[0].rsplit("/", 1)[-1].removesuffix(PID_SUFFIX)
+        probe.job_pids[job_id] = (int(parts[1]), int(parts[2]))
+    elif section == "workers" and len(parts) >= 2:
+        worker_id = int(parts[0].rsplit("_", 1)[-1].removesuffix(PID_SUFFIX))
+        probe.worker_pids[worker_id] = int(parts[1])
+    elif section == "markers":
+        probe.markers.update(parts)
+
+
 def parse_probe(output: str) -> HostProbe:
     probe = HostProbe()
     section = ""
@@ -53,18 +71,42 @@ def parse_probe(output: str) -> HostProbe:
             section = line[1:].strip()
             continue
         parts = line.split()
-        if not parts:
+        if parts:
+            add_line(probe, section, parts)
+    return probe
+
+
+def pid_lines(folder: str) -> Iterator[list[str]]:
+    """`[path, pid, pgid]` of each `.pid` file in `folder` with a line in it, as the probe's `pids` says."""
+    try:
+        names = [name for name in os.listdir(folder) if name.endswith(PID_SUFFIX) and not name.startswith(".")]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            with open(path) as handle:
+                line = handle.readline()
+        except OSError:
             continue
-        if section == "ps" and len(parts) >= 2 and not parts[1].startswith("Z"):
-            probe.alive_pids.add(int(parts[0]))
-        elif section == "jobs" and len(parts) >= 3:
-            job_id = parts[0].rsplit("/", 1)[-1].removesuffix(PID_SUFFIX)
-            probe.job_pids[job_id] = (int(parts[1]), int(parts[2]))
-        elif section == "workers" and len(parts) >= 2:
-            worker_id = int(parts[0].rsplit("_", 1)[-1].removesuffix(PID_SUFFIX))
-            probe.worker_pids[worker_id] = int(parts[1])
-        elif section == "markers":
-            probe.markers.update(parts)
+        if line:
+            yield [path, *line.split()]
+
+
+def probe_here(work_dir: str, markers_dir: str) -> HostProbe:
+    """What `probe_command` reports, for a folder on this machine, read in-process: bash's loop
+    over 10,000 `.pid` files took seconds, Python's reads take a tenth of that."""
+    probe = HostProbe()
+    if not os.path.isdir(work_dir):
+        return probe
+    ps = subprocess.run(["ps", "-e", "-o", "pid=,stat="], capture_output=True, text=True, check=False).stdout
+    for line in ps.splitlines():
+        add_line(probe, "ps", line.split())
+    for section, folder in (("jobs", JOBS_DIR), ("workers", SCRIPTS_DIR)):
+        for parts in pid_lines(os.path.join(work_dir, folder)):
+            add_line(probe, section, parts)
+    with contextlib.suppress(OSError):
+        probe.markers.update(os.listdir(os.path.join(work_dir, markers_dir)))
     return probe
 
 

@@ -7,6 +7,7 @@ BACKENDS = {
     "slurm": "musicsweep.backends.slurm.backend:SlurmBackend",
     "ec2": "musicsweep.backends.ec2.backend:EC2Backend",
     "runpod": "musicsweep.backends.runpod.backend:RunPodBackend",
+    "ray": "musicsweep.backends.ray.backend:RayBackend",
 }
 BACKEND_NAMES = tuple(BACKENDS)
 

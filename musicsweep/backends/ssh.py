@@ -90,6 +90,10 @@ class SSHBackend(Backend):
     def store_is_host_disk(self) -> bool:
         return not self.config.store.url.startswith("s3://")
 
+    @property
+    def store_per_host(self) -> bool:
+        return self.store_is_host_disk
+
     def configured(self) -> dict[str, SSHHost]:
         return {host.label: host for host in self.settings.hosts}
 
@@ -241,7 +245,7 @@ class SSHBackend(Backend):
             found: dict[str, set[str]] = defaultdict(set)
             for label, jobs in self.jobs_by_host(manifest).items():
                 for job_id in jobs:
-                    found[label].update(sweep.read_spec(job_id).extra_pull_dirs)
+                    found[label].update(sweep.read_spec(job_id, manifest.jobs[job_id].spec_sha256).extra_pull_dirs)
             self.extra_dirs[sweep.name] = found
         return self.extra_dirs[sweep.name]
 

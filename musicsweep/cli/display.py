@@ -21,7 +21,7 @@ from musicsweep.atomic import atomic_write_text
 from musicsweep.costs.estimate import PARTS
 from musicsweep.layout import COSTS_DIR, WORKERS_DIR
 from musicsweep.states import JobState
-from musicsweep.terminal import console, render_table
+from musicsweep.terminal import console, print_plain, render_table
 
 if TYPE_CHECKING:
     from musicsweep.costs.estimate import Estimate
@@ -193,10 +193,9 @@ def estimate_line(estimate: Estimate) -> str:
 def count_by_host(states: dict[str, str], hosts: dict[str, str | None]) -> dict[str, Counter]:
     """State counts per host (an orphaned `done` counts as done), plus an `all` row."""
     by_host: dict[str, Counter] = {}
-    for job_id, state in states.items():
-        by_host.setdefault(hosts.get(job_id) or "-", Counter())[
-            JobState.DONE if state == JobState.DONE_ORPHANS else state
-        ] += 1
+    pairs = Counter((hosts.get(job_id) or "-", state) for job_id, state in states.items())  # one pass, in C
+    for (host, state), count in pairs.items():
+        by_host.setdefault(host, Counter())[JobState.DONE if state == JobState.DONE_ORPHANS else state] += count
     counts = dict(sorted(by_host.items()))
     counts["all"] = sum(by_host.values(), Counter())
     return counts
@@ -223,7 +222,7 @@ def print_attempts(manifest: Manifest, states: dict[str, str], reasons: dict[str
         why = f"  {reasons[job_id]}" if job_id in reasons else ""
         lines.append(f"{job_id}  {state}  attempt {entry.attempts}/{max_attempts}  {entry.output_name}{why}")
     if lines:
-        console.print("\n".join(lines))
+        print_plain("\n".join(lines))
 
 
 def status_line(sweep_name: str, states: dict[str, str], hosts: dict[str, str | None]) -> str:
@@ -277,8 +276,12 @@ class MovingBar:
         return bar
 
 
+THROUGHPUT_EVERY_S = 60.0  # off a terminal, workers' throughput lines at most this often (and at the end)
+
+
 class SweepProgress:
-    """Following's view: a live per-host table and an overall bar on a terminal, a plain line per change otherwise."""
+    """Following's view: a live per-host table, each worker's throughput and an overall bar on a
+    terminal; otherwise a plain line per change, and the throughput lines once a minute and at the end."""
 
     def __init__(self, sweep_name: str) -> None:
         self.sweep_name = sweep_name
@@ -286,6 +289,9 @@ class SweepProgress:
         self.live = Live(console=console, refresh_per_second=4) if console.is_terminal else None
         self.bar = MovingBar(self.started)
         self.last_line = ""
+        self.throughput: list[str] = []
+        self.shown_throughput: list[str] = []
+        self.throughput_at = -THROUGHPUT_EVERY_S
 
     def __enter__(self) -> SweepProgress:
         if self.live is not None:
@@ -295,19 +301,31 @@ class SweepProgress:
     def __exit__(self, *exc_info: object) -> None:
         if self.live is not None:
             self.live.stop()
+        elif self.throughput != self.shown_throughput:
+            self.show_throughput(time.monotonic())
 
-    def update(self, states: dict[str, str], hosts: dict[str, str | None]) -> None:
-        """Show one poll's states (job_id -> state) with each job's host (job_id -> host)."""
+    def show_throughput(self, now: float) -> None:
+        print_plain("\n".join(f"  {line}" for line in self.throughput))
+        self.shown_throughput, self.throughput_at = self.throughput, now
+
+    def update(self, states: dict[str, str], hosts: dict[str, str | None], throughput: list[str] | None = None) -> None:
+        """Show one poll's states (job_id -> state) with each job's host (job_id -> host), and a
+        line per worker on its throughput (`sweep.follow.throughput_lines`)."""
+        self.throughput = throughput or []
         if self.live is None:
             line = status_line(self.sweep_name, states, hosts)
             if line != self.last_line:
                 console.print(f"[{time.strftime('%H:%M:%S')}] {line}")
                 self.last_line = line
+            now = time.monotonic()
+            if self.throughput != self.shown_throughput and now - self.throughput_at >= THROUGHPUT_EVERY_S:
+                self.show_throughput(now)
             return
         finished = sum(state in (JobState.DONE, JobState.DONE_ORPHANS, JobState.FAILED) for state in states.values())
         running = sum(state == JobState.RUNNING for state in states.values())
         self.bar.update(len(states), finished, running)
-        self.live.update(Group(states_table(self.sweep_name, states, hosts), self.bar))
+        parts = [states_table(self.sweep_name, states, hosts), *(["\n".join(self.throughput)] if throughput else [])]
+        self.live.update(Group(*parts, self.bar))
 
 
 @dataclass(frozen=True)

@@ -139,10 +139,12 @@ def run_status(argv: list[str]) -> int:
 def run_cancel(argv: list[str]) -> int:
     from musicsweep.cli.sweeps_list import record_cancel
     from musicsweep.sweep.launched import open_launched
+    from musicsweep.sweep.lock import launch_lock
 
     args = sweep_parser("cancel", "Stop every worker of a sweep. Finished clips stay in the store.").parse_args(argv)
     sweep, manifest, _config, backend = open_launched(args.sweep)
-    backend.cancel(sweep, manifest)
+    with launch_lock(sweep, "cancel"):  # a launch in progress finishes starting its workers, then they stop
+        backend.cancel(sweep, sweep.read_manifest())  # read again: it names what that launch started
     record_cancel(sweep)
     print(f"cancelled sweep {sweep.name} on {manifest.backend}")
     return 0

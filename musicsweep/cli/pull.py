@@ -31,7 +31,7 @@ def pull(name: str | None, report: bool = False, **options: Any) -> int:
             if isinstance(event, Notice):
                 console.print(event.line)
             elif isinstance(event, Round):
-                progress.update(event.states, event.hosts)
+                progress.update(event.states, event.hosts, event.throughput)
             else:
                 settled = event
     if settled is None:

@@ -29,12 +29,14 @@ SECTIONS = {
     "engine": "musicsweep.config:EngineConfig",
     "estimate": "musicsweep.config:EstimateConfig",
     "recovery": "musicsweep.config:RecoveryConfig",
+    "worker": "musicsweep.config:WorkerConfig",
     "backends.local": "musicsweep.backends.local:LocalConfig",
     "backends.ssh": "musicsweep.remote.hosts:HostSettings",
     "backends.ssh.hosts[]": "musicsweep.remote.ssh:SSHHost",
     "backends.slurm": "musicsweep.backends.slurm.settings:SlurmConfig",
     "backends.ec2": "musicsweep.backends.ec2.config:EC2Config",
     "backends.runpod": "musicsweep.backends.runpod.settings:RunPodSettings",
+    "backends.ray": "musicsweep.backends.ray.settings:RayConfig",
 }
 NOT_KEYS = {"source", "base_dir"}  # Config fields set by the loader, not read from the file
 

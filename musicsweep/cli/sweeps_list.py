@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from musicsweep.errors import MusicsweepError
 from musicsweep.layout import MARKERS_DIR, SweepDir, done_marker, failed_marker
 from musicsweep.manifest import Manifest
 from musicsweep.states import JobState
+
+logger = logging.getLogger(__name__)
 
 CANCELLED = "cancelled"  # in the sweep folder: when `musicsweep cancel` stopped it
 
@@ -86,7 +89,11 @@ def sweep_rows(sweeps_dir: Path, refresh: bool = False) -> list[SweepRow]:
     rows = []
     for path in sweeps_dir.glob("*/manifest.json"):
         sweep = SweepDir(sweeps_dir, path.parent.name)
-        manifest = sweep.read_manifest()
+        try:
+            manifest = sweep.read_manifest()
+        except MusicsweepError as error:  # one unreadable sweep does not hide the others
+            logger.warning("%s", error)
+            continue
         state = None
         try:
             done, failed = polled_counts(sweep) if refresh else pulled_counts(sweep, manifest)

@@ -18,7 +18,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from musicsweep.atomic import atomic_write_json
+from musicsweep.atomic import atomic_write_json, set_aside
 from musicsweep.billing import MachineTime, WorkerKey
 from musicsweep.layout import CALIBRATION_KEY, WORKERS_DIR, SweepDir, calibration_file
 from musicsweep.manifest import Manifest
@@ -109,17 +109,16 @@ class Calibration:
     entries: dict[CalibrationKey, list[dict[str, Any]]] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, payload: Any, where: str) -> Calibration:
-        """Unreadable entries are skipped with one warning naming `where`: a cache never blocks a launch."""
+    def from_json(cls, payload: Any) -> Calibration:
+        """Raises ValueError (one line) when `payload` is not a calibration."""
         calibration = cls()
         try:
             for entry in payload["entries"]:
                 key = CalibrationKey(*(str(entry[name]) for name in ("backend", "machine", "model", "dtype", "device")))
                 for sample in entry["samples"]:
                     calibration.add(key, dict(sample))
-        except (KeyError, TypeError, ValueError) as error:
-            logger.warning(f"{where}: unreadable calibration ({type(error).__name__}: {error}); ignoring it")
-            return cls()
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise ValueError(" ".join(f"{type(error).__name__}: {error}".split())) from None
         return calibration
 
     def to_json(self) -> dict[str, Any]:
@@ -157,19 +156,25 @@ class Calibration:
 
 
 def load_calibration(path: Path | None = None, store: Store | None = None) -> Calibration:
-    """The cache file, merged with the store's copy when one is given."""
+    """The cache file, merged with the store's copy when one is given. An unreadable copy never
+    blocks a launch: the file is set aside (`NAME.unreadable-TIME`) and the store's copy skipped,
+    each with one warning, and the estimate uses what is left (the defaults, at worst)."""
     path = path or calibration_file()
     calibration = Calibration()
     if path.is_file():
         try:
-            payload = json.loads(path.read_text())
-        except (OSError, ValueError) as error:
+            calibration = Calibration.from_json(json.loads(path.read_text()))
+        except ValueError as error:
+            aside = set_aside(path)
+            logger.warning(f"{path}: unreadable calibration ({error}); moved to {aside.name}, estimates start afresh")
+        except OSError as error:
             logger.warning(f"{path}: unreadable calibration ({error}); ignoring it")
-        else:
-            calibration = Calibration.from_json(payload, str(path))
     if store is not None and store.exists(CALIBRATION_KEY):
-        shared = Calibration.from_json(json.loads(store.get_bytes(CALIBRATION_KEY)), f"{store.url}/{CALIBRATION_KEY}")
-        calibration.merge(shared)
+        where = f"{store.url}/{CALIBRATION_KEY}"
+        try:
+            calibration.merge(Calibration.from_json(json.loads(store.get_bytes(CALIBRATION_KEY))))
+        except ValueError as error:
+            logger.warning(f"{where}: unreadable shared calibration ({error}); ignoring it")
     return calibration
 
 

@@ -11,8 +11,10 @@ the engine's windows do, and with batch size as measured (`BATCH_EXPONENT` where
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from statistics import median
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +83,7 @@ class WorkerEstimate:
     low_s: float = 0.0
     high_s: float = 0.0
     longest_batch_s: float = 0.0  # its longest batch, uploads included: the stall watchdog's yardstick
+    work_s: float = 0.0  # its clips' continuation work (`costs/continuation.py`): what its speed is measured in
     job_s: dict[str, float] = field(default_factory=dict)
 
     def add(self, part: str, figure: Figure, times: float = 1.0) -> None:
@@ -93,11 +96,26 @@ class WorkerEstimate:
         return sum(self.parts.values())
 
     @property
+    def start_s(self) -> float:
+        """Seconds before it generates its first clip: boot, setup, model load."""
+        return self.parts["boot"] + self.parts["setup"] + self.parts["model_load"]
+
+    @property
+    def speed(self) -> float:
+        """Work seconds it gets through per wall second while generating (uploads included)."""
+        busy_s = self.parts["generation"] + self.parts["upload"]
+        return self.work_s / busy_s if busy_s > 0 else 0.0
+
+    @property
     def cost_usd(self) -> float:
         return self.total_s * self.hourly_cost_usd / 3600.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {key: value for key, value in asdict(self).items() if key != "job_s"}
+        """Without `job_s` (per clip, never copied: `asdict` would copy 100,000 entries to drop them)."""
+        return {name: copy.deepcopy(getattr(self, name)) for name in WORKER_FIELDS}
+
+
+WORKER_FIELDS = tuple(item.name for item in fields(WorkerEstimate) if item.name != "job_s")
 
 
 @dataclass
@@ -111,8 +129,20 @@ class Estimate:
         return sum(worker.total_s for worker in self.workers)
 
     @property
-    def wall_s(self) -> float:
+    def shard_wall_s(self) -> float:
+        """When the slowest worker would finish its own shard: the sweep's end under fixed shards."""
         return max((worker.total_s for worker in self.workers), default=0.0)
+
+    @property
+    def wall_s(self) -> float:
+        """Workers share the sweep (a worker done with its shard takes clips no live worker holds), so
+        it ends when the fleet's combined speed has done all the work, plus one batch, since the
+        last batches cannot be split; never later than fixed shards would end it."""
+        shared = shared_finish_s(self.workers)
+        if shared is None:
+            return self.shard_wall_s
+        batch_s = max(worker.longest_batch_s for worker in self.workers)
+        return min(self.shard_wall_s, shared + batch_s)
 
     @property
     def paid_usd(self) -> float:
@@ -142,6 +172,7 @@ class Estimate:
         return {
             "machine_s": self.machine_s,
             "wall_s": self.wall_s,
+            "shard_wall_s": self.shard_wall_s,
             "paid_usd": self.paid_usd,
             "range_s": list(self.range_s),
             "range_usd": list(self.range_usd),
@@ -150,6 +181,23 @@ class Estimate:
             "sources": self.sources,
             "workers": [worker.to_dict() for worker in self.workers],
         }
+
+
+def shared_finish_s(workers: Sequence[WorkerEstimate]) -> float | None:
+    """When workers that each start generating at `start_s`, at `speed`, have done all their work
+    together: the T where sum(speed * max(0, T - start_s)) is the total work. A worker that would
+    start after T takes no part. None when no worker generates."""
+    total = sum(worker.work_s for worker in workers)
+    starting = sorted((worker.start_s, worker.speed) for worker in workers if worker.speed > 0)
+    if not starting or total <= 0:
+        return None
+    finish, speed, weighted = math.inf, 0.0, 0.0
+    for start, worker_speed in starting:
+        if start >= finish:
+            break
+        speed, weighted = speed + worker_speed, weighted + worker_speed * start
+        finish = (total + weighted) / speed
+    return finish
 
 
 class Estimator:
@@ -209,6 +257,7 @@ class Estimator:
         for (model, params, duration_s, *_inputs), jobs in groups.items():
             size = self.batch_size(keys[model])
             work = work_s(duration_s, params.extend_stride_s)
+            estimate.work_s += work * len(jobs)
             for start in range(0, len(jobs), size):
                 batch = jobs[start : start + size]
                 per_batch = self.batch_s_per_work(model, len(batch), keys[model])

@@ -3,7 +3,8 @@
 Each function returns its rows and never raises for a failed check. The SLURM row is sbatch's
 own `--test-only` verdict on the configured settings; EC2 rows are one API call each (region,
 instance types, AMI, instance profile); RunPod rows are the API key, the key files and the AWS
-credentials that reach the pods, then the GPU types when the key works.
+credentials that reach the pods, then the GPU types when the key works; Ray rows are the address,
+the cluster's Ray version, the resources a worker asks for and the store seen from a task.
 """
 
 from __future__ import annotations
@@ -154,12 +155,43 @@ def gpu_types_check(backend) -> str:
     return ", ".join(f"{gpu} ${prices[gpu]:.2f}/h" for gpu in backend.settings.gpu_types)
 
 
+def ray_checks(config: Config, fix: bool) -> list[Check]:
+    """Address, Ray version, resources and the store as a task on the cluster sees it: every
+    problem of one configuration in one run (a check that needs an answering cluster is skipped)."""
+    from musicsweep.backends.ray.backend import RayBackend
+
+    try:
+        backend = RayBackend(config)
+    except MusicsweepError as error:
+        return [Check("ray settings", FAIL, str(error), "correct the key named")]
+    address = backend.settings.address
+    rows = [
+        guarded(
+            "ray address",
+            lambda: f"{address} answers: Ray {backend.cluster.ray_version()}",
+            f"start the cluster, or forward its dashboard to {address} (kubectl port-forward, ray dashboard)",
+        )
+    ]
+    if rows[0].failed:
+        return rows + [Check(f"ray {what}", SKIP, "needs the cluster") for what in ("version", "resources", "store")]
+    return rows + [
+        guarded("ray version", lambda: f"cluster and launcher run Ray {backend.check_version()}", "pip install ray==…"),
+        guarded(
+            "ray resources",
+            lambda: f"{backend.check_resources()} worker(s) of {backend.machine()} fit at once",
+            "ask for what a node has (backends.ray.num_gpus, num_cpus, resources)",
+        ),
+        guarded("ray store", backend.probe_store, f"{config.where('store')}: s3://… or a folder every node shares"),
+    ]
+
+
 CHECKS = {
     "local": local_checks,
     "ssh": ssh_checks,
     "slurm": slurm_checks,
     "ec2": ec2_checks,
     "runpod": runpod_checks,
+    "ray": ray_checks,
 }
 # What uv is needed for on each backend (None: not needed).
 UV_NEEDED = {
@@ -168,4 +200,5 @@ UV_NEEDED = {
     "slurm": None,
     "ec2": "build the wheel that instances install",
     "runpod": "build the wheel that pods install",
+    "ray": "build the wheel that the Ray job carries",
 }

@@ -12,13 +12,14 @@ once; SSH hosts get it, with the pins, next to the sweep's specs.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
 
+from musicsweep.digests import sha256_hex
 from musicsweep.errors import MusicsweepError
 from musicsweep.remote.installed_wheel import rebuild_wheel
 from musicsweep.store.base import Store
@@ -99,11 +100,20 @@ def export_pins(folder: Path) -> bool:
     return False
 
 
-def upload_wheel(store: Store, root: Path | None = None) -> str:
-    """Build the wheel and put it in the store unless an identical one is there; returns its key."""
+@dataclass(frozen=True)
+class StoredWheel:
+    """A wheel in the store, and the SHA-256 of the bytes built here, which a host checks before installing."""
+
+    key: str
+    sha256: str
+
+
+def upload_wheel(store: Store, root: Path | None = None) -> StoredWheel:
+    """Build the wheel and put it in the store unless an identical one is there."""
     with tempfile.TemporaryDirectory(prefix="musicsweep-wheel-") as folder:
         wheel = build_wheel(Path(folder), root)
-        key = wheel_key(hashlib.sha256(wheel.read_bytes()).hexdigest(), wheel.name)
+        digest = sha256_hex(wheel.read_bytes())
+        key = wheel_key(digest, wheel.name)
         if not store.exists(key):
             store.put_file(key, wheel)
-    return key
+    return StoredWheel(key, digest)

@@ -200,7 +200,8 @@ def prepare_report(sweep: SweepDir, workers: int | None = None) -> ReportData:
     """Read the sweep, measure its WAVs and draw their images (skipping images that are up to date)."""
     missing = [name for name in ("matplotlib", "soundfile") if importlib.util.find_spec(name) is None]
     if missing:
-        raise MusicsweepError(f"the report needs {' and '.join(missing)}: pip install 'musicsweep[report]'")
+        fix = "uv sync --extra report, or pip install '.[report]' in a checkout"
+        raise MusicsweepError(f"the report needs {' and '.join(missing)}: {fix}")
     manifest = sweep.read_manifest()
     clips = collect_clips(sweep, manifest)
     analyze_all(clips, sweep, workers)

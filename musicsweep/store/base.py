@@ -69,6 +69,12 @@ class Store(ABC):
         """The file behind `key` when the store is a local folder, so pulls need not copy."""
         return None
 
+    def age_s(self, key: str) -> float | None:
+        """Seconds since `key` was last written, by the store's own clock (never compared with a
+        writer's): how a one-off look tells a fresh heartbeat or claim from a dead one. None when
+        the object is missing or the store cannot tell."""
+        return None
+
     def get_json(self, key: str) -> dict:
         return json.loads(self.get_bytes(key))
 

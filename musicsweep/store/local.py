@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from musicsweep.atomic import atomic_write_bytes
@@ -116,6 +117,13 @@ class LocalStore(Store):
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def age_s(self, key: str) -> float | None:
+        """By this machine's clock, which stamps the file's mtime (a folder on a local disk)."""
+        try:
+            return max(0.0, time.time() - self._path(key).stat().st_mtime)
+        except FileNotFoundError:
+            return None
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)

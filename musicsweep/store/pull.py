@@ -62,17 +62,38 @@ def download_problem(path: Path, key: str, info: ObjectInfo) -> str | None:
     return None
 
 
+def read_pulled_index(path: Path) -> dict | None:
+    """What earlier pulls copied; None when unreadable, and the pull rebuilds it (it compares
+    content with the store anyway, so nothing is copied twice that is already whole)."""
+    try:
+        index = json.loads(path.read_text())
+        records = index.values() if isinstance(index, dict) else [None]
+        if all(isinstance(record, dict) and {"local", "remote"} <= set(record) for record in records):
+            return index
+        problem = "not an index of pulled keys"
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:
+        problem = " ".join(str(error).split())
+    logger.warning("%s: unreadable (%s); rebuilding it", path, problem)
+    return None
+
+
 def pull_results(store: Store, sweep: SweepDir) -> int:
     """Download keys missing locally or changed in the store (one listing call); returns the count.
 
     Every download is verified; a bad one is removed and reported, never indexed, so the next pull
-    tries again. Temporary files left by an earlier, killed pull are removed first.
+    tries again. Temporary files left by an earlier, killed pull are removed first. A folder store
+    that is the sweeps folder itself has every key in place already: nothing is listed.
     """
+    if store.local_path(sweep.name) == sweep.root:
+        return 0
     for folder in PULLED_FOLDERS:
         remove_stale_pull_temps(sweep.folder(folder))
     index_path = sweep.pulled_index
-    index = json.loads(index_path.read_text()) if index_path.exists() else {}
-    before = dict(index)
+    index = read_pulled_index(index_path)
+    before = None if index is None else dict(index)
+    index = index or {}
     wanted: dict[str, ObjectInfo] = {}
     for key, info in sorted(store.list(sweep.keys.prefix).items()):
         folder = key_folder(key)

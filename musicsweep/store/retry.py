@@ -127,6 +127,9 @@ class RetryingStore(Store):
     def local_path(self, key: str) -> Path | None:
         return self.inner.local_path(key)
 
+    def age_s(self, key: str) -> float | None:
+        return self._call(f"age {key}", lambda: self.inner.age_s(key))
+
 
 def direct(store: Store) -> Store:
     """The store without retries: for a heartbeat, or last words once the budget is spent."""

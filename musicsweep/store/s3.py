@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import boto3
@@ -107,18 +108,33 @@ class S3Store(Store):
             raise
         return ObjectInfo(int(head["ContentLength"]), head["ETag"].strip('"'))
 
+    def age_s(self, key: str) -> float | None:
+        """The server's `Date` minus the object's `Last-Modified`: both the store's clock."""
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as error:
+            if error_code(error) in MISSING_CODES:
+                return None
+            raise
+        date = head.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        if not date or "LastModified" not in head:
+            return None
+        return max(0.0, (parsedate_to_datetime(date) - head["LastModified"]).total_seconds())
+
     def put_file(self, key: str, path: Path) -> None:
         """Upload with a checksum, then HEAD and compare size and ETag; a mismatch raises TransferMismatch.
 
         One PUT with Content-MD5 below the threshold (the server refuses a torn body); multipart
-        above it (S3 shows the object only once the upload completes), whose ETag is checked
+        above it (S3 shows the object only once the upload completes), each part with its SHA-256
+        (`x-amz-checksum-sha256`, checked by the server), the whole then checked by its ETag
         against the MD5s of our own parts.
         """
         path = Path(path)
         if path.stat().st_size < self.transfer.multipart_threshold:
             self.put_bytes(key, path.read_bytes())
         else:
-            self.client.upload_file(str(path), self.bucket, self._key(key), Config=self.transfer)
+            extra = {"ChecksumAlgorithm": "SHA256"}  # each part carries its SHA-256: the server refuses a torn part
+            self.client.upload_file(str(path), self.bucket, self._key(key), ExtraArgs=extra, Config=self.transfer)
         info = self.info(key)
         if info is None or not etag_matches(path, info, self.transfer.multipart_chunksize):
             found = "nothing" if info is None else f"{info.size} bytes, ETag {info.etag}"

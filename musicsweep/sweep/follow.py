@@ -10,19 +10,22 @@ Every setting comes from the manifest (`sweep.launched`), not from musicsweep.ya
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from musicsweep.backends.base import Backend
 from musicsweep.config import Config
 from musicsweep.costs.compare import EstimateBeside, write_summary_beside_estimate
-from musicsweep.costs.rows import merge_cost_report
+from musicsweep.costs.rows import update_cost_report
 from musicsweep.costs.summary import CostSummary
+from musicsweep.costs.throughput import rate_lines, worker_rates
 from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir
 from musicsweep.manifest import Manifest
 from musicsweep.states import FINISHED_STATES, JobState
 from musicsweep.store.retry import is_transient
+from musicsweep.store.sightings import Sightings
 from musicsweep.store.verify import local_wav_problem
 from musicsweep.sweep.observe import Observation, observe
 from musicsweep.sweep.polling import schedule_for
@@ -50,10 +53,12 @@ class Notice:
 
 @dataclass(frozen=True)
 class Round:
-    """Every job's state after one round, and the host each job runs on."""
+    """Every job's state after one round, the host each job runs on, and a line per worker on its
+    throughput and the shards it took clips from (`costs/throughput.py`)."""
 
     states: dict[str, JobState]
     hosts: dict[str, str | None]
+    throughput: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -79,9 +84,10 @@ def act_on(
     states: dict[str, JobState],
     orphans: OrphanTracker,
     kill_stalled: bool = False,
-) -> tuple[dict[str, JobState], list[str]]:
+) -> tuple[dict[str, JobState], list[str], list[dict[str, str]]]:
     """Act on one observation: backend actions, orphan (and stalled) kills, then a pull and a fresh
-    cost report. Returns the states with `done_orphans` read as `done`, and what was done."""
+    cost report. Returns the states with `done_orphans` read as `done`, what was done, and the
+    report's rows."""
     said = []
     backend.reconcile(sweep, manifest)
     due = orphans.due([job_id for job_id, state in states.items() if state == JobState.DONE_ORPHANS])
@@ -94,8 +100,16 @@ def act_on(
         backend.kill_orphans(sweep, manifest, stalled)
     states = {job_id: JobState.DONE if state == JobState.DONE_ORPHANS else state for job_id, state in states.items()}
     backend.fetch(sweep, manifest)
-    merge_cost_report(sweep)
-    return states, said
+    return states, said, update_cost_report(sweep)
+
+
+def throughput_lines(manifest: Manifest, rows: list[dict[str, str]]) -> list[str]:
+    """Each worker's throughput and the other shards it took clips from, from the cost rows."""
+    owners = {job_id: (entry.launch, entry.worker) for job_id, entry in manifest.jobs.items()}
+    hosts = {
+        (entry.launch or "", entry.worker): entry.host or "-" for entry in manifest.jobs.values() if entry.assigned
+    }
+    return rate_lines(worker_rates(rows, owners), hosts)
 
 
 def poll_once(
@@ -129,12 +143,17 @@ def follow(
     orphans = OrphanTracker(options.orphan_grace_s)
     outage = OutageTracker()
     told_stuck: set[str] = set()
+    told_left: dict[str, str] = {}
     schedule = schedule_for(backend.poll_interval_s, options.interval_s)
+    written = manifest_written(sweep)
+    sightings = Sightings()  # what each round saw of heartbeats and claims: their ages on our own clock
     while True:
+        if manifest_written(sweep) != written:  # another command launched: follow its jobs too
+            manifest, written = sweep.read_manifest(), manifest_written(sweep)
         try:
-            seen = observe(sweep, manifest, backend, config, lost.first_lost)
+            seen = observe(sweep, manifest, backend, config, lost.first_lost, sightings=sightings)
             yield from map(Notice, lost.report(seen, manifest))
-            states, acted = act_on(sweep, manifest, backend, seen.states, orphans, options.kill_stalled)
+            states, acted, rows = act_on(sweep, manifest, backend, seen.states, orphans, options.kill_stalled)
             states = lost.apply(states)
         except Exception as error:
             if not is_transient(error):
@@ -145,15 +164,19 @@ def follow(
             time.sleep(schedule.next_wait({}))
             continue
         yield from map(Notice, acted + outage.recovered())
-        yield Round(states, {job_id: entry.host for job_id, entry in manifest.jobs.items()})
+        hosts = {job_id: entry.host for job_id, entry in manifest.jobs.items()}
+        yield Round(states, hosts, throughput_lines(manifest, rows))
         if options.relaunch_failed:
-            verdict = judge(seen, manifest, config, sweep, states, time.time())
+            verdict = judge(seen, manifest, config, sweep, states, time.time(), sightings, backend.store_per_host)
             for job_id in sorted(set(verdict.stuck) - told_stuck):
                 yield Notice(f"job {job_id} ({manifest.jobs[job_id].output_name}): {verdict.stuck[job_id]}")
                 told_stuck.add(job_id)
+            if verdict.left and verdict.left != told_left:
+                yield Notice(f"not relaunched, left to the sweep's live workers: {left_summary(verdict.left)}")
+            told_left = verdict.left
             if verdict.ready:
-                yield from map(Notice, try_relaunch(config, sweep, backend, verdict.ready))
-                manifest = sweep.read_manifest()
+                yield from map(Notice, try_relaunch(config, sweep, backend, verdict.ready, manifest))
+                manifest, written = sweep.read_manifest(), manifest_written(sweep)
             elif all(state == JobState.DONE or job_id in verdict.stuck for job_id, state in states.items()):
                 break  # nothing can make progress any more
         elif all(state in FINISHED_STATES for state in states.values()):
@@ -167,10 +190,23 @@ def follow(
     yield settle(sweep, manifest, backend, states, seen)
 
 
-def try_relaunch(config: Config, sweep: SweepDir, backend: Backend, job_ids: list[str]) -> list[str]:
+def left_summary(left: dict[str, str]) -> str:
+    """'3 job(s): worker 0 of launch L on h can take it', one phrase per distinct reason."""
+    return "; ".join(f"{count} job(s): {reason}" for reason, count in sorted(Counter(left.values()).items()))
+
+
+def manifest_written(sweep: SweepDir) -> tuple[int, int]:
+    """When the manifest was last replaced (each write is a new file): re-read it only then."""
+    status = sweep.manifest.stat()
+    return status.st_ino, status.st_mtime_ns
+
+
+def try_relaunch(
+    config: Config, sweep: SweepDir, backend: Backend, job_ids: list[str], judged_by: Manifest
+) -> list[str]:
     """Relaunch `job_ids`; a failure counts as an attempt and is retried after its backoff."""
     try:
-        relaunched = relaunch_jobs(config, sweep, backend, job_ids)
+        relaunched = relaunch_jobs(config, sweep, backend, job_ids, judged_by)
     except MusicsweepError as error:
         return [f"relaunch failed: {' '.join(str(error).split())}"]
     return [f"relaunched {len(relaunched)} job(s): {', '.join(relaunched)}"] if relaunched else []

@@ -17,7 +17,7 @@ from musicsweep.config import Config, check_store_url, load_config
 from musicsweep.costs.estimate import Estimate, estimate_for
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import DEFAULT_MODEL, MAX_DURATION_S, Job
-from musicsweep.layout import SweepDir
+from musicsweep.layout import AUDIO_DIR, SweepDir
 from musicsweep.manifest import Manifest
 from musicsweep.models import model_traits
 from musicsweep.states import JobState
@@ -25,9 +25,17 @@ from musicsweep.store import open_store
 from musicsweep.store.base import Store
 from musicsweep.store.verify import expected_wav_size
 from musicsweep.sweep.inputs import check_inputs, read_inputs
+from musicsweep.sweep.prompts import ROW_KEY, PromptRow
 from musicsweep.sweep.variants import NAME_KEY, canonical_json
 
 _SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def variant_where(index: int, variant: dict[str, Any]) -> str:
+    """`variant 3 (name)` in errors, headed by `prompts.txt:LINE: ` for a variant read from a prompts file."""
+    where = f"variant {index} ({variant.get(NAME_KEY, '')})".replace(" ()", "")
+    row = variant.get(ROW_KEY)
+    return f"{row.where}: {where}" if isinstance(row, PromptRow) else where
 
 
 def jobs_from_variants(
@@ -43,13 +51,18 @@ def jobs_from_variants(
     jobs: list[Job] = []
     seen: dict[str, str] = {}
     ids: dict[str, tuple[str, str]] = {}
+    base_dir = base_dir or Path.cwd()
+    channels_of: dict[str, int] = {}  # per model name: a local model's traits are read from its folder
     for index, variant in enumerate(variants):
-        where = f"variant {index} ({variant.get(NAME_KEY, '')})".replace(" ()", "")
+        where = variant_where(index, variant)
         values = {k: v for k, v in variant.items() if k != NAME_KEY}
         canonical_json(values, where)  # the manifest stores it as JSON: a key JSON cannot write fails here
-        inputs = read_inputs(values, base_dir or Path.cwd(), where)
+        inputs = read_inputs(values, base_dir, where)
         metadata_keys = getattr(variant, "metadata_keys", frozenset())
-        channels = model_traits(str(values.get("model", DEFAULT_MODEL))).channels
+        model = str(values.get("model", DEFAULT_MODEL))
+        if model not in channels_of:
+            channels_of[model] = model_traits(model).channels
+        channels = channels_of[model]
         job = Job.from_variant(values, sweep, where, max_duration_s, metadata_keys, inputs, channels)
         check_inputs(job, where)
         if job.output_name in seen:
@@ -91,11 +104,13 @@ class Plan:
 
 
 def finished_in_store(store: Store, jobs: list[Job], sweep: SweepDir) -> set[str]:
-    """Job ids whose whole WAV (by its size) and `.done` are in the store: one listing for the whole sweep.
+    """Job ids whose whole WAV (by its size) and `.done` are in the store: one listing of the sweep's
+    audio and one of its markers (not of its specs, cost rows and claims, as many again).
 
     A WAV of another size is partial (or from elsewhere): its job runs, and the worker replaces it.
     """
-    listed, keys = store.list(sweep.keys.prefix), sweep.keys
+    keys = sweep.keys
+    listed = store.list(keys.folder(AUDIO_DIR)) | store.list(keys.markers)
     finished = set()
     for job in jobs:
         audio = listed.get(keys.audio(job.output_name))
@@ -110,19 +125,33 @@ BUSY_STATES = (JobState.RUNNING, JobState.PENDING, JobState.STALLED)
 
 def running_jobs(backend: Backend, sweep: SweepDir, manifest: Manifest | None, config: Config) -> set[str]:
     """Jobs an earlier launch of this sweep is still generating or has queued (a SLURM task waiting
-    for a node, an instance booting), or whose lost worker's lease is still live: never start them
-    twice. Read-only (a dry run calls it too)."""
+    for a node, an instance booting), whose lost worker's lease is still live, or whose fresh claim
+    another launch's worker holds (it took the clip over): never start them twice. Read-only (a dry
+    run calls it too)."""
     if manifest is None:
         return set()
+    from musicsweep.store.sightings import Sightings
     from musicsweep.sweep.observe import observe
+    from musicsweep.sweep.takers import claim_holder
 
     seen = observe(sweep, manifest, backend, config)
     now = time.time()
-    return {
+    busy = {
         job_id
         for job_id, state in seen.states.items()
         if state in BUSY_STATES or (state == JobState.LOST and not seen.lease_expired(job_id, now))
     }
+    if len(manifest.launches) < 2:  # every claim is that launch's own: none is another launch's
+        return busy
+    store, sightings, lease_s = open_store(config.store), Sightings(), config.recovery.lease_s
+    held = {
+        job_id
+        for job_id, state in seen.states.items()
+        if state in (JobState.FAILED, JobState.LOST)
+        and job_id not in busy
+        and claim_holder(store, sweep, job_id, manifest.jobs[job_id], sightings, lease_s) is not None
+    }
+    return busy | held
 
 
 def make_plan(jobs: list[Job], config: Config, sweep_name: str, dry_run: bool = False) -> Plan:

@@ -22,6 +22,14 @@ class PromptRow:
     file_name: str
     line: int
     inputs: dict[str, Any] = field(default_factory=dict)  # melody / audio_prompt (absolute paths), prompt_in_output
+    source: str = ""  # the file, as given: every later error about this row names `source:line`
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}:{self.line}"
+
+
+ROW_KEY = "row"  # the hidden variant key holding a variant's PromptRow (`VariantGenerator.from_prompts_file`)
 
 
 INPUT_FIELDS = ("melody", "audio_prompt", "prompt_in_output")
@@ -81,7 +89,7 @@ def parse_prompts(text: str, source: str, folder: Path | None = None) -> list[Pr
         if stem in seen:
             raise MusicsweepError(f"{where}: field FILE_NAME {file_name!r} duplicates line {seen[stem]}")
         seen[stem] = number
-        rows.append(PromptRow(prompt, duration, stem, number, inputs))
+        rows.append(PromptRow(prompt, duration, stem, number, inputs, source))
     if not rows:
         raise MusicsweepError(f"{source}: no prompts found")
     return rows

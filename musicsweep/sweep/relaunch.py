@@ -2,8 +2,10 @@
 
 A job is relaunched at most `recovery.max_attempts` times in all, `backoff_s` × 2^(attempt-1)
 after its latest launch; a `lost` job only once its lease has expired; a permanent failure (see
-`musicsweep.failure`) never. `judge` sorts the jobs into ready, waiting and stuck, so following
-can stop by itself once nothing can make progress.
+`musicsweep.failure`) never; a job whose launcher died before submitting it at once, since that
+launch never ran it. Of the jobs ready by those rules, those a live worker of the sweep holds or
+can take are left to it (`sweep.takers`, the relaunch policy). `judge` sorts the jobs into ready,
+waiting, left and stuck, so following can stop by itself once nothing can make progress.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from musicsweep.manifest import Manifest
 from musicsweep.states import JobState
 from musicsweep.store import open_store
 from musicsweep.store.base import Store
+from musicsweep.store.sightings import Sightings
 from musicsweep.sweep.launch import launch
 from musicsweep.sweep.observe import Observation
 from musicsweep.sweep.plan import Plan, finished_in_store
+from musicsweep.sweep.takers import left_to_live_workers
 
 
 @dataclass
@@ -28,6 +32,7 @@ class Verdict:
     ready: list[str] = field(default_factory=list)  # relaunch now
     waiting: dict[str, float] = field(default_factory=dict)  # job -> epoch time it may be relaunched
     stuck: dict[str, str] = field(default_factory=dict)  # job -> why it will never be relaunched
+    left: dict[str, str] = field(default_factory=dict)  # job -> the live worker that holds or can take it
 
 
 def marker_permanent_reason(store: Store, sweep: SweepDir, job_id: str, launch_id: str | None) -> str | None:
@@ -45,14 +50,20 @@ def judge(
     sweep: SweepDir,
     states: dict[str, JobState],
     now: float,
+    sightings: Sightings | None = None,
+    per_host: bool = False,
 ) -> Verdict:
-    """Which failed or lost jobs may be relaunched now, later, or never."""
+    """Which failed or lost jobs may be relaunched now, later, or never, and which are left to
+    live workers (`per_host`: each host keeps its own store, so only a worker there can take them)."""
     recovery, store, verdict = config.recovery, open_store(config.store), Verdict()
     for job_id, state in sorted(states.items()):
         if state == JobState.LOST and not observation.lease_expired(job_id, now):
             verdict.waiting[job_id] = observation.lease_expires[job_id]
             continue
         if state not in (JobState.FAILED, JobState.LOST):
+            continue
+        if job_id in observation.never_started:
+            verdict.ready.append(job_id)
             continue
         entry = manifest.jobs[job_id]
         reason = marker_permanent_reason(store, sweep, job_id, entry.launch) if state == JobState.FAILED else None
@@ -68,20 +79,31 @@ def judge(
                 verdict.waiting[job_id] = due
             else:
                 verdict.ready.append(job_id)
+    ready = {job_id: manifest.jobs[job_id] for job_id in verdict.ready}
+    verdict.left = left_to_live_workers(store, sweep, ready, sightings or Sightings(), recovery.lease_s, per_host)
+    verdict.ready = [job_id for job_id in verdict.ready if job_id not in verdict.left]
     return verdict
 
 
-def relaunch_jobs(config: Config, sweep: SweepDir, backend: Backend, job_ids: list[str]) -> list[str]:
-    """Resubmit `job_ids` whose WAV is not in the store; returns their ids."""
+def relaunch_jobs(
+    config: Config, sweep: SweepDir, backend: Backend, job_ids: list[str], judged_by: Manifest
+) -> list[str]:
+    """Resubmit `job_ids` whose WAV is not in the store; returns their ids.
+
+    `judged_by` is the manifest the caller judged them by. Under the launch lock, a launch recorded
+    since then (another `--relaunch-failed`, a re-run) makes the launch look at each job again and
+    drop what now runs or is done; a relaunch left with nothing records no launch. Reading the
+    manifest afresh here instead would make a second relaunch look up to date and start the same
+    jobs again."""
     if not job_ids:
         return []
-    candidates = [sweep.read_spec(job_id) for job_id in job_ids]
+    manifest = sweep.read_manifest()  # for the specs' digests only: `judged_by` decides what launches
+    candidates = [sweep.read_spec(job_id, manifest.jobs[job_id].spec_sha256) for job_id in job_ids]
     finished = finished_in_store(open_store(config.store), candidates, sweep)
     jobs = [job for job in candidates if job.job_id not in finished]
     if not jobs:
         return []
-    manifest = sweep.read_manifest()
-    everything = [sweep.read_spec(job_id) for job_id in manifest.jobs]
+    everything = [sweep.read_spec(job_id, manifest.jobs[job_id].spec_sha256) for job_id in judged_by.jobs]
     plan = Plan(sweep, everything, [], [], backend.shard(jobs), backend, store_url=config.store.url)
-    plan.seen_launches = manifest.launch_ids()
-    return [job.job_id for job in launch(plan, config).to_run]
+    plan.seen_launches = judged_by.launch_ids()
+    return [job.job_id for job in launch(plan, config, record_empty=False).to_run]

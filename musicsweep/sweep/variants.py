@@ -76,11 +76,11 @@ class VariantGenerator:
     @classmethod
     def from_prompts_file(cls, path: str | Path) -> VariantGenerator:
         """Variants from a `prompts.txt` (PROMPT ; DURATION ; FILE_NAME), one per line."""
-        from musicsweep.sweep.prompts import INPUT_FIELDS, read_prompts_file
+        from musicsweep.sweep.prompts import INPUT_FIELDS, ROW_KEY, read_prompts_file
 
         generator = cls()
         rows = read_prompts_file(Path(path))
-        generator.add("row", rows, hide=True)
+        generator.add(ROW_KEY, rows, hide=True)
         for key in ("prompt", "duration_s", "file_name"):
             generator.derive(key, _row_field(key), hide=key != "file_name")
         for key in INPUT_FIELDS:

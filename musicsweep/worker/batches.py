@@ -75,6 +75,7 @@ class BatchRunner:
                 continue
             clips, elapsed, resume = result
             self.lifetime.generation_s += elapsed
+            self.tally.observe(first.duration_s * len(part), elapsed)
             if resume is None:  # a resumed batch's time is not a whole batch's: kept out of the calibration
                 times.batch(first.model, len(part), first.duration_s, first.params.extend_stride_s, elapsed)
             resumed_from = None if resume is None else resume.checkpoint.windows_done

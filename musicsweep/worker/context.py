@@ -34,6 +34,8 @@ class WorkerContext:
     launch_id: str
     engine_config: EngineConfig
     lease_s: float = DEFAULT_LEASE_S
+    take_from_others: bool = True
+    host_disk_store: bool = False
     host: str = field(default_factory=socket.gethostname)
 
     @classmethod
@@ -53,6 +55,8 @@ class WorkerContext:
             launch_id=launch.launch_id,
             engine_config=launch.engine,
             lease_s=launch.lease_s,
+            take_from_others=launch.take_from_others,
+            host_disk_store=launch.host_disk_store,
         )
 
 

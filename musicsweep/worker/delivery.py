@@ -52,6 +52,8 @@ def cost_row(job: Job, spooled: SpooledClip | None, context: WorkerContext) -> C
         worker_id=context.worker_id,
         batch_size=1 if spooled is None else spooled.batch_size,
         resumed_from_window=None if spooled is None else spooled.resumed_from_window,
+        launch_id=context.launch_id,
+        finished_at=round(time.time(), 3),
     )
 
 
@@ -75,7 +77,7 @@ class Delivery:
         return spooled
 
     def deliver(self, job: Job, spooled: SpooledClip) -> None:
-        """WAV (verified), then cost row, then `.done`, then the claim and the spool entry go."""
+        """WAV (verified), then cost row, then `.done`; then the spool entry goes, and the claim is released."""
         paths = JobPaths.of(job, self.context.work_dir)
         store = self.context.store
         if not self.claims.still_held(job.job_id):
@@ -88,10 +90,15 @@ class Delivery:
             kill_point("upload")
             store.put_json(paths.cost_key, cost_row(job, spooled, self.context).to_dict())
             store.put_bytes(paths.done_key, f"{time.time()}\n".encode())
-        self.claims.release(job.job_id)
+        self.tally.saved.add(job.job_id)  # before the release: a pool round never sees it free and not done
         self.spool.remove(job)
         partial.delete(store, job)
-        self.tally.saved.add(job.job_id)
+        try:
+            self.claims.release(job.job_id, "done")
+        except StoreUnreachable:
+            raise
+        except OSError as error:  # a full store: `.done` is in, so every worker skips the clip anyway
+            log(f"cannot release the claim of {job.output_name}, which is saved: {error}")
 
     def deliver_batch(self, part: list[Job], spooled: list[SpooledClip]) -> None:
         """The saver thread's task: deliver each clip in order. An error fails only the clips not yet

@@ -16,7 +16,7 @@ from importlib.util import find_spec
 from musicsweep.errors import MusicsweepError
 
 WORKER_MODULES = ("torch", "transformers", "soundfile")
-FIX = "run `uv sync --extra worker` in a checkout, or `pip install 'musicsweep[worker]'`"
+FIX = "run `uv sync --extra worker` in a checkout, or `pip install '.[worker]'` there"
 # Prints the missing module names on one line (nothing when all are there); exits 0 either way.
 PROBE = "import importlib.util as u; print(', '.join(m for m in {modules!r} if u.find_spec(m) is None))"
 

@@ -22,7 +22,7 @@ class Failures:
         log(f"FAILED {job.output_name}: {text.strip().splitlines()[0 if permanent else -1]}")
         paths = JobPaths.of(job, self.context.work_dir)
         self.write(paths.failed_key(self.context.launch_id), job.job_id, text)
-        self.claims.release(job.job_id)
+        self.claims.release(job.job_id, "failed")
 
     def mark_all(self, jobs: list[Job], error_text: str, permanent: bool = False) -> None:
         for job in jobs:

@@ -12,37 +12,38 @@ import os
 import sys
 from pathlib import Path
 
-from musicsweep.job import Job
-from musicsweep.layout import JobPaths, StoreKeys
+from musicsweep.contract import WorkerEnv
+from musicsweep.layout import StoreKeys
 from musicsweep.store.base import Store
 from musicsweep.worker.context import WorkerContext
-from musicsweep.worker.specs import load_specs
 
 
 def exit_reason(status: int) -> str:
     return f"worker exited with status {status} before this clip"
 
 
-def mark_unfinished(store: Store, jobs: list[Job], work_dir: Path, reason: str, launch_id: str) -> list[str]:
-    """One marker listing, then a `.failed` holding `reason` for each job without a marker; returns their ids."""
-    if not jobs:
+def mark_unfinished(store: Store, sweep: str, job_ids: list[str], reason: str, launch_id: str) -> list[str]:
+    """One marker listing, then a `.failed` holding `reason` for each job without a marker; returns
+    their ids. Only job ids are needed, so no spec is unpickled here."""
+    if not job_ids:
         return []
-    markers = set(store.list(StoreKeys(jobs[0].sweep).markers))
+    keys = StoreKeys(sweep)
+    markers = set(store.list(keys.markers))
     marked = []
-    for job in jobs:
-        paths = JobPaths.of(job, work_dir)
-        if paths.done_key not in markers and paths.failed_key(launch_id) not in markers:
-            store.put_bytes(paths.failed_key(launch_id), f"{reason}\n".encode())
-            marked.append(job.job_id)
+    for job_id in job_ids:
+        if keys.done(job_id) not in markers and keys.failed(job_id, launch_id) not in markers:
+            store.put_bytes(keys.failed(job_id, launch_id), f"{reason}\n".encode())
+            marked.append(job_id)
     return marked
 
 
 def main(argv: list[str]) -> int:
     status, specs = int(argv[0]), [Path(arg) for arg in argv[1:]]
-    context = WorkerContext.from_env(dict(os.environ))
-    marked = mark_unfinished(
-        context.store, load_specs(specs).jobs, context.work_dir, exit_reason(status), context.launch_id
-    )
+    env = WorkerEnv.from_env(os.environ)
+    context = WorkerContext.of(env)
+    sweep = env.launch.sweep or context.work_dir.name
+    job_ids = [spec.stem for spec in specs]
+    marked = mark_unfinished(context.store, sweep, job_ids, exit_reason(status), context.launch_id)
     print(f"[musicsweep] {len(marked)} unfinished clip(s) marked failed", flush=True)
     return 0
 

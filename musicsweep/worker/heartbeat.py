@@ -24,7 +24,8 @@ def heartbeat_interval(lease_s: float) -> float:
 
 
 class Heartbeat(threading.Thread):
-    """Writes the heartbeat (with the time of the last progress) and the lifetime so far, and renews
+    """Writes the heartbeat (with the time of the last progress and the worker's speed, which the
+    sweep's other workers weigh at its tail, `worker.pool`) and the lifetime so far, and renews
     the claims, every interval: a silent host is noticed, a stalled one is told from a busy one, a
     killed worker's paid time still reaches the cost summary, and a live worker keeps its clips."""
 
@@ -35,15 +36,22 @@ class Heartbeat(threading.Thread):
         lifetime: Callable[[], dict],
         claims: Claims,
         progress: Callable[[], float],
+        takes: Callable[[], bool],
+        rate: Callable[[], float | None],
     ) -> None:
         super().__init__(daemon=True)
         self.context, self.paths, self.lifetime, self.claims, self.progress = context, paths, lifetime, claims, progress
+        self.takes = takes  # True while this worker may still take clips of the sweep's other shards
+        self.rate = rate  # its speed in audio s per s, weighed by the sweep's other workers at its tail
+        self.interval = heartbeat_interval(claims.lease_s)
         self.stopped = threading.Event()
 
     def beat(self, store: Store) -> None:
         for job_id in self.claims.renew():
             log(f"claim on {job_id} was taken over by another worker after our lease ran out")
-        payload = {"time": time.time(), "pid": os.getpid(), "progress": self.progress()}
+        payload = {"time": time.time(), "pid": os.getpid(), "progress": self.progress(), "audio_rate": self.rate()}
+        # what the relaunch policy (sweep/takers.py) reads: how often we beat, where, and whether we take clips
+        payload |= {"every_s": self.interval, "host": self.context.host, "pool": self.takes()}
         store.put_json(self.paths.heartbeat_key(self.context.launch_id), payload)
         store.put_json(self.paths.lifetime_key(self.context.launch_id), self.lifetime())
 
@@ -54,4 +62,4 @@ class Heartbeat(threading.Thread):
                 self.beat(store)
             except Exception as error:  # a missed heartbeat must never kill generation
                 log(f"heartbeat failed: {error}")
-            self.stopped.wait(heartbeat_interval(self.claims.lease_s))
+            self.stopped.wait(self.interval)

@@ -1,16 +1,19 @@
 """What runs on a host: `python -m musicsweep.worker SPEC...`.
 
-Loads each model once, generates its jobs in batches grouped by (model, params, duration), and
-for each clip writes the WAV, then its cost row, then `.done`, all through the store. Before
-generating a clip it claims it (`claims`); a clip another live worker holds is deferred and
-waited for, then skipped once done or taken over once that claim expires. A job that raises gets
-this attempt's `.failed` with the traceback (headed `permanent failure:` when a retry cannot help,
-see `musicsweep.failure`) and the worker moves on. A long clip's batch is checkpointed after each
-continuation window (`worker.partial`) and a later launch resumes it from there, in whatever batch
-its clips are then (a batch is split by resume point); a resumed clip's cost row counts the
-generation seconds of every attempt that checkpointed it. SIGUSR2/SIGTERM
-ask it to stop at the next window boundary, checkpoint saved (preemption, spot interruption); it
-then exits with EXIT_STOPPED.
+Loads each model once, generates its jobs in batches grouped by (model, params, duration), and for
+each clip writes the WAV, then its cost row, then `.done`, all through the store. Before generating
+a clip it claims it (`claims`); a clip another live worker holds is deferred. Once its own shard is
+through, the worker takes free clips of the sweep's other shards (`pool`,
+`worker.take_from_others`) and exits when every clip left is held by a live worker or faster
+workers would make the rest sooner; with that
+switch off it waits for its deferred clips, skipping each once done or taking it over once its
+claim expires. A job that raises gets this attempt's `.failed` with the traceback (headed
+`permanent failure:` when a retry cannot help, see `musicsweep.failure`) and the worker moves on. A
+long clip's batch is checkpointed after each continuation window (`worker.partial`) and a later
+launch resumes it from there, in whatever batch its clips are then (a batch is split by resume
+point); a resumed clip's cost row counts the generation seconds of every attempt that checkpointed
+it. SIGUSR2/SIGTERM ask it to stop at the next window boundary, checkpoint saved (preemption, spot
+interruption); it then exits with EXIT_STOPPED.
 Every store call rides out outages within `store.outage_budget_s` (`store.retry`); past it the
 worker exits with EXIT_STORE_UNREACHABLE, marking nothing, and its generated clips wait in the
 spool (`worker.spool`) for the next worker on this host to upload.
@@ -44,9 +47,11 @@ from collections import defaultdict
 from pathlib import Path
 
 from musicsweep.atomic import atomic_write_text
-from musicsweep.contract import VERSION, WorkerEnv
+from musicsweep.contract import SPECS_SHA256, VERSION, WorkerEnv
+from musicsweep.digests import MISMATCH
 from musicsweep.engine.checkpoint import StopAtWindow
 from musicsweep.errors import MusicsweepError
+from musicsweep.failure import failure_text
 from musicsweep.job import Job
 from musicsweep.layout import JobPaths, WorkerPaths
 from musicsweep.store.base import Store
@@ -69,9 +74,10 @@ from musicsweep.worker.heartbeat import Heartbeat, heartbeat_interval
 from musicsweep.worker.lifetime import Lifetime
 from musicsweep.worker.log import configure_logging, log
 from musicsweep.worker.models import ModelCache
+from musicsweep.worker.pool import Place, Pool, describe_place
 from musicsweep.worker.saver import Saver
 from musicsweep.worker.sizing import BatchSizer
-from musicsweep.worker.specs import LoadedSpecs, load_specs
+from musicsweep.worker.specs import LoadedSpecs, SpecBook, load_specs
 from musicsweep.worker.tally import Tally
 from musicsweep.worker.version import other_version_refusal
 
@@ -96,8 +102,16 @@ def group_jobs(jobs: list[Job]) -> list[list[Job]]:
 class Worker:
     """Claims clips group by group, runs each claimed batch, and waits for the saver before it returns."""
 
-    def __init__(self, context: WorkerContext, stop: StopFlag, claims: Claims, started: float | None = None) -> None:
+    def __init__(
+        self,
+        context: WorkerContext,
+        stop: StopFlag,
+        claims: Claims,
+        started: float | None = None,
+        book: SpecBook | None = None,
+    ) -> None:
         self.context, self.stop, self.claims = context, stop, claims
+        self.book = book or SpecBook(context.work_dir, claims.keys.sweep, context.store)  # unchecked: by hand
         self.tally = Tally()
         self.lifetime = Lifetime(context, self.tally, time.time() if started is None else started)
         self.models = ModelCache(context.engine_config, self.lifetime, self.tally)
@@ -108,20 +122,74 @@ class Worker:
         self.batches = BatchRunner(
             context, stop, self.models, self.sizer, self.lifetime, self.tally, self.failures, self.delivery, self.saver
         )
+        self.group: tuple | None = None  # the group of the last batch run: taken clips of it come first
+        self.places: dict[str, Place] = {}  # where the pool found each clip, for the log
+        self.own: set[str] = set()
+        self.taking = context.take_from_others  # may still take clips of other shards (the heartbeat says so)
 
     def run(self, jobs: list[Job]) -> int:
-        """Every job, then the saver drained (also when stopped or failing): the status counts every delivery."""
+        """Every job, then free clips of other shards (`worker.pool`), then the saver drained (also when
+        stopped or failing): the status counts every delivery. Claims left are handed back."""
         self.tally.start(jobs)
+        self.own = {job.job_id for job in jobs}
         with self.saver:
             with self.lifetime.times.timing("setup_s"):
                 jobs = self.cache_ahead(jobs)
-            deferred = self.generate(jobs)
-            while deferred and not self.stop.requested:
-                self.stop.event.wait(heartbeat_interval(self.claims.lease_s))
-                deferred = self.generate(deferred)
+            if self.context.take_from_others:
+                self.take_from_pool(jobs)
+            else:
+                self.wait_for(self.generate(jobs))
+        self.hand_back()
         if self.stop.requested:
             return EXIT_STOPPED
         return 1 if self.tally.failed else 0
+
+    def wait_for(self, deferred: list[Job]) -> None:
+        """Fixed shards: each clip another worker holds is skipped once done, or taken over once its claim expires."""
+        while deferred and not self.stop.requested:
+            self.stop.event.wait(heartbeat_interval(self.claims.lease_s))
+            deferred = self.generate(deferred)
+
+    def take_from_pool(self, own: list[Job]) -> None:
+        """One batch per look at the sweep (`worker.pool`): its own shard's free clips first, then
+        others', until none is left that this worker could take or faster workers would make the
+        rest sooner. It waits only for clips of silent owners, whose leases will run out."""
+        try:
+            self.take_rounds(Pool(self.context, self.claims, own, self.tally, self.book))
+        finally:
+            self.taking = False  # the heartbeat tells the relaunch policy this worker takes no more
+
+    def take_rounds(self, pool: Pool) -> None:
+        unfetchable: set[str] = set()
+        while not self.stop.requested:
+            found = pool.survey(self.group, set(self.models.engines))
+            self.places = found.places
+            free = [job for job in found.free if job.model not in unfetchable]
+            new_models = {job.model for job in free} - set(self.models.sources) - set(self.models.engines)
+            if new_models:
+                unfetchable |= set(self.models.fetch(sorted(new_models)))
+                free = [job for job in free if job.model not in unfetchable]
+            if free:
+                group = [job for job in free if job.group_key == free[0].group_key]
+                if found.leave_to_faster(group[: self.sizer.known_size(group[0])], self.tally.rate):
+                    log(f"leaving {len(free)} free clip(s) to faster workers: they finish them sooner")
+                    return
+                if len(self.generate(group, batches=1)) == len(group):  # others claimed all of them since
+                    self.stop.event.wait(heartbeat_interval(self.claims.lease_s))
+            elif found.waiting:
+                self.stop.event.wait(heartbeat_interval(self.claims.lease_s))
+            else:
+                log(f"nothing left to take: {found.held} clip(s) of the sweep held by live workers")
+                return
+
+    def hand_back(self) -> None:
+        """Release every claim still held once the saver is through (a stop before their batch ran),
+        so the sweep's other workers take those clips at once instead of waiting out the lease."""
+        left = list(self.claims.held)
+        for job_id in left:
+            self.claims.release(job_id)
+        if left:
+            log(f"handed back {len(left)} unstarted clip(s)")
 
     def cache_ahead(self, jobs: list[Job]) -> list[Job]:
         """Every model fetched before the first clip; the jobs of a model that cannot be fetched fail at once."""
@@ -133,9 +201,11 @@ class Worker:
                 self.tally.advance(1, job.duration_s, generated=False)
         return [job for job in jobs if job.model not in errors]
 
-    def generate(self, jobs: list[Job]) -> list[Job]:
-        """Generate every job this worker can claim; returns those another live worker holds."""
+    def generate(self, jobs: list[Job], batches: int | None = None) -> list[Job]:
+        """Generate every job this worker can claim (or only the first `batches` batches it claims);
+        returns those another live worker holds."""
         deferred: list[Job] = []
+        ran = 0
         for group in group_jobs(jobs):
             pending = list(group)
             while pending:
@@ -153,8 +223,22 @@ class Worker:
                 taken, pending = pending[:size], pending[size:]
                 batch = self.claim_batch(taken, deferred)
                 if batch:
+                    self.group = group[0].group_key
+                    self.note_taken(batch)
                     self.run_claimed(batch)
+                    ran += 1
+                    if ran == batches:
+                        return deferred
         return deferred
+
+    def note_taken(self, batch: list[Job]) -> None:
+        """Clips of other shards: logged with whose they were, and their `.pid` written here, so a
+        poll of this folder sees this worker generating them."""
+        others = [job for job in batch if job.job_id not in self.own]
+        for job in others:
+            log(f"took {job.output_name} from {describe_place(self.places.get(job.job_id))}")
+        if others:
+            write_pid_files(others, self.context.work_dir)
 
     def claim_batch(self, taken: list[Job], deferred: list[Job]) -> list[Job]:
         """The jobs of `taken` to generate now; others' live claims go to `deferred`; finished or
@@ -162,6 +246,7 @@ class Worker:
         batch = []
         delivery = self.delivery
         for job in taken:
+            counted = True
             try:
                 if delivery.finish_if_present(job):
                     self.tally.advance(1, job.duration_s, generated=False)
@@ -169,7 +254,8 @@ class Worker:
                 other = self.claim(job)
                 if other is not None:
                     deferred.append(job)
-                    self.tally.last_progress = max(self.tally.last_progress, other.expires - self.claims.lease_s)
+                    counted = False
+                    self.tally.last_progress = time.time()  # waiting on a live claim is not a stall
                 elif job.job_id not in self.claims.held:  # done by the previous owner meanwhile
                     delivery.finish_if_present(job)
                     self.tally.advance(1, job.duration_s, generated=False)
@@ -182,6 +268,8 @@ class Worker:
             except Exception:
                 self.failures.mark(job, traceback.format_exc())
                 self.tally.advance(1, job.duration_s, generated=False)
+            if counted:
+                self.tally.include(job)
         return batch
 
     def claim(self, job: Job) -> Claim | None:
@@ -198,7 +286,7 @@ class Worker:
             store.exists(paths.done_key)
             and stored_wav_problem(store, paths.audio_key, job.wav_seconds, job.channels) is None
         ):
-            self.claims.release(job.job_id)  # finished by its previous owner just before we took over
+            self.claims.release(job.job_id, "done")  # finished by its previous owner just before we took over
         return None
 
     def run_claimed(self, batch: list[Job]) -> None:
@@ -215,7 +303,7 @@ class Worker:
             self.saver.wait()  # parts already handed off keep their claims until they are delivered
             for job in batch:
                 if job.job_id not in saved:
-                    self.claims.release(job.job_id)
+                    self.claims.release(job.job_id, "stopped")
         except Exception:  # e.g. a full disk under the spool: clips already saved stay done
             self.saver.wait()  # the saver delivers or fails the parts handed off; the rest fail here
             unsaved = [job for job in batch if job.job_id not in saved and job.job_id not in self.tally.failed]
@@ -252,19 +340,25 @@ def main(argv: list[str] | None = None) -> int:
     log(describe())
     stop = StopFlag()
     stop.install()
-    specs = load_specs(args.specs)
+    named = env.launch.sweep or context.work_dir.name
+    book = SpecBook.of_launch(context.work_dir, named, context.store, env.launch.specs_sha256)
+    if book.digests is None:
+        log(f"job specs are not checked: {SPECS_SHA256} is not set (a worker started by hand)")
+    specs = load_specs(args.specs, book)
     jobs = specs.jobs
     write_pid_files(jobs, context.work_dir)
-    sweep = specs.sweep(context.work_dir)
+    sweep = specs.sweep(named)
     claims = Claims(context.store, sweep, owner_of(context.host, context.launch_id, context.worker_id), context.lease_s)
-    worker = Worker(context, stop, claims, started)
+    worker = Worker(context, stop, claims, started, book)
     worker_paths = WorkerPaths(context.work_dir, sweep, context.worker_id)
     lifetime = lambda: worker.lifetime.record(finished=False)  # noqa: E731
-    heartbeat = Heartbeat(context, worker_paths, lifetime, claims, lambda: worker.tally.last_progress)
+    tally = worker.tally
+    takes, rate = (lambda: worker.taking and not stop.requested), (lambda: tally.rate)
+    heartbeat = Heartbeat(context, worker_paths, lifetime, claims, lambda: tally.last_progress, takes, rate)
     heartbeat.start()
     log(f"worker {context.worker_id}/{context.num_workers} on {context.host}: {len(jobs)} job(s)")
     try:
-        fail_broken_specs(worker, specs)
+        fail_broken_specs(worker, specs, sweep)
         status = worker.run(jobs) if jobs else 1
     except StoreUnreachable as error:
         log(f"giving up: {error}; spooled clips stay in {worker.delivery.spool.folder} for the next worker")
@@ -282,10 +376,10 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
-def fail_broken_specs(worker: Worker, specs: LoadedSpecs) -> None:
-    """Give every job whose spec would not load its `.failed`, with the one-line reason."""
-    sweep = specs.sweep(worker.context.work_dir)
+def fail_broken_specs(worker: Worker, specs: LoadedSpecs, sweep: str) -> None:
+    """Give every job whose spec would not load (or was refused) its `.failed`, with the one-line reason."""
     for job_id, reason in specs.broken.items():
         log(f"FAILED {job_id}: {reason}")
         paths = JobPaths(worker.context.work_dir, sweep, job_id, "")
-        worker.failures.write(paths.failed_key(worker.context.launch_id), job_id, reason)
+        text = failure_text(reason, permanent=reason.startswith(MISMATCH))  # a relaunch re-reads no swapped spec
+        worker.failures.write(paths.failed_key(worker.context.launch_id), job_id, text)

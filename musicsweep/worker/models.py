@@ -25,7 +25,8 @@ class ModelCache:
         """Fetch every model before the first clip; returns model -> error for those that cannot be."""
         from musicsweep.engine.cacheahead import cache_ahead
 
-        self.sources, errors = cache_ahead(models, self.config.hf_home)
+        sources, errors = cache_ahead(models, self.config.hf_home)
+        self.sources |= sources
         for error in errors.values():
             log(f"cache-ahead: {error}")
         return errors

@@ -27,6 +27,12 @@ class BatchSizer:
             size = self.auto_sizes[job.model]
         return min(size, self.caps.get(job.group_key, size))
 
+    def known_size(self, job: Job) -> int:
+        """`size` where it needs no model loaded; 1 while `auto` has not measured the model yet."""
+        if isinstance(self.config.batch_size, str) and job.model not in self.auto_sizes:
+            return 1
+        return self.size(job)
+
     def shrink(self, group_key: tuple, failed_size: int, next_size: int) -> None:
         """A batch failed: the rest of its group is never tried at the failed size again."""
         self.caps[group_key] = min(self.caps.get(group_key, failed_size), next_size)

@@ -22,10 +22,27 @@ class Tally:
         self.saved: set[str] = set()
         self.failed: list[str] = []
         self.skipped = 0
+        self.counted: set[str] = set()
+        self.rate: float | None = None  # audio seconds per second of generation, recent batches weighted most
         self.lock = threading.Lock()
 
     def start(self, jobs: list[Job]) -> None:
         self.progress = Progress(len(jobs), sum(job.duration_s for job in jobs))
+        self.counted = {job.job_id for job in jobs}
+
+    def include(self, job: Job) -> None:
+        """A clip taken from another shard joins the totals (once)."""
+        with self.lock:
+            if job.job_id not in self.counted:
+                self.counted.add(job.job_id)
+                self.progress.total_clips += 1
+                self.progress.total_audio_s += job.duration_s
+
+    def observe(self, audio_s: float, elapsed_s: float) -> None:
+        """A batch's speed: the heartbeat publishes it, so the sweep's other workers know this one's pace."""
+        if elapsed_s > 0:
+            speed = audio_s / elapsed_s
+            self.rate = speed if self.rate is None else 0.5 * (self.rate + speed)
 
     def touch(self) -> None:
         """Something other than a finished clip counts as progress (a model loaded, a window done)."""

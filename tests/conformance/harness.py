@@ -37,7 +37,7 @@ from musicsweep.states import JobState
 from musicsweep.sweep.launch import launch
 from musicsweep.sweep.plan import Plan, jobs_from_variants, make_plan
 from tests.conformance.standin_worker import CONTROL_ENV
-from tests.fixtures.servers import free_port, wait_until
+from tests.fixtures.servers import free_port, kill_processes, processes_mentioning, wait_until
 
 STANDIN = Path(__file__).with_name("standin_worker.py")
 Observer = Callable[[dict[str, JobState]], None]
@@ -70,41 +70,6 @@ def clips(count: int) -> list[dict]:
     return [{"prompt": f"conformance clip {i}", "duration_s": 1, "model": "tiny", "seed": i} for i in range(count)]
 
 
-def processes_mentioning(strings: list[str]) -> list[int]:
-    """Live (non-zombie) processes whose command line, environment or working folder names one of
-    `strings` (the test's own folders: work folders, the control folder)."""
-    wanted = [s.encode() for s in strings]
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                continue
-            texts = [
-                (proc / "cmdline").read_bytes(),
-                (proc / "environ").read_bytes(),
-                os.readlink(proc / "cwd").encode(),
-            ]
-        except OSError:
-            continue
-        if any(w in text for w in wanted for text in texts):
-            found.append(int(proc.name))
-    return found
-
-
-def kill_processes(strings: list[str]) -> None:
-    """SIGKILL what `processes_mentioning` finds, until nothing is left (a machine going away)."""
-    for _ in range(20):
-        pids = processes_mentioning(strings)
-        if not pids:
-            return
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.1)
-
-
 class BackendHarness:
     """The common part: the stand-in's control folder, launching, polling, the worker records."""
 
@@ -114,6 +79,8 @@ class BackendHarness:
     no_pending_phase: ClassVar[str | None] = None
     # Why no host of this backend can go away, or None when one can.
     no_lost_host: ClassVar[str | None] = None
+    # The one-per-machine server fixture it starts (tests/tiers.py: ONE_PER_MACHINE), if any.
+    server: ClassVar[str | None] = None
 
     def __init__(self, request: pytest.FixtureRequest, project: Path, tmp_path: Path) -> None:
         self.request, self.project, self.tmp = request, project, tmp_path
@@ -322,9 +289,10 @@ class SlurmHarness(BackendHarness):
     """The real single-node cluster; its pending phase is a held array (`--hold`)."""
 
     name = "slurm"
+    server = "slurm_cluster"
 
     def start(self) -> None:
-        self.cluster = self.request.getfixturevalue("slurm_cluster")
+        self.cluster = self.request.getfixturevalue(self.server)
         self.cluster.cancel_all()
 
     def configure(self, **settings: object) -> None:
@@ -527,6 +495,52 @@ class RunPodHarness(BackendHarness):
         return [f"pod {pod.id} {pod.desired_status}" for pod in self.standin.live_pods()]
 
 
+class RayHarness(BackendHarness):
+    """The session's real Ray cluster (head + one node, two logical GPUs each), one GPU per worker.
+    Its pending phase is the default one: the job is not recorded yet while submit runs."""
+
+    name = "ray"
+    server = "ray_cluster"
+
+    def start(self) -> None:
+        self.cluster = self.request.getfixturevalue(self.server)
+
+    def started_workers(self, sweep: SweepDir, timeout_s: float = 240) -> list[dict]:
+        """A job starts a supervisor, a driver and one process per actor: on a loaded 2-core
+        machine that took over 60 s."""
+        return super().started_workers(sweep, timeout_s)
+
+    def configure(self, **settings: object) -> None:
+        base = {"address": self.cluster.address, "workers": self.workers, "num_gpus": 1, "num_cpus": 0}
+        self.write_config(base | {"python": self.python, "kill_grace_s": 2, **settings})
+
+    def lose_host(self, record: dict) -> set[str]:
+        """The cluster's address stops answering: every worker of the sweep is lost to the launcher."""
+        self.cluster.cut()
+
+        def restore() -> None:
+            self.cluster.restore()
+            self.restore = None
+
+        self.restore = restore
+        return set(self.sweeps[-1].read_manifest().jobs)
+
+    def match_strings(self, sweep: SweepDir) -> list[str]:
+        """The control folder, and the sweep's work folders on the nodes (guards and scripts)."""
+        from musicsweep.backends.ray.host import WORK_FOLDER
+
+        folders = [self.cluster.node_tmp(name) / WORK_FOLDER / sweep.name for name in ("head", "extra")]
+        return [str(self.control), *(f"{folder}/" for folder in folders)]
+
+    def live_executors(self, sweep: SweepDir) -> list[str]:
+        """Processes, and actors of the sweep that Ray still runs."""
+        from musicsweep.backends.ray.state import sweep_namespace
+
+        actors = self.backend().cluster.actors(sweep_namespace(sweep.name))
+        alive = [f"actor {name} {state}" for name, state in sorted(actors.items()) if state != "DEAD"]
+        return super().live_executors(sweep) + alive
+
+
 HARNESSES: dict[str, type[BackendHarness]] = {
-    harness.name: harness for harness in (LocalHarness, SSHHarness, SlurmHarness, EC2Harness, RunPodHarness)
+    harness.name: harness for harness in (LocalHarness, SSHHarness, SlurmHarness, EC2Harness, RunPodHarness, RayHarness)
 }

@@ -1,6 +1,7 @@
 """What an EC2 instance's script runs around the worker: `python -m musicsweep.backends.ec2.agent fetch|finish`.
 
-`fetch` downloads the specs of this instance's shard from the store. `finish STATUS` marks every
+`fetch` downloads the specs of this instance's shard and the launch's spec list from the store,
+without unpickling any (the worker checks each against the list first). `finish STATUS` marks every
 clip of the shard that has neither `.done` nor `.failed` as failed (so `--relaunch-failed` picks
 up exactly those), uploads the log, and records when the instance stopped working, for the cost.
 Its keys are `layout.StoreKeys`', the same the launcher uploads specs and shard lists to.
@@ -17,22 +18,14 @@ from pathlib import Path
 
 from musicsweep.contract import SWEEP, WorkerEnv
 from musicsweep.errors import MusicsweepError
-from musicsweep.job import Job
-from musicsweep.layout import JobPaths, SweepDir, WorkerPaths
+from musicsweep.layout import SweepDir, WorkerPaths
 from musicsweep.store import open_store
 from musicsweep.store.base import Store
+from musicsweep.store.shards import fetch_shard
 from musicsweep.worker.finish import exit_reason, mark_unfinished
 
 NOTICE_FILE = "spot-notice.json"
 logger = logging.getLogger(__name__)
-
-
-def fetch(store: Store, sweep: SweepDir, launch_id: str, worker_id: int) -> list[Job]:
-    """Download this shard's specs into the sweep folder; returns its jobs."""
-    job_ids = store.get_json(sweep.keys.shard(launch_id, worker_id))["jobs"]
-    for job_id in job_ids:
-        store.get_file(sweep.keys.spec(job_id), JobPaths(sweep.root, sweep.name, job_id, "").spec)
-    return [sweep.read_spec(job_id) for job_id in job_ids]
 
 
 def finish(store: Store, sweep: SweepDir, launch_id: str, worker_id: int, status: int) -> list[str]:
@@ -40,7 +33,7 @@ def finish(store: Store, sweep: SweepDir, launch_id: str, worker_id: int, status
     notice = sweep.root / NOTICE_FILE
     reason = f"spot interruption notice: {notice.read_text().strip()}" if notice.exists() else exit_reason(status)
     job_ids = store.get_json(sweep.keys.shard(launch_id, worker_id))["jobs"]
-    marked = mark_unfinished(store, [sweep.read_spec(job_id) for job_id in job_ids], sweep.root, reason, launch_id)
+    marked = mark_unfinished(store, sweep.name, job_ids, reason, launch_id)
     worker = WorkerPaths(sweep.root, sweep.name, worker_id)
     if worker.log.exists():
         store.put_file(worker.log_key, worker.log)
@@ -62,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     sweep = SweepDir(Path(env.job_dir).parent, env.launch.sweep)
     launch_id, worker_id = env.launch.launch_id, env.worker_id
     if args.action == "fetch":
-        jobs = fetch(store, sweep, launch_id, worker_id)
-        logger.info(f"fetched {len(jobs)} job spec(s)")
+        job_ids = fetch_shard(store, sweep, launch_id, worker_id, env.launch.specs_sha256)
+        logger.info(f"fetched {len(job_ids)} job spec(s)")
     else:
         marked = finish(store, sweep, launch_id, worker_id, args.status)
         logger.info(f"{len(marked)} unfinished clip(s) marked for relaunch")

@@ -41,18 +41,19 @@ from musicsweep.backends.ec2.pricing import LaunchOption, current_spot_prices, h
 from musicsweep.backends.ec2.state import EC2Instances, StartedInstance
 from musicsweep.backends.ec2.userdata import InstanceWork, render_user_data
 from musicsweep.billing import WorkerKey
-from musicsweep.contract import store_config_to_env, sweep_environment
+from musicsweep.contract import LaunchEnv, store_config_to_env, sweep_environment
 from musicsweep.costs.estimate import estimate_for
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
 from musicsweep.layout import SweepDir, list_markers
 from musicsweep.manifest import Manifest
-from musicsweep.remote.packaging import upload_wheel, wheel_key
+from musicsweep.remote.packaging import StoredWheel, upload_wheel, wheel_key
 from musicsweep.scripts import write_script
 from musicsweep.states import JobState, job_states
 from musicsweep.store import open_store
 from musicsweep.store.base import Store
 from musicsweep.store.pull import pull_results
+from musicsweep.store.shards import put_specs
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +98,9 @@ class EC2Backend(Backend):
 
     def _check_user_data(self, shards: list[Shard]) -> None:
         """Render every shard's script with placeholders of the real lengths: over 16 KB fails here."""
-        placeholder = wheel_key("0" * 64, f"musicsweep-{version('musicsweep')}-py3-none-any.whl")
-        env = sweep_environment(self.config, PLACEHOLDER_LAUNCH_ID, is_restart=False) | self._store_env()
+        digest = "0" * 64
+        placeholder = StoredWheel(wheel_key(digest, f"musicsweep-{version('musicsweep')}-py3-none-any.whl"), digest)
+        env = sweep_environment(self.config, PLACEHOLDER_LAUNCH_ID, False, digest) | self._store_env()
         for shard in shards:
             work = InstanceWork(
                 shard.jobs[0].sweep,
@@ -141,7 +143,7 @@ class EC2Backend(Backend):
         boot = max(worker.parts["boot"] for worker in estimate.workers)
         notes.append(
             f"plan: {len(shards)} instance(s), {max(len(s.jobs) for s in shards)} clip(s) per instance, "
-            f"first choice {first.describe()}; about {estimate.wall_s / 60:.1f} min each (with "
+            f"first choice {first.describe()}; about {estimate.shard_wall_s / 60:.1f} min each (with "
             f"{boot / 60:.1f} min boot, {estimate.sources.get('boot', '')}), ${cost:.2f} in all "
             f"(limit ${settings.max_total_usd:.2f})"
         )
@@ -164,7 +166,7 @@ class EC2Backend(Backend):
         return store_config_to_env(dataclasses.replace(self.config.store, profile=None))
 
     def submit(self, launch: Launch, shards: list[Shard]) -> EC2Instances:
-        """Upload wheel, specs and shard lists, then start one instance per shard (all or none)."""
+        """Upload wheel and specs, then start one instance per shard (all or none)."""
         if self.options is None:
             self.shard([job for shard in shards for job in shard.jobs])
         sweep = launch.sweep
@@ -176,11 +178,8 @@ class EC2Backend(Backend):
         ]
         for work in works:  # the size check again, with the real values, before any instance starts
             render_user_data(self.settings, work, env, self._where("instances"))
-        for shard in shards:
-            for job in shard.jobs:
-                self.store.put_file(sweep.keys.spec(job.job_id), sweep.job(job).spec)
-            jobs = [job.job_id for job in shard.jobs]
-            self.store.put_json(sweep.keys.shard(launch.launch_id, shard.worker_id), {"jobs": jobs})
+        jobs = [job for shard in shards for job in shard.jobs]
+        put_specs(self.store, sweep, jobs, LaunchEnv.from_env(launch.env).specs_sha256)
         blocked = Blocked()
         started: dict[str, StartedInstance] = {}
         try:

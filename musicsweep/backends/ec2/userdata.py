@@ -2,7 +2,8 @@
 
 The prologue schedules the `shutdown -h +N` backstop and a `shutdown -h now` on any exit, installs
 uv (unless the image has it) and `musicsweep[worker]` from the wheel in the store, with the pinned
-dependencies the wheel carries, fetches the shard's job specs, and starts
+dependencies the wheel carries (only once its SHA-256 is the one the launcher built: the store could
+hold another), fetches the shard's job specs and the launch's spec list, and starts
 a watcher that polls IMDSv2 `spot/instance-action`: on a notice it sends USR2 to the script, which
 forwards it to the worker (it stops after the current batch). The epilogue marks what is left for
 relaunch and uploads the log. Every value travels as a quoted export; no credential is included:
@@ -20,6 +21,7 @@ from musicsweep.contract import STORE, STORE_OPTIONS, LaunchEnv, WorkerEnv
 from musicsweep.errors import MusicsweepError
 from musicsweep.job import Job
 from musicsweep.layout import JOBS_DIR, PID_SUFFIX, JobPaths, WorkerPaths
+from musicsweep.remote.packaging import StoredWheel
 from musicsweep.scripts import WorkerScript
 
 USER_DATA_LIMIT = 16 * 1024
@@ -46,7 +48,7 @@ else
 fi
 wheel="${MUSICSWEEP_EC2_WHEEL##*/}"
 "$fetch" - "$wheel" <<'PY' || exit 1
-import json, os, sys, zipfile
+import hashlib, json, os, sys, zipfile
 import boto3
 from botocore.config import Config
 opts = json.loads(os.environ.get("{store_options}") or "{}")
@@ -55,6 +57,10 @@ key = "/".join(p for p in (prefix.strip("/"), os.environ["MUSICSWEEP_EC2_WHEEL"]
 style = Config(s3={"addressing_style": "path"}) if opts.get("endpoint_url") else None
 s3 = boto3.client("s3", endpoint_url=opts.get("endpoint_url"), region_name=opts.get("region"), config=style)
 s3.download_file(bucket, key, sys.argv[1])
+with open(sys.argv[1], "rb") as handle:  # the digest of the wheel the launcher built, carried in this script
+    digest = hashlib.sha256(handle.read()).hexdigest()
+if digest != os.environ["MUSICSWEEP_EC2_WHEEL_SHA256"]:
+    sys.exit(f"wheel digest mismatch: refusing to install {key}: its sha256 is {digest}")
 with zipfile.ZipFile(sys.argv[1]) as wheel:  # the runtime pins the wheel carries (hatch_build.py)
     if "musicsweep/pylock.worker.toml" in wheel.namelist():
         open("pylock.toml", "wb").write(wheel.read("musicsweep/pylock.worker.toml"))
@@ -100,7 +106,7 @@ class InstanceWork:
     num_workers: int
     jobs: list[Job]
     hourly_usd: float
-    wheel_key: str
+    wheel: StoredWheel
 
 
 def render_user_data(settings: EC2Config, work: InstanceWork, launch_env: dict[str, str], where: str = "ec2") -> str:
@@ -110,7 +116,8 @@ def render_user_data(settings: EC2Config, work: InstanceWork, launch_env: dict[s
     env = WorkerEnv(launch, str(work_dir), work.worker_id, work.num_workers, work.hourly_usd).to_env()
     env |= {
         "AWS_DEFAULT_REGION": settings.region,
-        "MUSICSWEEP_EC2_WHEEL": work.wheel_key,
+        "MUSICSWEEP_EC2_WHEEL": work.wheel.key,
+        "MUSICSWEEP_EC2_WHEEL_SHA256": work.wheel.sha256,
         "MUSICSWEEP_EC2_IMDS": settings.imds_url.rstrip("/"),
         "MUSICSWEEP_EC2_POLL_S": f"{settings.imds_poll_s:g}",
         "MUSICSWEEP_EC2_MAX_RUNTIME_MIN": str(settings.max_runtime_minutes),

@@ -13,8 +13,10 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from musicsweep.atomic import atomic_write_json, atomic_write_text
+from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir
 from musicsweep.remote.hosts import hosts_from_state
 from musicsweep.remote.ssh import SSHHost
@@ -46,14 +48,29 @@ class PodRecord:
         return hosts_from_state({self.pod_id: self.host})[self.pod_id]
 
 
+def read_ledger(path: Path) -> dict[str, PodRecord]:
+    """The pods on record; an unreadable ledger stops the command with one line and is never
+    written over, since it is what tells which pods of the sweep may still cost money."""
+    try:
+        raw = json.loads(path.read_text())
+        return {pod_id: PodRecord(**entry) for pod_id, entry in raw.items()}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, TypeError, AttributeError) as error:
+        reason = " ".join(f"{type(error).__name__}: {error}".split())
+        raise MusicsweepError(
+            f"{path}: unreadable pod ledger ({reason}); restore or fix it by hand (it lists the sweep's pods, "
+            "which may still be running: check the RunPod console)"
+        ) from None
+
+
 class PodLedger:
     """The ledger of one sweep, written after each change."""
 
     def __init__(self, sweep: SweepDir) -> None:
         self.path = sweep.pod_ledger
         self.costs_path = sweep.pod_costs
-        raw = json.loads(self.path.read_text()) if self.path.exists() else {}
-        self.pods = {pod_id: PodRecord(**entry) for pod_id, entry in raw.items()}
+        self.pods = read_ledger(self.path)
 
     def save(self) -> None:
         atomic_write_json(self.path, {pod_id: dataclasses.asdict(r) for pod_id, r in self.pods.items()})

@@ -7,7 +7,8 @@ compute nodes share (home or project storage, as on most clusters): each array t
 common worker script over its shard, with that folder as its job dir, and writes through the
 configured store. `--signal=B:USR2@LEAD` asks the batch shell to stop; the template forwards it to
 the worker, which finishes its batch and exits EXIT_STOPPED, and the epilogue then requeues the
-task (up to `max_requeues` times). A requeued task skips the clips already in the store.
+task (up to `max_requeues` times), as it does a worker that gave up on an unreachable store
+(EXIT_STORE_UNREACHABLE). A requeued task skips the clips already in the store.
 
 Status costs one `squeue` call for every array of the sweep, plus one listing of the markers.
 
