@@ -154,7 +154,8 @@ class SharedStream:
 
 def bench_streams(batches: list[int], clip_s: float, repeats: int, device: str, token_loops: tuple[str, ...]) -> None:
     """Decode speed (codes only, ms per step) with per-clip streams against the shared stream, tiny model;
-    the two take turns within each batch size (turns across sizes showed an order effect of ±20%).
+    the two take turns within each batch size, the shared stream first (the turn order alone moved
+    the figures by up to 20% on a shared 2-core host: benchmarks/RESULTS.md).
 
     A lone clip's padding to 4 rows on CPU (`engine.invariance`) is not in these figures: it is
     `generate`'s, at batch 1 only, and costs at most one more clip's rows."""
@@ -170,9 +171,9 @@ def bench_streams(batches: list[int], clip_s: float, repeats: int, device: str, 
                 engine.streams = kind
                 run()
 
-            kinds = {"per clip": ClipStreams, "shared": SharedStream}
+            kinds = {"shared": SharedStream, "per clip": ClipStreams}
             walls = median_times({name: functools.partial(with_streams, kind) for name, kind in kinds.items()}, repeats)
-            own, shared = (1000 * walls[name] / steps for name in kinds)
+            own, shared = (1000 * walls[name] / steps for name in ("per clip", "shared"))
             print(f"{loop:>5} {batch:>5} {own:>16.2f} {shared:>14.2f} {100 * (own / shared - 1):>+6.1f}%")
 
 
