@@ -15,19 +15,26 @@ in benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-from timing import PARAMS, PROMPTS, TOKEN_LOOPS, clips, describe_host, engines, median_times
+from timing import (
+    MODES,
+    PARAMS,
+    PROMPTS,
+    TOKEN_LOOPS,
+    clips,
+    codes_run,
+    describe_host,
+    engines,
+    median_times,
+    mode_inputs,
+)
 
 from musicsweep.config import EngineConfig
 from musicsweep.engine import MusicEngine, load_engine
-from musicsweep.engine import generate as generate_module
-from musicsweep.engine.inputs import ClipInputs
-from musicsweep.engine.invariance import extra_clips
 from musicsweep.engine.loading import LoadedModel, pick_device, torch_threads
 from musicsweep.engine.streams import ClipStreams
 
@@ -145,61 +152,33 @@ class SharedStream:
         return torch.rand((self.rows, 1), device=self.device)
 
 
-@contextlib.contextmanager
-def unpadded(engine: MusicEngine) -> Iterator[None]:
-    """The shared-stream baseline as it ran: without the copies of a clip that keep a CPU batch of one
-    batch-invariant (`engine.invariance`), whose cost per-clip reproducibility pays at batch 1."""
-    engine.streams = SharedStream
-    generate_module.extra_clips = lambda count, guided, device: 0
-    try:
-        yield
-    finally:
-        engine.streams = ClipStreams
-        generate_module.extra_clips = extra_clips
+def bench_streams(batches: list[int], clip_s: float, repeats: int, device: str, token_loops: tuple[str, ...]) -> None:
+    """Decode speed (codes only, ms per step) with per-clip streams against the shared stream, tiny model;
+    the two take turns within each batch size, the shared stream first (the turn order alone moved
+    the figures by up to 20% on a shared 2-core host: benchmarks/RESULTS.md).
 
-
-def bench_streams(batches: list[int], clip_s: float, repeats: int, device: str) -> None:
-    """Per-clip streams (and their batch padding) against the shared stream, both token loops, tiny model."""
-    print(f"\nrandom streams: {clip_s:g} s clips on the tiny model, median of {repeats} interleaved runs")
+    A lone clip's padding to 4 rows on CPU (`engine.invariance`) is not in these figures: it is
+    `generate`'s, at batch 1 only, and costs at most one more clip's rows."""
+    print(f"\nrandom streams: codes of {clip_s:g} s clips on the tiny model, median of {repeats} interleaved runs")
     tiny = load_engine("tiny", EngineConfig(device=device)).loaded
-    runs = {}
-    for loop, engine in engines(tiny).items():
-        engine.generate(PROMPTS[:1], [0], 1.0, PARAMS)  # warm-up
+    print(f"{'loop':>5} {'batch':>5} {'per clip ms/step':>16} {'shared ms/step':>14} {'cost':>7}")
+    for loop, engine in engines(tiny, token_loops).items():
         for batch in batches:
-            run = functools.partial(engine.generate, *clips(batch), clip_s, PARAMS)
+            run, steps = codes_run(engine, batch, clip_s)
+            run()  # warm-up
 
-            def shared(engine: MusicEngine = engine, run: Callable[[], object] = run) -> None:
-                with unpadded(engine):
-                    run()
+            def with_streams(kind: type, engine: MusicEngine = engine, run: Callable[[], object] = run) -> None:
+                engine.streams = kind
+                run()
 
-            runs[(loop, batch, "per clip")], runs[(loop, batch, "shared")] = run, shared
-    walls = median_times(runs, repeats)
-    print(f"{'loop':>5} {'batch':>5} {'per clip s':>10} {'shared s':>9} {'audio s/s':>10} {'cost':>7}")
-    for loop in TOKEN_LOOPS:
-        for batch in batches:
-            own, shared = walls[(loop, batch, "per clip")], walls[(loop, batch, "shared")]
-            rate = batch * clip_s / own
-            print(f"{loop:>5} {batch:>5} {own:>10.2f} {shared:>9.2f} {rate:>10.2f} {100 * (own / shared - 1):>+6.1f}%")
-
-
-def mode_inputs(mode: str, batch: int, clip_s: float) -> ClipInputs | None:
-    """A 1 s audio prompt or a melody as long as the clip, per clip of the batch (tones: the content is irrelevant)."""
-    import numpy as np
-
-    tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(int(clip_s * 32000)) / 32000).astype(np.float32)[None]
-    if mode == "audio prompt":
-        return ClipInputs(audio_prompts=[tone[:, :32000]] * batch)
-    if mode == "melody":
-        return ClipInputs(melodies=[tone] * batch)
-    return None
-
-
-MODES = {"text": "tiny", "stereo": "tiny-stereo", "audio prompt": "tiny", "melody": "tiny-melody"}
+            kinds = {"shared": SharedStream, "per clip": ClipStreams}
+            walls = median_times({name: functools.partial(with_streams, kind) for name, kind in kinds.items()}, repeats)
+            own, shared = (1000 * walls[name] / steps for name in ("per clip", "shared"))
+            print(f"{loop:>5} {batch:>5} {own:>16.2f} {shared:>14.2f} {100 * (own / shared - 1):>+6.1f}%")
 
 
 def bench_modes(batch: int, clip_s: float, repeats: int, device: str) -> None:
-    """Each mode through both token loops on its tiny model: what a mode costs, and where `fast` helps
-    (melody runs on transformers' generate under either setting)."""
+    """Each mode through both token loops on its tiny model: what a mode costs, and what `fast` gains."""
     print(f"\nmodes: {batch} clips of {clip_s:g} s on the tiny models, median of {repeats} interleaved runs")
     prompts, seeds = clips(batch)
     runs = {}
@@ -249,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.modes:
         bench_modes(args.batch, args.clip_s, args.repeats, device)
     if args.streams:
-        bench_streams(sorted({1, args.batch}), args.clip_s, args.repeats, device)
+        bench_streams(sorted({args.batch, 8}), args.clip_s, args.repeats, device, tuple(args.token_loops))
     if args.real_size:
         bench_real_size(args, device)
     return 0

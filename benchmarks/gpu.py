@@ -5,7 +5,8 @@
 
 Prints, and writes to `--out`: ms per token step for each token loop and batch (codes only, the median
 of interleaved runs), peak GPU memory, audio seconds per wall second of whole clips at the largest
-batch, the 300 s vs 30 s long-form ratio, then the medium-sized model at batch 1 and 8 if the time
+batch, the 300 s vs 30 s long-form ratio, each mode (stereo, audio prompt, melody) hf against fast,
+then the medium-sized model at batch 1 and 8 if the time
 budget allows. The models have random weights, built on the device: nothing is downloaded.
 Targets (issue 18, H100/H200 class): fast at least 3x hf at batch 1, at most 3 ms per step at
 batch 1, at least 200 audio s per wall s at batch 32.
@@ -14,13 +15,14 @@ batch 1, at least 200 audio s per wall s at batch 32.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from timing import PARAMS, TOKEN_LOOPS, clips, codes_run, describe_host, engines, median_times
+from timing import MODES, PARAMS, TOKEN_LOOPS, clips, codes_run, describe_host, engines, median_times, mode_inputs
 
 from musicsweep.engine import MusicEngine
 from musicsweep.engine.loading import LoadedModel, torch_threads
@@ -113,6 +115,44 @@ def bench_longform(report: Report, engine: MusicEngine, short_s: float, long_s: 
     report(f"\nfast, one clip: {times}, ratio {long / short:.2f}")
 
 
+def build_mode(model_name: str, device: str) -> LoadedModel:
+    """A mode's model (tiny, tiny-stereo, tiny-melody) at musicgen-small's size on CUDA, tiny on CPU."""
+    import torch
+
+    from musicsweep.engine import tiny
+
+    stereo, melody = "stereo" in model_name, "melody" in model_name
+    if device == "cpu":
+        model, tokenizer = tiny.build_tiny_model(melody=melody, stereo=stereo)
+        dtype, threads = torch.float32, 1
+    else:
+        configs = tiny.MUSICGEN_SMALL.configs(channels=2 if stereo else 1)
+        model, tokenizer = tiny.build_random_model(*configs, melody=melody, device=device)
+        dtype, threads = torch.bfloat16, None
+    model = model.to(device=device, dtype=dtype).eval()
+    return LoadedModel(model_name, model, tokenizer, device, dtype, threads)
+
+
+def bench_modes(report: Report, device: str, batch: int, clip_s: float, repeats: int) -> None:
+    """Each of MusicGen's modes (docs/modes.md), whole clips, hf against fast, one model at a time."""
+    report(f"\nmodes: batch {batch}, whole {clip_s:g} s clips, median of {repeats} interleaved runs")
+    report("| mode | hf s | fast s | fast / hf |")
+    report("|---|---|---|---|")
+    prompts, seeds = clips(batch)
+    for mode, model_name in MODES.items():
+        loaded = build_mode(model_name, device)
+        inputs = mode_inputs(mode, batch, clip_s)
+        runs = {}
+        with torch_threads(loaded.threads):
+            for name, engine in engines(loaded).items():
+                run = functools.partial(engine.generate, prompts, seeds, clip_s, PARAMS, inputs=inputs)
+                run()  # warm-up: graphs, allocator
+                runs[name] = run
+            walls = median_times(runs, repeats)
+        report(f"| {mode} | {walls['hf']:.2f} | {walls['fast']:.2f} | {walls['hf'] / walls['fast']:.2f}x |")
+        del loaded, runs
+
+
 def describe_device(device: str) -> str:
     import torch
     import transformers
@@ -148,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         bench_throughput(report, fast, max(args.batches), args.clip_s, args.repeats)
         bench_longform(report, fast, args.short_s, args.long_s)
     del loaded, fast
+    bench_modes(report, args.device, max(args.batches), max(args.clip_s, 1.5), args.repeats)
     if args.device != "cpu" and time.perf_counter() - started < args.budget_s:
         medium, seconds = build("medium", args.device)
         report(f"\nbuilt {medium.name} model in {seconds:.1f} s")

@@ -1,4 +1,4 @@
-"""Shared by benchmarks/engine.py and benchmarks/gpu.py: interleaved medians, engines per token loop, clips."""
+"""Shared by benchmarks/engine.py and benchmarks/gpu.py: interleaved medians, engines per token loop, clips, modes."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from musicsweep.config import EngineConfig  # noqa: E402
 from musicsweep.engine import MusicEngine  # noqa: E402
+from musicsweep.engine.inputs import ClipInputs  # noqa: E402
 from musicsweep.engine.loading import LoadedModel, torch_threads  # noqa: E402
 from musicsweep.engine.longform import plan_windows  # noqa: E402
 from musicsweep.job import GenerationParams  # noqa: E402
@@ -80,3 +81,18 @@ def describe_host() -> str:
         model = names[0] if names else model
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return f"{model}, {os.cpu_count()} CPUs, load average {load:.1f}"
+
+
+def mode_inputs(mode: str, batch: int, clip_s: float) -> ClipInputs | None:
+    """A 1 s audio prompt or a melody as long as the clip, per clip of the batch (tones: the content is irrelevant)."""
+    import numpy as np
+
+    tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(int(clip_s * 32000)) / 32000).astype(np.float32)[None]
+    if mode == "audio prompt":
+        return ClipInputs(audio_prompts=[tone[:, :32000]] * batch)
+    if mode == "melody":
+        return ClipInputs(melodies=[tone] * batch)
+    return None
+
+
+MODES = {"text": "tiny", "stereo": "tiny-stereo", "audio prompt": "tiny", "melody": "tiny-melody"}

@@ -26,3 +26,5 @@ def test_gpu_benchmark_smoke_runs_on_cpu_and_writes_its_figures(tmp_path):
     assert "| batch | hf ms/step | fast ms/step | fast / hf |" in figures
     assert "\n| 1 | " in figures and "\n| 2 | " in figures
     assert "audio s per wall s" in figures and "ratio" in figures
+    for mode in ("text", "stereo", "audio prompt", "melody"):
+        assert f"\n| {mode} | " in figures  # each of MusicGen's modes, hf against fast

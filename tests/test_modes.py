@@ -1,8 +1,8 @@
 """MusicGen's other modes in the engine: stereo, audio prompts, melody conditioning (CPU, float32, tiny models).
 
-The fast token loop covers stereo and audio prompts and must draw transformers' codes; an audio
-prompt's codes must be those transformers' own `generate(input_values=...)` continues from; a
-melody conditions each window on its own span (melody models run on transformers' `generate`).
+The fast token loop covers stereo, audio prompts and melody models and must draw transformers'
+codes; an audio prompt's codes must be those transformers' own `generate(input_values=...)`
+continues from; a melody conditions each window on its own span.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ import pytest
 import torch
 
 from musicsweep.config import EngineConfig
-from musicsweep.engine import load_engine
+from musicsweep.engine import load_engine, steps
 from musicsweep.engine.checkpoint import StopAtWindow
 from musicsweep.engine.inputs import ClipInputs, MelodyConditioning, encode_prompts
 from musicsweep.engine.loading import torch_threads
 from musicsweep.engine.longform import capture_codes, captured_window, generate_codes, plan_windows
 from musicsweep.engine.sampling import CodeSampler, stream_sampling
+from musicsweep.engine.steps import StaticSteps, StepsCache
 from musicsweep.engine.streams import ClipStreams
 from musicsweep.engine.tiny import build_tiny_model
 from musicsweep.engine.token_loop import TokenLoop, run_token_loop
@@ -82,9 +83,35 @@ def test_audio_prompt_codes_are_those_transformers_encodes_from_input_values(ste
     assert torch.equal(captured_window(captured), ours)
 
 
+@pytest.mark.parametrize("stereo", [False, True], ids=["mono", "stereo"])
+@pytest.mark.parametrize("params", [GREEDY, GenerationParams()], ids=["greedy", "sampled"])
+def test_fast_loop_conditions_melody_models_with_transformers_codes(stereo, params, monkeypatch):
+    """A melody looped under three windows (2 s, continued by 1 s strides), after a 0.4 s audio prompt;
+    then one greedy window without a melody through the fixed-shape steps CUDA graphs replay, eagerly."""
+    model, tokenizer = build_tiny_model(melody=True, stereo=stereo)
+    assert TokenLoop.supports(model)
+    text = dict(tokenizer(text=PROMPTS, padding=True, return_tensors="pt"))
+    melody = MelodyConditioning([tone(1.5, 1), tone(1.5, 2, 330.0)], 32000, 50, "cpu")
+    prompt = encode_prompts(model, [tone(0.41, 2), tone(0.41, 1, 330.0)], "cpu")
+    windows = plan_windows(180, 50, 1.0, window_s=2.0, prompt_frames=20)
+    streams = ClipStreams([5, 6], int(model.decoder.num_codebooks), "cpu")
+    expected = generate_codes(model, text, windows, stream_sampling(params, streams), prompt, conditioning=melody)
+    transformer = CachedTransformer(model)
+    fast = run_token_loop(transformer, text, windows, CodeSampler(params), streams, codes=prompt, melody=melody)
+    assert fast.shape == (2, 8 if stereo else 4, 180)
+    assert torch.equal(fast, expected)
+
+    # greedy: the masked bucket attention rounds apart from eager's, enough to flip a sampled code
+    monkeypatch.setattr(steps, "BUCKET", 16)  # cross several buckets within each window
+    static = StepsCache(StaticSteps, capacity=16)  # grows to the prefix and window
+    one = plan_windows(60, 50, 1.0, window_s=2.0)
+    expected = generate_codes(model, text, one, stream_sampling(GREEDY, streams))
+    fast = run_token_loop(transformer, text, one, CodeSampler(GREEDY), streams, static)
+    assert torch.equal(fast, expected)
+
+
 def test_melody_conditions_each_window_on_its_own_span():
     model, tokenizer = build_tiny_model(melody=True)
-    assert not TokenLoop.supports(model)  # melody runs on transformers' generate
     text = dict(tokenizer(text=PROMPTS, padding=True, return_tensors="pt"))
     windows = plan_windows(180, 50, 1.0, window_s=2.0)
     a_note, e_note = tone(1.5, 1, 220.0), tone(1.5, 2, 330.0)  # pitch classes A and E

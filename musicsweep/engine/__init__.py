@@ -2,8 +2,9 @@
 
 - `loading`: the built-in tiny model or `from_pretrained`; device and dtype choice.
 - `cacheahead`: fetch every model once before the first clip, then run with the hub offline.
-- `generate`: `MusicEngine.generate`, exact-length clips. Reproducibility: a seed reproduces its
-  WAV only within the same batch composition (see that module's docstring).
+- `generate`: `MusicEngine.generate`, exact-length clips. Reproducibility: a seed reproduces its WAV
+  in any batch and after a resume (see that module's docstring).
+- `streams`: each clip's own random stream; `invariance`: batch-invariant logits on CPU.
 - `longform`: clips over 30 s by code-level continuation; the `hf` token loop (transformers'
   `generate`, one call per window).
 - `token_loop`: the `fast` token loop (the default): musicsweep's own, equal to `generate`'s codes;

@@ -141,8 +141,8 @@ class MusicEngine:
         first: int = 0,
     ) -> Any:
         """The undelayed codes of every window (`windows[0]` is the clip's window `first`), by
-        `engine.token_loop`: fast where `TokenLoop.supports` the model (MusicGen and MusicGen-stereo,
-        audio prompts included), else transformers' `generate` (MusicGen-Melody, with or without a melody).
+        `engine.token_loop`: fast where `TokenLoop.supports` the model (MusicGen, -stereo and -melody,
+        with audio prompts and melodies), else transformers' `generate`.
 
         Each clip draws from its own stream (`self.streams`)."""
         model = self.loaded.model
@@ -154,7 +154,7 @@ class MusicEngine:
                 if self._fast_loop is None:
                     window_frames = int(round(WINDOW_S * self.loaded.frame_rate))
                     self._fast_loop = TokenLoop(model, self.loaded.device, window_frames)
-                return self._fast_loop(inputs, windows, params, streams, codes, on_window, first)
+                return self._fast_loop(inputs, windows, params, streams, codes, on_window, first, melody)
         sampling = stream_sampling(params, streams)
         return generate_codes(model, inputs, windows, sampling, codes, on_window, melody, first)
 

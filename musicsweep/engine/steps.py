@@ -33,13 +33,20 @@ class EagerSteps:
     def __init__(self, transformer: CachedTransformer, cache: KVCache, text: TextKV, repeat: int) -> None:
         self.transformer, self.cache, self.text, self.repeat = transformer, cache, text, repeat
 
+    def load_text(self, text: TextKV) -> None:
+        """Condition the next window on `text` (a melody model's prefix changes with each window's chroma)."""
+        self.text = text
+
     def prefill(self, codes: torch.Tensor) -> torch.Tensor:
-        """Logits after the delayed codes (batch, codebooks, T) at positions 0..T-1."""
-        hidden = self.transformer.embed(codes, 0, self.repeat)
+        """Logits after the delayed codes (batch, codebooks, T) at positions 0..T-1 (after the text's prefix)."""
+        hidden = self.transformer.embed(codes, self.text.offset, self.repeat)
+        if self.text.prefix is not None:
+            hidden = torch.cat([self.text.prefix, hidden], dim=1)
         return self.transformer.forward(hidden, 0, self.cache, self.text)
 
     def step(self, column: torch.Tensor, position: int) -> torch.Tensor:
-        """Logits after one more column (batch, codebooks) at `position`."""
+        """Logits after one more column (batch, codebooks) at `position` (after the text's prefix)."""
+        position += self.text.offset
         hidden = self.transformer.embed(column[:, :, None], position, self.repeat)
         return self.transformer.forward(hidden, position, self.cache, self.text)
 
@@ -59,7 +66,7 @@ class StaticSteps(EagerSteps):
     def __init__(self, transformer: CachedTransformer, batch: int, repeat: int, capacity: int, text_len: int) -> None:
         rows = repeat * batch
         shape = (rows, transformer.heads, text_len, transformer.head_dim)
-        layers = range(len(transformer.layers))
+        layers = range(0 if transformer.prepends else len(transformer.layers))  # a melody model: no cross-attention
         text = TextKV(
             keys=[torch.zeros(shape, dtype=transformer.dtype, device=transformer.device) for _ in layers],
             values=[torch.zeros(shape, dtype=transformer.dtype, device=transformer.device) for _ in layers],
@@ -77,11 +84,13 @@ class StaticSteps(EagerSteps):
             static[:, :, :length].copy_(batch)
         self.text.mask.fill_(torch.finfo(self.text.mask.dtype).min)
         self.text.mask[..., :length].copy_(text.mask)
+        self.text.prefix = text.prefix  # read by the eager prefill only, never by a graph
 
     def bucket(self, position: int) -> int:
         return min(self.cache.capacity, padded(position + 1, BUCKET))
 
     def step(self, column: torch.Tensor, position: int) -> torch.Tensor:
+        position += self.text.offset
         self.column.copy_(column)
         self.position.fill_(position)
         return self.run(self.bucket(position))
@@ -143,8 +152,8 @@ class StepsCache:
     ) -> StaticSteps:
         text_len = padded(text.mask.shape[-1], TEXT_BUCKET)
         key = (rows, repeat, text_len)
-        if capacity > self.capacity:
-            raise ValueError(f"a window of {capacity} positions exceeds the static cache's {self.capacity}")
+        if capacity > self.capacity:  # a melody model's prefix, longer than the last one
+            self.capacity, self.key = padded(capacity, BUCKET), None
         if self.key != key:
             self.steps = None
             if torch.cuda.is_available():

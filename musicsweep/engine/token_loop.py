@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from musicsweep.engine.inputs import MelodyConditioning
 from musicsweep.engine.longform import Window
 from musicsweep.engine.sampling import CodeSampler, is_guided
 from musicsweep.engine.steps import EagerSteps, GraphedSteps, StepsCache, eager_steps
@@ -78,10 +79,29 @@ class DelayedWindow:
         return self.codes.gather(2, index.expand(batch, -1, -1))
 
 
-def encode_text(transformer: CachedTransformer, inputs: dict[str, Any], guided: bool) -> TextKV:
-    """Run the text encoder once for the batch and project its cross-attention keys and values."""
-    hidden = transformer.model.text_encoder(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-    return transformer.text_kv(hidden.last_hidden_state, inputs["attention_mask"], guided)
+class Conditioning:
+    """The text encoded once per batch, and each window's `TextKV`: the same cross-attention keys and
+    values for every window, or for MusicGen-Melody a prefix with the chroma of the window's own span."""
+
+    def __init__(
+        self, transformer: CachedTransformer, inputs: dict[str, Any], guided: bool, melody: MelodyConditioning | None
+    ) -> None:
+        self.mask = inputs["attention_mask"]
+        encoder = transformer.model.text_encoder
+        self.hidden = encoder(input_ids=inputs["input_ids"], attention_mask=self.mask).last_hidden_state
+        self.transformer, self.guided, self.melody = transformer, guided, melody
+        self.fixed = None
+        if not transformer.prepends:
+            self.fixed = transformer.text_kv(self.hidden, self.mask, guided)
+        elif melody is None:
+            self.fixed = transformer.prefix(self.hidden, self.mask, None, guided)
+
+    def __call__(self, start_frame: int, end_frame: int) -> TextKV:
+        """The conditioning of the window over code frames start..end of the clip."""
+        if self.fixed is not None:
+            return self.fixed
+        chroma = self.melody.features(start_frame, end_frame)
+        return self.transformer.prefix(self.hidden, self.mask, chroma, self.guided)
 
 
 def sample_codes(sampler: CodeSampler, logits: torch.Tensor, guided: bool, uniform: torch.Tensor) -> torch.Tensor:
@@ -118,12 +138,14 @@ def run_token_loop(
     codes: torch.Tensor | None = None,
     on_window: Callable[[torch.Tensor], None] | None = None,
     first: int = 0,
+    melody: MelodyConditioning | None = None,
 ) -> torch.Tensor:
     """Run the windows; returns the undelayed codes (batch, codebooks, total_frames), as `longform.generate_codes`.
 
     `make_steps(transformer, rows, capacity, text, repeat)` gives the step runner (see `steps`); window
     `first + i` draws from `streams.window(first + i, ...)`; `codes`, `on_window` and `first` are as
-    in `longform.generate_codes` (resuming, checkpoints).
+    in `longform.generate_codes` (resuming, checkpoints); a melody model's windows are conditioned on
+    `melody`'s chroma of their own span.
     """
     codebooks = transformer.num_codebooks
     delays = transformer.delays
@@ -131,13 +153,19 @@ def run_token_loop(
     guided = is_guided(sampler.guidance_scale)
     repeat = 2 if guided else 1
     batch = inputs["input_ids"].shape[0]
-    capacity = max(w.context_frames + w.new_frames for w in windows) + int(delays.max())
     with torch.inference_mode():
-        steps = make_steps(transformer, repeat * batch, capacity, encode_text(transformer, inputs, guided), repeat)
+        conditioning = Conditioning(transformer, inputs, guided, melody)
         if codes is None:
             codes = torch.empty((batch, codebooks, 0), dtype=torch.long, device=transformer.device)
+        steps = None
         for index, window in enumerate(windows, start=first):
-            prompt = codes[:, :, codes.shape[-1] - window.context_frames :] if window.context_frames else None
+            done = codes.shape[-1]
+            text = conditioning(done - window.context_frames, done + window.new_frames)
+            if steps is None:
+                capacity = text.offset + max(w.context_frames + w.new_frames for w in windows) + int(delays.max())
+                steps = make_steps(transformer, repeat * batch, capacity, text, repeat)
+            steps.load_text(text)
+            prompt = codes[:, :, done - window.context_frames :] if window.context_frames else None
             delayed = DelayedWindow.start(prompt, batch, delays, window, pad)
             draws = streams.window(index, delayed.length - delayed.context - 1)
             run_window(steps, delayed, sampler, guided, draws)
@@ -158,9 +186,8 @@ class TokenLoop:
 
     @staticmethod
     def supports(model: Any) -> bool:
-        """Text-conditioned MusicGen, mono or stereo; -melody (conditioning prepended to the
-        transformer's inputs, no cross-attention) stays on transformers' `generate`."""
-        return type(model).__name__ == "MusicgenForConditionalGeneration"
+        """MusicGen and MusicGen-Melody (conditioning prepended to the transformer's inputs), mono or stereo."""
+        return type(model).__name__ in ("MusicgenForConditionalGeneration", "MusicgenMelodyForConditionalGeneration")
 
     def __call__(
         self,
@@ -171,8 +198,9 @@ class TokenLoop:
         codes: torch.Tensor | None = None,
         on_window: Callable[[torch.Tensor], None] | None = None,
         first: int = 0,
+        melody: MelodyConditioning | None = None,
     ) -> torch.Tensor:
         sampler = CodeSampler(params)
         return run_token_loop(
-            self.transformer, inputs, windows, sampler, streams, self.make_steps, codes, on_window, first
+            self.transformer, inputs, windows, sampler, streams, self.make_steps, codes, on_window, first, melody
         )

@@ -8,7 +8,10 @@ the loaded model's own weights (only the small code heads are copied, into one m
 - cross-attention keys and values projected once per batch from the text (`TextKV`);
 - the code heads as one matmul per step;
 - the conditional and unconditional (guidance) rows in one batch: the rows carry the same codes,
-  so the codes are embedded once and the embeddings repeated.
+  so the codes are embedded once and the embeddings repeated;
+- MusicGen-Melody, whose layers have no cross-attention: its conditioning (the melody's chroma,
+  then the text) is the transformer's first positions (`TextKV.prefix`, `CachedTransformer.prefix`),
+  run once per window with the window's own chroma; the codes follow at positions after it.
 
 `forward` serves the eager loop (attend to `cache[:end]`, no mask) and, with `bucket`, the static
 shapes a CUDA graph needs (attend to a fixed `cache[:bucket]`, positions past `position` masked).
@@ -37,11 +40,18 @@ class KVCache:
 
 @dataclass
 class TextKV:
-    """Cross-attention keys and values per layer (rows, heads, text_len, head_dim) and their additive mask."""
+    """The conditioning: cross-attention keys and values per layer (rows, heads, text_len, head_dim) and
+    their additive mask, or for MusicGen-Melody (no keys) the `prefix` of hidden states its codes follow."""
 
     keys: list[torch.Tensor]
     values: list[torch.Tensor]
     mask: torch.Tensor  # (rows, 1, 1, text_len): 0 where a text token counts, the dtype's minimum elsewhere
+    prefix: torch.Tensor | None = None  # (rows, prefix_len, width), positions added
+
+    @property
+    def offset(self) -> int:
+        """The position of the first code: after the prefix."""
+        return 0 if self.prefix is None else self.prefix.shape[1]
 
 
 class CachedTransformer:
@@ -65,6 +75,7 @@ class CachedTransformer:
         # the delay pattern: codebook k waits k steps; a stereo model's left and right alternate
         channels = int(causal_lm.config.audio_channels)
         self.delays = torch.arange(self.num_codebooks, device=self.device) // channels
+        self.prepends = not hasattr(self.layers[0], "encoder_attn")  # MusicGen-Melody
 
     @property
     def dtype(self) -> torch.dtype:
@@ -103,6 +114,37 @@ class CachedTransformer:
         mask = torch.zeros((rows, 1, 1, text_len), dtype=self.dtype, device=self.device)
         mask.masked_fill_(attention_mask[:, None, None, :] == 0, floor)
         return TextKV(keys, values, mask)
+
+    def prefix(
+        self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor, chroma: torch.Tensor | None, guided: bool
+    ) -> TextKV:
+        """MusicGen-Melody's conditioning as `MusicgenMelodyForConditionalGeneration.generate` prepares it.
+
+        The chroma (batch, frames, 12), or without a melody one frame of pitch class 0 (its "null"
+        chroma, also that of the unconditional rows), is projected and looped or cut to
+        `chroma_length` frames, then the text (projected, padding zeroed) follows. Every position is
+        attended to, the text's padding too, as transformers does.
+        """
+        model, config = self.model, self.model.config
+        if hasattr(model, "enc_to_dec_proj"):
+            encoder_hidden = model.enc_to_dec_proj(encoder_hidden)
+        batch = attention_mask.shape[0]
+        null = torch.zeros((batch, 1 if chroma is None else chroma.shape[1], config.num_chroma), device=self.device)
+        null[:, :, 0] = 1
+        audio = null if chroma is None else chroma.to(self.device)
+        if guided:
+            encoder_hidden = torch.cat([encoder_hidden, torch.zeros_like(encoder_hidden)])
+            attention_mask = torch.cat([attention_mask, torch.zeros_like(attention_mask)])
+            audio = torch.cat([audio, null])
+        encoder_hidden = encoder_hidden * attention_mask[..., None].to(encoder_hidden.dtype)
+        audio = audio.to(self.dtype)
+        if hasattr(model, "audio_enc_to_dec_proj"):
+            audio = model.audio_enc_to_dec_proj(audio)
+        if audio.shape[1] < config.chroma_length:
+            audio = audio.repeat(1, -(-config.chroma_length // audio.shape[1]), 1)
+        prefix = torch.cat([audio[:, : config.chroma_length], encoder_hidden.to(self.dtype)], dim=1)
+        empty = torch.zeros((prefix.shape[0], 1, 1, 0), dtype=self.dtype, device=self.device)
+        return TextKV([], [], empty, prefix + self.positions[: prefix.shape[1]])
 
     def _split_heads(self, states: torch.Tensor) -> torch.Tensor:
         rows, length, _ = states.shape
@@ -164,11 +206,13 @@ class CachedTransformer:
                 query, keys[:, :, :end], values[:, :, :end], attn_mask=mask, is_causal=mask is None and length > 1
             )
             hidden = hidden + self._merge(attended, attention.out_proj)
-            cross = layer.encoder_attn
-            normed = layer.encoder_attn_layer_norm(hidden)
-            query = self._split_heads(F.linear(normed, cross.q_proj.weight, cross.q_proj.bias))
-            attended = F.scaled_dot_product_attention(query, text.keys[index], text.values[index], attn_mask=text.mask)
-            hidden = hidden + self._merge(attended, cross.out_proj)
+            if text.keys:
+                cross = layer.encoder_attn
+                normed = layer.encoder_attn_layer_norm(hidden)
+                query = self._split_heads(F.linear(normed, cross.q_proj.weight, cross.q_proj.bias))
+                keys, values = text.keys[index], text.values[index]
+                attended = F.scaled_dot_product_attention(query, keys, values, attn_mask=text.mask)
+                hidden = hidden + self._merge(attended, cross.out_proj)
             normed = layer.final_layer_norm(hidden)
             hidden = hidden + layer.fc2(layer.activation_fn(layer.fc1(normed)))
         last = self.final_norm(hidden[:, -1])

@@ -99,23 +99,24 @@ class S3Store(Store):
         except BotoCoreError as error:
             raise MusicsweepError(f"{where}: {error}") from None
 
-    def info(self, key: str) -> ObjectInfo | None:
+    def _head(self, key: str) -> dict | None:
+        """HEAD of `key`, or None when it is missing."""
         try:
-            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return self.client.head_object(Bucket=self.bucket, Key=self._key(key))
         except ClientError as error:
             if error_code(error) in MISSING_CODES:
                 return None
             raise
-        return ObjectInfo(int(head["ContentLength"]), head["ETag"].strip('"'))
+
+    def info(self, key: str) -> ObjectInfo | None:
+        head = self._head(key)
+        return None if head is None else ObjectInfo(int(head["ContentLength"]), head["ETag"].strip('"'))
 
     def age_s(self, key: str) -> float | None:
         """The server's `Date` minus the object's `Last-Modified`: both the store's clock."""
-        try:
-            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError as error:
-            if error_code(error) in MISSING_CODES:
-                return None
-            raise
+        head = self._head(key)
+        if head is None:
+            return None
         date = head.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
         if not date or "LastModified" not in head:
             return None
