@@ -28,6 +28,10 @@ def test_a_lost_node_s_worker_is_restarted_and_every_clip_is_generated_once(
     checkpointed its long one, the node is killed. Ray restarts that worker on the head when the
     head's worker is done; the restart skips the delivered clip and resumes the long one."""
     write_ray_config(project, ray_cluster, num_gpus=2, max_retries=2)
+    # Fixed shards: Ray's restart is what this drill follows. With dynamic assignment the head's
+    # worker would wait out the dead owner's lease for the long clip while Ray waits for its GPUs.
+    with open(project / "musicsweep.yaml", "a") as config:
+        config.write("worker:\n  take_from_others: false\n")
     clips = [
         {"prompt": f"{model} {seconds}", "duration_s": seconds, "model": model, "seed": seconds}
         for model in ("tiny", "tiny-stereo")

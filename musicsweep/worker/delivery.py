@@ -63,6 +63,7 @@ class Delivery:
     ) -> None:
         self.context, self.claims, self.tally, self.failures, self.times = context, claims, tally, failures, times
         self.spool = Spool(spool_folder(context.work_dir))
+        self.told_incomplete: set[str] = set()  # clips whose torn object was logged (once each)
 
     def spool_clip(
         self, job: Job, clip: np.ndarray, sampling_rate: int, share_s: float, batch_size: int, resumed_from: int | None
@@ -137,7 +138,11 @@ class Delivery:
         if problem == "missing":
             return False
         if problem is not None:
-            log(f"replacing {job.output_name}: the stored object is incomplete ({problem})")
+            if job.job_id not in self.told_incomplete:
+                self.told_incomplete.add(job.job_id)
+                log(f"replacing {job.output_name}: the stored object is incomplete ({problem})")
+            if store.exists(paths.done_key):  # a `.done` over a torn object: the clip is not done
+                store.delete(paths.done_key)
             return False
         spooled = self.spool.get(job)  # killed after its upload: the spool still knows its real cost
         if not store.exists(paths.cost_key):

@@ -136,13 +136,30 @@ class Worker:
             with self.lifetime.times.timing("setup_s"):
                 jobs = self.cache_ahead(jobs)
             if self.context.take_from_others:
-                self.take_from_pool(jobs)
+                self.take_from_pool(self.skip_finished(jobs))
             else:
                 self.wait_for(self.generate(jobs))
         self.hand_back()
         if self.stop.requested:
             return EXIT_STOPPED
         return 1 if self.tally.failed else 0
+
+    def skip_finished(self, jobs: list[Job]) -> list[Job]:
+        """Own clips already whole in the store, counted and logged as a fixed-shard worker does; the
+        pool goes by markers, so this is where a `.done` over a torn object is found and removed."""
+        left = []
+        for job in jobs:
+            try:
+                finished = self.delivery.finish_if_present(job)
+            except StoreUnreachable:
+                raise
+            except Exception:  # checked again, and failed if it must be, when the pool hands it out
+                finished = False
+            if finished:
+                self.tally.advance(1, job.duration_s, generated=False)
+            else:
+                left.append(job)
+        return left
 
     def wait_for(self, deferred: list[Job]) -> None:
         """Fixed shards: each clip another worker holds is skipped once done, or taken over once its claim expires."""
