@@ -10,7 +10,7 @@ never silently redirect a running sweep.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from functools import cache
 from typing import Any, ClassVar, Protocol, Self, TypeVar
 
@@ -33,6 +33,17 @@ class BackendState(Protocol):
 
 
 S = TypeVar("S", bound=BackendState)
+R = TypeVar("R")
+
+
+def records_to_json(records: dict[str, Any]) -> dict[str, Any]:
+    """A backend state kept as one dataclass record per key (launch or instance id), as JSON."""
+    return {key: asdict(record) for key, record in records.items()}
+
+
+def records_from_json(kind: type[R], payload: dict[str, Any]) -> dict[str, R]:
+    """The records `records_to_json` wrote, each rebuilt as `kind`."""
+    return {key: kind(**fields) for key, fields in payload.items()}
 
 
 @cache

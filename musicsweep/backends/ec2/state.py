@@ -6,10 +6,11 @@ manifests have always held it under `ec2_instances`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 from musicsweep.billing import WorkerKey
+from musicsweep.manifest import records_from_json, records_to_json
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,8 @@ class EC2Instances:
     started: dict[str, StartedInstance] = field(default_factory=dict)  # instance id -> what it runs
 
     def to_json(self) -> dict[str, Any]:
-        return {instance_id: asdict(entry) for instance_id, entry in self.started.items()}
+        return records_to_json(self.started)
 
     @classmethod
     def from_json(cls, payload: dict[str, Any]) -> Self:
-        return cls({instance_id: StartedInstance(**entry) for instance_id, entry in payload.items()})
+        return cls(records_from_json(StartedInstance, payload))

@@ -7,10 +7,10 @@ API call lists every worker of the sweep.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
-from musicsweep.manifest import Manifest
+from musicsweep.manifest import Manifest, records_from_json, records_to_json
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,11 @@ class RayJobs:
     jobs: dict[str, RayJob] = field(default_factory=dict)  # launch id -> its Ray job
 
     def to_json(self) -> dict[str, Any]:
-        return {launch_id: asdict(job) for launch_id, job in self.jobs.items()}
+        return records_to_json(self.jobs)
 
     @classmethod
     def from_json(cls, payload: dict[str, Any]) -> Self:
-        return cls({launch_id: RayJob(**job) for launch_id, job in payload.items()})
+        return cls(records_from_json(RayJob, payload))
 
     def job_ids(self) -> list[str]:
         return sorted(job.job_id for job in self.jobs.values())

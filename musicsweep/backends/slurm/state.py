@@ -6,10 +6,10 @@ always held it under `slurm_arrays`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
-from musicsweep.manifest import Manifest
+from musicsweep.manifest import Manifest, records_from_json, records_to_json
 
 
 @dataclass(frozen=True)
@@ -24,11 +24,11 @@ class SlurmArrays:
     arrays: dict[str, SlurmArray] = field(default_factory=dict)  # launch id -> its array
 
     def to_json(self) -> dict[str, Any]:
-        return {launch_id: asdict(array) for launch_id, array in self.arrays.items()}
+        return records_to_json(self.arrays)
 
     @classmethod
     def from_json(cls, payload: dict[str, Any]) -> Self:
-        return cls({launch_id: SlurmArray(**array) for launch_id, array in payload.items()})
+        return cls(records_from_json(SlurmArray, payload))
 
     def array_ids(self) -> list[str]:
         return sorted({array.array_job_id for array in self.arrays.values()})
