@@ -24,7 +24,7 @@ from musicsweep.manifest import JobEntry
 from musicsweep.store.base import Store
 from musicsweep.store.sightings import Sightings
 from musicsweep.sweep.observe import heartbeat_age_s
-from musicsweep.worker.claims import dead_on_host, read_latest
+from musicsweep.worker.claims import dead_on_host, read_latest, unreleased_claim
 
 FRESH_BEATS = 3.0  # a heartbeat this many intervals old is a worker that exited or died
 HEARTBEAT_SUFFIX = ".heartbeat"
@@ -86,9 +86,10 @@ def claim_holder(
 ) -> str | None:
     """The owner of another launch's fresh, unreleased claim on the job, described; else None."""
     seen = read_latest(store, sweep.keys, job_id)
-    if seen is None or seen.claim is None or seen.claim.released is not None:
+    claim = unreleased_claim(seen)
+    if seen is None or claim is None:
         return None
-    owner = seen.claim.owner
+    owner = claim.owner
     if owner.launch == entry.launch or dead_on_host(owner, socket.gethostname()):
         return None
     if sightings.age_s(store, seen.key, seen.data) >= lease_s:

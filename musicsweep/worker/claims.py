@@ -107,6 +107,13 @@ def read_seen(store: Store, key: str) -> Seen | None:
         return Seen(key, generation_of(key), data, None, " ".join(str(error).split()) or type(error).__name__)
 
 
+def unreleased_claim(seen: Seen | None) -> Claim | None:
+    """The claim `seen` holds while its owner has not given it up; None if absent, unparsable or released."""
+    if seen is None or seen.claim is None or seen.claim.released is not None:
+        return None
+    return seen.claim
+
+
 def json_loads(data: bytes) -> dict:
     payload = json.loads(data)
     if not isinstance(payload, dict):

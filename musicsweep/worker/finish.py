@@ -15,7 +15,7 @@ from pathlib import Path
 from musicsweep.contract import WorkerEnv
 from musicsweep.layout import StoreKeys
 from musicsweep.store.base import Store
-from musicsweep.worker.claims import read_latest
+from musicsweep.worker.claims import read_latest, unreleased_claim
 from musicsweep.worker.context import WorkerContext
 
 
@@ -46,10 +46,8 @@ def mark_unfinished(
 
 def held_by_another(store: Store, keys: StoreKeys, job_id: str, launch_id: str, worker_id: int) -> bool:
     """True when the job's current claim is unreleased and another worker's than (launch, worker)."""
-    seen = read_latest(store, keys, job_id)
-    if seen is None or seen.claim is None or seen.claim.released is not None:
-        return False
-    return (seen.claim.owner.launch, seen.claim.owner.worker) != (launch_id, worker_id)
+    claim = unreleased_claim(read_latest(store, keys, job_id))
+    return claim is not None and (claim.owner.launch, claim.owner.worker) != (launch_id, worker_id)
 
 
 def main(argv: list[str]) -> int:
