@@ -11,12 +11,14 @@ import pytest
 from musicsweep.backends.base import Launch, Shard
 from musicsweep.backends.runpod.api import RunPodAPI
 from musicsweep.backends.runpod.backend import RunPodBackend
-from musicsweep.backends.runpod.ledger import PodLedger
+from musicsweep.backends.runpod.ledger import PodLedger, PodRecord
+from musicsweep.backends.runpod.poll import gone_pod_states
 from musicsweep.backends.runpod.scripts import BOOT_SCRIPT
 from musicsweep.config import load_config
 from musicsweep.errors import MusicsweepError
-from musicsweep.layout import SweepDir
+from musicsweep.layout import SweepDir, done_marker, failed_marker
 from musicsweep.manifest import JobEntry, Manifest
+from musicsweep.states import JobState
 from musicsweep.store import open_store
 from tests.fixtures.runpod_graphql import ACCOUNT_KEY, RunPodProject
 
@@ -180,3 +182,12 @@ def test_a_pod_whose_jobs_were_all_relaunched_elsewhere_is_terminated(runpod_pro
     backend.reconcile(launch.sweep, stale_copy)
     assert PodLedger(launch.sweep).pods[record.pod_id].terminated_by == "its jobs were relaunched elsewhere"
     assert runpod_project.standin.live_pods() == []
+
+
+def test_a_terminated_pods_jobs_read_their_markers_before_its_last_poll() -> None:
+    """A pod whose worker exited while another pod made a clip it took from this pod's shard: the
+    last poll saw that job unfinished, the `.done` came after the pod was gone, and done wins."""
+    record = PodRecord("p1", "pods-1", "NVIDIA L40S", "L1", 1, 0.0, final_states={"a": "failed", "b": "done"})
+    markers = {done_marker("a"), done_marker("b"), failed_marker("c", "L1")}
+    states = gone_pod_states(record, ["a", "b", "c", "d"], markers)
+    assert states == {"a": JobState.DONE, "b": JobState.DONE, "c": JobState.FAILED, "d": JobState.LOST}

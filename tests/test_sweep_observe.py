@@ -167,3 +167,28 @@ fcntl.flock(fd, fcntl.LOCK_EX)
 print("locked", flush=True)
 time.sleep(600)
 """
+
+
+def test_a_clip_another_worker_took_reads_running_until_that_claim_is_released(tmp_path: Path) -> None:
+    """Dynamic assignment: worker 1 exited (its poll says failed, or lost once its host is gone) while
+    worker 0 makes the clip it took from worker 1's shard. That is running, not a failure to relaunch;
+    released, or still held by the job's own worker, it is what the poll says."""
+    config = Config(store=StoreConfig(str(tmp_path)), sweeps_dir=tmp_path, recovery=RecoveryConfig(lease_s=60))
+    sweep, store, now = SweepDir(tmp_path, "s"), open_store(config.store), time.time()
+    entries = {name: JobEntry(worker=1, launch="L1", launched_at=now) for name in ("taken", "gone", "own", "freed")}
+    manifest = Manifest(sweep="s", jobs=entries)
+    polled = {"taken": JobState.FAILED, "gone": JobState.LOST, "own": JobState.FAILED, "freed": JobState.FAILED}
+    taker, own = Owner("far", 7, "L1", 0), Owner("far", 8, "L1", 1)
+    store.put_bytes(sweep.keys.claim("taken", 0), Claim(0, own, now).to_bytes())
+    store.put_bytes(sweep.keys.claim("taken", 1), Claim(1, taker, now).to_bytes())  # the newest generation wins
+    store.put_bytes(sweep.keys.claim("gone", 0), Claim(0, taker, now).to_bytes())
+    store.put_bytes(sweep.keys.claim("own", 0), Claim(0, own, now).to_bytes())
+    store.put_bytes(sweep.keys.claim("freed", 0), Claim(0, taker, now, released="stopped").to_bytes())
+    seen = observe(sweep, manifest, FixedBackend(config, polled), config, now=now)
+    assert seen.states == {
+        "taken": JobState.RUNNING,
+        "gone": JobState.RUNNING,
+        "own": JobState.FAILED,
+        "freed": JobState.FAILED,
+    }
+    assert seen.reasons["taken"] == "taken by worker 0 of launch L1 on far"

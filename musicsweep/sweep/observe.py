@@ -9,6 +9,9 @@
 - a worker that has not started within `recovery.start_timeout_minutes` makes its jobs `failed`;
 - a running job whose worker reports no progress for `stall_after_s` (`recovery.stall_after_minutes`,
   or by default a few times what the launch's estimate expects) reads `stalled`;
+- a `failed` or `lost` job (no launch error) whose current claim another worker holds, fresh and
+  unreleased, reads `running` ("taken by ..."): with dynamic assignment a worker that exits leaves
+  the clips others took from its shard to them, and a follow must wait for those, not call them failed;
 - a `lost` job gets its lease expiry: a lease after its claim in the store (else its worker's
   heartbeat, else when it was first seen lost) was last renewed. It stays `lost` (never
   relaunched) until then; a released claim expires at once.
@@ -23,19 +26,20 @@ Nothing is written anywhere: a dry run, `status` and following all call this.
 from __future__ import annotations
 
 import json
+import socket
 import time
 from dataclasses import dataclass, field
 
 from musicsweep.backends.base import Backend
 from musicsweep.config import Config, RecoveryConfig
 from musicsweep.layout import StoreKeys, SweepDir
-from musicsweep.manifest import Manifest
+from musicsweep.manifest import JobEntry, Manifest
 from musicsweep.states import JobState
 from musicsweep.store import open_store
 from musicsweep.store.base import Store
 from musicsweep.store.sightings import Sightings
 from musicsweep.sweep.lock import held_elsewhere
-from musicsweep.worker.claims import read_latest
+from musicsweep.worker.claims import Seen, dead_on_host, read_latest, read_seen, unreleased_claim
 
 STALL_FACTOR = 4.0  # expected quiet stretches a worker may go without progress
 STALL_FLOOR_S = 300.0
@@ -144,10 +148,13 @@ def observe(
         return quiet[key]
 
     dead = dead_launches(sweep, manifest)
+    taken = taken_over(store, sweep, manifest, observation, sightings, recovery.lease_s)
     for job_id, state in observation.states.items():
         entry = manifest.jobs[job_id]
         if entry.error and state in (JobState.PENDING, JobState.LOST, JobState.FAILED):
             observation.states[job_id], observation.reasons[job_id] = JobState.FAILED, entry.error
+        elif job_id in taken:
+            observation.states[job_id], observation.reasons[job_id] = JobState.RUNNING, f"taken by {taken[job_id]}"
         elif entry.launch in dead and unseen(state, entry.host, observation.unreachable):
             observation.states[job_id] = JobState.FAILED
             observation.reasons[job_id] = f"launch {entry.launch} ended before it started this job's worker"
@@ -194,3 +201,44 @@ def lease_expiry(
     if beat is not None and entry.launch is not None and entry.worker is not None:
         return now - heartbeat_age_s(store, sweep.name, entry.launch, entry.worker, beat, sightings) + recovery.lease_s
     return None
+
+
+def taken_over(
+    store: Store, sweep: SweepDir, manifest: Manifest, observation: Observation, sightings: Sightings, lease_s: float
+) -> dict[str, str]:
+    """Failed or lost jobs whose current claim another worker holds fresh: job -> that worker.
+
+    One listing of every claim, then one read per such job that was ever claimed."""
+    candidates = {
+        job_id
+        for job_id, state in observation.states.items()
+        if state in (JobState.FAILED, JobState.LOST) and not manifest.jobs[job_id].error
+    }
+    if not candidates:
+        return {}
+    prefix = sweep.keys.all_claims
+    latest: dict[str, str] = {}
+    for key in store.list(prefix):
+        job_id = key.removeprefix(prefix).split("/", 1)[0]
+        if job_id in candidates:
+            latest[job_id] = max(latest.get(job_id, ""), key)  # zero-padded generations sort as numbers
+    taken = {}
+    for job_id, key in latest.items():
+        holder = fresh_holder(store, read_seen(store, key), manifest.jobs[job_id], sightings, lease_s)
+        if holder is not None:
+            taken[job_id] = holder
+    return taken
+
+
+def fresh_holder(store: Store, seen: Seen | None, entry: JobEntry, sightings: Sightings, lease_s: float) -> str | None:
+    """Who holds the claim `seen`, described, when it is not the job's own worker and is fresh:
+    unreleased, renewed within a lease, its owner not dead on this host. Else None."""
+    claim = unreleased_claim(seen)
+    if seen is None or claim is None:
+        return None
+    owner = claim.owner
+    if (owner.launch, owner.worker) == (entry.launch, entry.worker) or dead_on_host(owner, socket.gethostname()):
+        return None
+    if sightings.age_s(store, seen.key, seen.data) >= lease_s:
+        return None
+    return f"worker {owner.worker} of launch {owner.launch} on {owner.host}"

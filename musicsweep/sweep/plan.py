@@ -126,32 +126,19 @@ BUSY_STATES = (JobState.RUNNING, JobState.PENDING, JobState.STALLED)
 def running_jobs(backend: Backend, sweep: SweepDir, manifest: Manifest | None, config: Config) -> set[str]:
     """Jobs an earlier launch of this sweep is still generating or has queued (a SLURM task waiting
     for a node, an instance booting), whose lost worker's lease is still live, or whose fresh claim
-    another launch's worker holds (it took the clip over): never start them twice. Read-only (a dry
-    run calls it too)."""
+    another worker holds (it took the clip over: `observe` says running): never start them twice.
+    Read-only (a dry run calls it too)."""
     if manifest is None:
         return set()
-    from musicsweep.store.sightings import Sightings
     from musicsweep.sweep.observe import observe
-    from musicsweep.sweep.takers import claim_holder
 
     seen = observe(sweep, manifest, backend, config)
     now = time.time()
-    busy = {
+    return {
         job_id
         for job_id, state in seen.states.items()
         if state in BUSY_STATES or (state == JobState.LOST and not seen.lease_expired(job_id, now))
     }
-    if len(manifest.launches) < 2:  # every claim is that launch's own: none is another launch's
-        return busy
-    store, sightings, lease_s = open_store(config.store), Sightings(), config.recovery.lease_s
-    held = {
-        job_id
-        for job_id, state in seen.states.items()
-        if state in (JobState.FAILED, JobState.LOST)
-        and job_id not in busy
-        and claim_holder(store, sweep, job_id, manifest.jobs[job_id], sightings, lease_s) is not None
-    }
-    return busy | held
 
 
 def make_plan(jobs: list[Job], config: Config, sweep_name: str, dry_run: bool = False) -> Plan:

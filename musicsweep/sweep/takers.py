@@ -7,8 +7,8 @@ interval, and its lifetime record does not say it finished. No worker's clock is
 ours (`store.sightings.Sightings`). A failed or lost clip is left to live workers, not relaunched:
 - when a live worker can take it: any, where workers share one store; on a store per host (SSH
   host-disk) only one on the clip's own host;
-- or when another launch's worker holds its claim and that claim is fresh (not released, renewed
-  within a lease, its owner not dead on this host): that worker is generating it now.
+- or when another worker holds its claim and that claim is fresh (not released, renewed within a
+  lease, its owner not dead on this host): that worker is generating it now.
 Everything else is relaunched as before (bounded, backed off). So a preempted worker's clips go to
 the sweep's live workers first, and a machine is booted only once none is left that could take
 them: at worst `FRESH_BEATS` heartbeats after the last one exits or dies.
@@ -16,15 +16,14 @@ them: at worst `FRESH_BEATS` heartbeats after the last one exits or dies.
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 
 from musicsweep.layout import SweepDir
 from musicsweep.manifest import JobEntry
 from musicsweep.store.base import Store
 from musicsweep.store.sightings import Sightings
-from musicsweep.sweep.observe import heartbeat_age_s
-from musicsweep.worker.claims import dead_on_host, read_latest, unreleased_claim
+from musicsweep.sweep.observe import fresh_holder, heartbeat_age_s
+from musicsweep.worker.claims import read_latest
 
 FRESH_BEATS = 3.0  # a heartbeat this many intervals old is a worker that exited or died
 HEARTBEAT_SUFFIX = ".heartbeat"
@@ -84,17 +83,8 @@ def finished(store: Store, sweep: SweepDir, worker: int, launch: str) -> bool:
 def claim_holder(
     store: Store, sweep: SweepDir, job_id: str, entry: JobEntry, sightings: Sightings, lease_s: float
 ) -> str | None:
-    """The owner of another launch's fresh, unreleased claim on the job, described; else None."""
-    seen = read_latest(store, sweep.keys, job_id)
-    claim = unreleased_claim(seen)
-    if seen is None or claim is None:
-        return None
-    owner = claim.owner
-    if owner.launch == entry.launch or dead_on_host(owner, socket.gethostname()):
-        return None
-    if sightings.age_s(store, seen.key, seen.data) >= lease_s:
-        return None
-    return f"worker {owner.worker} of launch {owner.launch} on {owner.host}"
+    """The owner of another worker's fresh, unreleased claim on the job, described; else None."""
+    return fresh_holder(store, read_latest(store, sweep.keys, job_id), entry, sightings, lease_s)
 
 
 def left_to_live_workers(

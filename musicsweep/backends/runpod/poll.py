@@ -41,6 +41,16 @@ def marker_states(job_ids: list[str], markers: set[str], missing: JobState, laun
     return {job_id: marker_state(job_id, launch_id, markers) or missing for job_id in job_ids}
 
 
+def gone_pod_states(record: PodRecord, job_ids: list[str], markers: set[str]) -> dict[str, JobState]:
+    """Jobs of a terminated pod: their markers first, since another worker may finish a clip the pod
+    left (it took it from the pod's shard) after the pod was gone; else the states its last poll saw."""
+    return {
+        job_id: marker_state(job_id, record.launch_id, markers)
+        or JobState(record.final_states.get(job_id, JobState.LOST))
+        for job_id in job_ids
+    }
+
+
 @dataclass
 class PodPoll:
     """One poll of a sweep's pods; `done_with` lists the pods it found finished, gone or superseded."""
@@ -78,8 +88,7 @@ class PodPoll:
                 waiting = ledger.provisioning(launch_id, worker, self.ready_timeout_s)
                 states |= marker_states(job_ids, markers, JobState.PENDING if waiting else JobState.FAILED, launch_id)
             else:
-                states |= marker_states(job_ids, markers, JobState.LOST, launch_id)
-                states |= {job_id: record.final_states[job_id] for job_id in job_ids if job_id in record.final_states}
+                states |= gone_pod_states(record, job_ids, markers)
         return states
 
     def probe(self, record: PodRecord, sweep: str) -> HostProbe | None:
