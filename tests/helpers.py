@@ -21,7 +21,7 @@ import yaml
 from musicsweep import VariantGenerator, run_sweep
 from musicsweep.backends import get_backend
 from musicsweep.config import EngineConfig, StoreConfig, load_config
-from musicsweep.contract import TEST_KILL_AT
+from musicsweep.contract import TEST_KILL_AT, TEST_LAUNCHER_KILL_AT
 from musicsweep.job import Job
 from musicsweep.layout import SweepDir
 from musicsweep.states import FINISHED_STATES
@@ -219,6 +219,21 @@ def clips(count: int, duration_s: float) -> VariantGenerator:
     vg.add("duration_s", [duration_s])
     vg.add("seed", [5])
     return vg
+
+
+def run_sweep_script(
+    project: Path, name: str, kill_at: str | None = None, count: int = 2
+) -> subprocess.CompletedProcess:
+    """`run_sweep(clips(COUNT, 1), name=NAME)` as a script in its own process, SIGKILLed at the
+    launch's `kill_at` (`contract.TEST_LAUNCHER_KILL_AT`) when given."""
+    script = project / "sweep.py"
+    imports = "from tests.helpers import clips\nfrom musicsweep import run_sweep\n"
+    script.write_text(f"{imports}run_sweep(clips({count}, 1), name={name!r})\n")
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop(TEST_LAUNCHER_KILL_AT, None)
+    if kill_at:
+        env[TEST_LAUNCHER_KILL_AT] = kill_at
+    return subprocess.run([sys.executable, str(script)], cwd=project, env=env, capture_output=True, text=True)
 
 
 def sweep_dir(name: str) -> SweepDir:

@@ -9,37 +9,27 @@ free, and is started again at once. After submit, the worker runs and every poll
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from musicsweep.cli.pull import pull
 from musicsweep.config import load_config
-from musicsweep.contract import TEST_LAUNCHER_KILL_AT
 from musicsweep.store import open_store
 from musicsweep.sweep.lock import held_elsewhere
 from musicsweep.sweep.plan import jobs_from_variants
-from tests.helpers import assert_intact, clips, sweep_dir, wait_for_exit, worker_log, write_local_config
+from tests.helpers import (
+    assert_intact,
+    clips,
+    run_sweep_script,
+    sweep_dir,
+    wait_for_exit,
+    worker_log,
+    write_local_config,
+)
 
 pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_script(project: Path, name: str, kill_at: str | None = None) -> subprocess.CompletedProcess:
-    script = project / "sweep.py"
-    script.write_text(
-        f"from tests.helpers import clips\nfrom musicsweep import run_sweep\nrun_sweep(clips(2, 1), name={name!r})\n"
-    )
-    env = os.environ | {"PYTHONPATH": str(ROOT)}
-    env.pop(TEST_LAUNCHER_KILL_AT, None)
-    if kill_at:
-        env[TEST_LAUNCHER_KILL_AT] = kill_at
-    return subprocess.run([sys.executable, str(script)], cwd=project, env=env, capture_output=True, text=True)
 
 
 @pytest.mark.parametrize(("kill_at", "again"), [("submit", "rerun"), ("submit", "relaunch"), ("submitted", "rerun")])
@@ -47,7 +37,7 @@ def test_a_killed_launcher_recovers_by_running_the_command_again(project: Path, 
     write_local_config(project, "./runs", batch_size=2)
     name = f"killed-{kill_at}-{again}"
     jobs = jobs_from_variants(clips(2, 1).variants(), name)
-    killed = run_script(project, name, kill_at)
+    killed = run_sweep_script(project, name, kill_at)
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     sweep = sweep_dir(name)
     manifest = sweep.read_manifest()
@@ -57,7 +47,7 @@ def test_a_killed_launcher_recovers_by_running_the_command_again(project: Path, 
     assert sweep.worker(0).pid.exists() == started
 
     if again == "rerun":
-        rerun = run_script(project, name)
+        rerun = run_sweep_script(project, name)
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
         assert "in progress" not in rerun.stdout
         assert f"launched {0 if started else 2} job(s)" in rerun.stdout

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from signal import SIGKILL
 
 import pytest
 
@@ -17,16 +18,30 @@ from musicsweep import MusicsweepError, run_sweep
 from musicsweep.backends import get_backend
 from musicsweep.backends.slurm.settings import time_limit_s
 from musicsweep.backends.slurm.state import SlurmArrays
+from musicsweep.cli.pull import pull
 from musicsweep.config import load_config
 from musicsweep.layout import SweepDir
 from musicsweep.remote.ssh import CONNECTIONS
 from musicsweep.states import JobState
+from musicsweep.store import open_store
+from musicsweep.sweep.lock import held_elsewhere
+from musicsweep.sweep.plan import jobs_from_variants
 from musicsweep.worker.context import EXIT_STOPPED, EXIT_STORE_UNREACHABLE
 from tests.fixtures.s3 import RestartableS3rver
 from tests.fixtures.servers import wait_until
 from tests.fixtures.slurm import SlurmCluster
 from tests.fixtures.sshd import SSHServer
-from tests.helpers import exit_statuses, wait_for_sweep, wav_info, window_lines, write_slurm_config
+from tests.helpers import (
+    assert_intact,
+    clips,
+    exit_statuses,
+    run_sweep_script,
+    sweep_dir,
+    wait_for_sweep,
+    wav_info,
+    window_lines,
+    write_slurm_config,
+)
 
 SECRET = "tok-9f2c61d4e0b7a35c"
 
@@ -254,6 +269,33 @@ def test_a_cancelled_task_is_not_requeued_by_its_epilogue(
     time.sleep(2)  # a requeued task would be back in the queue by now
     assert set(backend.task_states(plan.sweep.read_manifest()).values()) == {"CANCELLED"}
     assert "not requeueing" in log.read_text()
+
+
+def test_a_launcher_killed_after_sbatch_leaves_one_array_that_the_next_poll_finds(
+    project: Path, slurm_cluster: SlurmCluster
+) -> None:
+    """SIGKILL right after sbatch answered, before the array id reached the manifest: running the
+    sweep script again finds the array by its job name (the launch id) and starts nothing."""
+    write_slurm_config(project, shards=1)
+    name = "slurm-killed"
+    killed = run_sweep_script(project, name, "submitted")
+    assert killed.returncode == -SIGKILL, killed.stdout + killed.stderr
+    sweep = sweep_dir(name)
+    manifest = sweep.read_manifest()
+    (record,) = manifest.launches
+    assert (record.jobs, record.submitted, manifest.backend_state) == (2, False, {})
+
+    rerun = run_sweep_script(project, name)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "launched 0 job(s)" in rerun.stdout
+    assert pull(name, interval_s=0.5, orphan_grace_s=0) == 0
+    queue = slurm_cluster.run("squeue", "--noheader", "--states=all", "--format=%F %j").stdout.split("\n")
+    arrays = {line for line in queue if f" musicsweep-{name}-" in line}
+    assert [line.split()[1] for line in arrays] == [f"musicsweep-{name}-{record.id}"]
+    text = (sweep.root / "logs" / "worker_0.log").read_text()
+    assert text.count("] worker 0/1 on ") == 1
+    assert_intact(open_store(load_config().store), jobs_from_variants(clips(2, 1).variants(), name), text)
+    assert not held_elsewhere(sweep)
 
 
 def test_task_that_dies_without_markers_fails_its_jobs(project: Path, slurm_cluster: SlurmCluster) -> None:

@@ -30,14 +30,16 @@ from musicsweep.backends.slurm.cluster import Cluster
 from musicsweep.backends.slurm.queue import (
     ACTIVE_STATES,
     QUEUED_STATES,
+    named_arrays_command,
     one_line,
+    parse_named_arrays,
     parse_squeue,
     squeue_command,
     task_executor,
 )
 from musicsweep.backends.slurm.scripts import ARRAY_SCRIPT, task_epilogue, task_prologue
 from musicsweep.backends.slurm.settings import SlurmConfig, check_settings, time_limit_s
-from musicsweep.backends.slurm.state import SlurmArray, SlurmArrays
+from musicsweep.backends.slurm.state import SlurmArray, SlurmArrays, tasks_of_launch
 from musicsweep.config import Config, typed_section
 from musicsweep.contract import worker_environment
 from musicsweep.errors import MusicsweepError
@@ -151,7 +153,7 @@ class SlurmBackend(Backend):
             f"--array=0-{len(shards) - 1}%{self.settings.array_parallelism}",
             f"--signal=B:USR2@{self.settings.signal_lead_s}",
             "--requeue",
-            f"--job-name={self.settings.job_name or f'musicsweep-{sweep.name}'}",
+            f"--job-name={self.array_name(sweep.name, launch.launch_id)}",
             f"--output={there.task_logs}",
             *self.settings.sbatch_options(),
             there.array_script,
@@ -165,9 +167,39 @@ class SlurmBackend(Backend):
         state.arrays[launch.launch_id] = SlurmArray(array_job_id, tasks)
         return state
 
+    def array_name(self, sweep: str, launch_id: str) -> str:
+        """A launch's job name, `job_name` (default `musicsweep-SWEEP`) and the launch id: how a poll
+        finds an array whose launcher died before recording its id (`arrays`)."""
+        return f"{self.settings.job_name or f'musicsweep-{sweep}'}-{launch_id}"
+
+    def arrays(self, manifest: Manifest) -> SlurmArrays:
+        """The sweep's arrays: those the manifest records, and those of launches never marked
+        submitted (a launcher killed after sbatch answered), found by job name in one squeue call,
+        so their tasks are polled, cancelled and never started twice. Read-only."""
+        state = manifest.state_of(SlurmArrays)
+        names = {
+            self.array_name(manifest.sweep, record.id): record.id
+            for record in manifest.launches
+            if not record.submitted and record.id not in state.arrays
+        }
+        if not names:
+            return state
+        try:
+            found = parse_named_arrays(self.cluster.run(named_arrays_command(sorted(names))))
+        except HostUnreachable:
+            return state
+        for name, array_job_id in found.items():
+            launch_id = names.get(name)
+            if launch_id is not None:
+                state.arrays[launch_id] = SlurmArray(array_job_id, tasks_of_launch(manifest, launch_id))
+        return state
+
     def task_states(self, manifest: Manifest) -> dict[str, str] | None:
         """Every task of every array of the sweep, in one squeue call; None if SLURM does not answer."""
-        array_ids = manifest.state_of(SlurmArrays).array_ids()
+        return self.queue(self.arrays(manifest).array_ids())
+
+    def queue(self, array_ids: list[str]) -> dict[str, str] | None:
+        """These arrays' tasks, in one squeue call; None if SLURM does not answer."""
         if not array_ids:
             return {}
         try:
@@ -175,26 +207,24 @@ class SlurmBackend(Backend):
         except HostUnreachable:
             return None
 
-    def queue_and_markers(self, sweep: SweepDir, manifest: Manifest) -> tuple[dict[str, str] | None, set[str] | None]:
+    def queue_and_markers(self, sweep: SweepDir, arrays: SlurmArrays) -> tuple[dict[str, str] | None, set[str] | None]:
         """squeue first, then the marker names, so a task that ends in between has already written
         its markers; through a login node with the store on its disk, both in one round trip."""
+        array_ids = arrays.array_ids()
         if not self.cluster.store_on_cluster_disk:
-            queue = self.task_states(manifest)
-            store = open_store(self.config.store)
-            return queue, list_markers(store, sweep.name)
+            return self.queue(array_ids), list_markers(open_store(self.config.store), sweep.name)
         listing = ["ls", "-1", f"{self.cluster.job_dir(sweep)}/{MARKERS_DIR}"]
         try:
-            squeue, markers = self.cluster.run_all(
-                [squeue_command(manifest.state_of(SlurmArrays).array_ids()), listing]
-            )
+            squeue, markers = self.cluster.run_all([squeue_command(array_ids), listing])
         except HostUnreachable:
             return None, None
         return parse_squeue(squeue), set(markers.stdout.split())
 
     def poll(self, sweep: SweepDir, manifest: Manifest) -> dict[str, JobState]:
         """States from the markers and one squeue call for the whole sweep."""
-        tasks = manifest.state_of(SlurmArrays).task_of_jobs(manifest)
-        queue, markers = self.queue_and_markers(sweep, manifest)
+        arrays = self.arrays(manifest)
+        tasks = arrays.task_of_jobs(manifest)
+        queue, markers = self.queue_and_markers(sweep, arrays)
         if markers is None:
             return dict.fromkeys(tasks, JobState.LOST)
         executors = {task: task_executor(queue, task) for task in set(tasks.values())}
@@ -202,7 +232,7 @@ class SlurmBackend(Backend):
 
     def kill_orphans(self, sweep: SweepDir, manifest: Manifest, job_ids: list[str]) -> None:
         """Cancel the tasks whose clips are all finished but which are still running."""
-        tasks = manifest.state_of(SlurmArrays).task_of_jobs(manifest)
+        tasks = self.arrays(manifest).task_of_jobs(manifest)
         orphan_tasks = sorted({tasks[job_id] for job_id in job_ids if job_id in tasks})
         if orphan_tasks:
             self.cluster.run(["scancel", *orphan_tasks])
@@ -216,7 +246,7 @@ class SlurmBackend(Backend):
 
     def cancel(self, sweep: SweepDir, manifest: Manifest) -> None:
         """`scancel` every array of the sweep, then wait until no task holds a node any more."""
-        array_ids = manifest.state_of(SlurmArrays).array_ids()
+        array_ids = self.arrays(manifest).array_ids()
         if not array_ids:
             return
         result = self.cluster.run(["scancel", *array_ids])
@@ -224,7 +254,7 @@ class SlurmBackend(Backend):
             raise MusicsweepError(f"{self.where}: scancel failed: {one_line(result.stderr)}")
         deadline = time.monotonic() + CANCEL_WAIT_S
         while time.monotonic() < deadline:
-            states = self.task_states(manifest)
+            states = self.queue(array_ids)
             if states is not None and not set(states.values()) & (QUEUED_STATES | ACTIVE_STATES):
                 return
             time.sleep(0.5)

@@ -31,6 +31,22 @@ def parse_squeue(result: subprocess.CompletedProcess) -> dict[str, str] | None:
     return dict(line.split()[:2] for line in result.stdout.splitlines() if len(line.split()) >= 2)
 
 
+def named_arrays_command(names: list[str]) -> list[str]:
+    """One squeue call for the arrays of these job names (each launch's own: `array_name`), in any state."""
+    return ["squeue", "--noheader", "--states=all", "--name", ",".join(names), "--format=%F %j"]
+
+
+def parse_named_arrays(result: subprocess.CompletedProcess) -> dict[str, str]:
+    """Job name -> its array job id; nothing when squeue did not answer (the poll's own squeue says so)."""
+    if result.returncode != 0:
+        return {}
+    return {
+        fields[1]: fields[0]
+        for fields in (line.split(maxsplit=1) for line in result.stdout.splitlines())
+        if len(fields) == 2
+    }
+
+
 def task_executor(queue: dict[str, str] | None, task: str) -> Executor:
     """An array task as squeue saw it; no answer from squeue makes its jobs lost."""
     if queue is None:

@@ -44,3 +44,12 @@ class SlurmArrays:
                 if job_id in job_ids:
                     tasks[job_id] = f"{array.array_job_id}_{task_id}"
         return tasks
+
+
+def tasks_of_launch(manifest: Manifest, launch_id: str) -> dict[str, list[str]]:
+    """Task id -> the jobs a launch gave it (task N runs worker N's shard), from the manifest alone."""
+    tasks: dict[str, list[str]] = {}
+    for job_id, entry in manifest.jobs.items():
+        if entry.launch == launch_id and entry.worker is not None:
+            tasks.setdefault(str(entry.worker), []).append(job_id)
+    return tasks
