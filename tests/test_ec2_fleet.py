@@ -78,7 +78,7 @@ def test_spot_notice_on_one_of_two_the_other_takes_its_clips_and_no_instance_is_
     assert left == {job_id for job_id in shard_a if job_id[:8] not in generated_a} and left
     verdict = judge(observe(sweep, manifest, backend, config), manifest, config, sweep, states, time.time() + 60)
     assert verdict.ready == [] and set(verdict.left) == left  # left to B, which is live and takes clips
-    assert relaunch_jobs(config, sweep, backend, verdict.ready, manifest) == []
+    assert relaunch_jobs(config, sweep, backend, verdict.ready, manifest).started == []
 
     assert sandbox_b.finish(backend, b, survivor) == 0
     assert auto_pull([name, "--relaunch-failed"]) == 0  # follows to the end: nothing is left to relaunch
@@ -136,7 +136,7 @@ def test_the_survivor_has_exited_so_relaunch_starts_one_instance_for_what_the_no
     assert {job_id for job_id, state in states.items() if state == JobState.FAILED} == {long_id}
     verdict = judge(observe(sweep, manifest, backend, config), manifest, config, sweep, states, time.time() + 60)
     assert verdict.ready == [long_id] and verdict.left == {}  # no live worker is left to take it
-    assert relaunch_jobs(config, sweep, backend, verdict.ready, manifest) == [long_id]
+    assert relaunch_jobs(config, sweep, backend, verdict.ready, manifest).started == [long_id]
     assert len(ec2_project.instance_ids(name)) == 3
     (new,) = [i["InstanceId"] for i in backend.instances(name, ("pending", "running")) if i["InstanceId"] not in (a, b)]
     sandbox = make_sandbox(tmp_path / "bin-c")

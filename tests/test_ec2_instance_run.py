@@ -85,7 +85,7 @@ def test_spot_notice_mid_run_stops_and_relaunch_finishes_the_rest(
     manifest = sweep.read_manifest()
     verdict = judge(observe(sweep, manifest, backend, config), manifest, config, sweep, states, time.time() + 60)
     assert set(verdict.ready) == left  # an interruption is worth a retry, once its backoff has passed
-    assert set(relaunch_jobs(config, sweep, backend, verdict.ready, manifest)) == left
+    assert set(relaunch_jobs(config, sweep, backend, verdict.ready, manifest).started) == left
     second = live_instance(ec2_project, name)
     assert second != first
     launches = sweep.read_manifest().launches

@@ -9,6 +9,7 @@ free, and is started again at once. After submit, the worker runs and every poll
 
 from __future__ import annotations
 
+import pickle
 import signal
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from musicsweep.store import open_store
 from musicsweep.sweep.lock import held_elsewhere
 from musicsweep.sweep.plan import jobs_from_variants
 from tests.helpers import (
+    MakesFolder,
     assert_intact,
     clips,
     run_sweep_script,
@@ -58,3 +60,27 @@ def test_a_killed_launcher_recovers_by_running_the_command_again(project: Path, 
     text = worker_log(name)
     assert text.count("] worker 0/1 on ") == 1, "one worker: the dead launch's, or the one started again"
     assert_intact(open_store(load_config().store), jobs, text)
+
+
+def test_a_spec_swapped_in_the_sweep_folder_holds_back_only_its_own_job(
+    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both clips' launcher died before submitting them, then one spec was swapped in the sweep
+    folder: `--relaunch-failed` starts the other clip, says in one line why the swapped one is not
+    relaunched, and runs nothing of it."""
+    write_local_config(project, "./runs", batch_size=2)
+    name = "swapped-relaunch"
+    swapped, kept = jobs_from_variants(clips(2, 1).variants(), name)
+    assert run_sweep_script(project, name, "submit").returncode == -signal.SIGKILL
+    sweep = sweep_dir(name)
+    made = tmp_path / "made-by-the-swapped-spec"
+    sweep.job(swapped).spec.write_bytes(pickle.dumps(MakesFolder(made)))
+
+    assert pull(name, interval_s=0.5, relaunch_failed=True, orphan_grace_s=0) == 1
+    out = capsys.readouterr().out
+    assert out.count("not relaunched, spec refused for 1 job(s): spec digest mismatch: refusing to load") == 1
+    assert f"relaunched 1 job(s): {kept.job_id}" in out
+    assert not made.exists()
+    assert [record.jobs for record in sweep.read_manifest().launches] == [2, 1]
+    assert_intact(open_store(load_config().store), [kept], worker_log(name))
+    assert worker_log(name).count("] generated ") == 1

@@ -151,6 +151,7 @@ def follow(
     orphans = OrphanTracker(options.orphan_grace_s)
     outage = OutageTracker()
     told_stuck: set[str] = set()
+    refused: dict[str, str] = {}  # jobs whose spec no longer matches its digest: never relaunched here
     told_left: dict[str, str] = {}
     schedule = schedule_for(backend.poll_interval_s, options.interval_s)
     written = manifest_written(sweep)
@@ -185,10 +186,12 @@ def follow(
             if verdict.left and verdict.left != told_left:
                 yield Notice(f"not relaunched, left to the sweep's live workers: {left_summary(verdict.left)}")
             told_left = verdict.left
-            if verdict.ready:
-                yield from map(Notice, try_relaunch(config, sweep, backend, verdict.ready, manifest))
+            ready = [job_id for job_id in verdict.ready if job_id not in refused]
+            never = verdict.stuck.keys() | refused.keys()
+            if ready:
+                yield from map(Notice, try_relaunch(config, sweep, backend, ready, manifest, refused))
                 manifest, written = sweep.read_manifest(), manifest_written(sweep)
-            elif all(state == JobState.DONE or job_id in verdict.stuck for job_id, state in states.items()):
+            elif all(state == JobState.DONE or job_id in never for job_id, state in states.items()):
                 break  # nothing can make progress any more
         elif all(state in FINISHED_STATES for state in states.values()):
             break
@@ -213,14 +216,22 @@ def manifest_written(sweep: SweepDir) -> tuple[int, int]:
 
 
 def try_relaunch(
-    config: Config, sweep: SweepDir, backend: Backend, job_ids: list[str], judged_by: Manifest
+    config: Config, sweep: SweepDir, backend: Backend, job_ids: list[str], judged_by: Manifest, refused: dict[str, str]
 ) -> list[str]:
-    """Relaunch `job_ids`; a failure counts as an attempt and is retried after its backoff."""
+    """Relaunch `job_ids`; a failure counts as an attempt and is retried after its backoff. Jobs
+    whose spec is refused are added to `refused` (never tried again by this follow), in one line."""
     try:
         relaunched = relaunch_jobs(config, sweep, backend, job_ids, judged_by)
     except MusicsweepError as error:
         return [f"relaunch failed: {' '.join(str(error).split())}"]
-    return [f"relaunched {len(relaunched)} job(s): {', '.join(relaunched)}"] if relaunched else []
+    refused |= relaunched.refused
+    lines = []
+    if relaunched.started:
+        lines.append(f"relaunched {len(relaunched.started)} job(s): {', '.join(relaunched.started)}")
+    if relaunched.refused:
+        first = next(iter(relaunched.refused.values()))
+        lines.append(f"not relaunched, spec refused for {len(relaunched.refused)} job(s): {first}")
+    return lines
 
 
 def settle(

@@ -3,9 +3,11 @@
 A job is relaunched at most `recovery.max_attempts` times in all, `backoff_s` × 2^(attempt-1)
 after its latest launch; a `lost` job only once its lease has expired; a permanent failure (see
 `musicsweep.failure`) never; a job whose launcher died before submitting it at once, since that
-launch never ran it. Of the jobs ready by those rules, those a live worker of the sweep holds or
-can take are left to it (`sweep.takers`, the relaunch policy). `judge` sorts the jobs into ready,
-waiting, left and stuck, so following can stop by itself once nothing can make progress.
+launch never ran it; a job whose spec in the sweep folder no longer matches its digest never (it
+is reported once, the other jobs go on, and the sweep script run again writes it anew). Of the
+jobs ready by those rules, those a live worker of the sweep holds or can take are left to it
+(`sweep.takers`, the relaunch policy). `judge` sorts the jobs into ready, waiting, left and stuck,
+so following can stop by itself once nothing can make progress.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from dataclasses import dataclass, field
 
 from musicsweep.backends.base import Backend
 from musicsweep.config import Config
+from musicsweep.digests import DigestMismatch
 from musicsweep.failure import permanent_reason
+from musicsweep.job import Job
 from musicsweep.layout import SweepDir
 from musicsweep.manifest import Manifest
 from musicsweep.states import JobState
@@ -85,10 +89,29 @@ def judge(
     return verdict
 
 
+@dataclass
+class Relaunched:
+    started: list[str] = field(default_factory=list)  # the jobs launched
+    refused: dict[str, str] = field(default_factory=dict)  # job -> why its spec was not loaded
+
+
+def checked_specs(sweep: SweepDir, manifest: Manifest, job_ids: list[str]) -> tuple[list[Job], dict[str, str]]:
+    """The jobs whose spec matches the manifest's digest, and the others (job -> the one-line
+    refusal): a spec swapped in the sweep folder holds back its own job only."""
+    jobs, refused = [], {}
+    for job_id in job_ids:
+        try:
+            jobs.append(sweep.read_spec(job_id, manifest.jobs[job_id].spec_sha256))
+        except DigestMismatch as error:
+            refused[job_id] = str(error)
+    return jobs, refused
+
+
 def relaunch_jobs(
     config: Config, sweep: SweepDir, backend: Backend, job_ids: list[str], judged_by: Manifest
-) -> list[str]:
-    """Resubmit `job_ids` whose WAV is not in the store; returns their ids.
+) -> Relaunched:
+    """Resubmit `job_ids` whose WAV is not in the store and whose spec is still the one recorded
+    (a refused spec is reported, and the sweep script writes it anew).
 
     `judged_by` is the manifest the caller judged them by. Under the launch lock, a launch recorded
     since then (another `--relaunch-failed`, a re-run) makes the launch look at each job again and
@@ -96,14 +119,14 @@ def relaunch_jobs(
     manifest afresh here instead would make a second relaunch look up to date and start the same
     jobs again."""
     if not job_ids:
-        return []
+        return Relaunched()
     manifest = sweep.read_manifest()  # for the specs' digests only: `judged_by` decides what launches
-    candidates = [sweep.read_spec(job_id, manifest.jobs[job_id].spec_sha256) for job_id in job_ids]
+    candidates, refused = checked_specs(sweep, manifest, job_ids)
     finished = finished_in_store(open_store(config.store), candidates, sweep)
     jobs = [job for job in candidates if job.job_id not in finished]
     if not jobs:
-        return []
-    everything = [sweep.read_spec(job_id, manifest.jobs[job_id].spec_sha256) for job_id in judged_by.jobs]
+        return Relaunched([], refused)
+    everything, _ = checked_specs(sweep, manifest, list(judged_by.jobs))  # a refused one keeps its entry
     plan = Plan(sweep, everything, [], [], backend.shard(jobs), backend, store_url=config.store.url)
     plan.seen_launches = judged_by.launch_ids()
-    return [job.job_id for job in launch(plan, config, record_empty=False).to_run]
+    return Relaunched([job.job_id for job in launch(plan, config, record_empty=False).to_run], refused)
