@@ -100,6 +100,7 @@ class LaunchRecord:
     estimate: dict[str, Any] | None = None  # costs.estimate.Estimate.to_dict(), shown beside the bill
     error: str | None = None
     submitted: bool = True  # False from the manifest write before `submit` until the backend answered
+    specs_sha256: str = ""  # its spec list's digest (`digests`); empty in manifests older than it
 
 
 @dataclass

@@ -17,7 +17,9 @@ import pytest
 
 from musicsweep.cli.pull import pull
 from musicsweep.config import load_config
+from musicsweep.layout import spec_list_name
 from musicsweep.store import open_store
+from musicsweep.store.shards import put_specs
 from musicsweep.sweep.lock import held_elsewhere
 from musicsweep.sweep.plan import jobs_from_variants
 from tests.helpers import (
@@ -84,3 +86,30 @@ def test_a_spec_swapped_in_the_sweep_folder_holds_back_only_its_own_job(
     assert [record.jobs for record in sweep.read_manifest().launches] == [2, 1]
     assert_intact(open_store(load_config().store), [kept], worker_log(name))
     assert worker_log(name).count("] generated ") == 1
+
+
+def test_a_spec_list_no_job_needs_any_more_is_removed_by_the_next_launch(project: Path) -> None:
+    """A one-clip sweep whose launcher died before submitting, then grown to two clips and run
+    again: the new launch starts both clips, so no worker can need the first launch's list any
+    more; it is removed from the sweep folder and the store, and the follow keeps the new one."""
+    write_local_config(project, "./store", batch_size=2)
+    name = "spec-lists"
+    assert run_sweep_script(project, name, "submit", count=1).returncode == -signal.SIGKILL
+    sweep = sweep_dir(name)
+    (first,) = (record.specs_sha256 for record in sweep.read_manifest().launches)
+    store = open_store(load_config().store)
+    put_specs(store, sweep, [], first)  # where EC2 and Ray workers find it
+
+    def lists() -> tuple[set[str], set[str]]:
+        here = {name for name in sweep.job_files() if name.startswith("specs-")}
+        return here, {key.rsplit("/", 1)[1] for key in store.list(f"{name}/jobs/")}
+
+    assert lists() == ({spec_list_name(first)},) * 2
+    rerun = run_sweep_script(project, name, count=2)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "launched 2 job(s)" in rerun.stdout
+    second = sweep.read_manifest().launches[1].specs_sha256
+    assert first != second and lists() == ({spec_list_name(second)}, set())
+    assert pull(name, interval_s=0.5, orphan_grace_s=0) == 0
+    assert lists() == ({spec_list_name(second)}, set())
+    assert_intact(store, jobs_from_variants(clips(2, 1).variants(), name), worker_log(name))

@@ -1,4 +1,5 @@
-"""Loading job specs (musicsweep/worker/specs.py): checked before unpickling, a bad spec fails only its own job."""
+"""Loading job specs (musicsweep/worker/specs.py): checked before unpickling, a bad spec fails only its own job;
+and the spec lists a sweep no longer needs removed (musicsweep/sweep/speclists.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import pytest
 
 from musicsweep.digests import MISMATCH, DigestMismatch, sha256_hex, spec_list_text
 from musicsweep.job import Job
-from musicsweep.layout import SweepDir
+from musicsweep.layout import SweepDir, spec_list_name
+from musicsweep.manifest import JobEntry, LaunchRecord, Manifest
 from musicsweep.store.local import LocalStore
+from musicsweep.store.shards import put_specs
+from musicsweep.sweep.speclists import prune_spec_lists
 from musicsweep.worker.specs import SpecBook, load_specs
 from tests.helpers import MakesFolder
 
@@ -89,3 +93,31 @@ def test_the_launcher_reads_no_spec_swapped_under_it(tmp_path: Path) -> None:
     with pytest.raises(DigestMismatch, match=f"^{MISMATCH} {paths[0]} "):
         sweep.read_spec(jobs[0].job_id, digest)
     assert not made.exists()
+
+
+def test_a_launch_keeps_the_spec_lists_of_the_launches_its_jobs_name(tmp_path: Path) -> None:
+    """L1's jobs were all launched again by L2 (a worker of L1 that starts late runs nothing), L2
+    and L3 each still hold a job: L1's list goes, here and in the store; at a follow's end only
+    L3's is left; a launch that never named its list (an older manifest) keeps them all."""
+    sweep = SweepDir(tmp_path / "runs", "sw")
+    store = LocalStore(str(tmp_path / "store"))
+    digests = [sha256_hex(bytes([n])) for n in range(3)]
+    for digest in digests:
+        sweep.spec_list(digest).parent.mkdir(parents=True, exist_ok=True)
+        sweep.spec_list(digest).write_bytes(b"")
+        put_specs(store, sweep, [], digest)
+    launches = [LaunchRecord(f"L{n + 1}", 0.0, 1, specs_sha256=digest) for n, digest in enumerate(digests)]
+    jobs = {"a": JobEntry(worker=0, launch="L2"), "b": JobEntry(worker=0, launch="L3")}
+    manifest = Manifest(sweep="sw", jobs=jobs, launches=launches)
+
+    def lists() -> tuple[set[str], set[str]]:
+        here = {name for name in sweep.job_files() if name.startswith("specs-")}
+        return here, {key.rsplit("/", 1)[1] for key in store.list("sw/jobs/")}
+
+    old = Manifest(sweep="sw", jobs=jobs, launches=[LaunchRecord("L2", 0.0, 1), *launches[2:]])
+    prune_spec_lists(sweep, store, old)
+    assert lists() == ({spec_list_name(digest) for digest in digests},) * 2
+    prune_spec_lists(sweep, store, manifest)
+    assert lists() == ({spec_list_name(digest) for digest in digests[1:]},) * 2
+    prune_spec_lists(sweep, store, manifest, only_latest=True)
+    assert lists() == ({spec_list_name(digests[2])},) * 2

@@ -25,12 +25,15 @@ from musicsweep.layout import SweepDir
 from musicsweep.manifest import Manifest
 from musicsweep.states import FINISHED_STATES, JobState
 from musicsweep.store import open_store
+from musicsweep.store.base import Store
 from musicsweep.store.retry import is_transient
 from musicsweep.store.sightings import Sightings
 from musicsweep.store.verify import local_wav_problem
+from musicsweep.sweep.lock import launch_lock
 from musicsweep.sweep.observe import Observation, observe
 from musicsweep.sweep.polling import schedule_for
 from musicsweep.sweep.relaunch import judge, relaunch_jobs
+from musicsweep.sweep.speclists import prune_spec_lists
 from musicsweep.sweep.takers import live_takers
 from musicsweep.sweep.trackers import LostTracker, OrphanTracker, OutageTracker
 
@@ -201,7 +204,24 @@ def follow(
     for job_id, problem in unwhole_clips(sweep, manifest, states).items():
         yield Notice(f"{manifest.jobs[job_id].output_name}: {problem}; counted as failed")
         states[job_id] = JobState.FAILED
+    yield from map(Notice, tidy_spec_lists(sweep, store, manifest, seen))
     yield settle(sweep, manifest, backend, states, seen)
+
+
+def tidy_spec_lists(sweep: SweepDir, store: Store, manifest: Manifest, seen: Observation) -> list[str]:
+    """At the end of a follow, remove the spec lists no worker can still need (`sweep.speclists`):
+    all but the latest when the last poll saw every job finished and nobody launched since, else
+    those of launches no job's latest attempt is. A store outage only skips it, with a line."""
+    ended = all(state in (JobState.DONE, JobState.DONE_ORPHANS, JobState.FAILED) for state in seen.states.values())
+    try:
+        with launch_lock(sweep, "the spec list cleanup"):
+            now = sweep.read_manifest()
+            prune_spec_lists(sweep, store, now, only_latest=ended and now.launch_ids() == manifest.launch_ids())
+    except Exception as error:
+        if not is_transient(error):
+            raise
+        return [f"spec lists not cleaned up: {' '.join(str(error).split())}"]
+    return []
 
 
 def left_summary(left: dict[str, str]) -> str:

@@ -6,7 +6,8 @@ environment) and the manifest, then asks the backend to start the workers; a bac
 leaves its jobs `failed` with the launch's error, so a re-run or a relaunch starts them. The
 launch record says `submitted: false` from that manifest write until the backend has answered:
 a launcher killed in between leaves a launch that `sweep.observe` reads as dead once its lock is
-free, so running the same command again starts what it never started.
+free, so running the same command again starts what it never started. A launch that went through
+removes the spec lists no worker can still need (`sweep.speclists`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from musicsweep.sweep.inputs import ship_inputs
 from musicsweep.sweep.launched import record_settings
 from musicsweep.sweep.lock import launch_lock
 from musicsweep.sweep.plan import Plan, finished_in_store, running_jobs
+from musicsweep.sweep.speclists import prune_spec_lists
 from musicsweep.sweep.variants import canonical_json
 
 
@@ -73,11 +75,13 @@ def launch(plan: Plan, config: Config, record_empty: bool = True) -> Plan:
     with launch_lock(plan.sweep):
         plan = without_started_meanwhile(plan, config)
         if plan.shards or record_empty:
-            launch_locked(plan, config)
+            manifest = launch_locked(plan, config)
+            prune_spec_lists(plan.sweep, open_store(config.store), manifest)
     return plan
 
 
-def launch_locked(plan: Plan, config: Config) -> None:
+def launch_locked(plan: Plan, config: Config) -> Manifest:
+    """The launch itself (`launch`); returns the manifest as written."""
     sweep = plan.sweep
     previous = sweep.read_manifest_if_any()
     launch_id = new_launch_id()
@@ -107,11 +111,13 @@ def launch_locked(plan: Plan, config: Config) -> None:
     if plan.estimate is None and plan.shards:  # a relaunch shards without make_plan
         plan.estimate = estimate_for(config, plan.backend.name, plan.backend.billing, plan.shards, store)
     estimate = plan.estimate.to_dict() if plan.estimate else None
-    record = LaunchRecord(launch_id, now, len(plan.to_run), estimate=estimate, submitted=not plan.shards)
+    record = LaunchRecord(
+        launch_id, now, len(plan.to_run), estimate, submitted=not plan.shards, specs_sha256=specs_sha256
+    )
     manifest.launches.append(record)
     sweep.write_manifest(manifest)
     if not plan.shards:
-        return
+        return manifest
     write_shard_lists(store, sweep, launch_id, plan.shards)
     env = sweep_environment(config, launch_id, previous is not None, specs_sha256)
     launcher_kill_point("submit")
@@ -125,6 +131,7 @@ def launch_locked(plan: Plan, config: Config) -> None:
     record.submitted = True
     manifest.keep_state(state)
     sweep.write_manifest(manifest)
+    return manifest
 
 
 def write_spec_list(sweep: SweepDir, manifest: Manifest) -> str:
