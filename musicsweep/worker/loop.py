@@ -47,7 +47,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from musicsweep.atomic import atomic_write_text
-from musicsweep.contract import SPECS_SHA256, VERSION, WorkerEnv
+from musicsweep.contract import LOG_FILE, SPECS_SHA256, VERSION, WorkerEnv
 from musicsweep.digests import MISMATCH
 from musicsweep.engine.checkpoint import StopAtWindow
 from musicsweep.errors import MusicsweepError
@@ -328,11 +328,12 @@ class Worker:
                 self.failures.mark_all(unsaved, traceback.format_exc())
 
 
-def upload_log(store: Store, paths: WorkerPaths) -> None:
-    """Copy the log into an off-host store, since a cloud host may be gone when auto_pull looks."""
-    if store.local_path(paths.log_key) is None and paths.log.exists():
+def upload_log(store: Store, paths: WorkerPaths, log_file: str | None) -> None:
+    """Copy the log its script writes (`contract.LOG_FILE`) into an off-host store, since a cloud host
+    may be gone when auto_pull looks: under this attempt's own key, beside the earlier attempts'."""
+    if log_file and store.local_path(paths.log_key) is None and Path(log_file).exists():
         try:
-            store.put_file(paths.log_key, paths.log)
+            store.put_file(paths.log_key, Path(log_file))
         except Exception as error:  # the results are already safe; a lost log must not fail the worker
             log(f"log upload failed: {error}")
 
@@ -367,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep = specs.sweep(named)
     claims = Claims(context.store, sweep, owner_of(context.host, context.launch_id, context.worker_id), context.lease_s)
     worker = Worker(context, stop, claims, started, book)
-    worker_paths = WorkerPaths(context.work_dir, sweep, context.worker_id)
+    worker_paths = WorkerPaths(context.work_dir, sweep, context.worker_id, context.launch_id)
     lifetime = lambda: worker.lifetime.record(finished=False)  # noqa: E731
     tally = worker.tally
     takes, rate = (lambda: worker.taking and not stop.requested), (lambda: tally.rate)
@@ -389,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # the heartbeat's last record stands in for it
         log(f"lifetime record not written: {error}")
     log(f"worker finished with status {status}")
-    upload_log(store, worker_paths)
+    upload_log(store, worker_paths, os.environ.get(LOG_FILE))
     return status
 
 
