@@ -114,7 +114,7 @@ class Worker:
         self.book = book or SpecBook(context.work_dir, claims.keys.sweep, context.store)  # unchecked: by hand
         self.tally = Tally()
         self.lifetime = Lifetime(context, self.tally, time.time() if started is None else started)
-        self.models = ModelCache(context.engine_config, self.lifetime, self.tally)
+        self.models = ModelCache(context.engine_config, self.lifetime, self.tally, stop.event)
         self.sizer = BatchSizer(context.engine_config, self.models)
         self.failures = Failures(context, claims, self.tally)
         self.delivery = Delivery(context, claims, self.tally, self.failures, self.lifetime.times)
@@ -226,10 +226,10 @@ class Worker:
         for group in group_jobs(jobs):
             pending = list(group)
             while pending:
-                if self.stop.requested:
-                    log(f"stopped early: {len(pending)} clip(s) of this group left for a relaunch")
+                if self.stopped_before(pending):
                     return deferred
                 try:
+                    self.models.engine(group[0].model)  # loaded before any claim: a load takes minutes
                     size = self.sizer.size(group[0])
                     self.lifetime.times.chose(group[0].model, size)
                 except StoreUnreachable:
@@ -237,6 +237,8 @@ class Worker:
                 except Exception:  # the model failed to load: its whole group fails now, not batch by batch
                     self.failures.mark_all(pending, traceback.format_exc(), permanent=True)
                     break
+                if self.stopped_before(pending):  # a stop (a spot notice) that came during the load
+                    return deferred
                 taken, pending = pending[:size], pending[size:]
                 batch = self.claim_batch(taken, deferred)
                 if batch:
@@ -247,6 +249,12 @@ class Worker:
                     if ran == batches:
                         return deferred
         return deferred
+
+    def stopped_before(self, pending: list[Job]) -> bool:
+        """A stop was requested: nothing more is claimed, and `run` hands back what is held."""
+        if self.stop.requested:
+            log(f"stopped early: {len(pending)} clip(s) of this group left for a relaunch")
+        return self.stop.requested
 
     def note_taken(self, batch: list[Job]) -> None:
         """Clips of other shards: logged with whose they were, and their `.pid` written here, so a
