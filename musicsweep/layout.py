@@ -33,7 +33,7 @@ PARTIAL_DIR, INPUTS_DIR, LAUNCHES_DIR = "partial", "inputs", "launches"
 STOPS_DIR = "stops"  # requests to a launch's driver to end a worker (Ray: `kill_orphans`)
 SPOOL_DIR = "spool"  # in a host's work folder: clips generated but not yet done (worker/spool.py)
 PULLED_FOLDERS = (AUDIO_DIR, COSTS_DIR, MARKERS_DIR, LOGS_DIR, WORKERS_DIR)
-DONE_SUFFIX, FAILED_SUFFIX, PID_SUFFIX = ".done", ".failed", ".pid"
+DONE_SUFFIX, FAILED_SUFFIX, PID_SUFFIX, HEARTBEAT_SUFFIX = ".done", ".failed", ".pid", ".heartbeat"
 SPEC_WRITERS, SPEC_CHUNK = 8, 1000  # threads that write a launch's specs, and specs pickled ahead of them
 # The estimate's history shared by a team (`estimate.share`); no sweep name starts with "_".
 CALIBRATION_KEY = "_musicsweep/calibration.json"
@@ -85,7 +85,14 @@ def worker_log_name(worker_id: int, launch_id: str) -> str:
 
 
 def heartbeat_marker(worker_id: int, launch_id: str) -> str:
-    return f"worker_{worker_id}.{launch_id}.heartbeat"
+    return f"worker_{worker_id}.{launch_id}{HEARTBEAT_SUFFIX}"
+
+
+def heartbeat_launch(name: str) -> str | None:
+    """The launch of a heartbeat marker's file name (`heartbeat_marker`), else None."""
+    if not (name.startswith("worker_") and name.endswith(HEARTBEAT_SUFFIX)):
+        return None
+    return name.removesuffix(HEARTBEAT_SUFFIX).partition(".")[2] or None
 
 
 def marker_job_id(name: str) -> str | None:
