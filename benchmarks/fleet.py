@@ -69,7 +69,8 @@ def one_run(mode: str, clips: int, duration_s: float) -> dict:
             run_sweep(variants, name="fleet")
         sweep = SweepDir(Path(tmp) / "runs", "fleet")
         groups = [int(sweep.worker(worker).pid.read_text()) for worker in range(workers)]
-        logs = [sweep.worker(worker).log for worker in range(workers)]
+        launch_id = sweep.read_manifest().launch_ids()[-1]
+        logs = [sweep.worker(worker, launch_id).log for worker in range(workers)]
         markers = sweep.folder("markers")
         cycle = DutyCycle(groups[-1], SHARE) if workers == 2 else None
         try:

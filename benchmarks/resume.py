@@ -47,13 +47,11 @@ ROW = "{:>6} {:>11} {:>12} {:>6} {:>12} {:>13}"
 
 
 def launch(name: str, duration_s: float, kill_at: str = "") -> tuple[float, str]:
-    """One sweep of one clip through a real worker; returns its wall time and the log it added."""
+    """One sweep of one clip through a real worker; returns its wall time and this launch's log."""
     vg = VariantGenerator()
     vg.add("prompt", ["lofi hip hop with warm piano"])
     vg.add("duration_s", [duration_s])
     vg.add("seed", [7])
-    log = SweepDir(load_config().sweeps_dir, name).worker(0).log
-    before = len(log.read_text()) if log.exists() else 0
     if kill_at:
         os.environ[TEST_KILL_AT] = kill_at
     started = time.perf_counter()
@@ -62,8 +60,9 @@ def launch(name: str, duration_s: float, kill_at: str = "") -> tuple[float, str]
             run_sweep(vg, name=name)
     finally:
         os.environ.pop(TEST_KILL_AT, None)
-    wait_for_exit(int(SweepDir(load_config().sweeps_dir, name).worker(0).pid.read_text()), 1800)
-    return time.perf_counter() - started, log.read_text()[before:]
+    sweep = SweepDir(load_config().sweeps_dir, name)
+    wait_for_exit(int(sweep.worker(0).pid.read_text()), 1800)
+    return time.perf_counter() - started, sweep.worker(0, sweep.read_manifest().launch_ids()[-1]).log.read_text()
 
 
 def generation_s(log_text: str, run: str) -> float:

@@ -37,6 +37,8 @@ VERSION = "MUSICSWEEP_VERSION"
 SPECS_SHA256 = "MUSICSWEEP_SPECS_SHA256"
 TAKE_FROM_OTHERS = "MUSICSWEEP_TAKE_FROM_OTHERS"
 HOST_DISK_STORE = "MUSICSWEEP_HOST_DISK_STORE"
+# The worker's log file, exported by its script (`scripts.py`), which chose it: the worker uploads it.
+LOG_FILE = "MUSICSWEEP_LOG"
 
 # Test-only switches: drills and tests set them, a launcher never does.
 TEST_KILL_AT = "MUSICSWEEP_TEST_KILL_AT"

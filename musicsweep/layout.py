@@ -33,7 +33,7 @@ PARTIAL_DIR, INPUTS_DIR, LAUNCHES_DIR = "partial", "inputs", "launches"
 STOPS_DIR = "stops"  # requests to a launch's driver to end a worker (Ray: `kill_orphans`)
 SPOOL_DIR = "spool"  # in a host's work folder: clips generated but not yet done (worker/spool.py)
 PULLED_FOLDERS = (AUDIO_DIR, COSTS_DIR, MARKERS_DIR, LOGS_DIR, WORKERS_DIR)
-DONE_SUFFIX, FAILED_SUFFIX, PID_SUFFIX = ".done", ".failed", ".pid"
+DONE_SUFFIX, FAILED_SUFFIX, PID_SUFFIX, HEARTBEAT_SUFFIX = ".done", ".failed", ".pid", ".heartbeat"
 SPEC_WRITERS, SPEC_CHUNK = 8, 1000  # threads that write a launch's specs, and specs pickled ahead of them
 # The estimate's history shared by a team (`estimate.share`); no sweep name starts with "_".
 CALIBRATION_KEY = "_musicsweep/calibration.json"
@@ -78,8 +78,21 @@ def failed_marker(job_id: str, launch_id: str | None) -> str:
     return f"{job_id}.{launch_id}{FAILED_SUFFIX}"
 
 
+def worker_log_name(worker_id: int, launch_id: str) -> str:
+    """`worker_N.LAUNCH.log`: one log per attempt, so a relaunched worker N never overwrites an earlier
+    one's; `worker_N.log` where a backend's script names no launch."""
+    return f"worker_{worker_id}.{launch_id}.log" if launch_id else f"worker_{worker_id}.log"
+
+
 def heartbeat_marker(worker_id: int, launch_id: str) -> str:
-    return f"worker_{worker_id}.{launch_id}.heartbeat"
+    return f"worker_{worker_id}.{launch_id}{HEARTBEAT_SUFFIX}"
+
+
+def heartbeat_launch(name: str) -> str | None:
+    """The launch of a heartbeat marker's file name (`heartbeat_marker`), else None."""
+    if not (name.startswith("worker_") and name.endswith(HEARTBEAT_SUFFIX)):
+        return None
+    return name.removesuffix(HEARTBEAT_SUFFIX).partition(".")[2] or None
 
 
 def marker_job_id(name: str) -> str | None:
@@ -176,8 +189,8 @@ class StoreKeys:
         """When a machine stopped working, written by the machine itself (EC2)."""
         return f"{self.sweep}/instances/{launch_id}-worker_{worker_id}.json"
 
-    def log(self, worker_id: int) -> str:
-        return f"{self.sweep}/{LOGS_DIR}/worker_{worker_id}.log"
+    def log(self, worker_id: int, launch_id: str = "") -> str:
+        return f"{self.sweep}/{LOGS_DIR}/{worker_log_name(worker_id, launch_id)}"
 
     def heartbeat(self, worker_id: int, launch_id: str) -> str:
         """Per launch, so a relaunched worker N never hides an earlier one's liveness."""
@@ -253,11 +266,13 @@ class JobPaths:
 
 @dataclass(frozen=True)
 class WorkerPaths:
-    """Files of one worker process: its generated script, pid, log and lifetime record."""
+    """Files of one worker process: its generated script, pid, log and lifetime record. The log is
+    the attempt's own (`launch_id`); the script and pid are replaced by the next attempt's."""
 
     work_dir: Path
     sweep: str
     worker_id: int
+    launch_id: str = ""
 
     @property
     def script(self) -> Path:
@@ -265,7 +280,7 @@ class WorkerPaths:
 
     @property
     def log(self) -> Path:
-        return self.work_dir / LOGS_DIR / f"worker_{self.worker_id}.log"
+        return self.work_dir / LOGS_DIR / worker_log_name(self.worker_id, self.launch_id)
 
     @property
     def pid(self) -> Path:
@@ -273,7 +288,7 @@ class WorkerPaths:
 
     @property
     def log_key(self) -> str:
-        return StoreKeys(self.sweep).log(self.worker_id)
+        return StoreKeys(self.sweep).log(self.worker_id, self.launch_id)
 
     def lifetime_key(self, launch_id: str) -> str:
         return StoreKeys(self.sweep).lifetime(self.worker_id, launch_id)
@@ -381,8 +396,8 @@ class SweepDir:
     def job_by_id(self, job_id: str, output_name: str) -> JobPaths:
         return JobPaths(self.root, self.name, job_id, output_name)
 
-    def worker(self, worker_id: int) -> WorkerPaths:
-        return WorkerPaths(self.root, self.name, worker_id)
+    def worker(self, worker_id: int, launch_id: str = "") -> WorkerPaths:
+        return WorkerPaths(self.root, self.name, worker_id, launch_id)
 
     def local_file(self, key: str) -> Path:
         """Where a store key `{sweep}/...` lands when pulled."""

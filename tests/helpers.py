@@ -23,7 +23,7 @@ from musicsweep.backends import get_backend
 from musicsweep.config import EngineConfig, StoreConfig, load_config
 from musicsweep.contract import TEST_KILL_AT, TEST_LAUNCHER_KILL_AT
 from musicsweep.job import Job
-from musicsweep.layout import SweepDir
+from musicsweep.layout import StoreKeys, SweepDir
 from musicsweep.states import FINISHED_STATES
 from musicsweep.store import open_store
 from musicsweep.store.base import Store
@@ -246,8 +246,11 @@ def launch_and_wait(vg: VariantGenerator, name: str, timeout_s: float = 240) -> 
     wait_for_exit(int(sweep_dir(name).worker(0).pid.read_text()), timeout_s)
 
 
-def worker_log(name: str) -> str:
-    return sweep_dir(name).worker(0).log.read_text()
+def worker_log(name: str, worker: int = 0) -> str:
+    """Every attempt's log of worker `worker` (one file per launch), in launch order."""
+    sweep = sweep_dir(name)
+    logs = [sweep.worker(worker, launch).log for launch in sweep.read_manifest().launch_ids()]
+    return "".join(log.read_text() for log in logs if log.exists())
 
 
 def exit_statuses(log_text: str) -> list[int]:
@@ -352,8 +355,10 @@ def ec2_variants(count: int, duration_s: float) -> list[dict]:
 
 
 def uploaded_log(ec2_project: EC2Project, name: str, worker: int) -> str:
-    """The log of worker `worker` as the last instance that ran it uploaded it."""
-    key = f"musicsweep/{name}/logs/worker_{worker}.log"
+    """The log the last instance that ran worker `worker` uploaded (each launch's attempt has its own key)."""
+    keys = set(ec2_project.s3_keys(f"{name}/logs/"))
+    logs = [StoreKeys(name).log(worker, launch) for launch in reversed(sweep_dir(name).read_manifest().launch_ids())]
+    key = "musicsweep/" + next(log for log in logs if log in keys)
     return (
         ec2_project.bucket.server.client().get_object(Bucket=ec2_project.bucket.name, Key=key)["Body"].read().decode()
     )
@@ -364,7 +369,7 @@ def generated_hashes(ec2_project: EC2Project, name: str, worker: int = 0) -> lis
 
     Claims are not generations: a worker stopped by a spot notice releases the clips it had claimed
     ahead for its next batch, and the relaunched worker claims them again (a second generation of the
-    claim, one generation of the audio). A relaunched worker N uploads its log to the same key."""
+    claim, one generation of the audio). A relaunched worker N uploads its log to a key of its own."""
     lines = [line for line in uploaded_log(ec2_project, name, worker).splitlines() if "] generated " in line]
     return [line.rsplit("_", 1)[-1].removesuffix(".wav") for line in lines]
 

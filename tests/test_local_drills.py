@@ -24,14 +24,14 @@ import pytest
 from musicsweep import run_sweep
 from musicsweep.backends.local import LocalBackend
 from musicsweep.config import StoreConfig, load_config
-from musicsweep.contract import store_config_to_env
+from musicsweep.contract import TEST_HANG_AT, store_config_to_env
 from musicsweep.costs.rows import read_cost_report
 from musicsweep.digests import MISMATCH
 from musicsweep.job import Job
 from musicsweep.store import open_store
 from musicsweep.store.base import Store
 from musicsweep.sweep.plan import jobs_from_variants
-from musicsweep.worker.loop import EXIT_STORE_UNREACHABLE
+from musicsweep.worker.loop import EXIT_STOPPED, EXIT_STORE_UNREACHABLE
 from tests.fixtures.s3 import RestartableS3rver, S3Bucket
 from tests.fixtures.servers import wait_until
 from tests.helpers import (
@@ -78,6 +78,31 @@ def test_drill_sigkill_at_each_phase(project: Path, monkeypatch: pytest.MonkeyPa
     assert again.count("skip ") == (1 if phase == "upload" else 0)
     assert again.count("from the spool") == (1 if phase == "upload" else 0)
     assert spooled(name) == []
+
+
+def test_drill_stop_during_the_model_load_claims_and_generates_nothing(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop (a spot notice, SIGTERM) while the model loads: the worker claims and generates no clip
+    and exits 75 once loaded; the next launch makes each clip exactly once."""
+    write_local_config(project, "./runs", batch_size=2)
+    vg, name = clips(2, 1), "stop-load"
+    jobs = jobs_from_variants(vg.variants(), name)
+    store = open_store(load_config().store)
+    monkeypatch.setenv(TEST_HANG_AT, "load")  # the load waits for the stop, so the stop comes during it
+    run_sweep(vg, name=name)
+    monkeypatch.delenv(TEST_HANG_AT)
+    pid = int(sweep_dir(name).worker(0).pid.read_text())
+    wait_until(lambda: "] test hook: holding at load" in worker_log(name), 120, "the model load")
+    os.kill(pid, signal.SIGTERM)
+    wait_for_exit(pid, 300)  # the load goes on after the stop: minutes on a busy machine
+    first = worker_log(name)
+    assert exit_statuses(first) == [EXIT_STOPPED]
+    assert first.count("] generated ") == 0 and not store.list(f"{name}/claims/")
+    launch_and_wait(vg, name)
+    text = worker_log(name)
+    assert exit_statuses(text) == [EXIT_STOPPED, 0]
+    assert_intact(store, jobs, text)
 
 
 def test_drill_s3_server_down_15_s_mid_sweep(project: Path, restartable_s3rver: RestartableS3rver) -> None:

@@ -24,7 +24,7 @@ from musicsweep.layout import SweepDir
 from musicsweep.states import JobState
 from musicsweep.sweep.launch import launch
 from musicsweep.sweep.plan import jobs_from_variants, make_plan
-from tests.helpers import COLLIDING, wait_for_sweep
+from tests.helpers import COLLIDING, wait_for_sweep, worker_log
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +34,7 @@ def clips(count: int, **extra) -> list[dict]:
 
 
 def generations(sweep_root: Path) -> int:
-    """Clips generated, from every worker log of the sweep (logs are appended across launches).
+    """Clips generated, from every worker log of the sweep (one log per worker and launch).
 
     `generated NAME`, not `uploaded NAME`: what is paid for is a generation, and a clip a killed
     worker left in the spool is uploaded by the next one without being generated again."""
@@ -104,8 +104,11 @@ def test_a_transient_failure_is_relaunched_at_most_max_attempts_times(project: P
     monkeypatch.setenv("MUSICSWEEP_INJECT_BATCH_FAILURE", "0")  # a simulated OOM: worth a retry, fails again
     run_sweep(clips(1), name="flaky")
     assert pull("flaky", interval_s=0.5, relaunch_failed=True, orphan_grace_s=0) == 1
-    manifest = SweepDir(project / "runs", "flaky").read_manifest()
+    sweep = SweepDir(project / "runs", "flaky")
+    manifest = sweep.read_manifest()
     assert len(manifest.launches) == 2 and [entry.attempts for entry in manifest.jobs.values()] == [2]
+    logs = [sweep.worker(0, launch).log for launch in manifest.launch_ids()]
+    assert [log.read_text().count("] worker 0/1 on ") for log in logs] == [1, 1], "each attempt keeps its own log"
     assert "failed 2 attempt(s) (recovery.max_attempts=2)" in capsys.readouterr().out
     assert musicsweep_main(["status", "flaky"]) == 0
     assert "attempt 2/2" in capsys.readouterr().out
@@ -142,7 +145,7 @@ def test_two_launches_at_once_generate_each_clip_once(project: Path) -> None:
     sweep = project / "runs" / "race"
     assert len(list((sweep / "audio").glob("*.wav"))) == 7
     assert generations(sweep) == 7, "7 generations for 7 clips (14 before job-level claims)"
-    started = (sweep / "logs" / "worker_0.log").read_text().count("] worker 0/1 on ")
+    started = worker_log("race").count("] worker 0/1 on ")
     launched = [record.jobs for record in SweepDir(project / "runs", "race").read_manifest().launches]
     assert started == 1 and launched == [7, 0], "the second launch waits for the first and starts no worker"
 
@@ -161,7 +164,7 @@ def test_two_launches_planned_at_once_start_one_worker(project: Path, capsys) ->
     assert set(states.values()) == {JobState.DONE}
     sweep = project / "runs" / "both"
     assert generations(sweep) == 7
-    assert (sweep / "logs" / "worker_0.log").read_text().count("] worker 0/1 on ") == 1
+    assert worker_log("both").count("] worker 0/1 on ") == 1
 
 
 def test_status_and_dry_run_change_nothing(project: Path) -> None:

@@ -280,6 +280,8 @@ def test_relaunch_failed_over_ssh(project: Path, hosts: list[SSHServer], monkeyp
     manifest = sweep.read_manifest()
     assert len(manifest.launches) == 2
     assert sorted(p.name for p in sweep.audio.glob("*.wav")) == sorted(e.output_name for e in manifest.jobs.values())
+    pulled = {path.name for path in (sweep.root / "logs").glob("worker_*.log")}
+    assert {f"worker_0.{record.id}.log" for record in manifest.launches} <= pulled, "each attempt's log, pulled"
     latest = manifest.launches[-1].id  # the first attempt's `.failed` stay, superseded
     remote_failed = [p for s in hosts for p in (s.root / "remote/runs/relaunch/markers").glob(f"*.{latest}.failed")]
     assert remote_failed == []

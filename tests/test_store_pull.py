@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from musicsweep.layout import SweepDir, WorkerPaths
+from musicsweep.store.local import LocalStore
+from musicsweep.store.pull import pull_results
 from musicsweep.store.tempfiles import pull_temp_path, remove_stale_pull_temps
+from musicsweep.worker.loop import upload_log
 from tests.helpers import wav_bytes
 
 
@@ -33,6 +37,26 @@ def test_a_killed_pulls_temporaries_are_removed_and_live_ones_kept(tmp_path: Pat
         other.kill()
         other.wait()
     assert os.path.exists(running)
+
+
+class OffHostStore(LocalStore):
+    """A folder that the sweep folder does not mirror, as a bucket: workers upload, pulls copy."""
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+
+def test_each_attempts_log_is_uploaded_under_its_own_key_and_pulled(tmp_path: Path) -> None:
+    """Worker 0 relaunched on a fresh host: the second attempt's log lands beside the first's."""
+    store, sweep = OffHostStore(tmp_path / "bucket"), SweepDir(tmp_path / "runs", "s")
+    for launch in ("L1", "L2"):
+        host_log = tmp_path / launch / "worker_0.log"  # where that host's script wrote it
+        host_log.parent.mkdir()
+        host_log.write_text(f"attempt {launch}\n")
+        upload_log(store, WorkerPaths(tmp_path / launch, "s", 0, launch), str(host_log))
+    assert sorted(store.list("s/logs/")) == ["s/logs/worker_0.L1.log", "s/logs/worker_0.L2.log"]
+    assert pull_results(store, sweep) == 2
+    assert [sweep.worker(0, launch).log.read_text() for launch in ("L1", "L2")] == ["attempt L1\n", "attempt L2\n"]
 
 
 def test_pull_keeps_no_torn_wav_and_auto_pull_counts_it_failed(

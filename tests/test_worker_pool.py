@@ -7,6 +7,7 @@ tree), with claims of owners on another host: those are never taken for dead, on
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -148,6 +149,46 @@ def test_another_launch_counts_only_while_one_of_its_workers_beats(sweep: SweepD
     assert pool(sweep, []).survey(None, set()).free == []
     beat(sweep, "L1", 0)
     assert sorted(names(pool(sweep, []).survey(None, set()).free)) == sorted(names(jobs))
+
+
+class CountingStore:
+    """A store that counts its calls by method: what a round costs on S3, where each is a request."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.calls = inner, Counter()
+
+    def __getattr__(self, name: str):
+        method = getattr(self.inner, name)
+
+        def counted(*args, **kwargs):
+            self.calls[name] += 1
+            return method(*args, **kwargs)
+
+        return counted
+
+
+def test_a_round_lists_the_shard_lists_once_per_launch_and_the_claims_only_while_clips_are_left(
+    sweep: SweepDir,
+) -> None:
+    mine, theirs = make_jobs(8)[:4], make_jobs(8)[4:]
+    shard(sweep, "L2", 0, mine)
+    shard(sweep, "L2", 1, theirs)
+    beat(sweep, "L2", 1)
+    taker = pool(sweep, mine)
+    taker.store = counting = CountingStore(taker.store)
+    listings = []
+    for _ in range(3):  # three batches: markers and claims each round, the shard lists on the first
+        assert len(taker.survey(None, set()).free) == 8
+        listings.append(counting.calls.pop("list", 0))
+    store = open_store(StoreConfig(url=str(sweep.sweeps_dir)))
+    for job in mine + theirs:
+        store.put_bytes(StoreKeys("s").done(job.job_id), b"1\n")
+    assert taker.survey(None, set()).free == []
+    listings.append(counting.calls.pop("list", 0))  # every clip done: the markers alone
+    beat(sweep, "L3", 0)  # a new launch's worker: its shard lists are listed once
+    taker.survey(None, set())
+    listings.append(counting.calls.pop("list", 0))
+    assert listings == [3, 2, 2, 1, 2]
 
 
 def test_the_current_group_and_loaded_model_come_first(sweep: SweepDir) -> None:

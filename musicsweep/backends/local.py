@@ -51,7 +51,7 @@ class LocalBackend(Backend):
         sweep = launch.sweep
         python = self.settings.python or sys.executable
         for shard in shards:
-            paths = sweep.worker(shard.worker_id)
+            paths = sweep.worker(shard.worker_id, launch.launch_id)
             env = worker_environment(launch.env, str(sweep.root), shard.worker_id, len(shards), shard.hourly_cost_usd)
             script = WorkerScript(
                 sweep=sweep.name,

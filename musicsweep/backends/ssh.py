@@ -150,7 +150,8 @@ class SSHBackend(Backend):
             deploy(host, self.config.base_dir, filters, sweep)
             setup = environment_setup(host, sweep, self.config.base_dir)
             prepare = prepare_block(host, self.settings.prepare)
-            output = start_workers(host, sweep.name, by_host[host.label], stale_block(stale) + setup + prepare)
+            before = stale_block(stale) + setup + prepare
+            output = start_workers(host, sweep.name, launch.launch_id, by_host[host.label], before)
             logger.info(f"host {host.label}: started {len(by_host[host.label])} worker(s)")
             return output
 

@@ -194,12 +194,12 @@ def forget_stale(host: SSHHost, sweep: str, paths: list[str]) -> None:
     run_ssh(host, "bash -s", stdin=script, what="stale marker cleanup")
 
 
-def start_workers(host: SSHHost, sweep: str, shards: list[Shard], before: str = "") -> str:
+def start_workers(host: SSHHost, sweep: str, launch_id: str, shards: list[Shard], before: str = "") -> str:
     """One round trip: forwarded env from stdin, the `before` bash (cleanup, setup, prepare), then
     `setsid nohup` every worker, recording its PID. Returns the remote output (`#setup ...`)."""
     lines = [env_exports(host.env), f"cd {shlex.quote(host.work_dir(sweep))} || exit 1", f"mkdir -p {LOGS_DIR}", before]
     for shard in shards:
-        paths = WorkerPaths(Path(), sweep, shard.worker_id)
+        paths = WorkerPaths(Path(), sweep, shard.worker_id, launch_id)
         lines.append(f"setsid nohup bash {paths.script} >>{paths.log} 2>&1 </dev/null & echo $! >{paths.pid}")
     return run_ssh(host, "bash -s", stdin="\n".join(lines) + "\n", what="start")
 
@@ -244,7 +244,7 @@ def host_worker_script(
         worker_id=shard.worker_id,
         num_workers=workers,
         cwd=host.code_dir,
-        log=str(WorkerPaths(Path(work), launch.sweep.name, shard.worker_id).log),
+        log=str(WorkerPaths(Path(work), launch.sweep.name, shard.worker_id, launch.launch_id).log),
         specs=[str(JobPaths.of(job, work).spec) for job in shard.jobs],
         python=python_of(host),
         env=env,

@@ -47,7 +47,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from musicsweep.atomic import atomic_write_text
-from musicsweep.contract import SPECS_SHA256, VERSION, WorkerEnv
+from musicsweep.contract import LOG_FILE, SPECS_SHA256, VERSION, WorkerEnv
 from musicsweep.digests import MISMATCH
 from musicsweep.engine.checkpoint import StopAtWindow
 from musicsweep.errors import MusicsweepError
@@ -114,7 +114,7 @@ class Worker:
         self.book = book or SpecBook(context.work_dir, claims.keys.sweep, context.store)  # unchecked: by hand
         self.tally = Tally()
         self.lifetime = Lifetime(context, self.tally, time.time() if started is None else started)
-        self.models = ModelCache(context.engine_config, self.lifetime, self.tally)
+        self.models = ModelCache(context.engine_config, self.lifetime, self.tally, stop.event)
         self.sizer = BatchSizer(context.engine_config, self.models)
         self.failures = Failures(context, claims, self.tally)
         self.delivery = Delivery(context, claims, self.tally, self.failures, self.lifetime.times)
@@ -226,10 +226,10 @@ class Worker:
         for group in group_jobs(jobs):
             pending = list(group)
             while pending:
-                if self.stop.requested:
-                    log(f"stopped early: {len(pending)} clip(s) of this group left for a relaunch")
+                if self.stopped_before(pending):
                     return deferred
                 try:
+                    self.models.engine(group[0].model)  # loaded before any claim: a load takes minutes
                     size = self.sizer.size(group[0])
                     self.lifetime.times.chose(group[0].model, size)
                 except StoreUnreachable:
@@ -237,6 +237,8 @@ class Worker:
                 except Exception:  # the model failed to load: its whole group fails now, not batch by batch
                     self.failures.mark_all(pending, traceback.format_exc(), permanent=True)
                     break
+                if self.stopped_before(pending):  # a stop (a spot notice) that came during the load
+                    return deferred
                 taken, pending = pending[:size], pending[size:]
                 batch = self.claim_batch(taken, deferred)
                 if batch:
@@ -247,6 +249,12 @@ class Worker:
                     if ran == batches:
                         return deferred
         return deferred
+
+    def stopped_before(self, pending: list[Job]) -> bool:
+        """A stop was requested: nothing more is claimed, and `run` hands back what is held."""
+        if self.stop.requested:
+            log(f"stopped early: {len(pending)} clip(s) of this group left for a relaunch")
+        return self.stop.requested
 
     def note_taken(self, batch: list[Job]) -> None:
         """Clips of other shards: logged with whose they were, and their `.pid` written here, so a
@@ -328,11 +336,12 @@ class Worker:
                 self.failures.mark_all(unsaved, traceback.format_exc())
 
 
-def upload_log(store: Store, paths: WorkerPaths) -> None:
-    """Copy the log into an off-host store, since a cloud host may be gone when auto_pull looks."""
-    if store.local_path(paths.log_key) is None and paths.log.exists():
+def upload_log(store: Store, paths: WorkerPaths, log_file: str | None) -> None:
+    """Copy the log its script writes (`contract.LOG_FILE`) into an off-host store, since a cloud host
+    may be gone when auto_pull looks: under this attempt's own key, beside the earlier attempts'."""
+    if log_file and store.local_path(paths.log_key) is None and Path(log_file).exists():
         try:
-            store.put_file(paths.log_key, paths.log)
+            store.put_file(paths.log_key, Path(log_file))
         except Exception as error:  # the results are already safe; a lost log must not fail the worker
             log(f"log upload failed: {error}")
 
@@ -367,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep = specs.sweep(named)
     claims = Claims(context.store, sweep, owner_of(context.host, context.launch_id, context.worker_id), context.lease_s)
     worker = Worker(context, stop, claims, started, book)
-    worker_paths = WorkerPaths(context.work_dir, sweep, context.worker_id)
+    worker_paths = WorkerPaths(context.work_dir, sweep, context.worker_id, context.launch_id)
     lifetime = lambda: worker.lifetime.record(finished=False)  # noqa: E731
     tally = worker.tally
     takes, rate = (lambda: worker.taking and not stop.requested), (lambda: tally.rate)
@@ -389,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # the heartbeat's last record stands in for it
         log(f"lifetime record not written: {error}")
     log(f"worker finished with status {status}")
-    upload_log(store, worker_paths)
+    upload_log(store, worker_paths, os.environ.get(LOG_FILE))
     return status
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -16,8 +17,9 @@ if TYPE_CHECKING:  # the engine (torch) loads with the first model, not with the
 
 
 class ModelCache:
-    def __init__(self, config: EngineConfig, lifetime: Lifetime, tally: Tally) -> None:
+    def __init__(self, config: EngineConfig, lifetime: Lifetime, tally: Tally, stop: threading.Event) -> None:
         self.config, self.lifetime, self.tally = config, lifetime, tally
+        self.stop = stop  # ends a drill's hang at the load (`faults`), as a spot notice would arrive during it
         self.engines: dict[str, MusicEngine] = {}
         self.sources: dict[str, str] = {}
 
@@ -36,7 +38,7 @@ class ModelCache:
         if model not in self.engines:
             from musicsweep.engine import load_engine
 
-            kill_point("load")
+            kill_point("load", self.stop)
             started = time.monotonic()
             engine = load_engine(model, self.config, self.sources.get(model))
             self.engines[model] = engine

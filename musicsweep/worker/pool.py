@@ -15,8 +15,12 @@ left the worker exits. A heartbeat's age is told as auto_pull tells it (`Sightin
 this worker saw it unchanged, or the store's own clock), never by this host's clock against the
 writer's. Taking is `Claims.acquire`'s create-only claim, so two workers never generate one clip.
 
-One round reads each listing once (markers, shard lists, claims) and then only the current
-claims of clips that were ever claimed and are not done, and the heartbeats of their owners.
+One round lists the markers, and the claims only when the markers leave a clip to take (not
+done, not this worker's, not failed for good); it then reads only the current claims of clips that
+were ever claimed and are not done, and the heartbeats of their owners. The shard lists are listed
+on the first round and again only when the markers show a heartbeat of a launch whose lists were
+not read (a launch writes all its lists before it starts a worker) or a list could not be read:
+on a long sweep a round, one per batch, costs two listings, and one at the sweep's end.
 Free clips come in the order that keeps batches full and meets owners least: the worker's own
 shard from its head, then the group it runs now, then models it has loaded, then every other shard
 from its tail (its owner works from its head). At the sweep's tail a slow worker leaves the last
@@ -32,7 +36,7 @@ from enum import Enum
 
 from musicsweep.failure import permanent_reason
 from musicsweep.job import Job
-from musicsweep.layout import FAILED_SUFFIX, JOBS_DIR, PID_SUFFIX, done_marker, list_markers
+from musicsweep.layout import FAILED_SUFFIX, JOBS_DIR, PID_SUFFIX, done_marker, heartbeat_launch, list_markers
 from musicsweep.store.retry import StoreUnreachable
 from musicsweep.store.sightings import Sightings
 from musicsweep.worker.claims import Claims, read_seen
@@ -91,6 +95,7 @@ class Pool:
         self.own = {job.job_id: Place(context.launch_id, context.worker_id, i) for i, job in enumerate(own)}
         self.jobs: dict[str, Job | None] = {job.job_id: job for job in own}  # None: no spec on this host
         self.shards: dict[tuple[str, int], list[str]] = {}  # read once each
+        self.shards_listed = False  # and every list listed then was read
         self.read_failures: dict[str, bool] = {}  # `.failed` marker -> permanent
         self.silence_s = 2 * heartbeat_interval(claims.lease_s) + 1.0
         self.sightings = Sightings()
@@ -102,22 +107,21 @@ class Pool:
         markers = list_markers(self.store, self.keys.sweep)
         beats: dict[tuple[str, int], dict | None] = {}
         places = self.places(markers, beats)
-        prefix = self.keys.all_claims
-        latest: dict[str, str] = {}  # job id -> its highest-generation claim key
-        for key in self.store.list(prefix):
-            job_id = key.removeprefix(prefix).split("/", 1)[0]
-            latest[job_id] = max(latest.get(job_id, ""), key)
         failures: dict[str, list[str]] = {}
         for name in markers:
             if name.endswith(FAILED_SUFFIX):
                 failures.setdefault(name.split(".", 1)[0], []).append(name)
+        left = {
+            job_id: place
+            for job_id, place in places.items()
+            if done_marker(job_id) not in markers
+            and job_id not in mine
+            and not self.failed_for_good(job_id, failures.get(job_id, []))
+        }
+        latest = self.latest_claims() if left else {}
         found = Round(places=places, rates=self.rates(markers, beats))
         ranked: list[tuple[tuple, Job]] = []
-        for job_id, place in places.items():
-            if done_marker(job_id) in markers or job_id in mine:
-                continue
-            if self.failed_for_good(job_id, failures.get(job_id, [])):
-                continue
+        for job_id, place in left.items():
             hold = self.hold(job_id, latest[job_id], markers, beats) if job_id in latest else Hold.FREE
             if hold is Hold.HELD:
                 found.held += 1
@@ -130,6 +134,15 @@ class Pool:
         found.free = [job for _, job in sorted(ranked, key=lambda pair: pair[0])]
         return found
 
+    def latest_claims(self) -> dict[str, str]:
+        """Each clip ever claimed -> its highest-generation claim key (one listing)."""
+        prefix = self.keys.all_claims
+        latest: dict[str, str] = {}
+        for key in self.store.list(prefix):
+            job_id = key.removeprefix(prefix).split("/", 1)[0]
+            latest[job_id] = max(latest.get(job_id, ""), key)
+        return latest
+
     def places(self, markers: set[str], beats: dict) -> dict[str, Place]:
         """The clips this worker may take, each at its latest launch's place."""
         if self.context.host_disk_store:
@@ -139,7 +152,7 @@ class Pool:
                 names = []
             pids = [name.removesuffix(PID_SUFFIX) for name in names if name.endswith(PID_SUFFIX)]
             return {job_id: Place("", -1, i) for i, job_id in enumerate(pids)} | self.own
-        self.read_shard_lists()
+        self.read_shard_lists(markers)
         workers: dict[str, list[int]] = {}
         for launch, worker in self.shards:
             workers.setdefault(launch, []).append(worker)
@@ -165,7 +178,14 @@ class Pool:
                     found.append(float(rate))
         return found
 
-    def read_shard_lists(self) -> None:
+    def read_shard_lists(self, markers: set[str]) -> None:
+        """Lists the shard lists only when there may be new ones: on the first round, after a list
+        could not be read, and once a launch whose lists were not read has a worker beating."""
+        known = {launch for launch, _ in self.shards}
+        beating = {heartbeat_launch(name) for name in markers} - {None}
+        if self.shards_listed and beating <= known:
+            return
+        self.shards_listed = True
         for key in self.store.list(self.keys.launches):
             shard = self.keys.shard_of(key)
             if shard is None or shard in self.shards:
@@ -176,6 +196,7 @@ class Pool:
                 raise
             except Exception as error:  # half-written or foreign: read again next round
                 log(f"cannot read shard list {key}: {error}")
+                self.shards_listed = False
 
     def beating(self, launch: str, worker: int, pid: int | None, markers: set[str], beats: dict) -> bool:
         """True if worker `worker` of `launch` (process `pid`, if given) wrote its heartbeat lately."""

@@ -34,7 +34,7 @@ def finish(store: Store, sweep: SweepDir, launch_id: str, worker_id: int, status
     reason = f"spot interruption notice: {notice.read_text().strip()}" if notice.exists() else exit_reason(status)
     job_ids = store.get_json(sweep.keys.shard(launch_id, worker_id))["jobs"]
     marked = mark_unfinished(store, sweep.name, job_ids, reason, launch_id, worker_id)
-    worker = WorkerPaths(sweep.root, sweep.name, worker_id)
+    worker = WorkerPaths(sweep.root, sweep.name, worker_id, launch_id)
     if worker.log.exists():
         store.put_file(worker.log_key, worker.log)
     record = {"end": time.time(), "status": status, "interrupted": notice.exists(), "unfinished": marked}

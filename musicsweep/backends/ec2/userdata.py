@@ -128,7 +128,7 @@ def render_user_data(settings: EC2Config, work: InstanceWork, launch_env: dict[s
         worker_id=work.worker_id,
         num_workers=work.num_workers,
         cwd=str(work_dir),
-        log=str(WorkerPaths(work_dir, work.sweep, work.worker_id).log),
+        log=str(WorkerPaths(work_dir, work.sweep, work.worker_id, work.launch_id).log),
         specs=[str(JobPaths.of(job, Path()).spec) for job in work.jobs],
         python='"$MUSICSWEEP_EC2_PYTHON"',
         env=env,

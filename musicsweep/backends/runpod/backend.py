@@ -147,7 +147,7 @@ class RunPodBackend(Backend):
             deploy(host, self.config.base_dir, filters, sweep)
             setup = environment_setup(host, sweep, self.config.base_dir)
             prepare = prepare_block(host, self.host_settings.prepare)
-            return start_workers(host, sweep.name, [shard], setup + prepare)
+            return start_workers(host, sweep.name, launch.launch_id, [shard], setup + prepare)
 
         results = on_hosts([host for host, _ in by_label.values()], launch_on)
         error = combined_error(results)
