@@ -6,9 +6,18 @@ its hooks see session-wide fixtures too) sorts tests into the quick and the e2e 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+# Bytecode is kept, whatever the caller's shell says: hundreds of processes of the suite (workers,
+# the doctor's probes, the test processes) import torch and transformers, and with
+# PYTHONDONTWRITEBYTECODE set (some shells and CI images set it) each compiled both again, about
+# 15 s of CPU a process here (docs/testing.md). Set before any plugin or test module is imported,
+# and before xdist starts its test processes, which inherit this environment like every child.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 # Fixture modules import each other (servers, s3): rewrite their asserts whoever imports first.
 pytest.register_assert_rewrite("tests.fixtures")
