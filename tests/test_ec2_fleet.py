@@ -95,7 +95,7 @@ def test_spot_notice_on_one_of_two_the_other_takes_its_clips_and_no_instance_is_
 def test_the_survivor_has_exited_so_relaunch_starts_one_instance_for_what_the_notice_left(
     ec2_project: EC2Project, second_imds: IMDS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A long clip's instance A claims it (before loading its model) and holds it mid-batch (a drill
+    """A long clip's instance A claims it (once its model is loaded) and holds it mid-batch (a drill
     hang after window 1, its heartbeat beating), so B makes its own clip and exits: nothing free is
     left for it. A's spot notice then stops A at that window, its claim handed back; with no live
     worker left, `--relaunch-failed` starts exactly one instance, which resumes the clip. Three

@@ -13,7 +13,7 @@ from musicsweep import run_sweep
 from musicsweep.cli.pull import main as auto_pull
 from musicsweep.config import load_config
 from musicsweep.digests import MISMATCH
-from musicsweep.layout import SweepDir
+from musicsweep.layout import StoreKeys, SweepDir
 from musicsweep.states import JobState
 from musicsweep.sweep.observe import observe
 from musicsweep.sweep.relaunch import judge, relaunch_jobs
@@ -41,7 +41,8 @@ def test_user_data_runs_the_shard_uploads_and_shuts_down(
     assert_each_clip_once(ec2_project, name, job_ids, generated_hashes(ec2_project, name))
     keys = ec2_project.s3_keys(f"{name}/")
     heartbeats = [key for key in keys if key.startswith(f"{name}/markers/worker_0.") and key.endswith(".heartbeat")]
-    assert f"{name}/logs/worker_0.log" in keys and len(heartbeats) == 1
+    launch = SweepDir(load_config().sweeps_dir, name).read_manifest().launch_ids()[-1]
+    assert StoreKeys(name).log(0, launch) in keys and len(heartbeats) == 1
 
     assert auto_pull([name, "--once"]) == 0
     sweep = SweepDir(load_config().sweeps_dir, name)
@@ -91,11 +92,9 @@ def test_spot_notice_mid_run_stops_and_relaunch_finishes_the_rest(
     launches = sweep.read_manifest().launches
     assert [entry.jobs for entry in launches] == [6, len(left)]
     assert instance_sandbox.run(backend, second) == 0
-    generated = generated_hashes(ec2_project, name)
-    # The sandbox runs both instances in one work folder, whose log the worker script appends to.
-    assert generated[: len(generated_first)] == generated_first
-    assert sorted(generated[len(generated_first) :]) == sorted(job_id[:8] for job_id in left)  # only what was left
-    assert_each_clip_once(ec2_project, name, job_ids, generated)
+    generated = generated_hashes(ec2_project, name)  # the second instance's own log, beside the first's
+    assert sorted(generated) == sorted(job_id[:8] for job_id in left)  # only what was left
+    assert_each_clip_once(ec2_project, name, job_ids, generated_first + generated)
     assert set(backend.poll(sweep, sweep.read_manifest()).values()) == {JobState.DONE}
 
 
