@@ -10,6 +10,7 @@ import pytest
 import musicsweep.engine
 from musicsweep.engine.batching import CPU_BATCH, INJECT_ENV
 from musicsweep.layout import JobPaths
+from musicsweep.worker.claims import Claims, Owner
 from musicsweep.worker.loop import Worker
 from tests.helpers import make_jobs, make_worker, wav_info
 
@@ -132,3 +133,24 @@ def test_an_upload_failing_midway_fails_only_the_unsaved_clips(tmp_path, monkeyp
         assert store_path(worker, paths.failed_key("test")).exists()
         assert not store_path(worker, paths.done_key).exists()
     assert worker.tally.failed == [job.job_id for job in jobs[1:]]
+
+
+def test_a_model_that_fails_to_load_fails_only_the_clips_this_worker_claims(tmp_path, monkeypatch, capsys) -> None:
+    """A load that fails on this host is a permanent failure of the clips it claims, never of one
+    another worker holds (with dynamic assignment the group may hold other shards' clips)."""
+
+    def failing(name, config, source=None):
+        raise RuntimeError("CUDA error: out of memory while loading")
+
+    monkeypatch.setattr(musicsweep.engine, "load_engine", failing)
+    worker = make_worker(tmp_path, batch_size=2)
+    jobs = make_jobs(3)
+    other = Claims(worker.context.store, "s", Owner("elsewhere", 7, "L9", 3))
+    assert other.acquire(jobs[0].job_id) is None  # generating it on another host right now
+    deferred = worker.generate(jobs)
+    assert [job.job_id for job in deferred] == [jobs[0].job_id]
+    work = worker.context.work_dir
+    failed = [job for job in jobs if store_path(worker, JobPaths.of(job, work).failed_key("test")).exists()]
+    assert failed == jobs[1:]
+    text = store_path(worker, JobPaths.of(jobs[1], work).failed_key("test")).read_text()
+    assert text.startswith("permanent failure:") and "out of memory while loading" in text

@@ -234,8 +234,12 @@ class Worker:
                     self.lifetime.times.chose(group[0].model, size)
                 except StoreUnreachable:
                     raise
-                except Exception:  # the model failed to load: its whole group fails now, not batch by batch
-                    self.failures.mark_all(pending, traceback.format_exc(), permanent=True)
+                except Exception:  # the model failed to load: the group fails now, not batch by batch
+                    error = traceback.format_exc()
+                    # Only the clips this worker can claim: never one another worker holds or has made.
+                    claimed = self.claim_batch(pending, deferred)
+                    if claimed:
+                        self.failures.mark_all(claimed, error, permanent=True)
                     break
                 if self.stopped_before(pending):  # a stop (a spot notice) that came during the load
                     return deferred
