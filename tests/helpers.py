@@ -253,6 +253,11 @@ def worker_log(name: str, worker: int = 0) -> str:
     return "".join(log.read_text() for log in logs if log.exists())
 
 
+def latest_log(sweep: SweepDir, worker: int = 0) -> Path:
+    """Worker `worker`'s log file of the sweep's latest launch, where a host with the sweep folder writes it."""
+    return sweep.worker(worker, sweep.read_manifest().launch_ids()[-1]).log
+
+
 def exit_statuses(log_text: str) -> list[int]:
     return [int(line.rsplit(" ", 1)[1]) for line in log_text.splitlines() if "worker exited with status" in line]
 

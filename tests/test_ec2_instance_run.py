@@ -13,7 +13,7 @@ from musicsweep import run_sweep
 from musicsweep.cli.pull import main as auto_pull
 from musicsweep.config import load_config
 from musicsweep.digests import MISMATCH
-from musicsweep.layout import StoreKeys, SweepDir
+from musicsweep.layout import StoreKeys, SweepDir, worker_log_name
 from musicsweep.states import JobState
 from musicsweep.sweep.observe import observe
 from musicsweep.sweep.relaunch import judge, relaunch_jobs
@@ -134,6 +134,7 @@ def test_a_wheel_swapped_in_the_store_is_never_installed(
     client.put_object(Bucket=bucket, Key=f"musicsweep/{wheel}", Body=b"PK not the wheel the launcher built")
     assert instance_sandbox.run(ec2_project.backend(), live_instance(ec2_project, name)) == 1
     assert instance_sandbox.shutdown_log.read_text().splitlines() == ["-h +30", "-h now"]
-    log = (ec2_project.instance_root / name / "logs" / "worker_0.log").read_text()
+    [launch] = SweepDir(load_config().sweeps_dir, name).read_manifest().launch_ids()
+    log = (ec2_project.instance_root / name / "logs" / worker_log_name(0, launch)).read_text()
     assert f"wheel digest mismatch: refusing to install musicsweep/{wheel}: its sha256 is " in log
     assert "worker exited" not in log and not ec2_project.s3_keys(f"{name}/markers/")

@@ -35,6 +35,7 @@ from tests.helpers import (
     assert_intact,
     clips,
     exit_statuses,
+    latest_log,
     run_sweep_script,
     sweep_dir,
     wait_for_sweep,
@@ -137,7 +138,7 @@ def test_sweep_runs_as_one_throttled_array(project: Path, slurm_cluster: SlurmCl
     assert len(rows) == 6 and {row["hourly_cost_usd"] for row in rows} == {"1.5"}
     # Tasks 0 and 1 may take task 2's clips (dynamic assignment), so the sweep can be done before the
     # throttle lets task 2 start; it still runs, finds nothing left, and logs.
-    paths = [sweep.root / "logs" / f"worker_{task}.log" for task in range(3)]
+    paths = [latest_log(sweep, task) for task in range(3)]
     wait_until(lambda: all(p.exists() and "worker finished with status" in p.read_text() for p in paths), 300, "3 logs")
     assert all("prepared: yes" in path.read_text() for path in paths)
     scripts = list((sweep.root / "scripts").glob("slurm-*/*.sh"))
@@ -168,7 +169,7 @@ def test_preempted_task_is_requeued_and_completes_without_duplicates(
 
     states = wait_for_sweep("pre", timeout_s=400)
     assert set(states.values()) == {JobState.DONE} and len(states) == 4
-    log = (sweep.root / "logs" / "worker_0.log").read_text()
+    log = latest_log(sweep).read_text()
     assert "requeueing" in log and "restart 1" in log
     # Nothing generated twice: one batch per clip in all, and the early WAVs were not rewritten.
     assert len(re.findall(r"batch of 1 x", log)) == 4
@@ -187,7 +188,7 @@ def test_usr2_mid_clip_requeues_the_task_and_it_resumes_from_the_checkpoint(
     write_slurm_config(project, engine_batch_size=1, shards=1)
     plan = run_sweep(variants(["rainy jazz trio"], [120]), "usr2")
     sweep = plan.sweep
-    log = sweep.root / "logs" / "worker_0.log"
+    log = latest_log(sweep)
     wait_until(lambda: log.exists() and "] window 2/6 " in log.read_text(), 300, "the second window")
     signal = slurm_cluster.run("scancel", "--batch", "--signal=USR2", array_task(sweep))
     assert signal.returncode == 0, signal.stderr
@@ -213,7 +214,7 @@ def test_task_whose_store_is_unreachable_is_requeued_and_finishes(
     store = {"url": "s3://drill/musicsweep", "endpoint_url": server.endpoint_url, "region": "us-east-1"}
     write_slurm_config(project, engine_batch_size=1, store=store | {"outage_budget_s": 3}, shards=1)
     plan = run_sweep(variants(["rainy jazz trio", "driving techno"], [3, 4]), "gone")
-    log = plan.sweep.root / "logs" / "worker_0.log"
+    log = latest_log(plan.sweep)
     bucket = server.server.client()
     done = lambda: bucket.list_objects_v2(Bucket="drill", Prefix="musicsweep/gone/markers/").get("Contents", [])  # noqa: E731
     wait_until(lambda: any(item["Key"].endswith(".done") for item in done()), 300, "the first finished clip")
@@ -264,7 +265,7 @@ def test_a_cancelled_task_is_not_requeued_by_its_epilogue(
     backend = get_backend("slurm", load_config())
     wait_until(started.exists, 120, "the stand-in worker")
     backend.cancel(plan.sweep, plan.sweep.read_manifest())
-    log = plan.sweep.root / "logs" / "worker_0.log"
+    log = latest_log(plan.sweep)
     wait_until(lambda: f"worker exited with status {EXIT_STOPPED}" in log.read_text(), 30, "the epilogue")
     time.sleep(2)  # a requeued task would be back in the queue by now
     assert set(backend.task_states(plan.sweep.read_manifest()).values()) == {"CANCELLED"}
@@ -292,7 +293,7 @@ def test_a_launcher_killed_after_sbatch_leaves_one_array_that_the_next_poll_find
     queue = slurm_cluster.run("squeue", "--noheader", "--states=all", "--format=%F %j").stdout.split("\n")
     arrays = {line for line in queue if f" musicsweep-{name}-" in line}
     assert [line.split()[1] for line in arrays] == [f"musicsweep-{name}-{record.id}"]
-    text = (sweep.root / "logs" / "worker_0.log").read_text()
+    text = sweep.worker(0, record.id).log.read_text()  # the array of the killed launch ran the clips
     assert text.count("] worker 0/1 on ") == 1
     assert_intact(open_store(load_config().store), jobs_from_variants(clips(2, 1).variants(), name), text)
     assert not held_elsewhere(sweep)
@@ -303,7 +304,7 @@ def test_task_that_dies_without_markers_fails_its_jobs(project: Path, slurm_clus
     plan = run_sweep(variants(["never generated", "also never"], [2]), "dies")
     states = wait_for_sweep("dies", timeout_s=120)
     assert set(states.values()) == {JobState.FAILED} and len(states) == 2
-    log = (plan.sweep.root / "logs" / "worker_0.log").read_text()
+    log = latest_log(plan.sweep).read_text()
     assert "prepare failed: test -d /nonexistent-musicsweep-module" in log
     assert not list((plan.sweep.root / "audio").glob("*.wav"))
 
@@ -377,7 +378,7 @@ def test_sweep_submitted_through_an_ssh_login_node(
     assert f"MUSICSWEEP_JOB_DIR={remote_sweep}" in script.read_text()
     # The forwarded variable reached the task through ssh's stdin and sbatch, and no file holds it.
     token_hash = hashlib.sha256(SECRET.encode()).hexdigest()[:16]
-    assert f"token: {token_hash}" in (sweep.root / "logs" / "worker_0.log").read_text()
+    assert f"token: {token_hash}" in latest_log(sweep).read_text()
     for folder in (project, login.root):
         leaks = [path for path in folder.rglob("*") if path.is_file() and SECRET.encode() in path.read_bytes()]
         assert leaks == []

@@ -19,7 +19,7 @@ import yaml
 
 from musicsweep.cli.run import run_sweep
 from musicsweep.config import load_config
-from musicsweep.layout import SweepDir
+from musicsweep.layout import SweepDir, worker_log_name
 from tests.fixtures.s3 import S3Bucket
 from tests.fixtures.servers import wait_until
 from tests.fixtures.sshd import SSHServer
@@ -63,9 +63,10 @@ def test_a_killed_hosts_clips_are_finished_by_the_other_host(
         return sum(key.endswith(".done") for key in store.list("far/markers/")) == 12
 
     wait_until(all_done, 240, "every clip done")
-    survivor_log = folders[0] / "logs" / "worker_0.log"
+    [launch] = SweepDir(load_config().sweeps_dir, "far").read_manifest().launch_ids()
+    survivor_log = folders[0] / "logs" / worker_log_name(0, launch)
     wait_until(lambda: "worker finished with status 0" in survivor_log.read_text(), 60, "host 0's worker to exit")
-    victim = (folders[1] / "logs" / "worker_1.log").read_text()
+    victim = (folders[1] / "logs" / worker_log_name(1, launch)).read_text()
     survivor = survivor_log.read_text()
     made = Counter(generated_names(survivor) + generated_names(victim))
     assert len(made) == 12 and set(made.values()) == {1}, made

@@ -122,7 +122,7 @@ class SlurmBackend(Backend):
             worker_id=shard.worker_id,
             num_workers=num_workers,
             cwd=self.cluster.code_dir(),
-            log=str(WorkerPaths(Path(job_dir), launch.sweep.name, shard.worker_id).log),
+            log=str(WorkerPaths(Path(job_dir), launch.sweep.name, shard.worker_id, launch.launch_id).log),
             specs=[str(JobPaths.of(job, job_dir).spec) for job in shard.jobs],
             python=self.cluster.python(),
             env=env,
