@@ -78,6 +78,11 @@ def failed_marker(job_id: str, launch_id: str | None) -> str:
     return f"{job_id}.{launch_id}{FAILED_SUFFIX}"
 
 
+def attempt_suffix(attempt: int) -> str:
+    """`.attemptK` for a worker's K-th restart within its launch (Ray restarts a lost one), else nothing."""
+    return f".attempt{attempt}" if attempt else ""
+
+
 def heartbeat_marker(worker_id: int, launch_id: str) -> str:
     return f"worker_{worker_id}.{launch_id}.heartbeat"
 
@@ -176,16 +181,18 @@ class StoreKeys:
         """When a machine stopped working, written by the machine itself (EC2)."""
         return f"{self.sweep}/instances/{launch_id}-worker_{worker_id}.json"
 
-    def log(self, worker_id: int) -> str:
-        return f"{self.sweep}/{LOGS_DIR}/worker_{worker_id}.log"
+    def log(self, worker_id: int, attempt: int = 0) -> str:
+        """Per attempt, so a restarted worker N (Ray) never overwrites what its lost attempt uploaded."""
+        return f"{self.sweep}/{LOGS_DIR}/worker_{worker_id}{attempt_suffix(attempt)}.log"
 
     def heartbeat(self, worker_id: int, launch_id: str) -> str:
         """Per launch, so a relaunched worker N never hides an earlier one's liveness."""
         return self.markers + heartbeat_marker(worker_id, launch_id)
 
-    def lifetime(self, worker_id: int, launch_id: str) -> str:
-        """One record per launch, so a relaunched worker N never hides an earlier one's paid time."""
-        return f"{self.sweep}/{WORKERS_DIR}/worker_{worker_id}.{launch_id}.json"
+    def lifetime(self, worker_id: int, launch_id: str, attempt: int = 0) -> str:
+        """One record per launch and attempt, so neither a relaunched nor a restarted worker N hides
+        an earlier one's paid time."""
+        return f"{self.sweep}/{WORKERS_DIR}/worker_{worker_id}.{launch_id}{attempt_suffix(attempt)}.json"
 
 
 def key_folder(key: str) -> str:
@@ -253,11 +260,13 @@ class JobPaths:
 
 @dataclass(frozen=True)
 class WorkerPaths:
-    """Files of one worker process: its generated script, pid, log and lifetime record."""
+    """Files of one worker process: its generated script, pid, log and lifetime record (the last
+    two per attempt: a restart within the launch keeps its own)."""
 
     work_dir: Path
     sweep: str
     worker_id: int
+    attempt: int = 0
 
     @property
     def script(self) -> Path:
@@ -265,7 +274,7 @@ class WorkerPaths:
 
     @property
     def log(self) -> Path:
-        return self.work_dir / LOGS_DIR / f"worker_{self.worker_id}.log"
+        return self.work_dir / LOGS_DIR / f"worker_{self.worker_id}{attempt_suffix(self.attempt)}.log"
 
     @property
     def pid(self) -> Path:
@@ -273,10 +282,10 @@ class WorkerPaths:
 
     @property
     def log_key(self) -> str:
-        return StoreKeys(self.sweep).log(self.worker_id)
+        return StoreKeys(self.sweep).log(self.worker_id, self.attempt)
 
     def lifetime_key(self, launch_id: str) -> str:
-        return StoreKeys(self.sweep).lifetime(self.worker_id, launch_id)
+        return StoreKeys(self.sweep).lifetime(self.worker_id, launch_id, self.attempt)
 
     def heartbeat_key(self, launch_id: str) -> str:
         return StoreKeys(self.sweep).heartbeat(self.worker_id, launch_id)
@@ -381,8 +390,8 @@ class SweepDir:
     def job_by_id(self, job_id: str, output_name: str) -> JobPaths:
         return JobPaths(self.root, self.name, job_id, output_name)
 
-    def worker(self, worker_id: int) -> WorkerPaths:
-        return WorkerPaths(self.root, self.name, worker_id)
+    def worker(self, worker_id: int, attempt: int = 0) -> WorkerPaths:
+        return WorkerPaths(self.root, self.name, worker_id, attempt)
 
     def local_file(self, key: str) -> Path:
         """Where a store key `{sweep}/...` lands when pulled."""

@@ -165,6 +165,11 @@ def generated_names(log_text: str) -> list[str]:
     return [line.split("] generated ", 1)[1].strip() for line in log_text.splitlines() if "] generated " in line]
 
 
+def uploaded_names(log_text: str) -> list[str]:
+    """The clips a worker delivered (`] uploaded NAME`)."""
+    return [line.split("] uploaded ", 1)[1].strip() for line in log_text.splitlines() if "] uploaded " in line]
+
+
 def taken_names(log_text: str) -> list[str]:
     """The clips a worker took from other shards (`] took NAME from ...`)."""
     return [line.split("] took ", 1)[1].split(" ", 1)[0] for line in log_text.splitlines() if "] took " in line]

@@ -35,7 +35,7 @@ from musicsweep.job import Job
 from musicsweep.layout import FAILED_SUFFIX, JOBS_DIR, PID_SUFFIX, done_marker, list_markers
 from musicsweep.store.retry import StoreUnreachable
 from musicsweep.store.sightings import Sightings
-from musicsweep.worker.claims import Claims, read_seen
+from musicsweep.worker.claims import Claims, latest_claims, read_seen
 from musicsweep.worker.context import WorkerContext
 from musicsweep.worker.heartbeat import heartbeat_interval
 from musicsweep.worker.log import log
@@ -102,11 +102,7 @@ class Pool:
         markers = list_markers(self.store, self.keys.sweep)
         beats: dict[tuple[str, int], dict | None] = {}
         places = self.places(markers, beats)
-        prefix = self.keys.all_claims
-        latest: dict[str, str] = {}  # job id -> its highest-generation claim key
-        for key in self.store.list(prefix):
-            job_id = key.removeprefix(prefix).split("/", 1)[0]
-            latest[job_id] = max(latest.get(job_id, ""), key)
+        latest = latest_claims(self.store, self.keys)  # job id -> its highest-generation claim key
         failures: dict[str, list[str]] = {}
         for name in markers:
             if name.endswith(FAILED_SUFFIX):
