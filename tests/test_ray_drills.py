@@ -31,7 +31,8 @@ def test_a_lost_node_s_claims_are_freed_at_once_and_every_clip_is_generated_once
 ) -> None:
     """Node loss with dynamic assignment: each worker holds a whole node (2 GPUs) and has a short and
     a long clip (one model each). Once the extra node's worker has delivered its short clip (its log
-    in the store says so) and checkpointed its long one, the node is killed. The launch's driver
+    in the store says so) and checkpointed its long one (where the fixture makes that node's workers
+    hang, holding their claims), the node is killed. The launch's driver
     releases the dead worker's claims at once (the lease is an hour: nothing here waits one out), so
     the head's worker takes the long clip, or Ray's restart of the lost worker does once the head's
     GPUs are free; either resumes it from its last window. Every attempt keeps its log and its paid time."""
