@@ -39,6 +39,8 @@ TAKE_FROM_OTHERS = "MUSICSWEEP_TAKE_FROM_OTHERS"
 HOST_DISK_STORE = "MUSICSWEEP_HOST_DISK_STORE"
 # The worker's log file, exported by its script (`scripts.py`), which chose it: the worker uploads it.
 LOG_FILE = "MUSICSWEEP_LOG"
+HOST = "MUSICSWEEP_HOST"  # the worker's host in claims and records (Ray: HOSTNAME@ray-NODE); default its hostname
+ATTEMPT = "MUSICSWEEP_ATTEMPT"  # a restart's number within its launch (Ray); 0 or absent: the first run
 
 # Test-only switches: drills and tests set them, a launcher never does.
 TEST_KILL_AT = "MUSICSWEEP_TEST_KILL_AT"
@@ -149,15 +151,19 @@ class WorkerEnv:
     worker_id: int = 0
     num_workers: int = 1
     hourly_cost_usd: float = 0.0
+    host: str = ""  # empty: the worker's hostname
+    attempt: int = 0
 
     def to_env(self) -> dict[str, str]:
-        return self.launch.to_env() | {
+        env = self.launch.to_env() | {
             JOB_DIR: self.job_dir,
             WORKER_ID: str(self.worker_id),
             NUM_WORKERS: str(self.num_workers),
             HOURLY_COST_USD: repr(float(self.hourly_cost_usd)),
             "PYTHONUNBUFFERED": "1",
         }
+        optional = ((HOST, self.host), (ATTEMPT, str(self.attempt) if self.attempt else ""))
+        return env | {name: value for name, value in optional if value}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WorkerEnv:
@@ -168,6 +174,8 @@ class WorkerEnv:
             worker_id=_parsed(environ, WORKER_ID, int, 0),
             num_workers=_parsed(environ, NUM_WORKERS, int, 1),
             hourly_cost_usd=_parsed(environ, HOURLY_COST_USD, float, 0.0),
+            host=environ.get(HOST, ""),
+            attempt=_parsed(environ, ATTEMPT, int, 0),
         )
 
 
@@ -193,6 +201,8 @@ def worker_environment(
     num_workers: int,
     hourly_cost_usd: float,
     host_disk_store: str | None = None,
+    host: str = "",
+    attempt: int = 0,
 ) -> dict[str, str]:
     """One worker's environment; `host_disk_store` replaces the store by a folder on the host's own disk,
     where the launcher's shard lists are not and other hosts' claims may not be, so the worker takes
@@ -200,4 +210,4 @@ def worker_environment(
     launch = LaunchEnv.from_env(sweep_env)
     if host_disk_store is not None:
         launch = dataclasses.replace(launch, store=StoreConfig(url=host_disk_store), host_disk_store=True)
-    return WorkerEnv(launch, job_dir, worker_id, num_workers, hourly_cost_usd).to_env()
+    return WorkerEnv(launch, job_dir, worker_id, num_workers, hourly_cost_usd, host, attempt).to_env()

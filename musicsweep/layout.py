@@ -78,10 +78,17 @@ def failed_marker(job_id: str, launch_id: str | None) -> str:
     return f"{job_id}.{launch_id}{FAILED_SUFFIX}"
 
 
-def worker_log_name(worker_id: int, launch_id: str) -> str:
-    """`worker_N.LAUNCH.log`: one log per attempt, so a relaunched worker N never overwrites an earlier
-    one's; `worker_N.log` where a backend's script names no launch."""
-    return f"worker_{worker_id}.{launch_id}.log" if launch_id else f"worker_{worker_id}.log"
+def attempt_suffix(attempt: int) -> str:
+    """`.attemptK` for a worker's K-th restart within its launch (Ray restarts a lost one), else nothing."""
+    return f".attempt{attempt}" if attempt else ""
+
+
+def worker_log_name(worker_id: int, launch_id: str, attempt: int = 0) -> str:
+    """`worker_N.LAUNCH.log` (`worker_N.LAUNCH.attemptK.log` for a Ray restart): one log per attempt,
+    so a relaunched or restarted worker N never overwrites an earlier one's; `worker_N.log` where a
+    backend's script names no launch."""
+    base = f"worker_{worker_id}.{launch_id}" if launch_id else f"worker_{worker_id}"
+    return f"{base}{attempt_suffix(attempt)}.log"
 
 
 def heartbeat_marker(worker_id: int, launch_id: str) -> str:
@@ -189,16 +196,18 @@ class StoreKeys:
         """When a machine stopped working, written by the machine itself (EC2)."""
         return f"{self.sweep}/instances/{launch_id}-worker_{worker_id}.json"
 
-    def log(self, worker_id: int, launch_id: str = "") -> str:
-        return f"{self.sweep}/{LOGS_DIR}/{worker_log_name(worker_id, launch_id)}"
+    def log(self, worker_id: int, launch_id: str = "", attempt: int = 0) -> str:
+        """Per attempt, so a relaunched or restarted worker N never overwrites what an earlier one uploaded."""
+        return f"{self.sweep}/{LOGS_DIR}/{worker_log_name(worker_id, launch_id, attempt)}"
 
     def heartbeat(self, worker_id: int, launch_id: str) -> str:
         """Per launch, so a relaunched worker N never hides an earlier one's liveness."""
         return self.markers + heartbeat_marker(worker_id, launch_id)
 
-    def lifetime(self, worker_id: int, launch_id: str) -> str:
-        """One record per launch, so a relaunched worker N never hides an earlier one's paid time."""
-        return f"{self.sweep}/{WORKERS_DIR}/worker_{worker_id}.{launch_id}.json"
+    def lifetime(self, worker_id: int, launch_id: str, attempt: int = 0) -> str:
+        """One record per launch and attempt, so neither a relaunched nor a restarted worker N hides
+        an earlier one's paid time."""
+        return f"{self.sweep}/{WORKERS_DIR}/worker_{worker_id}.{launch_id}{attempt_suffix(attempt)}.json"
 
 
 def key_folder(key: str) -> str:
@@ -266,13 +275,15 @@ class JobPaths:
 
 @dataclass(frozen=True)
 class WorkerPaths:
-    """Files of one worker process: its generated script, pid, log and lifetime record. The log is
-    the attempt's own (`launch_id`); the script and pid are replaced by the next attempt's."""
+    """Files of one worker process: its generated script, pid, log and lifetime record. The log and
+    lifetime record are the attempt's own (its launch, and a restart within it); the script and pid
+    are replaced by the next attempt's."""
 
     work_dir: Path
     sweep: str
     worker_id: int
     launch_id: str = ""
+    attempt: int = 0
 
     @property
     def script(self) -> Path:
@@ -280,7 +291,7 @@ class WorkerPaths:
 
     @property
     def log(self) -> Path:
-        return self.work_dir / LOGS_DIR / worker_log_name(self.worker_id, self.launch_id)
+        return self.work_dir / LOGS_DIR / worker_log_name(self.worker_id, self.launch_id, self.attempt)
 
     @property
     def pid(self) -> Path:
@@ -288,10 +299,10 @@ class WorkerPaths:
 
     @property
     def log_key(self) -> str:
-        return StoreKeys(self.sweep).log(self.worker_id, self.launch_id)
+        return StoreKeys(self.sweep).log(self.worker_id, self.launch_id, self.attempt)
 
     def lifetime_key(self, launch_id: str) -> str:
-        return StoreKeys(self.sweep).lifetime(self.worker_id, launch_id)
+        return StoreKeys(self.sweep).lifetime(self.worker_id, launch_id, self.attempt)
 
     def heartbeat_key(self, launch_id: str) -> str:
         return StoreKeys(self.sweep).heartbeat(self.worker_id, launch_id)
@@ -396,8 +407,8 @@ class SweepDir:
     def job_by_id(self, job_id: str, output_name: str) -> JobPaths:
         return JobPaths(self.root, self.name, job_id, output_name)
 
-    def worker(self, worker_id: int, launch_id: str = "") -> WorkerPaths:
-        return WorkerPaths(self.root, self.name, worker_id, launch_id)
+    def worker(self, worker_id: int, launch_id: str = "", attempt: int = 0) -> WorkerPaths:
+        return WorkerPaths(self.root, self.name, worker_id, launch_id, attempt)
 
     def local_file(self, key: str) -> Path:
         """Where a store key `{sweep}/...` lands when pulled."""

@@ -139,18 +139,23 @@ def wait_for_text(path: Path, text: str, count: int = 1, timeout_s: float = 240)
 
 @contextlib.contextmanager
 def slowed_once_loaded(
-    pgid: int, own: tuple[Path, int], other: tuple[Path, int], share: float = 0.25, meanwhile: Callable = lambda: None
+    pgid: int,
+    own: tuple[Path, int],
+    other: tuple[Path | Callable[[], Path], int],
+    share: float = 0.25,
+    meanwhile: Callable = lambda: None,
 ):
     """Slow the worker group `pgid` to `share` of its speed once both it and the other worker have loaded
-    their model (each log holding `loaded model` the given number of times); paused in between if it
-    loads first (`meanwhile` runs once it is paused: start the other worker there). A loaded host's
+    their model (each log holding `loaded model` the given number of times; the other's log may be
+    named once `meanwhile` ran); paused in between if it loads first (`meanwhile` runs once it is
+    paused: start the other worker there). A loaded host's
     start-up (a minute) is then not stretched fourfold."""
     cycle = DutyCycle(pgid, share)
     try:
         wait_for_text(own[0], LOADED, own[1])
         cycle.signal(signal.SIGSTOP)
         meanwhile()
-        wait_for_text(other[0], LOADED, other[1])
+        wait_for_text(other[0]() if callable(other[0]) else other[0], LOADED, other[1])
         cycle.start()
         yield cycle
     finally:
@@ -163,6 +168,11 @@ def slowed_once_loaded(
 def generated_names(log_text: str) -> list[str]:
     """The clips a worker generated (`] generated NAME`: one line per paid generation)."""
     return [line.split("] generated ", 1)[1].strip() for line in log_text.splitlines() if "] generated " in line]
+
+
+def uploaded_names(log_text: str) -> list[str]:
+    """The clips a worker delivered (`] uploaded NAME`)."""
+    return [line.split("] uploaded ", 1)[1].strip() for line in log_text.splitlines() if "] uploaded " in line]
 
 
 def taken_names(log_text: str) -> list[str]:

@@ -40,6 +40,7 @@ from tests.helpers import (
     clips,
     exit_statuses,
     kill_then_rerun,
+    latest_log,
     launch_and_wait,
     s3_extra,
     sweep_dir,
@@ -119,7 +120,7 @@ def test_drill_s3_server_down_15_s_mid_sweep(project: Path, restartable_s3rver: 
             stderr=subprocess.STDOUT,
         )
     try:
-        log = sweep_dir(name).worker(0).log
+        log = latest_log(sweep_dir(name))
         wait_until(lambda: log.read_text().count("uploaded ") >= 2, 180, "two uploads")
         server.stop()
         time.sleep(OUTAGE_S)
@@ -153,7 +154,7 @@ def test_drill_outage_past_the_budget_then_restart_uploads_the_spool(
     name = "budget"
     jobs = jobs_from_variants(vg.variants(), name)
     run_sweep(vg, name=name)
-    log = sweep_dir(name).worker(0).log
+    log = latest_log(sweep_dir(name))
     store = open_store(load_config().store)
     first_done = f"{name}/markers/{next(job for job in jobs if job.duration_s == 1).job_id}.done"
     second_batch = lambda: "generating 3 clip(s) of 6s" in log.read_text() and store.exists(first_done)  # noqa: E731

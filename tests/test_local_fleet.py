@@ -17,7 +17,7 @@ from musicsweep import run_sweep
 from musicsweep.config import StoreConfig
 from musicsweep.layout import SweepDir, list_markers
 from musicsweep.store import open_store
-from tests.helpers import generated_names, slowed_once_loaded, taken_names, wait_for_exit
+from tests.helpers import generated_names, latest_log, slowed_once_loaded, taken_names, wait_for_exit
 
 pytestmark = pytest.mark.e2e
 
@@ -48,7 +48,7 @@ def test_the_fast_worker_takes_the_slow_workers_unstarted_clips(project: Path) -
     run_sweep(clips(12), name="fleet")
     sweep = SweepDir(project / "runs", "fleet")
     fast, slow = worker_pgid(sweep, 0), worker_pgid(sweep, 1)
-    fast_log, slow_log = sweep.worker(0).log, sweep.worker(1).log
+    fast_log, slow_log = latest_log(sweep, 0), latest_log(sweep, 1)
     with slowed_once_loaded(slow, (slow_log, 1), (fast_log, 1)):
         wait_for_exit(fast, timeout_s=240)
         wait_for_exit(slow, timeout_s=240)
@@ -70,16 +70,19 @@ def test_a_second_launch_takes_the_first_launchs_free_clips(project: Path) -> No
     use_workers(project, 1)
     run_sweep(clips(12), name="twice")
     sweep = SweepDir(project / "runs", "twice")
-    first, log = worker_pgid(sweep, 0), sweep.worker(0).log  # both launches' worker 0 append to one log
-    with slowed_once_loaded(first, (log, 1), (log, 2), meanwhile=lambda: run_sweep(clips(14), name="twice")):
+    first, first_log = worker_pgid(sweep, 0), latest_log(sweep)  # each launch's worker 0 has its own log
+    second_log = lambda: latest_log(sweep)  # noqa: E731  (the second launch's, once it is recorded)
+    with slowed_once_loaded(
+        first, (first_log, 1), (second_log, 1), meanwhile=lambda: run_sweep(clips(14), name="twice")
+    ):
         second = worker_pgid(sweep, 0)
         assert second != first
         first_launch = sweep.read_manifest().launches[0].id
         wait_for_exit(second, timeout_s=240)
         wait_for_exit(first, timeout_s=240)
-    text = log.read_text()
+    text = first_log.read_text() + second_log().read_text()
     made = Counter(generated_names(text))
     assert len(made) == 14 and set(made.values()) == {1}, made
     assert done_count(sweep) == 14
-    lines = [line for line in text.splitlines() if "] took " in line]
+    lines = [line for line in second_log().read_text().splitlines() if "] took " in line]
     assert any(f"from worker 0 of launch {first_launch}" in line for line in lines), lines

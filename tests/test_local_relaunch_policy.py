@@ -19,7 +19,7 @@ from musicsweep import run_sweep
 from musicsweep.cli.pull import pull
 from musicsweep.layout import SweepDir
 from tests.fixtures.servers import wait_until
-from tests.helpers import generated_names, wait_for_exit
+from tests.helpers import generated_names, latest_log, wait_for_exit
 
 pytestmark = pytest.mark.e2e
 
@@ -44,6 +44,6 @@ def test_failed_clips_go_to_the_live_worker_not_to_a_new_one(project: Path, caps
         "relaunched 2 job(s)" not in out
     )  # "not relaunched, left to the sweep's live workers: ..." when it judged them
     assert [record.jobs for record in sweep.read_manifest().launches] == [4], "no worker started for them"
-    made = Counter(generated_names(sweep.worker(0).log.read_text()))
-    killed = sweep.worker(1).log
+    made = Counter(generated_names(latest_log(sweep, 0).read_text()))
+    killed = latest_log(sweep, 1)
     assert sorted(made.values()) == [1, 1, 1, 1] and (not killed.exists() or "generated" not in killed.read_text())

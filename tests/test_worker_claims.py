@@ -121,4 +121,4 @@ def test_a_live_duplicate_of_the_same_launch_and_worker_on_this_host_is_not_an_e
         duplicate.kill()
         duplicate.wait()
     assert second.acquire("job") is None  # once it is gone, it was an earlier run: a requeue resumes at once
-    assert current_claim(store, second.keys, "job").generation == 0
+    assert current_claim(store, second.keys, "job").generation == 1  # the next generation, create-only

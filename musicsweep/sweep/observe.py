@@ -39,7 +39,7 @@ from musicsweep.store import open_store
 from musicsweep.store.base import Store
 from musicsweep.store.sightings import Sightings
 from musicsweep.sweep.lock import held_elsewhere
-from musicsweep.worker.claims import Seen, dead_on_host, read_latest, read_seen, unreleased_claim
+from musicsweep.worker.claims import Seen, dead_on_host, latest_claims, read_latest, read_seen, unreleased_claim
 
 STALL_FACTOR = 4.0  # expected quiet stretches a worker may go without progress
 STALL_FLOOR_S = 300.0
@@ -216,14 +216,10 @@ def taken_over(
     }
     if not candidates:
         return {}
-    prefix = sweep.keys.all_claims
-    latest: dict[str, str] = {}
-    for key in store.list(prefix):
-        job_id = key.removeprefix(prefix).split("/", 1)[0]
-        if job_id in candidates:
-            latest[job_id] = max(latest.get(job_id, ""), key)  # zero-padded generations sort as numbers
     taken = {}
-    for job_id, key in latest.items():
+    for job_id, key in latest_claims(store, sweep.keys).items():
+        if job_id not in candidates:
+            continue
         holder = fresh_holder(store, read_seen(store, key), manifest.jobs[job_id], sightings, lease_s)
         if holder is not None:
             taken[job_id] = holder

@@ -9,11 +9,14 @@ stopped. Anyone, of any launch, may take over a claim by creating the next gener
 several takers exactly one create succeeds, but only:
 - once released;
 - when its owner ran on this host and is dead (a SIGKILLed worker), or was an earlier run of the
-  same launch's same worker (a requeued SLURM task) no longer alive on this host;
+  same launch's same worker (a requeued SLURM task, a Ray restart) no longer alive on this host;
 - or once the taker has itself watched the same generation with the same bytes stay unrenewed for
   the lease's length, on its own monotonic clock (Chubby-style). No two hosts' clocks are ever
   compared: a clock hours off changes nothing. The worst case is a take-over one lease after the
   taker first saw the last renewal, which a deferring worker notices within one heartbeat.
+Taking over, an earlier run's claim included, always creates the next generation, so of a taker, a
+restart and a release written on a dead owner's behalf (`release_for_dead`: Ray's driver, for a
+node Ray declared dead) exactly one create succeeds; only a worker's own claim is rewritten in place.
 A claim that cannot be parsed is logged once and watched like any other: unrenewed, it is taken
 over after a lease. `expires` (the owner's wall clock plus the lease) is written for people
 reading a claim and for older readers; nothing here compares it with another clock.
@@ -95,6 +98,16 @@ def read_latest(store: Store, keys: StoreKeys, job_id: str) -> Seen | None:
     return None
 
 
+def latest_claims(store: Store, keys: StoreKeys) -> dict[str, str]:
+    """Every claimed job's highest-generation claim key: one listing."""
+    prefix = keys.all_claims
+    latest: dict[str, str] = {}
+    for key in store.list(prefix):
+        job_id = key.removeprefix(prefix).split("/", 1)[0]
+        latest[job_id] = max(latest.get(job_id, ""), key)
+    return latest
+
+
 def read_seen(store: Store, key: str) -> Seen | None:
     """The claim at `key` as read, or None if it is gone (removed after a listing)."""
     try:
@@ -161,6 +174,9 @@ class Claims:
             return False
         return owner.host != self.owner.host or owner.pid == self.owner.pid or self.owner_dead(owner)
 
+    def earlier_run(self, seen: Seen) -> bool:
+        return seen.claim is not None and self.same_worker(seen.claim.owner)
+
     def owner_dead(self, owner: Owner) -> bool:
         return dead_on_host(owner, self.owner.host)
 
@@ -196,11 +212,11 @@ class Claims:
         """Claim the job; returns None on success, else the other owner's claim (an unknown owner's
         when it cannot be parsed)."""
         seen = read_latest(self.store, self.keys, job_id)
-        if seen is not None and seen.claim is not None and self.same_worker(seen.claim.owner):
-            generation = seen.generation
+        if seen is not None and seen.claim is not None and seen.claim.owner == self.owner:
+            generation = seen.generation  # already ours: renewed in place
             self.renewals[job_id] = seen.claim.renewals
             self._write(job_id, generation, create=False)
-        elif seen is not None and not self.free(job_id, seen):
+        elif seen is not None and not self.earlier_run(seen) and not self.free(job_id, seen):
             return seen.claim or Claim(seen.generation, UNKNOWN, 0.0)
         else:
             generation = 0 if seen is None else seen.generation + 1
@@ -239,6 +255,14 @@ class Claims:
             if generation is not None:
                 self._write(job_id, generation, create=False, released=reason)
                 self.renewals.pop(job_id, None)
+
+
+def release_for_dead(store: Store, keys: StoreKeys, job_id: str, generation: int, by: Owner, reason: str) -> bool:
+    """Release generation `generation`, whose owner is known dead, on its behalf: the next generation,
+    create-only, so a worker that took the clip first keeps it (False then). `by` names the writer,
+    never the dead owner, so a worker that outlived its node's loss never reads it as its own claim."""
+    claim = Claim(generation + 1, by, time.time(), 0, reason)
+    return store.put_new(keys.claim(job_id, generation + 1), claim.to_bytes())
 
 
 def dead_on_host(owner: Owner, host: str) -> bool:

@@ -37,6 +37,7 @@ class WorkerContext:
     take_from_others: bool = True
     host_disk_store: bool = False
     host: str = field(default_factory=socket.gethostname)
+    attempt: int = 0  # a restart's number within its launch: its log and lifetime record are its own
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WorkerContext:
@@ -57,6 +58,8 @@ class WorkerContext:
             lease_s=launch.lease_s,
             take_from_others=launch.take_from_others,
             host_disk_store=launch.host_disk_store,
+            host=env.host or socket.gethostname(),
+            attempt=env.attempt,
         )
 
 

@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep = specs.sweep(named)
     claims = Claims(context.store, sweep, owner_of(context.host, context.launch_id, context.worker_id), context.lease_s)
     worker = Worker(context, stop, claims, started, book)
-    worker_paths = WorkerPaths(context.work_dir, sweep, context.worker_id, context.launch_id)
+    worker_paths = WorkerPaths(context.work_dir, sweep, context.worker_id, context.launch_id, context.attempt)
     lifetime = lambda: worker.lifetime.record(finished=False)  # noqa: E731
     tally = worker.tally
     takes, rate = (lambda: worker.taking and not stop.requested), (lambda: tally.rate)

@@ -39,7 +39,7 @@ from musicsweep.job import Job
 from musicsweep.layout import FAILED_SUFFIX, JOBS_DIR, PID_SUFFIX, done_marker, heartbeat_launch, list_markers
 from musicsweep.store.retry import StoreUnreachable
 from musicsweep.store.sightings import Sightings
-from musicsweep.worker.claims import Claims, read_seen
+from musicsweep.worker.claims import Claims, latest_claims, read_seen
 from musicsweep.worker.context import WorkerContext
 from musicsweep.worker.heartbeat import heartbeat_interval
 from musicsweep.worker.log import log
@@ -118,7 +118,7 @@ class Pool:
             and job_id not in mine
             and not self.failed_for_good(job_id, failures.get(job_id, []))
         }
-        latest = self.latest_claims() if left else {}
+        latest = latest_claims(self.store, self.keys) if left else {}  # job id -> its newest claim key
         found = Round(places=places, rates=self.rates(markers, beats))
         ranked: list[tuple[tuple, Job]] = []
         for job_id, place in left.items():
@@ -133,15 +133,6 @@ class Pool:
                 ranked.append(((not own, job.group_key != group, job.model not in loaded, order), job))
         found.free = [job for _, job in sorted(ranked, key=lambda pair: pair[0])]
         return found
-
-    def latest_claims(self) -> dict[str, str]:
-        """Each clip ever claimed -> its highest-generation claim key (one listing)."""
-        prefix = self.keys.all_claims
-        latest: dict[str, str] = {}
-        for key in self.store.list(prefix):
-            job_id = key.removeprefix(prefix).split("/", 1)[0]
-            latest[job_id] = max(latest.get(job_id, ""), key)
-        return latest
 
     def places(self, markers: set[str], beats: dict) -> dict[str, Place]:
         """The clips this worker may take, each at its latest launch's place."""

@@ -9,7 +9,9 @@ that fails while its actor is only unavailable, before Ray has noticed the node 
 again). Once a worker's run returns its actor is killed, so an ended worker reads DEAD rather
 than ALIVE. While it waits it looks for stop requests in the store (`StoreKeys.stop_request`, written by
 `kill_orphans`) every few seconds and kills those workers' actors; each one's guard then ends its
-process tree. The driver exits 0 only when every worker's status was 0.
+process tree. As often, it asks Ray which nodes died since it started, and releases the claims
+their workers held (`lost.py`), so the sweep's other workers take those clips at once. The driver
+exits 0 only when every worker's status was 0.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 import time
 
 from musicsweep.backends.ray.host import LaunchPlan, WorkerHost
+from musicsweep.backends.ray.lost import LostNodes, node_of, release_claims_on
 from musicsweep.backends.ray.state import actor_name
 from musicsweep.contract import LaunchEnv
 from musicsweep.layout import StoreKeys
@@ -32,6 +35,19 @@ def stop_requests(store: Store, plan: LaunchPlan) -> set[int]:
     """The workers `kill_orphans` asked this launch to end: one listing."""
     prefix = StoreKeys(plan.sweep).stop_requests(plan.launch_id)
     return {int(key.removeprefix(prefix)) for key in store.list(prefix) if key.removeprefix(prefix).isdigit()}
+
+
+def free_lost_claims(store: Store, plan: LaunchPlan, lost: LostNodes) -> None:
+    """Release the claims of workers on nodes Ray declared dead since the last look."""
+    try:
+        nodes = lost.new()
+        released = release_claims_on(store, StoreKeys(plan.sweep), nodes, plan.launch_id) if nodes else {}
+    except Exception as error:  # the GCS or the store did not answer: the next look tries again
+        print(f"[musicsweep] looking for lost nodes failed: {' '.join(str(error).split())[:300]}", flush=True)
+        return
+    for node in sorted(nodes):
+        jobs = sorted(job_id for job_id, owner in released.items() if node_of(owner.host) == node)
+        print(f"[musicsweep] node {node} lost: released {len(jobs)} claim(s) of its workers {jobs}", flush=True)
 
 
 def main(argv: list[str]) -> int:
@@ -52,6 +68,7 @@ def main(argv: list[str]) -> int:
     }
     runs = {actor.run.remote(): wid for wid, actor in actors.items()}
     store = open_store(LaunchEnv.from_env(os.environ).store)
+    lost = LostNodes()
     statuses: dict[int, int | None] = {}
     while runs:
         ready, _ = ray.wait(list(runs), num_returns=1, timeout=STOP_POLL_S)
@@ -59,6 +76,7 @@ def main(argv: list[str]) -> int:
             for worker_id in sorted(stop_requests(store, plan) & set(runs.values())):
                 print(f"[musicsweep] worker {worker_id}: stop requested", flush=True)
                 ray.kill(actors[worker_id], no_restart=True)
+            free_lost_claims(store, plan, lost)
             continue
         worker_id = runs.pop(ready[0])
         try:
