@@ -21,7 +21,15 @@ from musicsweep.states import JobState
 from musicsweep.sweep.plan import jobs_from_variants
 from tests.fixtures.s3 import S3Bucket
 from tests.fixtures.servers import free_port
-from tests.helpers import latest_log, open_bucket_store, wait_for_exit, wait_for_sweep, wav_info, write_s3_config
+from tests.helpers import (
+    latest_log,
+    open_bucket_store,
+    wait_for_exit,
+    wait_for_sweep,
+    wav_info,
+    worker_log,
+    write_s3_config,
+)
 
 PROMPTS = ["warm lofi piano", "fast techno drums", "slow ambient strings"]
 VARIANTS = [{"prompt": prompt, "duration_s": 2, "model": "tiny", "seed": 3} for prompt in PROMPTS]
@@ -86,7 +94,7 @@ def test_quickstart_sweep_on_s3(project: Path, s3_bucket: S3Bucket, capsys: pyte
     for job in jobs:
         assert {f"s3-sweep/audio/{job.output_name}", f"s3-sweep/costs/{job.job_id}.json"} <= keys
         assert {f"s3-sweep/markers/{job.job_id}.done", f"s3-sweep/claims/{job.job_id}/000000.json"} <= keys
-    assert {"s3-sweep/logs/worker_0.log", f"s3-sweep/workers/worker_0.{launch}.json"} <= keys
+    assert {f"s3-sweep/logs/worker_0.{launch}.log", f"s3-sweep/workers/worker_0.{launch}.json"} <= keys
     assert f"s3-sweep/markers/worker_0.{launch}.heartbeat" in keys
 
     again = run_sweep(VARIANTS, name="s3-sweep")  # plan-time idempotency: one listing, nothing to run
@@ -119,8 +127,8 @@ def test_killed_after_upload_then_rerun_generates_nothing_twice(
 
     monkeypatch.delenv(TEST_KILL_AFTER_UPLOAD)
     assert set(run_and_wait("killed").values()) == {JobState.DONE}
-    log_text = latest_log(sweep).read_text()  # the second launch's
-    assert f"skip {first.output_name}: already in the store" in log_text
+    assert f"skip {first.output_name}: already in the store" in latest_log(sweep).read_text()  # the second launch's
+    log_text = worker_log("killed")  # both launches' logs
     assert [generations(log_text, job.output_name) for job in jobs] == [1, 1, 1]
     keys = set(store.list("killed/"))
     assert {f"killed/markers/{job.job_id}.done" for job in jobs} <= keys
