@@ -221,3 +221,15 @@ def test_pull_from_a_local_store_in_place_copies_nothing(tmp_path: Path) -> None
 
 def test_paid_counts_machines_that_never_wrote_a_lifetime() -> None:
     assert summarize([], [], {("L1", 0): MachineTime(0.0, 3600.0, 1.0)}).paid_usd == pytest.approx(1.0)
+
+
+def test_a_half_pulled_row_is_left_out_until_it_is_whole(tmp_path: Path) -> None:
+    """A store outage mid-download leaves an empty row file: the report skips it (auto_pull must not
+    crash), and takes it once the next pull has it whole."""
+    sweep = SweepDir(tmp_path, "sw")
+    write_row(sweep, row("a", 1.0))
+    torn = write_row(sweep, row("b", 2.0))
+    torn.write_text("")
+    assert [line["job_id"] for line in update_cost_report(sweep)] == ["a"]
+    write_row(sweep, row("b", 2.0))
+    assert sorted(line["job_id"] for line in update_cost_report(sweep)) == ["a", "b"]

@@ -134,8 +134,12 @@ def update_cost_report(sweep: SweepDir) -> list[dict[str, str]]:
         stat = entry.stat()
         record = by_job.get(name)
         if record is None or max(stat.st_mtime_ns, stat.st_ctime_ns) >= since_ns:
-            with open(entry.path) as handle:
-                record = cells(CostRow.from_dict(json.load(handle)))
+            try:
+                with open(entry.path) as handle:
+                    record = cells(CostRow.from_dict(json.load(handle)))
+            except (ValueError, KeyError, TypeError):  # half-pulled (a store outage mid-download): next round
+                changed = True
+                continue
             changed = changed or record != by_job.get(name)
         records.append(record)
     if changed:
