@@ -6,6 +6,7 @@ import csv
 import hashlib
 import os
 import re
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from musicsweep.remote.ssh import CONNECTIONS
 from musicsweep.states import JobState
 from musicsweep.store import open_store
 from musicsweep.sweep.lock import held_elsewhere
-from musicsweep.sweep.plan import jobs_from_variants
+from musicsweep.sweep.plan import jobs_from_variants, running_jobs
 from musicsweep.worker.context import EXIT_STOPPED, EXIT_STORE_UNREACHABLE
 from tests.fixtures.s3 import RestartableS3rver
 from tests.fixtures.servers import wait_until
@@ -273,10 +274,12 @@ def test_a_cancelled_task_is_not_requeued_by_its_epilogue(
 
 
 def test_a_launcher_killed_after_sbatch_leaves_one_array_that_the_next_poll_finds(
-    project: Path, slurm_cluster: SlurmCluster
+    project: Path, slurm_cluster: SlurmCluster, monkeypatch
 ) -> None:
     """SIGKILL right after sbatch answered, before the array id reached the manifest: running the
-    sweep script again finds the array by its job name (the launch id) and starts nothing."""
+    sweep script again finds the array by its job name (the launch id) and starts nothing. While
+    squeue does not answer that lookup, nothing is started either (once, a loaded controller's
+    silence let a re-run start a second array)."""
     write_slurm_config(project, shards=1)
     name = "slurm-killed"
     killed = run_sweep_script(project, name, "submitted")
@@ -285,10 +288,11 @@ def test_a_launcher_killed_after_sbatch_leaves_one_array_that_the_next_poll_find
     manifest = sweep.read_manifest()
     (record,) = manifest.launches
     assert (record.jobs, record.submitted, manifest.backend_state) == (2, False, {})
+    assert_an_unanswered_lookup_starts_nothing(project, sweep, name, monkeypatch)
 
     rerun = run_sweep_script(project, name)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert "launched 0 job(s)" in rerun.stdout
+    assert "launched 0 job(s)" in rerun.stdout, rerun.stderr
     assert pull(name, interval_s=0.5, orphan_grace_s=0) == 0
     queue = slurm_cluster.run("squeue", "--noheader", "--states=all", "--format=%F %j").stdout.split("\n")
     arrays = {line for line in queue if f" musicsweep-{name}-" in line}
@@ -297,6 +301,27 @@ def test_a_launcher_killed_after_sbatch_leaves_one_array_that_the_next_poll_find
     assert text.count("] worker 0/1 on ") == 1
     assert_intact(open_store(load_config().store), jobs_from_variants(clips(2, 1).variants(), name), text)
     assert not held_elsewhere(sweep)
+
+
+def assert_an_unanswered_lookup_starts_nothing(project: Path, sweep: SweepDir, name: str, monkeypatch) -> None:
+    """squeue fails on the lookup by name: the unsubmitted launch's jobs are lost on an unreachable
+    cluster (busy for a re-run, not relaunched), and cancel refuses rather than miss the array."""
+    config = load_config()
+    backend = get_backend("slurm", config)
+    answer = backend.cluster.run
+
+    def unanswered(command: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+        if "--name" in command:
+            return subprocess.CompletedProcess(command, 1, "", "slurm_load_jobs error: Socket timed out")
+        return answer(command, stdin)
+
+    monkeypatch.setattr(backend.cluster, "run", unanswered)
+    manifest = sweep.read_manifest()
+    assert set(backend.poll(sweep, manifest).values()) == {JobState.LOST}
+    assert "squeue did not answer" in backend.unreachable_why[backend.host]
+    assert running_jobs(backend, sweep, manifest, config) == set(manifest.jobs)
+    with pytest.raises(MusicsweepError, match="cannot be found to cancel: run cancel again"):
+        backend.cancel(sweep, manifest)
 
 
 def test_task_that_dies_without_markers_fails_its_jobs(project: Path, slurm_cluster: SlurmCluster) -> None:

@@ -160,6 +160,24 @@ def test_a_launch_never_submitted_reads_dead_once_its_launcher_is_gone(tmp_path:
     assert judge(seen, manifest, config, sweep, seen.states, now).ready == ["a"]  # no backoff: it never ran
 
 
+def test_a_dead_launch_s_task_still_queued_is_never_started_again(tmp_path: Path) -> None:
+    """A launcher killed after sbatch answered: the poll found its array, its task waiting in the
+    queue. Pending there is a task SLURM will run (`Backend.pending_is_seen`), not a worker never
+    started: nothing relaunches it (once, a re-run started a second array beside it)."""
+    config = Config(store=StoreConfig(str(tmp_path)), sweeps_dir=tmp_path)
+    sweep = SweepDir(tmp_path, "s")
+    sweep.root.mkdir(parents=True)
+    now = time.time()
+    entries = {"a": JobEntry(worker=0, launch="L1", attempts=1, launched_at=now)}
+    manifest = Manifest(sweep="s", jobs=entries, launches=[LaunchRecord("L1", now, 1, submitted=False)])
+    queued = FixedBackend(config, {"a": JobState.PENDING})
+    queued.pending_is_seen = True
+    seen = observe(sweep, manifest, queued, config, now=now)
+    assert seen.states == {"a": JobState.PENDING} and seen.never_started == set()
+    unseen = observe(sweep, manifest, FixedBackend(config, {"a": JobState.PENDING}), config, now=now)
+    assert unseen.states == {"a": JobState.FAILED} and unseen.never_started == {"a"}
+
+
 HOLD_LOCK = """
 import fcntl, os, sys, time
 fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)

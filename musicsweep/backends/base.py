@@ -55,6 +55,10 @@ class Backend(ABC):
     # auto_pull's waits between polls: (after a change, the longest while nothing changes)
     poll_interval_s: ClassVar[tuple[float, float]] = (2.0, 10.0)
     queues: ClassVar[bool] = False  # a worker may wait long in a queue (SLURM): no start timeout
+    # `pending` in a poll is an executor the backend found waiting (a queued task, a booting
+    # machine, a pod being made), not a worker it has not seen yet: a dead launch's pending jobs
+    # will still run, so nothing starts them again (`sweep/observe.py: unseen`).
+    pending_is_seen: ClassVar[bool] = False
 
     @property
     def store_per_host(self) -> bool:

@@ -85,10 +85,13 @@ def dead_launches(sweep: SweepDir, manifest: Manifest) -> set[str]:
     return unsubmitted if unsubmitted and not held_elsewhere(sweep) else set()
 
 
-def unseen(state: JobState, host: str | None, unreachable: dict[str, str]) -> bool:
-    """No poll sees this job's worker: none started (pending), it died, or the backend found none
+def unseen(state: JobState, host: str | None, unreachable: dict[str, str], pending_is_seen: bool = False) -> bool:
+    """No poll sees this job's worker: none started (pending, where the backend's pending is not
+    an executor it found waiting: `Backend.pending_is_seen`), it died, or the backend found none
     (lost on a reachable host, e.g. no instance of that launch and worker on EC2)."""
-    return state in (JobState.PENDING, JobState.FAILED) or (state == JobState.LOST and host not in unreachable)
+    if state == JobState.PENDING:
+        return not pending_is_seen
+    return state == JobState.FAILED or (state == JobState.LOST and host not in unreachable)
 
 
 def read_heartbeat(store: Store, sweep: str, launch_id: str | None, worker: int | None) -> dict | None:
@@ -155,7 +158,7 @@ def observe(
             observation.states[job_id], observation.reasons[job_id] = JobState.FAILED, entry.error
         elif job_id in taken:
             observation.states[job_id], observation.reasons[job_id] = JobState.RUNNING, f"taken by {taken[job_id]}"
-        elif entry.launch in dead and unseen(state, entry.host, observation.unreachable):
+        elif entry.launch in dead and unseen(state, entry.host, observation.unreachable, backend.pending_is_seen):
             observation.states[job_id] = JobState.FAILED
             observation.reasons[job_id] = f"launch {entry.launch} ended before it started this job's worker"
             observation.never_started.add(job_id)

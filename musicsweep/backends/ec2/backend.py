@@ -62,6 +62,7 @@ PLACEHOLDER_LAUNCH_ID = "00000000T000000-000000"  # same length as a real launch
 
 class EC2Backend(Backend):
     name = "ec2"
+    pending_is_seen = True
 
     def __init__(self, config) -> None:
         super().__init__(config)

@@ -63,6 +63,7 @@ logger = logging.getLogger(__name__)
 
 class RunPodBackend(Backend):
     name = "runpod"
+    pending_is_seen = True
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)

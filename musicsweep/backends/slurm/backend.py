@@ -56,7 +56,7 @@ from musicsweep.manifest import Manifest
 from musicsweep.remote.hosts import check_host
 from musicsweep.remote.ssh import HostUnreachable
 from musicsweep.scripts import WorkerScript, write_script
-from musicsweep.states import JobState, job_states
+from musicsweep.states import JobState, job_states, marker_state
 from musicsweep.store import open_store
 from musicsweep.store.pull import pull_results
 
@@ -66,6 +66,7 @@ CANCEL_WAIT_S = 60.0
 class SlurmBackend(Backend):
     name = "slurm"
     queues = True
+    pending_is_seen = True
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
@@ -108,10 +109,14 @@ class SlurmBackend(Backend):
         key = self.settings.culprit(message)
         return self.key(key) if key is not None else self.where
 
+    @property
+    def host(self) -> str:
+        """The host every shard names: the partition (the cluster places the tasks)."""
+        return f"slurm:{self.settings.partition or 'default'}"
+
     def shard(self, jobs: list[Job]) -> list[Shard]:
         count = self.settings.shards or math.ceil(len(jobs) / self.settings.clips_per_shard)
-        host = f"slurm:{self.settings.partition or 'default'}"
-        return balanced_shards(jobs, [(host, self.settings.hourly_cost_usd)] * max(1, count))
+        return balanced_shards(jobs, [(self.host, self.settings.hourly_cost_usd)] * max(1, count))
 
     def worker_script(self, launch: Launch, shard: Shard, num_workers: int) -> WorkerScript:
         job_dir = self.cluster.job_dir(launch.sweep)
@@ -176,6 +181,11 @@ class SlurmBackend(Backend):
         """The sweep's arrays: those the manifest records, and those of launches never marked
         submitted (a launcher killed after sbatch answered), found by job name in one squeue call,
         so their tasks are polled, cancelled and never started twice. Read-only."""
+        return self.find_arrays(manifest)[0]
+
+    def find_arrays(self, manifest: Manifest) -> tuple[SlurmArrays, set[str]]:
+        """`arrays`, and the unsubmitted launches whose array could not be looked for (squeue did
+        not answer): whether SLURM runs their tasks is unknown, so nothing may start them again."""
         state = manifest.state_of(SlurmArrays)
         names = {
             self.array_name(manifest.sweep, record.id): record.id
@@ -183,16 +193,21 @@ class SlurmBackend(Backend):
             if not record.submitted and record.id not in state.arrays
         }
         if not names:
-            return state
+            return state, set()
         try:
             found = parse_named_arrays(self.cluster.run(named_arrays_command(sorted(names))))
-        except HostUnreachable:
-            return state
+        except HostUnreachable as error:
+            found, why = None, str(error)
+        else:
+            why = "squeue did not answer"
+        if found is None:
+            self.unreachable_why[self.host] = f"{why}: the arrays of launches never marked submitted are unknown"
+            return state, set(names.values())
         for name, array_job_id in found.items():
             launch_id = names.get(name)
             if launch_id is not None:
                 state.arrays[launch_id] = SlurmArray(array_job_id, tasks_of_launch(manifest, launch_id))
-        return state
+        return state, set()
 
     def task_states(self, manifest: Manifest) -> dict[str, str] | None:
         """Every task of every array of the sweep, in one squeue call; None if SLURM does not answer."""
@@ -221,14 +236,21 @@ class SlurmBackend(Backend):
         return parse_squeue(squeue), set(markers.stdout.split())
 
     def poll(self, sweep: SweepDir, manifest: Manifest) -> dict[str, JobState]:
-        """States from the markers and one squeue call for the whole sweep."""
-        arrays = self.arrays(manifest)
+        """States from the markers and one squeue call for the whole sweep. The jobs of a launch
+        whose array could not be looked for are lost on an unreachable cluster, never unseen: a
+        relaunch would start a second array beside one that may be running."""
+        self.unreachable_why.pop(self.host, None)
+        arrays, unknown = self.find_arrays(manifest)
         tasks = arrays.task_of_jobs(manifest)
         queue, markers = self.queue_and_markers(sweep, arrays)
+        unknown_jobs = [job_id for job_id, entry in manifest.jobs.items() if entry.launch in unknown]
         if markers is None:
-            return dict.fromkeys(tasks, JobState.LOST)
+            return dict.fromkeys([*tasks, *unknown_jobs], JobState.LOST)
         executors = {task: task_executor(queue, task) for task in set(tasks.values())}
-        return job_states(tasks, executors, markers, manifest.launch_of())
+        states = job_states(tasks, executors, markers, manifest.launch_of())
+        for job_id in unknown_jobs:
+            states[job_id] = marker_state(job_id, manifest.jobs[job_id].launch, markers) or JobState.LOST
+        return states
 
     def kill_orphans(self, sweep: SweepDir, manifest: Manifest, job_ids: list[str]) -> None:
         """Cancel the tasks whose clips are all finished but which are still running."""
@@ -246,7 +268,13 @@ class SlurmBackend(Backend):
 
     def cancel(self, sweep: SweepDir, manifest: Manifest) -> None:
         """`scancel` every array of the sweep, then wait until no task holds a node any more."""
-        array_ids = self.arrays(manifest).array_ids()
+        arrays, unknown = self.find_arrays(manifest)
+        if unknown:
+            raise MusicsweepError(
+                f"{self.where}: squeue did not answer, so the arrays of launch(es) {', '.join(sorted(unknown))} "
+                "(never marked submitted) cannot be found to cancel: run cancel again"
+            )
+        array_ids = arrays.array_ids()
         if not array_ids:
             return
         result = self.cluster.run(["scancel", *array_ids])

@@ -36,10 +36,10 @@ def named_arrays_command(names: list[str]) -> list[str]:
     return ["squeue", "--noheader", "--states=all", "--name", ",".join(names), "--format=%F %j"]
 
 
-def parse_named_arrays(result: subprocess.CompletedProcess) -> dict[str, str]:
-    """Job name -> its array job id; nothing when squeue did not answer (the poll's own squeue says so)."""
+def parse_named_arrays(result: subprocess.CompletedProcess) -> dict[str, str] | None:
+    """Job name -> its array job id; None when squeue did not answer."""
     if result.returncode != 0:
-        return {}
+        return None
     return {
         fields[1]: fields[0]
         for fields in (line.split(maxsplit=1) for line in result.stdout.splitlines())
