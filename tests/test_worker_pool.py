@@ -19,6 +19,8 @@ from musicsweep.layout import StoreKeys, SweepDir
 from musicsweep.store import open_store
 from musicsweep.worker.claims import Claims, Owner, current_claim
 from musicsweep.worker.context import EXIT_STOPPED, WorkerContext
+from musicsweep.worker.heartbeat import heartbeat_interval
+from musicsweep.worker.loop import LOST_RACE_WAIT_S
 from musicsweep.worker.pool import Pool, Round
 from musicsweep.worker.specs import SpecBook
 from musicsweep.worker.tally import Tally
@@ -230,3 +232,28 @@ def test_a_slow_worker_leaves_the_tail_to_faster_ones_and_the_fastest_never_does
     assert not early.leave_to_faster(free[:1], 0.8), "24 s left: the slow worker's clip helps"
     three = Round(free=free[:1], rates=[1.0, 1.0])
     assert not three.leave_to_faster(free[:1], 1.0), "equals never leave the last clip to each other"
+
+
+def test_a_worker_that_loses_the_race_for_a_free_clip_looks_again_at_once(tmp_path: Path, monkeypatch) -> None:
+    """Two workers starting together: the other claims the clip this one surveyed as free. The next
+    look comes half a second later, not a heartbeat later (a pod idled, paid, for a minute), and
+    finds nothing left: the worker ends."""
+    worker = make_worker(tmp_path)
+    [job] = make_jobs(1)
+    other = Claims(worker.context.store, "s", Owner("elsewhere", 7, "test", 1), LEASE_S)
+    assert other.acquire(job.job_id) is None
+    rounds = iter([Round(free=[job]), Round(free=[])])
+    waits: list[float] = []
+    monkeypatch.setattr(Pool, "survey", lambda self, group, loaded: next(rounds))
+    monkeypatch.setattr(worker.stop.event, "wait", lambda timeout=None: waits.append(timeout) or False)
+    worker.take_from_pool([])
+    assert waits == [LOST_RACE_WAIT_S] and next(rounds, None) is None
+    assert worker.tally.saved == set() and worker.claims.held == {}, "nothing made, nothing held"
+
+
+def test_lost_races_in_a_row_wait_longer_up_to_a_heartbeat(tmp_path: Path) -> None:
+    worker = make_worker(tmp_path)
+    cap = heartbeat_interval(worker.claims.lease_s)
+    waits = [worker.after_lost_race(n) for n in range(1, 12)]
+    assert waits[:3] == [LOST_RACE_WAIT_S, 2 * LOST_RACE_WAIT_S, 4 * LOST_RACE_WAIT_S]
+    assert waits == sorted(waits) and waits[-1] == cap

@@ -12,6 +12,10 @@ server's `xdist_group`, so one process starts it; a test using a module-scoped f
 module's group, so the fixture runs once. A test that takes such a server with
 `request.getfixturevalue` without being in its group fails with a line saying so.
 
+A one-per-machine server may stop as soon as its group's last test has run (`stop_after_group`),
+instead of idling until the session ends: an idle Ray cluster takes a tenth of a core, which the
+rest of the suite needs on a 2-core machine.
+
 This is a plugin (loaded by conftest.py), not conftest code: a conftest's hooks never see
 session-wide fixtures, set up by the session.
 """
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -34,6 +38,7 @@ GROUP = "xdist_group"
 # Fixtures whose server exists once per machine, and the test-process group of every test using one.
 ONE_PER_MACHINE = {"slurm_cluster": "slurm", "ray_cluster": "ray"}
 SHARED_SCOPES = ("module", "class")  # a fixture of these scopes is set up once per process that runs it
+EARLY_STOPS: dict[str, Callable[[], None]] = {}  # group -> how to stop its server (`stop_after_group`)
 
 
 def is_e2e(item: pytest.Item) -> bool:
@@ -114,3 +119,27 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef, request: pytest.FixtureR
     if group is not None and (mark is None or mark.args[:1] != (group,)):
         why = f"one process runs every test using it: mark it @pytest.mark.{GROUP}({group!r})"
         pytest.fail(f"{item.nodeid} starts {fixturedef.argname}; {why}", pytrace=False)
+
+
+def stop_after_group(group: str, stop: Callable[[], None]) -> None:
+    """Call `stop` once this process has run the last test of `group` (in the session's final order,
+    so `-k` and the tiers are counted): `--dist loadgroup` sends a group to one process whole, so no
+    test of it comes later. The server's own teardown must then find nothing left to stop."""
+    EARLY_STOPS[group] = stop
+
+
+def group_of(item: pytest.Item | None) -> str | None:
+    mark = None if item is None else item.get_closest_marker(GROUP)
+    return str(mark.args[0]) if mark is not None and mark.args else None
+
+
+@pytest.hookimpl(hookwrapper=True, trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """After the test's own teardown: stop its group's server if no later test of the session is in the group."""
+    yield
+    group = group_of(item)
+    if group not in EARLY_STOPS:
+        return
+    position = item.session.items.index(item)
+    if not any(group_of(later) == group for later in item.session.items[position + 1 :]):
+        EARLY_STOPS.pop(group)()

@@ -83,6 +83,8 @@ from musicsweep.worker.version import other_version_refusal
 
 __all__ = ["EXIT_STOPPED", "EXIT_STORE_UNREACHABLE", "main"]
 
+LOST_RACE_WAIT_S = 0.5  # the first wait after others claimed a round's clips first (`Worker.after_lost_race`)
+
 
 def write_pid_files(jobs: list[Job], work_dir: Path) -> None:
     """`pid pgid` per job: liveness uses the pid, orphan killing the whole process group."""
@@ -178,6 +180,7 @@ class Worker:
 
     def take_rounds(self, pool: Pool) -> None:
         unfetchable: set[str] = set()
+        lost_races = 0  # rounds in a row whose free clips others claimed first
         while not self.stop.requested:
             found = pool.survey(self.group, set(self.models.engines))
             self.places = found.places
@@ -192,12 +195,22 @@ class Worker:
                     log(f"leaving {len(free)} free clip(s) to faster workers: they finish them sooner")
                     return
                 if len(self.generate(group, batches=1)) == len(group):  # others claimed all of them since
-                    self.stop.event.wait(heartbeat_interval(self.claims.lease_s))
+                    lost_races += 1
+                    self.stop.event.wait(self.after_lost_race(lost_races))
+                else:
+                    lost_races = 0
             elif found.waiting:
                 self.stop.event.wait(heartbeat_interval(self.claims.lease_s))
             else:
                 log(f"nothing left to take: {found.held} clip(s) of the sweep held by live workers")
                 return
+
+    def after_lost_race(self, in_a_row: int) -> float:
+        """How long to wait before the next look once others claimed every clip of a round first: the
+        next look sees their claims, so a short wait, doubling while races keep being lost (a survey
+        and a claim that disagree never spin), up to a heartbeat. A whole heartbeat at once kept a
+        pod idle and paid for a minute after its clips were taken at start."""
+        return min(LOST_RACE_WAIT_S * 2 ** (in_a_row - 1), heartbeat_interval(self.claims.lease_s))
 
     def hand_back(self) -> None:
         """Release every claim still held once the saver is through (a stop before their batch ran),
