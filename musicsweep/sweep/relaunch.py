@@ -26,6 +26,7 @@ from musicsweep.store import open_store
 from musicsweep.store.base import Store
 from musicsweep.store.sightings import Sightings
 from musicsweep.sweep.launch import launch
+from musicsweep.sweep.lock import launch_lock
 from musicsweep.sweep.observe import Observation
 from musicsweep.sweep.plan import Plan, finished_in_store
 from musicsweep.sweep.takers import left_to_live_workers
@@ -120,13 +121,16 @@ def relaunch_jobs(
     jobs again."""
     if not job_ids:
         return Relaunched()
-    manifest = sweep.read_manifest()  # for the specs' digests only: `judged_by` decides what launches
-    candidates, refused = checked_specs(sweep, manifest, job_ids)
+    # Under the lock, the manifest and the spec files are one launch's: a launch rewrites both, and
+    # a spec read half-way through another relaunch was refused for the digest it had replaced.
+    with launch_lock(sweep, "relaunch"):
+        manifest = sweep.read_manifest()  # for the specs' digests only: `judged_by` decides what launches
+        candidates, refused = checked_specs(sweep, manifest, job_ids)
+        everything, _ = checked_specs(sweep, manifest, list(judged_by.jobs))  # a refused one keeps its entry
     finished = finished_in_store(open_store(config.store), candidates, sweep)
     jobs = [job for job in candidates if job.job_id not in finished]
     if not jobs:
         return Relaunched([], refused)
-    everything, _ = checked_specs(sweep, manifest, list(judged_by.jobs))  # a refused one keeps its entry
     plan = Plan(sweep, everything, [], [], backend.shard(jobs), backend, store_url=config.store.url)
     plan.seen_launches = judged_by.launch_ids()
     return Relaunched([job.job_id for job in launch(plan, config, record_empty=False).to_run], refused)
