@@ -96,15 +96,19 @@ class Relaunched:
     refused: dict[str, str] = field(default_factory=dict)  # job -> why its spec was not loaded
 
 
-def checked_specs(sweep: SweepDir, manifest: Manifest, job_ids: list[str]) -> tuple[list[Job], dict[str, str]]:
+def checked_specs(sweep: SweepDir, job_ids: list[str]) -> tuple[list[Job], dict[str, str]]:
     """The jobs whose spec matches the manifest's digest, and the others (job -> the one-line
-    refusal): a spec swapped in the sweep folder holds back its own job only."""
+    refusal): a spec swapped in the sweep folder holds back its own job only. Under the launch
+    lock, the manifest and the spec files are one launch's: a launch rewrites both, and a spec read
+    half-way through another relaunch was refused for the digest it had replaced."""
     jobs, refused = [], {}
-    for job_id in job_ids:
-        try:
-            jobs.append(sweep.read_spec(job_id, manifest.jobs[job_id].spec_sha256))
-        except DigestMismatch as error:
-            refused[job_id] = str(error)
+    with launch_lock(sweep, "relaunch"):
+        manifest = sweep.read_manifest()  # for the digests only: the caller's manifest decides what launches
+        for job_id in job_ids:
+            try:
+                jobs.append(sweep.read_spec(job_id, manifest.jobs[job_id].spec_sha256))
+            except DigestMismatch as error:
+                refused[job_id] = str(error)
     return jobs, refused
 
 
@@ -121,16 +125,12 @@ def relaunch_jobs(
     jobs again."""
     if not job_ids:
         return Relaunched()
-    # Under the lock, the manifest and the spec files are one launch's: a launch rewrites both, and
-    # a spec read half-way through another relaunch was refused for the digest it had replaced.
-    with launch_lock(sweep, "relaunch"):
-        manifest = sweep.read_manifest()  # for the specs' digests only: `judged_by` decides what launches
-        candidates, refused = checked_specs(sweep, manifest, job_ids)
-        everything, _ = checked_specs(sweep, manifest, list(judged_by.jobs))  # a refused one keeps its entry
+    candidates, refused = checked_specs(sweep, job_ids)
     finished = finished_in_store(open_store(config.store), candidates, sweep)
     jobs = [job for job in candidates if job.job_id not in finished]
     if not jobs:
         return Relaunched([], refused)
+    everything, _ = checked_specs(sweep, list(judged_by.jobs))  # a refused one keeps its entry
     plan = Plan(sweep, everything, [], [], backend.shard(jobs), backend, store_url=config.store.url)
     plan.seen_launches = judged_by.launch_ids()
     return Relaunched([job.job_id for job in launch(plan, config, record_empty=False).to_run], refused)
