@@ -230,12 +230,17 @@ def test_wall_time_is_the_fleets_combined_speed_plus_one_batch(tmp_path: Path) -
     result = Estimator(config, "local", boots=False).estimate(shards, lambda s: s.host)
     work = work_s(10.0)
     batch_s = 4 / 2.0 * work + 4 * 0.5  # a batch of 4 at 2 audio s per s, then its 4 uploads
-    assert [worker.total_s for worker in result.workers] == pytest.approx([4 + 4 * batch_s + 1, 4 + batch_s + 1])
+    assert [worker.total_s for worker in result.shards] == pytest.approx([4 + 4 * batch_s + 1, 4 + batch_s + 1])
     assert result.shard_wall_s == pytest.approx(5 + 4 * batch_s)
     # together: 20 clips' work at twice one worker's speed after the 4 s of setup and load, plus one batch
-    assert result.wall_s == pytest.approx(4 + 5 * batch_s / 2 + batch_s)
+    shared = 4 + 5 * batch_s / 2
+    assert result.wall_s == pytest.approx(shared + batch_s)
     assert result.to_dict()["wall_s"] == result.wall_s and result.to_dict()["shard_wall_s"] == result.shard_wall_s
-    assert result.machine_s == pytest.approx(sum(worker.total_s for worker in result.workers))  # still per shard
+    # each worker is priced for its share: half the clips, busy until the shared finish, then its idle second
+    assert [worker.clips for worker in result.workers] == [10, 10]
+    assert [worker.total_s for worker in result.workers] == pytest.approx([shared + 1, shared + 1])
+    assert result.machine_s == pytest.approx(sum(worker.total_s for worker in result.shards))  # one speed: the same
+    assert [row["clips"] for row in result.to_dict()["workers"]] == [10, 10]
 
 
 def worker(start_s: float, work: float, busy_s: float, batch_s: float = 5.0) -> WorkerEstimate:
@@ -251,10 +256,20 @@ def test_a_slow_or_late_worker_takes_its_share_of_the_fleets_speed() -> None:
     assert shared_finish_s([fast, slow]) == pytest.approx(160.0)
     assert Estimate([fast, slow], {}, 3).wall_s == pytest.approx(165.0)
     assert Estimate([fast, slow], {}, 3).shard_wall_s == 400.0
+    # priced as shared: both busy until 160 s, the fast one making 4/5 of the work; paid 320 s, not 500 s
+    shares = Estimate([fast, slow], {}, 3).workers
+    assert [w.work_s for w in shares] == pytest.approx([160.0, 40.0]) and [w.clips for w in shares] == [2, 0]
+    assert [w.total_s for w in shares] == pytest.approx([160.0, 160.0])
+    assert Estimate([fast, slow], {}, 3).machine_s == pytest.approx(320.0)
     # staggered starts: speed 3 from 10 s, speed 1 from 20 s; a worker starting at 100 s comes too late
     early, later, late = worker(10.0, 60.0, 20.0), worker(20.0, 20.0, 20.0), worker(100.0, 20.0, 20.0)
     assert shared_finish_s([late, later, early]) == pytest.approx((100 + 3 * 10 + 1 * 20) / 4)  # 37.5 s
     assert Estimate([early, later, late], {}, 3).wall_s == pytest.approx(37.5 + 5.0)
+    # the late worker only starts (and is paid for its 100 s start); the others work until 37.5 s
+    late_shares = Estimate([early, later, late], {}, 3).workers
+    assert [w.total_s for w in late_shares] == pytest.approx([37.5, 37.5, 100.0])
+    assert [w.work_s for w in late_shares] == pytest.approx([82.5, 17.5, 0.0])
     # one worker: its own shard, never more
     assert Estimate([fast], {}, 3).wall_s == fast.total_s == 100.0
+    assert Estimate([fast], {}, 3).workers == [fast]
     assert shared_finish_s([worker(0.0, 0.0, 0.0)]) is None and Estimate([], {}, 3).wall_s == 0.0

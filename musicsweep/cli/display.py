@@ -146,7 +146,8 @@ def print_groups(plan: Plan) -> None:
 
 
 def print_workers(plan: Plan, estimate: Estimate) -> None:
-    """Each worker's estimate in the bill's parts (boot only where machines boot)."""
+    """Each worker's shard at launch, then what it is expected to make and be paid for while the
+    fleet shares the sweep, in the bill's parts (boot only where machines boot)."""
     parts = [part for part in PARTS if part != "boot" or plan.backend.billing.boots_machines]
     rows = []
     for shard, worker in zip(plan.shards, estimate.workers, strict=True):
@@ -155,13 +156,14 @@ def print_workers(plan: Plan, estimate: Estimate) -> None:
                 f"{shard.host}#{shard.worker_id}",
                 str(len(shard.jobs)),
                 f"{sum(job.duration_s for job in shard.jobs) / 60:.1f}",
+                str(worker.clips),
                 *(format_duration(worker.parts[part]) for part in parts),
                 format_duration(worker.total_s),
                 f"${shard.hourly_cost_usd:.3f}/h",
                 format_usd(worker.cost_usd),
             ]
         )
-    headers = ("worker", "jobs", "audio_min", *parts, "est_time", "rate", "est_cost")
+    headers = ("worker", "jobs", "audio_min", "est_clips", *parts, "est_time", "rate", "est_cost")
     console.print(render_table(f"sweep {plan.sweep.name}: workers ({plan.backend.name})", headers, rows))
 
 

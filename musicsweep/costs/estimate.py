@@ -2,7 +2,10 @@
 
 Each worker is paid for boot (cloud machines only: provider start to worker start), setup (worker
 start to first model load: cache-ahead), model load, generation, upload (store writes per clip)
-and idle (the rest). The paid estimate is each worker's sum x its hourly rate. Every figure comes,
+and idle (the rest). Each worker's own shard is priced first (`Estimate.shards`); since workers
+take clips no live worker holds, each is then priced for its expected share of the sweep
+(`Estimate.workers`: a fast worker takes more, a slow or late one less), and the paid estimate is
+each worker's share x its hourly rate. Every figure comes,
 in this order, from `estimate` in musicsweep.yaml (or a backend's own setting), from the closest
 calibration (`costs/calibration.py`), or from a default guess, and says which. Generation is
 priced in continuation work (`costs/continuation.py`) per batch, so it scales with clip length as
@@ -14,7 +17,8 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from statistics import median
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +32,7 @@ if TYPE_CHECKING:
     from musicsweep.store.base import Store
 
 PARTS = ("boot", "setup", "model_load", "generation", "upload", "idle")
+BUSY_PARTS = ("generation", "upload")  # the parts that grow with the clips a worker makes
 GUESS = "no history: default guess"
 GUESS_RANGE = (0.5, 2.0)  # a guess may be off by 2x either way
 SPREAD = 0.3  # +-30% around one sweep's figure, +-15% around two, ...
@@ -110,6 +115,16 @@ class WorkerEstimate:
     def cost_usd(self) -> float:
         return self.total_s * self.hourly_cost_usd / 3600.0
 
+    def sharing(self, work: float, clips: int) -> WorkerEstimate:
+        """This worker when the fleet's sharing leaves it `work` (continuation work) in about
+        `clips` clips: generation and uploads scale with the work, its start and idle stay."""
+        scale = work / self.work_s if self.work_s > 0 else 0.0
+        parts = {part: seconds * scale if part in BUSY_PARTS else seconds for part, seconds in self.parts.items()}
+        ratio = sum(parts.values()) / self.total_s if self.total_s > 0 else 1.0
+        return replace(
+            self, clips=clips, parts=parts, low_s=self.low_s * ratio, high_s=self.high_s * ratio, work_s=work, job_s={}
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Without `job_s` (per clip, never copied: `asdict` would copy 100,000 entries to drop them)."""
         return {name: copy.deepcopy(getattr(self, name)) for name in WORKER_FIELDS}
@@ -120,9 +135,21 @@ WORKER_FIELDS = tuple(item.name for item in fields(WorkerEstimate) if item.name 
 
 @dataclass
 class Estimate:
-    workers: list[WorkerEstimate]
+    shards: list[WorkerEstimate]  # each worker's own shard, as launched
     sources: dict[str, str]  # figure ("generation (tiny, batch 4)") -> where it came from
     history: int  # fewest sweeps behind any figure from history or a guess (0: some figure is a guess)
+
+    @cached_property
+    def workers(self) -> list[WorkerEstimate]:
+        """What each worker is expected to make and be paid for: its share of the sweep when the
+        fleet sharing it ends sooner than fixed shards would (a worker in the fleet works until the
+        shared finish, one that would start after it only starts), else its own shard."""
+        shared = shared_finish_s(self.shards)
+        if shared is None or self.shard_wall_s <= shared + self.last_batch_s:
+            return self.shards
+        taken = [worker.speed * max(0.0, shared - worker.start_s) for worker in self.shards]
+        clips = apportion(sum(worker.clips for worker in self.shards), taken)
+        return [worker.sharing(work, count) for worker, work, count in zip(self.shards, taken, clips, strict=True)]
 
     @property
     def machine_s(self) -> float:
@@ -131,18 +158,22 @@ class Estimate:
     @property
     def shard_wall_s(self) -> float:
         """When the slowest worker would finish its own shard: the sweep's end under fixed shards."""
-        return max((worker.total_s for worker in self.workers), default=0.0)
+        return max((worker.total_s for worker in self.shards), default=0.0)
+
+    @property
+    def last_batch_s(self) -> float:
+        """The longest batch of any worker: the last batches cannot be split between workers."""
+        return max((worker.longest_batch_s for worker in self.shards), default=0.0)
 
     @property
     def wall_s(self) -> float:
         """Workers share the sweep (a worker done with its shard takes clips no live worker holds), so
         it ends when the fleet's combined speed has done all the work, plus one batch, since the
         last batches cannot be split; never later than fixed shards would end it."""
-        shared = shared_finish_s(self.workers)
+        shared = shared_finish_s(self.shards)
         if shared is None:
             return self.shard_wall_s
-        batch_s = max(worker.longest_batch_s for worker in self.workers)
-        return min(self.shard_wall_s, shared + batch_s)
+        return min(self.shard_wall_s, shared + self.last_batch_s)
 
     @property
     def paid_usd(self) -> float:
@@ -163,7 +194,7 @@ class Estimate:
 
     @property
     def job_s(self) -> dict[str, float]:
-        return {job_id: s for worker in self.workers for job_id, s in worker.job_s.items()}
+        return {job_id: s for worker in self.shards for job_id, s in worker.job_s.items()}
 
     def part_totals(self) -> dict[str, float]:
         return {part: sum(worker.parts[part] for worker in self.workers) for part in PARTS}
@@ -181,6 +212,20 @@ class Estimate:
             "sources": self.sources,
             "workers": [worker.to_dict() for worker in self.workers],
         }
+
+
+def apportion(count: int, weights: Sequence[float]) -> list[int]:
+    """`count` split in proportion to `weights`, in whole numbers that add up to it (largest
+    remainders first): each worker's expected clips from its share of the work."""
+    total = sum(weights)
+    if total <= 0:
+        return [0] * len(weights)
+    exact = [count * weight / total for weight in weights]
+    whole = [math.floor(value) for value in exact]
+    by_remainder = sorted(range(len(exact)), key=lambda index: whole[index] - exact[index])
+    for index in by_remainder[: count - sum(whole)]:
+        whole[index] += 1
+    return whole
 
 
 def shared_finish_s(workers: Sequence[WorkerEstimate]) -> float | None:
