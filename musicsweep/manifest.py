@@ -156,13 +156,13 @@ class Manifest:
         if not isinstance(payload, dict):
             raise MusicsweepError(f"holds a JSON {type(payload).__name__}, not an object")
         jobs = {}
+        known, required = frozenset(field_names(JobEntry)), frozenset(REQUIRED_JOB_KEYS)
         for job_id, entry in _items(payload, "jobs"):
-            if not isinstance(entry, dict):
-                raise MusicsweepError(f"key 'jobs.{job_id}': not an object")
-            missing = [key for key in REQUIRED_JOB_KEYS if key not in entry]
-            if missing:
-                raise MusicsweepError(f"key 'jobs.{job_id}.{missing[0]}': missing")
-            jobs[job_id] = _record(JobEntry, entry, f"jobs.{job_id}")
+            # one check per entry in C, the one-line error only for an entry that fails it: per-key
+            # checks in Python were a fifth of a 100,000-clip `status`
+            if not (isinstance(entry, dict) and entry.keys() >= required and entry.keys() <= known):
+                _refuse_job(job_id, entry)
+            jobs[job_id] = JobEntry(**entry)
         launches = [
             _record(LaunchRecord, record, f"launches[{index}]")
             for index, record in enumerate(payload.get("launches", []))
@@ -179,7 +179,14 @@ def _items(payload: dict[str, Any], key: str) -> list[tuple[str, Any]]:
     return list(value.items())
 
 
-R = TypeVar("R")
+def _refuse_job(job_id: str, entry: Any) -> None:
+    """The one-line error for a job entry that is not an object, lacks a key or has an unknown one."""
+    if not isinstance(entry, dict):
+        raise MusicsweepError(f"key 'jobs.{job_id}': not an object")
+    missing = [key for key in REQUIRED_JOB_KEYS if key not in entry]
+    if missing:
+        raise MusicsweepError(f"key 'jobs.{job_id}.{missing[0]}': missing")
+    _record(JobEntry, entry, f"jobs.{job_id}")
 
 
 def _record(kind: type[R], value: Any, where: str) -> R:

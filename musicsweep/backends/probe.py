@@ -24,6 +24,8 @@ class HostProbe:
     markers: set[str] = field(default_factory=set)  # "{job_id}.done" / "{job_id}.failed"
 
 
+PID_LINE_BYTES = 256  # a `.pid` file's first line ("pid pgid") is far shorter
+
 # `read`, a builtin, rather than `$(cat ...)`: one fork per `.pid` made a 10,000-clip poll take a minute.
 PROBE_SCRIPT = r"""
 cd {work_dir} 2>/dev/null || {{ echo '#missing'; exit 0; }}
@@ -77,20 +79,28 @@ def parse_probe(output: str) -> HostProbe:
 
 
 def pid_lines(folder: str) -> Iterator[list[str]]:
-    """`[path, pid, pgid]` of each `.pid` file in `folder` with a line in it, as the probe's `pids` says."""
+    """`[path, pid, pgid]` of each `.pid` file in `folder` with a line in it, as the probe's `pids`
+    says. Read with `os.open`/`os.read`: a text file object per `.pid` was a third of a
+    100,000-clip `status`."""
     try:
         names = [name for name in os.listdir(folder) if name.endswith(PID_SUFFIX) and not name.startswith(".")]
     except OSError:
         return
+    prefix = os.path.join(folder, "")
     for name in names:
-        path = os.path.join(folder, name)
+        path = prefix + name
         try:
-            with open(path) as handle:
-                line = handle.readline()
+            fd = os.open(path, os.O_RDONLY)
         except OSError:
             continue
+        try:
+            line = os.read(fd, PID_LINE_BYTES).split(b"\n", 1)[0]
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
         if line:
-            yield [path, *line.split()]
+            yield [path, *line.decode(errors="replace").split()]
 
 
 def probe_here(work_dir: str, markers_dir: str) -> HostProbe:
