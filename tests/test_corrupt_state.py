@@ -16,6 +16,7 @@ import pytest
 
 from musicsweep.errors import MusicsweepError
 from musicsweep.layout import SweepDir
+from musicsweep.manifest import Manifest
 from musicsweep.store.local import LocalStore
 from musicsweep.store.pull import pull_results
 from tests.helpers import wav_bytes
@@ -49,6 +50,27 @@ def test_an_unreadable_manifest_gets_one_line_and_is_never_written_over(project:
         line = one_line(cli(*command))
         assert line.startswith(f"error: {manifest}: ") and "no command writes over it" in line, line
         assert manifest.read_text() == text
+
+
+@pytest.mark.parametrize(
+    ("entry", "error"),
+    [
+        ({"prompt": "x", "duration_s": 1, "colour": "red"}, "key 'jobs.0123abcd.output_name': missing"),
+        ({"duration_s": 1}, "key 'jobs.0123abcd.prompt': missing"),
+        (
+            {"prompt": "x", "duration_s": 1, "output_name": "x.wav", "colour": "red"},
+            "key 'jobs.0123abcd.colour': unknown",
+        ),
+        (["prompt"], "key 'jobs.0123abcd': not an object"),
+    ],
+)
+def test_a_bad_job_entry_is_named_by_its_first_bad_key(entry: object, error: str) -> None:
+    good = {"prompt": "y", "duration_s": 2, "output_name": "y.wav", "attempts": 1}
+    payload = {"sweep": "s", "jobs": {"ffff0000": good, "0123abcd": entry}}
+    with pytest.raises(MusicsweepError) as raised:
+        Manifest.from_json(payload)
+    assert str(raised.value) == error
+    assert Manifest.from_json({"sweep": "s", "jobs": {"ffff0000": good}}).jobs["ffff0000"].attempts == 1
 
 
 def test_a_launch_onto_an_unreadable_manifest_stops_before_writing(project: Path) -> None:
