@@ -46,7 +46,7 @@ import traceback
 from collections import defaultdict
 from pathlib import Path
 
-from musicsweep.atomic import atomic_write_text
+from musicsweep.atomic import atomic_write_bytes
 from musicsweep.contract import LOG_FILE, SPECS_SHA256, VERSION, WorkerEnv
 from musicsweep.digests import MISMATCH
 from musicsweep.engine.checkpoint import StopAtWindow
@@ -87,10 +87,12 @@ LOST_RACE_WAIT_S = 0.5  # the first wait after others claimed a round's clips fi
 
 
 def write_pid_files(jobs: list[Job], work_dir: Path) -> None:
-    """`pid pgid` per job: liveness uses the pid, orphan killing the whole process group."""
-    line = f"{os.getpid()} {os.getpgid(0)}\n"
+    """`pid pgid` per job: liveness uses the pid, orphan killing the whole process group. Each is
+    replaced atomically (a poll never reads half a line) but not fsynced: a `.pid` speaks of this
+    boot's processes only, and an fsync each held a worker of thousands of clips at its start."""
+    line = f"{os.getpid()} {os.getpgid(0)}\n".encode()
     for job in jobs:
-        atomic_write_text(JobPaths.of(job, work_dir).pid, line)
+        atomic_write_bytes(JobPaths.of(job, work_dir).pid, line, fsync=False)
 
 
 def group_jobs(jobs: list[Job]) -> list[list[Job]]:
