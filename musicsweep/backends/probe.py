@@ -80,8 +80,8 @@ def parse_probe(output: str) -> HostProbe:
 
 def pid_lines(folder: str) -> Iterator[list[str]]:
     """`[path, pid, pgid]` of each `.pid` file in `folder` with a line in it, as the probe's `pids`
-    says. Read with `os.open`/`os.read`: a text file object per `.pid` was a third of a
-    100,000-clip `status`."""
+    says. Read with `os.open`/`os.read`: through text file objects, 85,786 of them took 1.5 s of a
+    4.9 s 100,000-clip `status` (profiled), 0.9 s so."""
     try:
         names = [name for name in os.listdir(folder) if name.endswith(PID_SUFFIX) and not name.startswith(".")]
     except OSError:
