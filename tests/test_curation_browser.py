@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -215,3 +216,34 @@ def test_blind_ab_round_of_ten(chrome, sweep: SweepDir) -> None:
             assert row[5:7] == [f"{wins / (wins + losses):.0%}", f"{low:.0%}–{high:.0%}"]
     html = write_report(sweep, workers=1).read_text()
     assert '<table class="ab" data-axis="guidance_scale"><caption>blind A/B on guidance_scale: 10 choice(s)' in html
+
+
+def test_results_asked_for_while_the_next_pair_loads_stay_shown(chrome, sweep: SweepDir) -> None:
+    """`n` then `r` at once: the results answer first (the next pair is slowed here), and the pair
+    arriving after them must not take the page back to listening (a fresh-clone run failed on it)."""
+    server = serving(sweep, "guidance_scale")
+    blind = server.curation.blind
+    original = blind.next_pair
+    asked = []
+
+    def slowed(audio_dir):
+        asked.append(audio_dir)
+        if len(asked) > 1:  # the page's first pair comes at once, the next one late
+            time.sleep(1.0)
+        return original(audio_dir)
+
+    blind.next_pair = slowed
+    try:
+        chrome.get(server.url)
+        wait_for(chrome, "return document.body.dataset.state === 'listening'")
+        first = chrome.execute_script("return document.getElementById('player-a').src")
+        press(chrome, "a")
+        wait_for(chrome, "return document.body.dataset.state === 'revealed'")
+        press(chrome, "n", "r")
+        wait_for(chrome, f"return document.getElementById('player-a').src !== {json.dumps(first)}")
+        wait_for(chrome, "return document.body.dataset.state === 'results'")
+        rows = chrome.execute_script("return document.querySelectorAll('#results tbody tr').length")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(asked) == 2 and rows == 2  # one choice between two guidance values: a row each

@@ -26,7 +26,7 @@ SCRIPT = """
   const reveal = document.getElementById('reveal');
   const results = document.getElementById('results');
   const count = document.getElementById('count');
-  let pair = null, judged = false, busy = false;
+  let pair = null, judged = false, busy = false, loading = Promise.resolve();
   const post = async (path, body) => {
     const response = await fetch(base + path, {method: 'POST', headers: {'Content-Type': 'application/json'},
                                                body: JSON.stringify(body || {})});
@@ -34,22 +34,25 @@ SCRIPT = """
     if (!response.ok) throw new Error(text.trim());
     return JSON.parse(text);
   };
-  const next = async () => {
-    if (busy) return;
+  const next = () => {
+    if (busy) return loading;
     busy = true;
-    try {
-      reveal.textContent = '';
-      results.replaceChildren();
-      for (const side of ['a', 'b']) players[side].pause();
-      pair = await post('api/ab/next');
-      judged = false;
-      players.a.src = pair.a;
-      players.b.src = pair.b;
-      document.getElementById('prompt').textContent = pair.prompt;
-      count.textContent = String(pair.choices);
-      document.body.dataset.state = 'listening';
-    } catch (error) { reveal.textContent = 'error: ' + error.message; }
-    busy = false;
+    loading = (async () => {
+      try {
+        reveal.textContent = '';
+        results.replaceChildren();
+        for (const side of ['a', 'b']) players[side].pause();
+        pair = await post('api/ab/next');
+        judged = false;
+        players.a.src = pair.a;
+        players.b.src = pair.b;
+        document.getElementById('prompt').textContent = pair.prompt;
+        count.textContent = String(pair.choices);
+        document.body.dataset.state = 'listening';
+      } catch (error) { reveal.textContent = 'error: ' + error.message; }
+      busy = false;
+    })();
+    return loading;
   };
   const choose = async choice => {
     if (!pair || judged || busy) return;
@@ -71,6 +74,7 @@ SCRIPT = """
     if (player.paused) player.play(); else player.pause();
   };
   const showResults = async () => {
+    await loading;  // a pair still loading (n, then r at once) would take the page back from the results
     const response = await fetch(base + 'api/ab/results');
     results.innerHTML = await response.text();
     document.body.dataset.state = 'results';
