@@ -218,6 +218,13 @@ def write_local_config(project: Path, store: str, batch_size: int, store_extra: 
     )
 
 
+def set_recovery(project: Path, **values: object) -> None:
+    """Append a `recovery:` section with `values` to the project's musicsweep.yaml."""
+    lines = "".join(f"  {key}: {value}\n" for key, value in values.items())
+    path = project / "musicsweep.yaml"
+    path.write_text(path.read_text() + "recovery:\n" + lines)
+
+
 def s3_extra(endpoint_url: str, budget_s: float | None = None) -> str:
     budget = f"  outage_budget_s: {budget_s}\n" if budget_s is not None else ""
     return f"  endpoint_url: {endpoint_url}\n  region: us-east-1\n{budget}"

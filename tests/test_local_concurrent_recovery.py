@@ -24,6 +24,7 @@ from tests.helpers import (
     clips,
     exit_statuses,
     launch_and_wait,
+    set_recovery,
     sweep_dir,
     worker_log,
     write_local_config,
@@ -50,8 +51,7 @@ def test_two_relaunches_at_once_start_one_worker(
         write_s3_config(project, bucket.url, bucket.server.endpoint_url, batch_size=2)
     else:
         write_local_config(project, "./runs", batch_size=2)
-    config_path = project / "musicsweep.yaml"
-    config_path.write_text(config_path.read_text() + "recovery:\n  backoff_s: 0\n")
+    set_recovery(project, backoff_s=0)
     name, vg = "twice", clips(4, 1)
     jobs = jobs_from_variants(vg.variants(), name)
     monkeypatch.setenv(TEST_KILL_AT, "load")  # SIGKILLed before its model load: one model load per case, not two

@@ -43,6 +43,7 @@ from tests.helpers import (
     latest_log,
     launch_and_wait,
     s3_extra,
+    set_recovery,
     sweep_dir,
     wait_for_exit,
     wait_for_sweep,
@@ -111,8 +112,7 @@ def test_drill_s3_server_down_15_s_mid_sweep(project: Path, restartable_s3rver: 
     write_local_config(project, "s3://drill/musicsweep", batch_size=1, store_extra=s3_extra(server.endpoint_url))
     # s3rver, unlike S3, can leave an empty object when it stops mid-write: a claim written then
     # cannot be parsed and is taken over after a lease, here 30 s (longer than the outage).
-    with open(project / "musicsweep.yaml", "a") as config:
-        config.write("recovery:\n  lease_s: 30\n")
+    set_recovery(project, lease_s=30)
     vg, name = clips(4, 2), "outage"
     jobs = jobs_from_variants(vg.variants(), name)
     run_sweep(vg, name=name)

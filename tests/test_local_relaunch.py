@@ -24,7 +24,7 @@ from musicsweep.layout import SweepDir
 from musicsweep.states import JobState
 from musicsweep.sweep.launch import launch
 from musicsweep.sweep.plan import jobs_from_variants, make_plan
-from tests.helpers import COLLIDING, wait_for_sweep, worker_log
+from tests.helpers import COLLIDING, set_recovery, wait_for_sweep, worker_log
 
 pytestmark = pytest.mark.e2e
 
@@ -39,12 +39,6 @@ def generations(sweep_root: Path) -> int:
     `generated NAME`, not `uploaded NAME`: what is paid for is a generation, and a clip a killed
     worker left in the spool is uploaded by the next one without being generated again."""
     return sum(log.read_text().count("] generated ") for log in (sweep_root / "logs").glob("worker_*.log"))
-
-
-def set_recovery(project: Path, **values: object) -> None:
-    lines = "".join(f"  {key}: {value}\n" for key, value in values.items())
-    path = project / "musicsweep.yaml"
-    path.write_text(path.read_text() + "recovery:\n" + lines)
 
 
 # ---- unit level

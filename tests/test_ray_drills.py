@@ -22,7 +22,7 @@ from musicsweep.store.base import Store
 from musicsweep.worker.claims import read_seen, unreleased_claim
 from tests.fixtures.ray import RayTestCluster
 from tests.fixtures.servers import wait_until
-from tests.helpers import generated_names, uploaded_names, wait_for_sweep, write_ray_config
+from tests.helpers import generated_names, set_recovery, uploaded_names, wait_for_sweep, write_ray_config
 
 pytestmark = pytest.mark.e2e  # every test starts workers on the cluster
 
@@ -39,8 +39,7 @@ def test_a_lost_node_s_claims_are_freed_at_once_and_every_clip_is_generated_once
     GPUs are free (a restart that comes up before the driver's next look takes its own claim over
     itself); either resumes it from its last window. Every attempt keeps its log and its paid time."""
     write_ray_config(project, ray_cluster, num_gpus=2, max_retries=2)
-    with open(project / "musicsweep.yaml", "a") as config:
-        config.write("recovery:\n  lease_s: 3600\n")
+    set_recovery(project, lease_s=3600)
     clips = [
         {"prompt": f"{model} {seconds}", "duration_s": seconds, "model": model, "seed": seconds}
         for model in ("tiny", "tiny-stereo")
